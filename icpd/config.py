@@ -1,0 +1,178 @@
+"""Model presets: frozen dataclasses and a small registry.
+
+A preset says everything needed to *build* a network (no weights): backbone, CLIP tower,
+input sizes and the preprocessing statistics that travel with the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Per-channel statistics of the remote-sensing training imagery the authors normalise with.
+PAPER_MEAN = (0.432, 0.626, 0.270)
+PAPER_STD = (0.277, 0.255, 0.187)
+
+TINY_CLIP_CONFIG: dict[str, Any] = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 112, "layers": 2, "width": 64, "patch_size": 14, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything needed to build an ICPD-Net (not its weights)."""
+
+    name: str  # registry key, e.g. "paper"
+    backbone: str  # "resnet" (torchvision Bottleneck ResNet) or "vgg16"
+    image_size: int  # network input side in pixels (square)
+    clip_model: str | dict[str, Any] = field(hash=False)  # open_clip model name or config dict
+    clip_image_size: int  # CLIP tower input side; images are resized to it (bilinear, antialias)
+    clip_grid: int  # CLIP token grid side; equals the layer-3 grid
+    embed_dim: int  # CLIP embedding dim == class-embedding dim
+    num_classes: int = 15  # class embeddings per episode (target first)
+    resnet_layers: tuple[int, ...] = (3, 4, 6, 3)  # bottlenecks per ResNet stage
+    resnet_width: int = 64  # ResNet base width; 64 = torchvision ResNet-50
+    mean: tuple[float, float, float] = PAPER_MEAN  # normalisation mean (RGB, 0..1 scale)
+    std: tuple[float, float, float] = PAPER_STD  # normalisation std (RGB, 0..1 scale)
+    fusion_weight: float = 0.0  # RFFM blend of query prototypes into support features; 0 = released code
+    fusion_threshold: float = 0.7  # reliable-pixel threshold on the min-max normalised prior
+    description: str = ""  # one line for `icpd info`
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("resnet", "vgg16"):
+            raise ValueError(f"preset {self.name!r}: backbone must be 'resnet' or 'vgg16', got {self.backbone!r}")
+        if self.image_size % 32:
+            raise ValueError(f"preset {self.name!r}: image_size must be a multiple of 32, got {self.image_size}")
+        if self.image_size // 16 != self.clip_grid:
+            raise ValueError(
+                f"preset {self.name!r}: CLIP token grid {self.clip_grid} must equal the layer-3 grid "
+                f"{self.image_size // 16} (image_size / 16)"
+            )
+        cfg = self.clip_config()
+        patch = cfg["vision_cfg"]["patch_size"]
+        if self.clip_image_size != self.clip_grid * patch:
+            raise ValueError(
+                f"preset {self.name!r}: clip_image_size {self.clip_image_size} != grid {self.clip_grid} x patch {patch}"
+            )
+        if cfg["embed_dim"] != self.embed_dim:
+            raise ValueError(
+                f"preset {self.name!r}: embed_dim {self.embed_dim} != CLIP embedding dim {cfg['embed_dim']}"
+            )
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ValueError(f"preset {self.name!r}: fusion_weight must be in [0, 1], got {self.fusion_weight}")
+
+    # -- derived -------------------------------------------------------------------------------
+    def clip_config(self) -> dict[str, Any]:
+        """The open_clip model config (a copy), resolved from a name through open_clip's registry."""
+        if isinstance(self.clip_model, dict):
+            return copy.deepcopy(self.clip_model)
+        import open_clip  # local: keeps `import icpd` light
+
+        cfg = open_clip.get_model_config(self.clip_model)
+        if cfg is None:
+            raise ValueError(
+                f"preset {self.name!r}: open_clip has no model config {self.clip_model!r}; "
+                "pass a config dict or one of open_clip.list_models()"
+            )
+        return copy.deepcopy(cfg)
+
+    @property
+    def stack_sizes(self) -> tuple[int, int, int]:
+        """Backbone layers in the decoder stacks (L4, L3, L2)."""
+        if self.backbone == "vgg16":
+            return (1, 3, 3)
+        return (self.resnet_layers[3], self.resnet_layers[2], self.resnet_layers[1])
+
+    @property
+    def num_layers(self) -> int:
+        """Backbone feature maps the priors use (13 for ResNet-50)."""
+        return sum(self.stack_sizes)
+
+    @property
+    def layer_grids(self) -> tuple[int, ...]:
+        """Side of each backbone feature map, in pyramid order (L2 ... L4)."""
+        l4, l3, l2 = self.stack_sizes
+        s = self.image_size
+        return (s // 8,) * l2 + (s // 16,) * l3 + (s // 32,) * l4
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["clip_model"] = copy.deepcopy(self.clip_model)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preset:
+        d = dict(d)
+        for key in ("resnet_layers", "mean", "std"):
+            if key in d:
+                d[key] = tuple(d[key])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown preset fields {sorted(unknown)}; this icpd knows {sorted(known)}")
+        return cls(**d)
+
+
+_REGISTRY: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    """Add a preset to the registry (explicit call; nothing registers at run time by itself)."""
+    if preset.name in _REGISTRY:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    _REGISTRY[preset.name] = preset
+    return preset
+
+
+def list_presets() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_preset(name: str | Preset) -> Preset:
+    if isinstance(name, Preset):
+        return name
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {list_presets()}") from None
+
+
+register_preset(Preset(
+    name="paper",
+    backbone="resnet",
+    image_size=256,
+    clip_model="ViT-L-14",
+    clip_image_size=224,
+    clip_grid=16,
+    embed_dim=768,
+    description="ICPD-Net as published: ResNet-50 + CLIP ViT-L/14 (RemoteCLIP), 256 px",
+))
+register_preset(Preset(
+    name="paper-vgg16",
+    backbone="vgg16",
+    image_size=256,
+    clip_model="ViT-L-14",
+    clip_image_size=224,
+    clip_grid=16,
+    embed_dim=768,
+    description="the authors' VGG-16 variant + CLIP ViT-L/14, 256 px",
+))
+register_preset(Preset(
+    name="tiny",
+    backbone="resnet",
+    image_size=128,
+    clip_model=TINY_CLIP_CONFIG,
+    clip_image_size=112,
+    clip_grid=8,
+    embed_dim=32,
+    resnet_width=8,
+    description="same topology, small widths and 128 px: tests, CI and demos (fast on a CPU)",
+))
