@@ -1,0 +1,243 @@
+"""Build ICPD-Net and load weights: the authors' .pt state dicts, our safetensors format, and
+encoder parts (CLIP, torchvision ImageNet) from local files. Nothing here downloads.
+
+Every load is ``weights_only=True`` or safetensors; loads are strict and a mismatch names the
+missing / unexpected / misshapen keys and the likely cause.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import icpd
+from icpd.config import Preset, get_preset
+from icpd.model.icpd_net import ICPDNet
+
+CHECKPOINT_FORMAT = "icpd-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+# Keys the released checkpoints carry that ICPD-Net never uses (classifier heads).
+UNUSED_PREFIXES = ("backbone.fc.", "backbone.classifier.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded into the requested preset."""
+
+
+def build_model(preset: Preset | str = "paper", device: torch.device | str | None = None) -> ICPDNet:
+    """A randomly initialised network (no files, no network access), in eval mode."""
+    with torch.device(device or "cpu"):
+        return ICPDNet(preset)
+
+
+def seeded_model(preset: Preset | str, seed: int = 0) -> ICPDNet:
+    """A network with deterministic random weights (for tests, demos and latency-only benchmarks)."""
+    torch.manual_seed(seed)
+    return build_model(preset)
+
+
+def fingerprint(state_dict: dict[str, torch.Tensor], preset: Preset) -> str:
+    """sha256 over the preset (JSON) and every tensor's name, dtype, shape and bytes, in key order."""
+    h = hashlib.sha256(preset.to_json().encode())
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def model_fingerprint(model: ICPDNet) -> str:
+    return fingerprint(model.state_dict(), model.preset)
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A flat state dict and the safetensors metadata (empty for .pt files)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: file not found; pass the path of a .pt or .safetensors file")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if path.suffix == ".safetensors" or (len(head) == 8 and not head.startswith(b"PK")):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+            return load_file(str(path)), meta
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e}); re-export it") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(
+            f"checkpoint {path}: cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {e}). "
+            "icpd never unpickles arbitrary objects; save a plain state dict (torch.save(model.state_dict()))"
+        ) from e
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path}: expected a state dict of tensors, got {type(obj).__name__}")
+    if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel / DDP
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj, {}
+
+
+def _likely_cause(missing: list[str], unexpected: list[str], misshapen: list[str], preset: Preset) -> str:
+    keys = missing + unexpected + misshapen
+    if any(k.startswith("backbone.features.") for k in unexpected) and preset.backbone != "vgg16":
+        return "the checkpoint has a VGG-16 backbone: use --preset paper-vgg16"
+    if any(k.startswith("backbone.layer") for k in unexpected) and preset.backbone == "vgg16":
+        return "the checkpoint has a ResNet backbone: use --preset paper"
+    if any(k.startswith("cross_modal_visual_backbone.") for k in misshapen + unexpected):
+        return f"the CLIP vision tower differs from preset {preset.name!r} ({preset.clip_model if isinstance(preset.clip_model, str) else 'custom config'}): choose the preset of that CLIP model"
+    if any(k.startswith("backbone.") for k in misshapen):
+        return f"the backbone widths differ from preset {preset.name!r}: choose the matching preset"
+    if keys and all(k.startswith(("visual.", "transformer.", "token_embedding")) for k in unexpected):
+        return "this is a CLIP checkpoint, not an ICPD-Net one: pass it as --clip-weights"
+    return f"the file was not saved from ICPD-Net with preset {preset.name!r}"
+
+
+def load_state_dict_strict(model: ICPDNet, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load; drops the unused classifier keys; a mismatch raises CheckpointError listing keys."""
+    state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshapen = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or misshapen:
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:6]) + (f" ... (+{len(keys) - 6})" if len(keys) > 6 else "")
+
+        detail = "; ".join(
+            f"{name} ({len(keys)}): {show(keys)}"
+            for name, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("misshapen", [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in misshapen]),
+            )
+            if keys
+        )
+        raise CheckpointError(
+            f"checkpoint {source} does not match preset {model.preset.name!r}: {detail}. "
+            f"Likely cause: {_likely_cause(missing, unexpected, misshapen, model.preset)}"
+        )
+    state = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], preset: Preset | str | None = None, shot: int | None = None
+) -> ICPDNet:
+    """Load an ICPD-Net checkpoint: the authors' layout (``.pt`` state dict) or icpd's safetensors.
+
+    ``preset`` defaults to the one recorded in an icpd checkpoint, else "paper". ``shot`` is
+    recorded only (the network itself does not depend on it; the authors train one per shot).
+    """
+    path = Path(path)
+    state, meta = _read_state_dict(path)
+    if meta.get("format") == CHECKPOINT_FORMAT:
+        version = int(meta.get("format_version", "0"))
+        if version > CHECKPOINT_FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint {path}: format version {version} is newer than this icpd supports "
+                f"({CHECKPOINT_FORMAT_VERSION}); upgrade icpd"
+            )
+        stored = Preset.from_dict(json.loads(meta["preset"]))
+        if preset is not None and get_preset(preset).to_dict() != stored.to_dict():
+            raise CheckpointError(
+                f"checkpoint {path} was saved for preset {stored.name!r}, not {get_preset(preset).name!r}; "
+                "drop --preset or pass the matching one"
+            )
+        preset = stored
+    p = get_preset(preset or "paper")
+    with torch.device("meta"):
+        model = ICPDNet(p)
+    load_state_dict_strict(model, state, str(path))
+    model.eval()
+    model.checkpoint_info = {"path": str(path), "shot": shot if shot is not None else meta.get("shot")}
+    if meta.get("fingerprint") and meta["fingerprint"] != model_fingerprint(model):
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not match the fingerprint in its header (file altered or corrupt); "
+            "convert the original checkpoint again"
+        )
+    return model
+
+
+def save_checkpoint(model: ICPDNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Write our safetensors format (header metadata + a ``.json`` sidecar); returns the metadata.
+
+    Written to a temporary name and renamed, so a crash leaves no half-written file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": str(CHECKPOINT_FORMAT_VERSION),
+        "preset": model.preset.to_json(),
+        "fingerprint": fingerprint(state, model.preset),
+        "icpd_version": icpd.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    sidecar = path.with_suffix(".json")
+    tmp_json = sidecar.with_name(sidecar.name + ".tmp")
+    tmp_json.write_text(json.dumps({**meta, "preset": json.loads(meta["preset"])}, indent=2))
+    os.replace(tmp_json, sidecar)
+    return meta
+
+
+def convert_checkpoint(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], preset: Preset | str = "paper", shot: int | None = None
+) -> dict[str, str]:
+    """Authors' .pt -> icpd safetensors (+ JSON sidecar with the fingerprint)."""
+    model = load_checkpoint(src, preset=preset, shot=shot)
+    extra = {"source": Path(src).name}
+    if shot is not None:
+        extra["shot"] = str(shot)
+    return save_checkpoint(model, dst, extra)
+
+
+# -- encoder parts from local files ---------------------------------------------------------------
+def _load_part(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{what} weights {source}: missing {result.missing_keys[:6]}, unexpected {result.unexpected_keys[:6]}; "
+            f"is it the {what} matching this preset?"
+        )
+
+
+def load_clip_weights(model: ICPDNet, path: str | os.PathLike[str]) -> None:
+    """Full open_clip / RemoteCLIP checkpoint (``visual.*`` keys) into the vision tower."""
+    state, _ = _read_state_dict(Path(path))
+    visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
+    if not visual:
+        raise CheckpointError(f"CLIP weights {path}: no 'visual.*' keys; pass a full open_clip CLIP state dict")
+    _load_part(model.cross_modal_visual_backbone, visual, str(path), "CLIP vision tower")
+
+
+def load_backbone_weights(model: ICPDNet, path: str | os.PathLike[str]) -> None:
+    """torchvision ImageNet ResNet-50 / VGG-16 state dict into the backbone (classifier dropped)."""
+    state, _ = _read_state_dict(Path(path))
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    if model.preset.backbone == "vgg16":
+        state = {k: v for k, v in state.items() if int(k.split(".")[1]) <= 30} if all(
+            k.startswith("features.") for k in state
+        ) else state
+    _load_part(model.backbone, state, str(path), "backbone")

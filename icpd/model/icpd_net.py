@@ -1,0 +1,230 @@
+"""ICPD-Net assembly: encoder (once per image) and matcher (once per class). No math of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from icpd.config import Preset, get_preset
+from icpd.model import checks
+from icpd.model.backbone import ResNetPyramid, VGGPyramid
+from icpd.model.clip_branch import build_clip_visual, clip_tokens
+from icpd.model.decoder import Decoder
+from icpd.model.fusion import fuse_support
+from icpd.model.prior_learner import PriorLearner
+from icpd.model.priors import pair_priors, resize_masks, text_similarity
+
+
+@dataclass
+class Features:
+    """What the encoder computes for a batch of images; nothing class- or support-specific.
+
+    layers: backbone maps, pyramid order, each (N, C_l, h_l, w_l); clip: (N, g, g, D) tokens.
+    """
+
+    layers: list[torch.Tensor]
+    clip: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.clip.shape[0]
+
+    def as_list(self) -> list[torch.Tensor]:
+        return [*self.layers, self.clip]
+
+    @classmethod
+    def from_list(cls, tensors: list[torch.Tensor]) -> Features:
+        return cls(layers=list(tensors[:-1]), clip=tensors[-1])
+
+
+@dataclass
+class PreparedSupport:
+    """Support-only tensors the matcher needs, computed once per support set.
+
+    Level l < L is backbone layer l, the last level is the CLIP token grid:
+    features[l] (B, K, C_l, N_l), norms[l] (B, K, N_l) pixel L2 norms, masks[l] (B, K, N_l)
+    soft masks at that level (bilinear, align_corners=True), clip_tokens (B, K, g, g, D).
+    """
+
+    features: list[torch.Tensor]
+    norms: list[torch.Tensor]
+    masks: list[torch.Tensor]
+    clip_tokens: torch.Tensor
+
+    @property
+    def shots(self) -> int:
+        return self.clip_tokens.shape[1]
+
+
+class ICPDNet(nn.Module):
+    """ICPD-Net. Attribute names follow the released checkpoints (``backbone``,
+    ``cross_modal_visual_backbone``, ``priorlearner``, ``hpn_learner``)."""
+
+    def __init__(self, preset: Preset | str = "paper") -> None:
+        super().__init__()
+        self.preset = get_preset(preset)
+        p = self.preset
+        self.backbone = VGGPyramid() if p.backbone == "vgg16" else ResNetPyramid(p.resnet_layers, p.resnet_width)
+        self.cross_modal_visual_backbone = build_clip_visual(p.clip_config())
+        self.priorlearner = PriorLearner(p.num_classes)
+        n4, n3, n2 = p.stack_sizes
+        self.hpn_learner = Decoder((2 * n4, 2 * n3 + 3, 2 * n2))
+        for encoder in (self.backbone, self.cross_modal_visual_backbone):
+            encoder.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ICPDNet:
+        """Frozen encoders stay in eval mode (BatchNorm statistics, dropout) while training."""
+        super().train(mode)
+        self.backbone.eval()
+        self.cross_modal_visual_backbone.eval()
+        return self
+
+    # -- encoder --------------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> Features:
+        """(N, 3, S, S) normalised images -> Features (13 backbone maps + CLIP token grid)."""
+        checks.check_images("images", images, self.preset)
+        with torch.no_grad():
+            layers = self.backbone(images)
+            tokens = clip_tokens(self.cross_modal_visual_backbone, images, self.preset.clip_image_size)
+        return Features(layers=layers, clip=tokens)
+
+    # -- matcher --------------------------------------------------------------------------------
+    def prepare_support(self, support: Features, support_masks: torch.Tensor) -> PreparedSupport:
+        """Support features of B*K images (shot-major within each item) and (B, K, H, W) masks."""
+        b, k = support_masks.shape[:2]
+        checks.check_masks("support_masks", support_masks, b, k, (self.preset.image_size,) * 2)
+        if support.batch != b * k:
+            raise ValueError(
+                f"support features: batch {support.batch} != B*K = {b}*{k} from support_masks {tuple(support_masks.shape)}"
+            )
+        maps = [*support.layers, support.clip.permute(0, 3, 1, 2)]  # N g g D -> N D g g
+        features, norms, masks = [], [], []
+        resized: dict[tuple[int, int], torch.Tensor] = {}
+        for x in maps:
+            size = tuple(x.shape[-2:])
+            if size not in resized:
+                resized[size] = resize_masks(support_masks, size)
+            f = x.reshape(b, k, x.shape[1], -1)
+            features.append(f)
+            norms.append(f.norm(dim=2))
+            masks.append(resized[size])
+        clip = support.clip.reshape(b, k, *support.clip.shape[1:])
+        return PreparedSupport(features=features, norms=norms, masks=masks, clip_tokens=clip)
+
+    def match_prepared(
+        self,
+        query: Features,
+        support: PreparedSupport,
+        class_embeddings: torch.Tensor,
+        *,
+        return_intermediates: bool = False,
+        support_masks: torch.Tensor | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Query features x prepared support x (B, 15, D) class embeddings -> (B, 2, S, S) logits.
+
+        ``support_masks`` (B, K, S, S) is needed only for RFFM fusion and the prior loss.
+        """
+        p = self.preset
+        b = query.batch
+        checks.check_class_embeddings("class_embeddings", class_embeddings, b, p)
+        query_prior = self.priorlearner(text_similarity(query.clip, class_embeddings))  # (B, g, g)
+        q_maps = [*query.layers, query.clip.permute(0, 3, 1, 2)]
+        s_feats, s_norms = support.features, support.norms
+        if p.fusion_weight > 0:
+            if support_masks is None:
+                raise ValueError("support_masks are required when the preset's fusion_weight > 0")
+            s_feats, s_norms = self._fuse(q_maps, support, query_prior, support_masks)
+
+        channels = []  # per level: (B, K, 2, h, w) = [cos, rank]
+        for q, s, n, m in zip(q_maps, s_feats, s_norms, support.masks):
+            h, w = q.shape[-2:]
+            cos, rank = pair_priors(q.flatten(2), s, m, n)
+            channels.append(torch.stack([cos, rank], dim=2).view(b, -1, 2, h, w))
+        n4, n3, n2 = p.stack_sizes
+        backbone_levels, clip_level = channels[:-1], channels[-1]
+        l2 = torch.cat(backbone_levels[:n2], dim=2)
+        l3 = torch.cat([*backbone_levels[n2 : n2 + n3], clip_level], dim=2)
+        l4 = torch.cat(backbone_levels[n2 + n3 :], dim=2)
+        pyramid = [l4.mean(1), torch.cat([l3.mean(1), query_prior.unsqueeze(1)], dim=1), l2.mean(1)]
+        size = (p.image_size, p.image_size)
+        logits = self.hpn_learner(pyramid, size)
+        if not return_intermediates:
+            return logits
+        out: dict[str, torch.Tensor | list[torch.Tensor]] = {
+            "logits": logits,
+            "query_prior": query_prior,
+            "pyramid": pyramid,
+        }
+        k = support.shots
+        emb = class_embeddings.repeat_interleave(k, dim=0)
+        sim = text_similarity(support.clip_tokens.flatten(0, 1), emb)
+        support_priors = self.priorlearner(sim).view(b, k, *query_prior.shape[-2:])
+        out["support_priors"] = support_priors
+        if support_masks is not None:
+            out["prior_loss"] = prior_loss(support_priors, support_masks)
+        return out
+
+    def _fuse(
+        self, q_maps: list[torch.Tensor], support: PreparedSupport, prior: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        p = self.preset
+        feats, norms = [], []
+        last = len(q_maps) - 1
+        for level, (q, s) in enumerate(zip(q_maps, support.features)):
+            h, w = q.shape[-2:]
+            fused = fuse_support(
+                q, s.view(*s.shape[:3], h, w), prior, masks, p.fusion_weight, p.fusion_threshold, normalise=level != last
+            ).flatten(3)
+            feats.append(fused)
+            norms.append(fused.norm(dim=2))
+        return feats, norms
+
+    def match(
+        self,
+        query: Features,
+        support: Features,
+        support_masks: torch.Tensor,
+        class_embeddings: torch.Tensor,
+        *,
+        return_intermediates: bool = False,
+    ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Query features (B), support features (B*K, shot-major per item), masks (B, K, S, S)."""
+        prepared = self.prepare_support(support, support_masks)
+        return self.match_prepared(
+            query, prepared, class_embeddings, return_intermediates=return_intermediates, support_masks=support_masks
+        )
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        support_images: torch.Tensor,
+        support_masks: torch.Tensor,
+        class_embeddings: torch.Tensor,
+        *,
+        return_intermediates: bool = False,
+    ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
+        """query (B, 3, S, S), support_images (B, K, 3, S, S), support_masks (B, K, S, S) in {0, 1},
+        class_embeddings (B, 15, D) with the target class first -> logits (B, 2, S, S), or a
+        dict with logits, query_prior (B, g, g), support_priors (B, K, g, g), pyramid [L4, L3, L2]
+        and prior_loss."""
+        checks.check_images("query", query, self.preset)
+        checks.check_images("support_images", support_images, self.preset, batch_dims=2)
+        b, k = support_images.shape[:2]
+        if b != query.shape[0]:
+            raise ValueError(f"support_images: batch {b} != query batch {query.shape[0]}; expected one support set per query")
+        checks.check_masks("support_masks", support_masks, b, k, tuple(query.shape[-2:]))
+        q = self.encode(query)
+        s = self.encode(support_images.flatten(0, 1))
+        return self.match(q, s, support_masks, class_embeddings, return_intermediates=return_intermediates)
+
+
+def prior_loss(support_priors: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits between support priors (B, K, g, g) (already sigmoid outputs, as in the
+    released code) upsampled bilinear to the mask size and the masks (B, K, H, W); mean over
+    pixels, averaged over shots."""
+    up = F.interpolate(support_priors, support_masks.shape[-2:], mode="bilinear", align_corners=False)
+    return F.binary_cross_entropy_with_logits(up, support_masks.float())

@@ -1,0 +1,113 @@
+"""Query-support priors: cosine prior and rank (NDCG) prior, batched over items and shots.
+
+Both priors of a layer share one Gram matrix G = q^T s (the expensive GEMM):
+- cosine: cos_ij = max(0, G_ij m_j / ((|q_i| + eps) (m_j |s_j| + eps))), summed over j and
+  divided by (sum_j m_j + eps): the reference's cosine on mask-weighted support features;
+- rank: d_ij = |s_j|^2 - 2 G_ij orders support pixels by squared Euclidean distance (the
+  row constant |q_i|^2 is dropped: it does not change the order). NDCG of the binary
+  relevance r_j = [m_j > 0] over the first k = sum_j r_j positions.
+
+Tie rule (all backends): equal distances are ordered by ascending support index (a stable sort).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5  # the reference's epsilon in norms and mask areas
+
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, K, H, W) {0,1} masks -> (B, K, h*w) soft masks, bilinear with align_corners=True."""
+    b, k = masks.shape[:2]
+    m = F.interpolate(masks.flatten(0, 1).unsqueeze(1).float(), size, mode="bilinear", align_corners=True)
+    return m.reshape(b, k, -1)
+
+
+def dcg_weights(n: int, device: torch.device | None = None) -> torch.Tensor:
+    """(n,) discount 1 / log2(p + 1) for positions p = 1..n (float32)."""
+    p = torch.arange(2, n + 2, device=device, dtype=torch.float32)
+    return 1.0 / torch.log2(p)
+
+
+def _stable_smallest(d: torch.Tensor, kmax: int) -> torch.Tensor:
+    """Indices (..., kmax) of the kmax smallest entries of ``d`` along the last axis, in
+    ascending order, ties by ascending index.
+
+    ``topk`` is much cheaper than a full sort when kmax << N but leaves the order among equal
+    values unspecified; exact ties are rare for real features, so they are detected and only
+    then resolved with a stable full sort.
+    """
+    n = d.shape[-1]
+    if kmax >= n:
+        return torch.sort(d, dim=-1, stable=True).indices
+    vals, idx = torch.topk(d, kmax, dim=-1, largest=False, sorted=True)
+    inner_tie = bool((vals[..., 1:] == vals[..., :-1]).any())
+    last = vals[..., -1:]
+    boundary_tie = bool(((d == last).sum(-1) != (vals == last).sum(-1)).any())
+    if inner_tie or boundary_tie:
+        return torch.sort(d, dim=-1, stable=True).indices[..., :kmax]
+    return idx
+
+
+def ndcg_prior(dist: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
+    """Rank prior from distances.
+
+    dist: (N, Nq, Ns) ordering distances; relevant: (N, Ns) bool.
+    Returns (N, Nq) float32: NDCG@k of the relevance in ascending-distance order, k = number of
+    relevant support pixels of the item; 0 where k = 0.
+    """
+    k = relevant.sum(-1)  # (N,)
+    kmax = int(k.max()) if k.numel() else 0
+    n, nq = dist.shape[:2]
+    if kmax == 0:
+        return dist.new_zeros((n, nq), dtype=torch.float32)
+    order = _stable_smallest(dist, kmax)  # (N, Nq, kmax)
+    rel = relevant.to(torch.float32).unsqueeze(1).expand(n, nq, -1)
+    rel_sorted = rel.gather(-1, order)  # (N, Nq, kmax)
+    w = dcg_weights(kmax, dist.device)
+    within_k = torch.arange(kmax, device=dist.device) < k.unsqueeze(-1)  # (N, kmax)
+    dcg = (rel_sorted * (w * within_k).unsqueeze(1)).sum(-1)  # (N, Nq)
+    idcg = torch.cumsum(w, 0)[(k - 1).clamp(min=0)]  # (N,)
+    return torch.where(k.unsqueeze(-1) > 0, dcg / idcg.unsqueeze(-1), torch.zeros_like(dcg))
+
+
+def pair_priors(
+    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine and rank priors of one layer for every (item, shot).
+
+    query: (B, C, Nq) query features; support: (B, K, C, Ns) support features;
+    mask: (B, K, Ns) soft support mask at the layer's size (values in [0, 1]);
+    s_norm: (B, K, Ns) support pixel L2 norms (support-only: pass them precomputed).
+    Returns cos, rank: each (B, K, Nq) float32.
+    """
+    b, k, c, ns = support.shape
+    nq = query.shape[-1]
+    qt = query.transpose(1, 2).unsqueeze(1)  # B C Nq -> B 1 Nq C
+    gram = torch.matmul(qt, support)  # (B, K, Nq, Ns)
+    q_norm = query.norm(dim=1).unsqueeze(1).unsqueeze(-1)  # (B, 1, Nq, 1)
+    if s_norm is None:
+        s_norm = support.norm(dim=2)  # (B, K, Ns)
+    ms = (mask * s_norm + EPS).unsqueeze(2)  # (B, K, 1, Ns)
+    cos = (gram * mask.unsqueeze(2) / ((q_norm + EPS) * ms)).clamp(min=0).sum(-1)
+    cos = cos / (mask.sum(-1, keepdim=True) + EPS)
+    dist = (s_norm * s_norm).unsqueeze(2) - 2.0 * gram  # (B, K, Nq, Ns)
+    rank = ndcg_prior(dist.reshape(b * k, nq, ns), (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
+    return cos, rank
+
+
+def text_similarity(tokens: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+    """CLIP token / class-text cosine similarity, as the released code computes it.
+
+    tokens: (B, g, g, D); class_embeddings: (B, N, D). Before the cosine over D, tokens are
+    L2-normalised along the *height* axis and embeddings along the *class* axis (the released
+    code normalises dim=1 of each; kept for checkpoint fidelity).
+    Returns (B, N, g, g).
+    """
+    t = F.normalize(tokens, p=2, dim=1)
+    e = F.normalize(class_embeddings, p=2, dim=1)
+    t = t / t.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    e = e / e.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    return torch.einsum("bhwd,bnd->bnhw", t, e)
