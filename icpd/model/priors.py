@@ -36,18 +36,21 @@ def _stable_smallest(d: torch.Tensor, kmax: int) -> torch.Tensor:
     ascending order, ties by ascending index.
 
     ``topk`` is much cheaper than a full sort when kmax << N but leaves the order among equal
-    values unspecified; exact ties are rare for real features, so they are detected and only
-    then resolved with a stable full sort.
+    values unspecified. Taking one extra element exposes every tie that could matter (inside
+    the selection or straddling its end); exact ties are rare for real features, and only then
+    is a stable full sort paid for.
     """
     n = d.shape[-1]
     if kmax >= n:
         return torch.sort(d, dim=-1, stable=True).indices
-    vals, idx = torch.topk(d, kmax, dim=-1, largest=False, sorted=True)
-    inner_tie = bool((vals[..., 1:] == vals[..., :-1]).any())
-    last = vals[..., -1:]
-    boundary_tie = bool(((d == last).sum(-1) != (vals == last).sum(-1)).any())
-    if inner_tie or boundary_tie:
-        return torch.sort(d, dim=-1, stable=True).indices[..., :kmax]
+    vals, idx = torch.topk(d, kmax + 1, dim=-1, largest=False, sorted=True)
+    idx = idx[..., :kmax]
+    tied = (vals[..., 1:] == vals[..., :-1]).any(-1).flatten()  # rows whose order needs the tie rule
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        idx = idx.reshape(-1, kmax).clone()
+        idx[rows] = torch.sort(d.reshape(-1, n)[rows], dim=-1, stable=True).indices[:, :kmax]
+        idx = idx.view(*d.shape[:-1], kmax)
     return idx
 
 
@@ -87,14 +90,16 @@ def pair_priors(
     nq = query.shape[-1]
     qt = query.transpose(1, 2).unsqueeze(1)  # B C Nq -> B 1 Nq C
     gram = torch.matmul(qt, support)  # (B, K, Nq, Ns)
-    q_norm = query.norm(dim=1).unsqueeze(1).unsqueeze(-1)  # (B, 1, Nq, 1)
     if s_norm is None:
         s_norm = support.norm(dim=2)  # (B, K, Ns)
-    ms = (mask * s_norm + EPS).unsqueeze(2)  # (B, K, 1, Ns)
-    cos = (gram * mask.unsqueeze(2) / ((q_norm + EPS) * ms)).clamp(min=0).sum(-1)
-    cos = cos / (mask.sum(-1, keepdim=True) + EPS)
-    dist = (s_norm * s_norm).unsqueeze(2) - 2.0 * gram  # (B, K, Nq, Ns)
+    dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0)  # (B, K, Nq, Ns)
     rank = ndcg_prior(dist.reshape(b * k, nq, ns), (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
+    # cos_ij = max(0, G_ij) * a_i * w_j with a_i = 1 / (|q_i| + eps) > 0, w_j = m_j / (m_j |s_j| + eps) >= 0,
+    # so the sum over j is one matrix-vector product.
+    w = (mask / (mask * s_norm + EPS)).unsqueeze(-1)  # (B, K, Ns, 1)
+    cos = torch.matmul(gram.clamp_(min=0), w).squeeze(-1)  # (B, K, Nq)
+    q_norm = query.norm(dim=1).unsqueeze(1)  # (B, 1, Nq)
+    cos = cos / (q_norm + EPS) / (mask.sum(-1, keepdim=True) + EPS)
     return cos, rank
 
 
