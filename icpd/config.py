@@ -53,7 +53,13 @@ class Preset:
                 f"preset {self.name!r}: CLIP token grid {self.clip_grid} must equal the layer-3 grid "
                 f"{self.image_size // 16} (image_size / 16)"
             )
-        cfg = self.clip_config()
+        if isinstance(self.clip_model, dict):
+            self.check_clip(self.clip_model)  # named models are checked when built (keeps imports light)
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ValueError(f"preset {self.name!r}: fusion_weight must be in [0, 1], got {self.fusion_weight}")
+
+    def check_clip(self, cfg: dict[str, Any]) -> None:
+        """The invariants tying the CLIP config to this preset (grid, input size, embedding dim)."""
         patch = cfg["vision_cfg"]["patch_size"]
         if self.clip_image_size != self.clip_grid * patch:
             raise ValueError(
@@ -63,8 +69,6 @@ class Preset:
             raise ValueError(
                 f"preset {self.name!r}: embed_dim {self.embed_dim} != CLIP embedding dim {cfg['embed_dim']}"
             )
-        if not 0.0 <= self.fusion_weight <= 1.0:
-            raise ValueError(f"preset {self.name!r}: fusion_weight must be in [0, 1], got {self.fusion_weight}")
 
     # -- derived -------------------------------------------------------------------------------
     def clip_config(self) -> dict[str, Any]:

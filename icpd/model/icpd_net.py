@@ -68,7 +68,9 @@ class ICPDNet(nn.Module):
         self.preset = get_preset(preset)
         p = self.preset
         self.backbone = VGGPyramid() if p.backbone == "vgg16" else ResNetPyramid(p.resnet_layers, p.resnet_width)
-        self.cross_modal_visual_backbone = build_clip_visual(p.clip_config())
+        clip_cfg = p.clip_config()
+        p.check_clip(clip_cfg)
+        self.cross_modal_visual_backbone = build_clip_visual(clip_cfg)
         self.priorlearner = PriorLearner(p.num_classes)
         n4, n3, n2 = p.stack_sizes
         self.hpn_learner = Decoder((2 * n4, 2 * n3 + 3, 2 * n2))

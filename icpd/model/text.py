@@ -1,0 +1,130 @@
+"""Class text embeddings: compute them with the CLIP text tower, read and write them.
+
+File format (the authors' released files use it too): safetensors with one tensor
+``embeddings`` (N, D) and metadata ``classes`` ("|"-separated names in row order), ``prompt``,
+``normalized`` ("True"/"False") and ``model``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from icpd.config import Preset, get_preset
+
+
+@dataclass(frozen=True)
+class ClassEmbeddings:
+    """embeddings (N, D) float32, one row per class name in ``classes``."""
+
+    embeddings: torch.Tensor
+    classes: tuple[str, ...]
+    normalized: bool = False
+    model: str = ""
+
+    def index(self, target: str | int) -> int:
+        """Row of a class given by name (case-insensitive) or 0-based index."""
+        if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+            i = int(target)
+            if not 0 <= i < len(self.classes):
+                raise ValueError(f"target class index {i} out of range 0..{len(self.classes) - 1}")
+            return i
+        names = [c.lower() for c in self.classes]
+        if target.lower() not in names:
+            raise ValueError(f"target class {target!r} is not in the class embeddings; known: {', '.join(self.classes)}")
+        return names.index(target.lower())
+
+    def for_target(self, target: str | int) -> torch.Tensor:
+        """(N, D) with the target class first and the others in file order (what the network expects)."""
+        i = self.index(target)
+        order = [i] + [j for j in range(len(self.classes)) if j != i]
+        return self.embeddings[order]
+
+
+def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | None = None) -> ClassEmbeddings:
+    """Read a class-embedding safetensors file; with ``preset``, check count and dimension."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"class embeddings {path}: file not found; make one with `icpd embed-text`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            if "embeddings" not in f.keys():
+                raise ValueError(f"class embeddings {path}: no 'embeddings' tensor (found {list(f.keys())})")
+            emb = f.get_tensor("embeddings").float()
+    except SafetensorError as e:
+        raise ValueError(f"class embeddings {path}: not a safetensors file ({e})") from e
+    classes = tuple(meta["classes"].split("|")) if meta.get("classes") else tuple(str(i) for i in range(emb.shape[0]))
+    if emb.ndim != 2 or emb.shape[0] != len(classes):
+        raise ValueError(f"class embeddings {path}: shape {tuple(emb.shape)} does not match {len(classes)} class names")
+    if preset is not None:
+        p = get_preset(preset)
+        if tuple(emb.shape) != (p.num_classes, p.embed_dim):
+            raise ValueError(
+                f"class embeddings {path}: shape {tuple(emb.shape)}; preset {p.name!r} needs "
+                f"({p.num_classes}, {p.embed_dim}): {p.num_classes} classes from the CLIP model of that preset"
+            )
+    if not bool(torch.isfinite(emb).all()):
+        raise ValueError(f"class embeddings {path}: contains NaN/inf")
+    return ClassEmbeddings(emb, classes, meta.get("normalized", "False") == "True", meta.get("model", ""))
+
+
+def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, prompt: str = "bare class name") -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    bad = [c for c in emb.classes if "|" in c]
+    if bad:
+        raise ValueError(f"class names may not contain '|': {bad}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    meta = {"classes": "|".join(emb.classes), "prompt": prompt, "normalized": str(emb.normalized), "model": emb.model}
+    try:
+        save_file({"embeddings": emb.embeddings.contiguous().float()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def embed_text(
+    clip_weights: str | os.PathLike[str],
+    classes: list[str],
+    preset: Preset | str = "paper",
+    normalize: bool = False,
+) -> ClassEmbeddings:
+    """Class names (bare, as the authors did) -> CLIP text embeddings (N, D).
+
+    ``clip_weights``: a full open_clip CLIP state dict (.pt via weights_only, or .safetensors),
+    e.g. RemoteCLIP-ViT-L-14.pt. ``normalize`` L2-normalises each row (the authors' iSAID file
+    is normalised, their DLRSD file is not).
+    """
+    import open_clip
+
+    from icpd.model.checkpoint import CheckpointError, _read_state_dict
+
+    p = get_preset(preset)
+    cfg = p.clip_config()
+    classes = [c.strip() for c in classes if c.strip()]
+    if not classes:
+        raise ValueError("--classes: no class names given; pass e.g. 'ship,storage tank'")
+    model = open_clip.CLIP(**cfg)
+    state, _ = _read_state_dict(Path(clip_weights))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise CheckpointError(
+            f"CLIP weights {clip_weights}: missing {result.missing_keys[:6]} for the CLIP model of preset {p.name!r}"
+        )
+    model.eval()
+    name = p.clip_model if isinstance(p.clip_model, str) else None
+    tokenizer = open_clip.get_tokenizer(name) if name else open_clip.tokenize
+    with torch.no_grad():
+        emb = model.encode_text(tokenizer(classes)).float()
+    if normalize:
+        emb = emb / emb.norm(dim=-1, keepdim=True)
+    return ClassEmbeddings(emb, tuple(classes), normalize, f"{Path(clip_weights).name} ({name or 'custom config'})")

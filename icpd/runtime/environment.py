@@ -1,0 +1,45 @@
+"""What `icpd info` reports: versions, backends and devices, without importing heavy modules."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+
+import icpd
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def describe() -> dict[str, str]:
+    """Library versions, available backends and devices."""
+    import torch
+
+    info: dict[str, str] = {
+        "icpd": icpd.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
+    for dist in ("torchvision", "open_clip_torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt"):
+        info[dist] = _version(dist) or "not installed"
+    backends = ["torch"]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        backends.append(f"ort ({', '.join(ort.get_available_providers())})")
+    if importlib.util.find_spec("tensorrt") is not None:
+        backends.append("trt")
+    info["backends"] = "; ".join(backends)
+    if torch.cuda.is_available():
+        info["devices"] = ", ".join(
+            f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())
+        )
+    else:
+        info["devices"] = f"cpu ({torch.get_num_threads()} threads); no CUDA device"
+    return info
