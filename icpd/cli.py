@@ -32,7 +32,8 @@ PRESET_HELP = "Model preset (see `icpd info`)."
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
+    console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

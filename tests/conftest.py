@@ -55,3 +55,14 @@ def tiny_inputs(batch: int = 1, shots: int = 1, seed: int = 0):
             m[b, k, y : y + h, x : x + w] = 1
     e = torch.randn(batch, 15, 32, generator=g)
     return q, s, m, e
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests without a CUDA device and `trt` tests without TensorRT, saying why."""
+    has_cuda = torch.cuda.is_available()
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU: torch.cuda.is_available() is False here"))
+        if "trt" in item.keywords and not has_trt:
+            item.add_marker(pytest.mark.skip(reason="needs the TensorRT Python libraries (not installable on this machine)"))

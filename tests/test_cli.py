@@ -1,0 +1,129 @@
+"""The CLI in-process (CliRunner) and once as a real subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from icpd.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_model):
+    """A tiny checkpoint in the authors' layout, CLIP weights, class embeddings and images."""
+    import open_clip
+
+    from icpd.config import TINY_CLIP_CONFIG
+
+    d = tmp_path_factory.mktemp("cli")
+    torch.save(tiny_model.state_dict(), d / "tiny.pt")
+    torch.manual_seed(0)
+    torch.save(open_clip.CLIP(**TINY_CLIP_CONFIG).state_dict(), d / "clip.pt")
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"query": (150, 200), "s1": (128, 128), "s2": (160, 160)}.items():
+        img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        cv2.rectangle(img, (20, 30), (70, 90), (200, 40, 40), -1)
+        cv2.imwrite(str(d / f"{name}.png"), img)
+        mask = np.zeros((h, w), np.uint8)
+        mask[30:90, 20:70] = 255
+        cv2.imwrite(str(d / f"{name}_mask.png"), mask)
+    cv2.imwrite(str(d / "empty_mask.png"), np.zeros((128, 128), np.uint8))
+    return d
+
+
+def test_info_lists_presets_and_backends():
+    res = runner.invoke(app, ["info"])
+    assert res.exit_code == 0, res.output
+    for word in ("paper", "paper-vgg16", "tiny", "backends", "onnxruntime"):
+        assert word in res.output
+
+
+def test_convert_checkpoint(files, tiny_model):
+    from icpd.model.checkpoint import load_checkpoint, model_fingerprint
+
+    out = files / "tiny.safetensors"
+    res = runner.invoke(app, ["convert-checkpoint", str(files / "tiny.pt"), "--out", str(out), "--preset", "tiny", "--shot", "1"])
+    assert res.exit_code == 0, res.output
+    assert model_fingerprint(load_checkpoint(out)) == model_fingerprint(tiny_model)
+    assert out.with_suffix(".json").is_file()
+
+
+def test_convert_checkpoint_wrong_preset_exits_2(files):
+    res = runner.invoke(app, ["convert-checkpoint", str(files / "tiny.pt"), "--out", str(files / "x.safetensors")])
+    assert res.exit_code == 2
+    assert "does not match preset 'paper'" in res.output
+    assert not (files / "x.safetensors").exists()
+
+
+def test_unknown_preset_is_refused(files):
+    res = runner.invoke(app, ["convert-checkpoint", str(files / "tiny.pt"), "--out", "x", "--preset", "huge"])
+    assert res.exit_code != 0 and "unknown preset 'huge'" in res.output
+
+
+def test_embed_text_writes_loadable_embeddings(files):
+    from icpd.model.text import load_class_embeddings
+
+    classes = ",".join(f"class {i}" for i in range(15))
+    out = files / "emb.safetensors"
+    res = runner.invoke(app, ["embed-text", "--clip-weights", str(files / "clip.pt"), "--classes", classes,
+                              "--out", str(out), "--preset", "tiny"])
+    assert res.exit_code == 0, res.output
+    emb = load_class_embeddings(out, preset="tiny")
+    assert emb.embeddings.shape == (15, 32) and emb.classes[3] == "class 3"
+    assert not torch.allclose(emb.embeddings[0], emb.embeddings[1])
+    first = emb.for_target("class 7")
+    assert torch.equal(first[0], emb.embeddings[7]) and torch.equal(first[1], emb.embeddings[0])
+
+
+def _predict_args(files, masks=("s1_mask.png", "s2_mask.png")):
+    return ["predict", "--checkpoint", str(files / "tiny.pt"), "--preset", "tiny", "--query", str(files / "query.png"),
+            "--support", str(files / "s1.png"), "--mask", str(files / masks[0]),
+            "--support", str(files / "s2.png"), "--mask", str(files / masks[1]),
+            "--class-embeddings", str(files / "emb.safetensors"), "--target-class", "class 2"]
+
+
+def test_predict_writes_mask_and_overlay_at_query_size(files):
+    if not (files / "emb.safetensors").exists():
+        test_embed_text_writes_loadable_embeddings(files)
+    out = files / "pred"
+    res = runner.invoke(app, [*_predict_args(files), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    mask = cv2.imread(str(out / "query_mask.png"), cv2.IMREAD_UNCHANGED)
+    overlay = cv2.imread(str(out / "query_overlay.png"))
+    assert mask.shape == (150, 200) and set(np.unique(mask)) <= {0, 255}
+    assert overlay.shape == (150, 200, 3)
+
+
+def test_predict_refuses_all_empty_masks(files):
+    if not (files / "emb.safetensors").exists():
+        test_embed_text_writes_loadable_embeddings(files)
+    out = files / "pred_empty"
+    res = runner.invoke(app, [*_predict_args(files, masks=("empty_mask.png", "empty_mask.png")), "--out", str(out)])
+    # s2 is 160x160 and its mask 128x128: the size check fires first and names both files
+    assert res.exit_code == 2
+    args = _predict_args(files, masks=("empty_mask.png", "s2_mask.png"))
+    args[args.index(str(files / "s2_mask.png"))] = str(files / "empty_mask.png")
+    args[args.index(str(files / "s2.png"))] = str(files / "s1.png")
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 2 and "every support mask is empty" in res.output
+    assert not (out / "query_mask.png").exists()
+
+
+def test_predict_as_a_subprocess(files):
+    if not (files / "emb.safetensors").exists():
+        test_embed_text_writes_loadable_embeddings(files)
+    exe = shutil.which("icpd")
+    cmd = [exe] if exe else [sys.executable, "-m", "icpd.cli"]
+    out = files / "pred_sub"
+    proc = subprocess.run([*cmd, *_predict_args(files), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "query_mask.png").is_file() and "foreground" in proc.stdout
