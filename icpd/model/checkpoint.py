@@ -74,7 +74,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e}); re-export it") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+    except Exception as e:
         raise CheckpointError(
             f"checkpoint {path}: cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {e}). "
             "icpd never unpickles arbitrary objects; save a plain state dict (torch.save(model.state_dict()))"

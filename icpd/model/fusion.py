@@ -26,8 +26,8 @@ def fuse_support(
 ) -> torch.Tensor:
     """Blend a query prototype into support features where the support mask is set.
 
-    query: (B, C, h, w); support: (B, K, C, h, w); prior: (B, g, g) query prior;
-    masks: (B, K, H, W) support masks. The prototype is the mean of query features weighted by
+    query: (B, C, h, w); support: (B or 1, K, C, h, w); prior: (B, g, g) query prior;
+    masks: (B or 1, K, H, W) support masks. The prototype is the mean of query features weighted by
     P' over pixels with P' > threshold, P' = prior resized bilinear to (h, w), min-max
     normalised when ``normalise``. Items with no reliable pixel keep their support unchanged.
     Returns (B, K, C, h, w): (1 - weight) * support + weight * prototype inside the mask.
@@ -39,8 +39,9 @@ def fuse_support(
     reliable = (p > threshold).to(query.dtype)  # (B, h, w)
     count = reliable.sum((1, 2))  # (B,)
     proto = (query * (p * reliable).unsqueeze(1)).sum((2, 3)) / count.clamp(min=1).unsqueeze(1)  # (B, C)
-    b, k = masks.shape[:2]
+    b = query.shape[0]
+    bm, k = masks.shape[:2]  # bm = b, or 1 for a support set shared by every query
     inside = F.interpolate(masks.flatten(0, 1).unsqueeze(1).float(), (h, w), mode="bilinear", align_corners=False)
-    inside = (inside > 0).view(b, k, 1, h, w) & (count > 0).view(b, 1, 1, 1, 1)
+    inside = (inside > 0).view(bm, k, 1, h, w) & (count > 0).view(b, 1, 1, 1, 1)
     blended = (1.0 - weight) * support + weight * proto.view(b, 1, -1, 1, 1)
     return torch.where(inside, blended, support)

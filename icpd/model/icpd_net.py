@@ -90,8 +90,12 @@ class ICPDNet(nn.Module):
         """(N, 3, S, S) normalised images -> Features (13 backbone maps + CLIP token grid)."""
         checks.check_images("images", images, self.preset)
         with torch.no_grad():
-            layers = self.backbone(images)
-            tokens = clip_tokens(self.cross_modal_visual_backbone, images, self.preset.clip_image_size)
+            return self.encode_unchecked(images)
+
+    def encode_unchecked(self, images: torch.Tensor) -> Features:
+        """``encode`` without input validation (export tracing: no data-dependent checks)."""
+        layers = self.backbone(images)
+        tokens = clip_tokens(self.cross_modal_visual_backbone, images, self.preset.clip_image_size)
         return Features(layers=layers, clip=tokens)
 
     # -- matcher --------------------------------------------------------------------------------
@@ -103,19 +107,7 @@ class ICPDNet(nn.Module):
             raise ValueError(
                 f"support features: batch {support.batch} != B*K = {b}*{k} from support_masks {tuple(support_masks.shape)}"
             )
-        maps = [*support.layers, support.clip.permute(0, 3, 1, 2)]  # N g g D -> N D g g
-        features, norms, masks = [], [], []
-        resized: dict[tuple[int, int], torch.Tensor] = {}
-        for x in maps:
-            size = tuple(x.shape[-2:])
-            if size not in resized:
-                resized[size] = resize_masks(support_masks, size)
-            f = x.reshape(b, k, x.shape[1], -1)
-            features.append(f)
-            norms.append(f.norm(dim=2))
-            masks.append(resized[size])
-        clip = support.clip.reshape(b, k, *support.clip.shape[1:])
-        return PreparedSupport(features=features, norms=norms, masks=masks, clip_tokens=clip)
+        return prepare_support_tensors(support, support_masks)
 
     def match_prepared(
         self,
@@ -125,14 +117,20 @@ class ICPDNet(nn.Module):
         *,
         return_intermediates: bool = False,
         support_masks: torch.Tensor | None = None,
+        rank_op: bool = False,
+        validate: bool = True,
     ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         """Query features x prepared support x (B, 15, D) class embeddings -> (B, 2, S, S) logits.
 
-        ``support_masks`` (B, K, S, S) is needed only for RFFM fusion and the prior loss.
+        The prepared support has batch B (one support set per query) or 1 (one support set, e.g.
+        a cached class, shared by all B queries). ``support_masks`` (B or 1, K, S, S) is needed
+        only for RFFM fusion and the prior loss. ``rank_op`` routes the rank prior through the
+        ``icpd::ndcg_prior`` op (export); ``validate=False`` skips input checks (export tracing).
         """
         p = self.preset
         b = query.batch
-        checks.check_class_embeddings("class_embeddings", class_embeddings, b, p)
+        if validate:
+            checks.check_class_embeddings("class_embeddings", class_embeddings, b, p)
         query_prior = self.priorlearner(text_similarity(query.clip, class_embeddings))  # (B, g, g)
         q_maps = [*query.layers, query.clip.permute(0, 3, 1, 2)]
         s_feats, s_norms = support.features, support.norms
@@ -144,9 +142,9 @@ class ICPDNet(nn.Module):
         channels = []  # per level: (B, K, 2, h, w) = [cos, rank]
         for q, s, n, m in zip(q_maps, s_feats, s_norms, support.masks):
             h, w = q.shape[-2:]
-            cos, rank = pair_priors(q.flatten(2), s, m, n)
+            cos, rank = pair_priors(q.flatten(2), s, m, n, rank_op=rank_op)
             channels.append(torch.stack([cos, rank], dim=2).view(b, -1, 2, h, w))
-        n4, n3, n2 = p.stack_sizes
+        _, n3, n2 = p.stack_sizes
         backbone_levels, clip_level = channels[:-1], channels[-1]
         l2 = torch.cat(backbone_levels[:n2], dim=2)
         l3 = torch.cat([*backbone_levels[n2 : n2 + n3], clip_level], dim=2)
@@ -161,10 +159,10 @@ class ICPDNet(nn.Module):
             "query_prior": query_prior,
             "pyramid": pyramid,
         }
-        k = support.shots
-        emb = class_embeddings.repeat_interleave(k, dim=0)
+        bs, k = support.clip_tokens.shape[:2]
+        emb = class_embeddings[:bs].repeat_interleave(k, dim=0)
         sim = text_similarity(support.clip_tokens.flatten(0, 1), emb)
-        support_priors = self.priorlearner(sim).view(b, k, *query_prior.shape[-2:])
+        support_priors = self.priorlearner(sim).view(bs, k, *query_prior.shape[-2:])
         out["support_priors"] = support_priors
         if support_masks is not None:
             out["prior_loss"] = prior_loss(support_priors, support_masks)
@@ -222,6 +220,24 @@ class ICPDNet(nn.Module):
         q = self.encode(query)
         s = self.encode(support_images.flatten(0, 1))
         return self.match(q, s, support_masks, class_embeddings, return_intermediates=return_intermediates)
+
+
+def prepare_support_tensors(support: Features, support_masks: torch.Tensor) -> PreparedSupport:
+    """The support-only work of the matcher, unchecked: (B*K) features + (B, K, S, S) masks."""
+    b, k = support_masks.shape[:2]
+    maps = [*support.layers, support.clip.permute(0, 3, 1, 2)]  # N g g D -> N D g g
+    features, norms, masks = [], [], []
+    resized: dict[tuple[int, int], torch.Tensor] = {}
+    for x in maps:
+        size = tuple(x.shape[-2:])
+        if size not in resized:
+            resized[size] = resize_masks(support_masks, size)
+        f = x.reshape(b, k, x.shape[1], -1)
+        features.append(f)
+        norms.append(f.norm(dim=2))
+        masks.append(resized[size])
+    clip = support.clip.reshape(b, k, *support.clip.shape[1:])
+    return PreparedSupport(features=features, norms=norms, masks=masks, clip_tokens=clip)
 
 
 def prior_loss(support_priors: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:

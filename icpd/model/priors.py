@@ -77,27 +77,54 @@ def ndcg_prior(dist: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
 
 
 def pair_priors(
-    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None = None
+    query: torch.Tensor,
+    support: torch.Tensor,
+    mask: torch.Tensor,
+    s_norm: torch.Tensor | None = None,
+    *,
+    rank_op: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine and rank priors of one layer for every (item, shot).
 
-    query: (B, C, Nq) query features; support: (B, K, C, Ns) support features;
-    mask: (B, K, Ns) soft support mask at the layer's size (values in [0, 1]);
-    s_norm: (B, K, Ns) support pixel L2 norms (support-only: pass them precomputed).
+    query: (B, C, Nq) query features; support: (Bs, K, C, Ns) support features with Bs = B
+    (one support set per query) or Bs = 1 (one support set shared by all queries: the
+    deployment case, folded into a single item of B*Nq query pixels);
+    mask: (Bs, K, Ns) soft support mask at the layer's size (values in [0, 1]);
+    s_norm: (Bs, K, Ns) support pixel L2 norms (support-only: pass them precomputed);
+    rank_op: compute the rank prior with the ``icpd::ndcg_prior`` op (for export) instead of eagerly.
     Returns cos, rank: each (B, K, Nq) float32.
     """
+    b, c, nq = query.shape
+    bs, k = support.shape[:2]
+    if bs == 1:
+        q = query.transpose(0, 1).reshape(1, c, b * nq)  # B C Nq -> 1 C (B Nq)
+        cos, rank = _pair_priors(q, support, mask, s_norm, rank_op)
+        return cos.view(k, b, nq).transpose(0, 1), rank.view(k, b, nq).transpose(0, 1)
+    return _pair_priors(query, support, mask, s_norm, rank_op)
+
+
+def _pair_priors(
+    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None, rank_op: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     b, k, c, ns = support.shape
     nq = query.shape[-1]
     qt = query.transpose(1, 2).unsqueeze(1)  # B C Nq -> B 1 Nq C
     gram = torch.matmul(qt, support)  # (B, K, Nq, Ns)
     if s_norm is None:
         s_norm = support.norm(dim=2)  # (B, K, Ns)
-    dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0)  # (B, K, Nq, Ns)
-    rank = ndcg_prior(dist.reshape(b * k, nq, ns), (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
+    if rank_op:
+        import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
+
+        rank = torch.ops.icpd.ndcg_prior(
+            qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), mask.reshape(b * k, ns)
+        ).reshape(b, k, nq)
+    else:
+        dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0)  # (B, K, Nq, Ns)
+        rank = ndcg_prior(dist.reshape(b * k, nq, ns), (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
     # cos_ij = max(0, G_ij) * a_i * w_j with a_i = 1 / (|q_i| + eps) > 0, w_j = m_j / (m_j |s_j| + eps) >= 0,
     # so the sum over j is one matrix-vector product.
     w = (mask / (mask * s_norm + EPS)).unsqueeze(-1)  # (B, K, Ns, 1)
-    cos = torch.matmul(gram.clamp_(min=0), w).squeeze(-1)  # (B, K, Nq)
+    cos = torch.matmul(gram.clamp(min=0), w).squeeze(-1)  # (B, K, Nq)
     q_norm = query.norm(dim=1).unsqueeze(1)  # (B, 1, Nq)
     cos = cos / (q_norm + EPS) / (mask.sum(-1, keepdim=True) + EPS)
     return cos, rank

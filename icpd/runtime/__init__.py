@@ -1,0 +1,23 @@
+"""Deployment runtime: Predictor over torch / ONNX Runtime / TensorRT, support caches, I/O, tiling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from icpd.runtime.predictor import Prediction, Predictor
+    from icpd.runtime.support_cache import SupportSet
+
+__all__ = ["Prediction", "Predictor", "SupportSet"]
+
+
+def __getattr__(name: str):  # lazy: `import icpd.runtime` stays light
+    if name in ("Predictor", "Prediction"):
+        from icpd.runtime import predictor
+
+        return getattr(predictor, name)
+    if name == "SupportSet":
+        from icpd.runtime.support_cache import SupportSet
+
+        return SupportSet
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""Inference backends behind ``icpd.runtime.Predictor``: torch, ort (ONNX Runtime), trt (TensorRT)."""

@@ -1,0 +1,64 @@
+"""ONNX Runtime backend: preprocess / encoder / matcher sessions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for ``device`` ("cpu" or "cuda[:N]"), refusing what is not installed."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ValueError(
+                f"--device {device}: ONNX Runtime has no CUDAExecutionProvider here (available: {', '.join(available)}); "
+                "pip install 'icpd[gpu]' (onnxruntime-gpu) or use --device cpu"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "cpu":
+        raise ValueError(f"--device {device!r}: use 'cpu' or 'cuda[:N]'")
+    return ["CPUExecutionProvider"]
+
+
+def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    provider_options = None
+    providers = providers_for(device)
+    if device.startswith("cuda:"):
+        provider_options = [{"device_id": int(device.split(":")[1])}, {}]
+    return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers, provider_options=provider_options)
+
+
+class OrtBackend:
+    """Runs the exported graphs; arrays in and out are numpy (float32 / uint8)."""
+
+    name = "ort"
+
+    def __init__(self, model_dir: Path, files: dict[str, Path], device: str = "cpu", threads: int | None = None) -> None:
+        self.device = device
+        self.pre = ort_session(files["preprocess"], device, threads)
+        self.enc = ort_session(files["encoder"], device, threads)
+        self.mat = ort_session(files["matcher"], device, threads)
+        self.matcher_inputs = [i.name for i in self.mat.get_inputs()]
+        self.matcher_outputs = [o.name for o in self.mat.get_outputs()]
+
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        return self.pre.run(None, {"pixels": pixels})[0]
+
+    def encode(self, images: np.ndarray) -> list[np.ndarray]:
+        return self.enc.run(None, {"images": images})
+
+    def match(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        return self.mat.run(outputs, feeds)
