@@ -1,0 +1,100 @@
+"""``icpd infer``: segment scenes of any size with an exported model and cached support sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from icpd.runtime.infer import InferSummary, InputResult
+
+TABLE_ROWS = 50  # longer runs: the rest is in summary.json
+
+
+class _RichProgress:
+    """One bar over inputs, one over the current scene's tiles (icpd.runtime.infer.InferProgress)."""
+
+    def __init__(self, console: Console, inputs: int, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, disable=not enabled, transient=False)
+        self.scenes = self.bar.add_task("scenes", total=inputs)
+        self.tiles = self.bar.add_task("tiles", total=1)
+
+    def start_input(self, path: Path) -> None:
+        self.bar.reset(self.tiles, total=1, description=f"tiles  {path.name}")
+
+    def tiles_done(self, done: int, total: int) -> None:
+        self.bar.update(self.tiles, completed=done, total=total)
+
+    def finish_input(self, result: InputResult) -> None:
+        self.bar.advance(self.scenes)
+
+
+def _table(summary: InferSummary):
+    from rich.table import Table
+
+    t = Table(title=f"icpd infer -> {summary.summary_path.parent}")
+    for col in ("input", "size", "tiles", "s", *summary.class_names, "status"):
+        t.add_column(col, justify="right" if col in ("tiles", "s") else "left")
+    for r in summary.results[:TABLE_ROWS]:
+        size = f"{r.width}x{r.height}" if r.height is not None else "-"
+        fg = [f"{r.foreground[c]:.1%}" if c in r.foreground else "-" for c in summary.class_names]
+        status = "ok" if r.status == "ok" else "[red]error[/red]"
+        t.add_row(Path(r.path).name, size, str(r.tiles), f"{r.seconds:.2f}", *fg, status)
+    if len(summary.results) > TABLE_ROWS:
+        t.caption = f"{len(summary.results) - TABLE_ROWS} more in {summary.summary_path}"
+    return t
+
+
+def infer_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Images (PNG/JPEG/TIFF) or folders of them.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")],
+    support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
+    backend: Annotated[str, typer.Option(help="Runtime: ort or torch (trt where installed).")] = "ort",
+    device: Annotated[str, typer.Option(help="Device, e.g. cpu or cuda:0.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel.")] = 0.5,
+    tile: Annotated[int | None, typer.Option(min=1, help="Tile side in scene pixels. Default: the model input size.")] = None,
+    overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
+    batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
+    save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png (0..255).")] = False,
+    save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table (errors still print).")] = False,
+) -> None:
+    """Segment scenes of any size: tiles, blends, writes <stem>_labels.png, <stem>_overlay.png, summary.json."""
+    from icpd.cli import _fail, console, out
+    from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
+    from icpd.runtime.io import ImageError
+
+    options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
+                           save_priors=save_priors, recursive=recursive)
+    try:
+        paths, _ = collect_inputs(inputs, out_dir, recursive)  # bad paths fail before the model loads
+        predictor = open_predictor(model, support, backend=backend, device=device, threads=threads)
+        options.validate(predictor.preset.image_size)
+        progress = _RichProgress(console, len(paths), enabled=console.is_terminal and not quiet)
+        with progress.bar:
+            summary = infer_paths(predictor, inputs, out_dir, options, progress)
+    except (ImageError, ValueError, ImportError) as e:
+        _fail(e)
+    if not quiet:
+        out.print(_table(summary))
+    for r in summary.failed:
+        console.print(f"error: {r.error}", style="red", markup=False, highlight=False, soft_wrap=True)
+    ok = len(summary.results) - len(summary.failed)
+    console.print(f"{ok} of {len(summary.results)} scene(s) segmented; wrote {summary.summary_path}",
+                  markup=False, highlight=False, soft_wrap=True)
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("infer")(infer_cmd)

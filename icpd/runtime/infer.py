@@ -1,0 +1,390 @@
+"""Batch inference over scenes of any size: tile, predict, blend, write labels and pictures.
+
+    p = open_predictor("model_dir", ["ship.support", "plane.support"], backend="ort")
+    summary = infer_paths(p, ["scenes/"], "out/", InferOptions(overlap=32))
+
+A scene that fits in one tile (``H <= tile`` and ``W <= tile``) is predicted whole (the
+predictor resizes it to the model input S) and its probabilities are resized back to ``H x W``
+(bilinear). A larger scene is cut by :func:`~icpd.runtime.tiling.plan_tiles`, the tiles go
+through :meth:`Predictor.predict` in batches (one encoder pass per tile, one matcher pass per
+class), and the per-class probabilities are blended by :class:`~icpd.runtime.tiling.Blender`.
+The label map is the per-pixel argmax over classes, background where the best probability is
+below the threshold (:func:`~icpd.runtime.predictor.merge_labels`).
+
+One bad input (not an image, corrupt, unsupported bands) is recorded in the summary with its
+error and the run goes on. Every file is written atomically; an input that fails while its
+outputs are written has the ones already written removed, so no input is left half-done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import cv2
+import numpy as np
+
+from icpd.runtime.io import (
+    ImageError,
+    Raster,
+    atomic_write,
+    list_inputs,
+    read_image,
+    write_geotiff_like,
+    write_label_png,
+    write_png,
+)
+from icpd.runtime.predictor import merge_labels
+from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, plan_tiles
+from icpd.runtime.viz import heatmap, overlay
+
+if TYPE_CHECKING:
+    from icpd.runtime.predictor import Predictor
+
+__all__ = [
+    "InferOptions",
+    "InferProgress",
+    "InferSummary",
+    "InputResult",
+    "ScenePrediction",
+    "collect_inputs",
+    "infer_paths",
+    "open_predictor",
+    "predict_scene",
+]
+
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """How to run and what to write."""
+
+    threshold: float = 0.5  # foreground probability a class needs to win a pixel
+    tile: int | None = None  # tile side in scene pixels; None: the model input S
+    overlap: int = 32  # pixels shared by neighbouring tiles (blended with a raised cosine)
+    batch: int = 8  # tiles per predictor call
+    save_probs: bool = False  # also write <stem>_prob_<class>.png (uint8, round(p * 255))
+    save_priors: bool = False  # also write <stem>_prior_<class>.png heat maps at scene size
+    alpha: float = 0.5  # opacity of the class colours in <stem>_overlay.png
+    recursive: bool = False  # descend into sub-folders of folder inputs
+
+    def validate(self, model_size: int) -> int:
+        """Check the values; returns the tile side to use. Raises ValueError naming the option."""
+        tile = model_size if self.tile is None else self.tile
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"--threshold {self.threshold}: must be in [0, 1]")
+        if tile < 1:
+            raise ValueError(f"--tile {tile}: must be >= 1 pixel (default: the model input, {model_size})")
+        if not 0 <= self.overlap < tile:
+            raise ValueError(f"--overlap {self.overlap}: must satisfy 0 <= overlap < tile ({tile}); e.g. --overlap {tile // 4}")
+        if self.batch < 1:
+            raise ValueError(f"--batch {self.batch}: must be >= 1")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
+        return tile
+
+
+@dataclass
+class ScenePrediction:
+    """probs (N, H, W) float32 per-class foreground probability; labels (H, W) uint8 (0
+    background, i + 1 = class_names[i]); priors (N, H, W) float32 when asked; tiles: predictor
+    inputs used (1 for a scene that fits one tile)."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    tiles: int
+    priors: np.ndarray | None = None
+
+
+@dataclass
+class InputResult:
+    """One input's outcome, as recorded in summary.json."""
+
+    path: str
+    status: str  # "ok" or "error"
+    height: int | None = None
+    width: int | None = None
+    tiles: int = 0
+    seconds: float = 0.0  # read + predict + write, wall clock
+    foreground: dict[str, float] = field(default_factory=dict)  # class -> fraction of pixels labelled with it
+    outputs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # conversions made while reading
+    error: str | None = None
+
+
+@dataclass
+class InferSummary:
+    results: list[InputResult]
+    class_names: list[str]
+    summary_path: Path
+    skipped: list[str] = field(default_factory=list)  # inputs inside the output folder
+
+    @property
+    def failed(self) -> list[InputResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class InferProgress(Protocol):
+    """Receives progress events (the CLI draws a bar from them)."""
+
+    def start_input(self, path: Path) -> None: ...
+
+    def tiles_done(self, done: int, total: int) -> None: ...
+
+    def finish_input(self, result: InputResult) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------------
+# session
+
+
+def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | os.PathLike[str]], backend: str = "ort",
+                   device: str = "cpu", threads: int | None = None) -> Predictor:
+    """Load a model directory and its support caches (one class each, in the given order).
+
+    Raises:
+        ValueError (ModelDirError, SupportCacheError, ...): a missing or unusable path, named.
+    """
+    from icpd.runtime.predictor import Predictor
+
+    if not supports:
+        raise ValueError("no support set given: pass --support CLASS.support (made by `icpd cache-support`)")
+    model_path = Path(model_dir)
+    if not model_path.is_dir():
+        raise ValueError(f"--model {model_path}: not a directory; create one with `icpd export --out {model_path}`")
+    for s in supports:  # cheap checks first: loading the sessions takes seconds
+        if not Path(s).is_file():
+            raise ValueError(f"--support {s}: file not found; create it with `icpd cache-support`")
+    predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads)
+    for s in supports:
+        predictor.add_support(s)
+    names = predictor.class_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"--support: class {dupes[0]!r} is given more than once; pass each class once")
+    return predictor
+
+
+# ------------------------------------------------------------------------------------------------
+# prediction
+
+
+def _resize_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(C, h, w) float -> (C, height, width) float32, bilinear (cv2, half-pixel centres)."""
+    if maps.shape[1:] == (height, width):
+        return maps.astype(np.float32, copy=False)
+    hwc = np.ascontiguousarray(np.moveaxis(maps.astype(np.float32, copy=False), 0, -1))  # C h w -> h w C
+    out = cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.moveaxis(out.reshape(height, width, -1), -1, 0)  # H W C -> C H W
+
+
+def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOptions = InferOptions(),
+                  on_tiles: Callable[[int, int], None] | None = None) -> ScenePrediction:
+    """Predict every class of ``predictor`` on one (H, W, 3) uint8 RGB scene at full size.
+
+    Scenes within one tile are predicted whole and resized back; larger ones are tiled and
+    blended (module docstring). Tiles of a side other than the model input S are resized to S
+    by the predictor and their probabilities resized back to the tile (bilinear).
+    ``on_tiles(done, total)`` is called after each predictor call.
+    """
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"predict_scene: expected (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
+    size = predictor.preset.image_size
+    tile_side = options.validate(size)
+    height, width = pixels.shape[:2]
+    n = len(predictor.class_names)
+    if height <= tile_side and width <= tile_side:
+        pred = predictor.predict(pixels[None], options.threshold, priors=options.save_priors)
+        probs = _resize_maps(pred.probs[0], height, width)
+        priors = None if pred.priors is None else _resize_maps(pred.priors[0], height, width)
+        if on_tiles is not None:
+            on_tiles(1, 1)
+        return ScenePrediction(probs, merge_labels(probs[None], options.threshold)[0], predictor.class_names, 1, priors)
+
+    tiles: list[Tile] = plan_tiles(height, width, tile_side, options.overlap)
+    blend = Blender(height, width, n, options.overlap)
+    prior_blend = Blender(height, width, n, options.overlap) if options.save_priors else None
+    done = 0
+    for chunk, batch in iter_tile_batches(pixels, tiles, options.batch):
+        pred = predictor.predict(batch, options.threshold, priors=options.save_priors)
+        for i, t in enumerate(chunk):
+            blend.add(t, _resize_maps(pred.probs[i], t.size, t.size))
+            if prior_blend is not None and pred.priors is not None:
+                prior_blend.add(t, _resize_maps(pred.priors[i], t.size, t.size))
+        done += len(chunk)
+        if on_tiles is not None:
+            on_tiles(done, len(tiles))
+    probs = blend.result()
+    priors = prior_blend.result() if prior_blend is not None else None
+    return ScenePrediction(probs, merge_labels(probs[None], options.threshold)[0], predictor.class_names, len(tiles), priors)
+
+
+# ------------------------------------------------------------------------------------------------
+# files
+
+
+def _safe_name(text: str) -> str:
+    """A class name as a file-name part: anything but letters, digits, '.', '-' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9.\-]+", "_", text).strip("_") or "class"
+
+
+def _output_stems(inputs: Sequence[Path]) -> list[str]:
+    """One output stem per input: the file stem, then stem_<ext> where stems collide
+    (a.png, a.tif), then stem_<ext>_<k> (same name in two folders)."""
+    stems = [p.stem for p in inputs]
+    stems = [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(s) > 1 else s for p, s in zip(inputs, stems)]
+    seen: dict[str, int] = {}
+    out = []
+    for s in stems:
+        k = seen.get(s, 0)
+        seen[s] = k + 1
+        out.append(s if k == 0 else f"{s}_{k}")
+    return out
+
+
+def _has_rasterio() -> bool:
+    return importlib.util.find_spec("rasterio") is not None
+
+
+def write_outputs(out_dir: Path, stem: str, raster: Raster, scene: ScenePrediction, options: InferOptions) -> list[Path]:
+    """Write one scene's files; on any error the ones already written are removed, then it re-raises."""
+    written: list[Path] = []
+    try:
+        written += write_label_png(out_dir / f"{stem}_labels.png", scene.labels, like=raster)
+        if raster.geo is not None and _has_rasterio():
+            written.append(write_geotiff_like(raster, scene.labels, out_dir / f"{stem}_labels.tif"))
+        written.append(write_png(out_dir / f"{stem}_overlay.png", overlay(raster.pixels, scene.labels, options.alpha)))
+        names = [_safe_name(c) for c in scene.class_names]
+        if options.save_probs:
+            for name, p in zip(names, scene.probs):
+                written.append(write_png(out_dir / f"{stem}_prob_{name}.png", np.round(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)))
+        if options.save_priors and scene.priors is not None:
+            for name, p in zip(names, scene.priors):
+                written.append(write_png(out_dir / f"{stem}_prior_{name}.png", heatmap(np.clip(p, 0.0, 1.0))))
+    except BaseException:
+        for f in written:
+            with contextlib.suppress(OSError):
+                f.unlink()
+        raise
+    return written
+
+
+def _write_summary(path: Path, predictor: Predictor, options: InferOptions, tile: int, results: list[InputResult],
+                   skipped: list[str]) -> None:
+    doc = {
+        "model": str(predictor.model_dir.path),
+        "backend": predictor.backend_name,
+        "classes": predictor.class_names,
+        "labels": {str(i + 1): c for i, c in enumerate(predictor.class_names)} | {"0": "background"},
+        "options": asdict(options) | {"tile": tile},
+        "ok": sum(r.status == "ok" for r in results),
+        "failed": sum(r.status != "ok" for r in results),
+        "skipped_inside_out_dir": skipped,
+        "inputs": [asdict(r) for r in results],
+    }
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# driver
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                   recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """Images to segment (files, folders expanded by list_inputs) and those skipped because they
+    lie inside ``out_dir`` (outputs of an earlier run).
+
+    Raises:
+        ValueError: nothing to segment (the message names the paths given).
+        ImageError: an input that does not exist or is not an image type.
+    """
+    given = [Path(p) for p in inputs]
+    if not given:
+        raise ValueError("no inputs: pass image files or folders of PNG/JPEG/TIFF images")
+    found = list_inputs(given, recursive=recursive)
+    out = Path(out_dir).resolve()
+    paths = [p for p in found if not _inside(p, out)]
+    skipped = [str(p) for p in found if _inside(p, out)]
+    if not paths:
+        where = ", ".join(str(p) for p in given)
+        extra = f" ({len(skipped)} inside the output folder {out_dir} skipped)" if skipped else ""
+        raise ValueError(f"no images (.png .jpg .jpeg .tif .tiff) found in {where}{extra}")
+    return paths, skipped
+
+
+def infer_paths(predictor: Predictor, inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                options: InferOptions = InferOptions(), progress: InferProgress | None = None) -> InferSummary:
+    """Segment every image in ``inputs`` (files or folders) into ``out_dir``.
+
+    Writes per input ``<stem>_labels.png`` (+ ``.pgw``/``.aux.xml`` sidecars, and
+    ``<stem>_labels.tif`` when the input is a GeoTIFF and rasterio is installed),
+    ``<stem>_overlay.png``, optionally ``<stem>_prob_<class>.png`` and ``<stem>_prior_<class>.png``,
+    and ``summary.json`` (also when interrupted). Images already inside ``out_dir`` (outputs of
+    an earlier run) are skipped.
+
+    Raises:
+        ValueError: bad options, no support set, or no images found (nothing is written then).
+        ImageError: an input path that does not exist or is not an image type.
+    """
+    tile = options.validate(predictor.preset.image_size)
+    if not predictor.supports:
+        raise ValueError("no support set: pass --support CLASS.support")
+    out = Path(out_dir)
+    paths, skipped = collect_inputs(inputs, out, options.recursive)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results: list[InputResult] = []
+    try:
+        for path, stem in zip(paths, _output_stems(paths)):
+            results.append(_infer_one(predictor, path, out, stem, options, progress))
+            if progress is not None:
+                progress.finish_input(results[-1])
+    finally:
+        _write_summary(out / SUMMARY_NAME, predictor, options, tile, results, skipped)
+    return InferSummary(results, predictor.class_names, out / SUMMARY_NAME, skipped)
+
+
+def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: InferOptions,
+               progress: InferProgress | None) -> InputResult:
+    if progress is not None:
+        progress.start_input(path)
+    start = time.perf_counter()
+    result = InputResult(path=str(path), status="ok")
+    try:
+        raster = read_image(path)
+        result.height, result.width, result.notes = raster.height, raster.width, list(raster.notes)
+        scene = predict_scene(predictor, raster.pixels, options, progress.tiles_done if progress is not None else None)
+        result.tiles = scene.tiles
+        counts = np.bincount(scene.labels.ravel(), minlength=len(scene.class_names) + 1)
+        total = max(int(scene.labels.size), 1)
+        result.foreground = {c: float(counts[i + 1]) / total for i, c in enumerate(scene.class_names)}
+        result.outputs = [str(p) for p in write_outputs(out, stem, raster, scene, options)]
+    except Exception as e:  # noqa: BLE001 - one bad input must not stop the run; the error is recorded
+        msg = str(e) if isinstance(e, (ImageError, ValueError, OSError)) else f"{type(e).__name__}: {e}"
+        result.status = "error"
+        result.error = msg if str(path) in msg else f"{path}: {msg}"
+    result.seconds = round(time.perf_counter() - start, 4)
+    return result

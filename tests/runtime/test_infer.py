@@ -1,0 +1,178 @@
+"""`icpd infer`: tiling/blending against direct predictions, files written, exit codes.
+
+One tiny model is exported once for the module (30-60 s on a busy CPU); every test reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from icpd.cli import app
+from icpd.runtime.infer import InferOptions, infer_paths, predict_scene
+from icpd.runtime.predictor import Predictor, merge_labels
+from icpd.runtime.tiling import extract_tiles, plan_tiles
+
+runner = CliRunner()
+S = 128  # tiny preset input size
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """(model dir, {class: support cache path}) for the tiny preset, seed 0, two classes."""
+    from icpd.export.onnx import export_model
+    from icpd.model.checkpoint import seeded_model
+
+    d = tmp_path_factory.mktemp("infer")
+    export_model(seeded_model("tiny", 0), d / "model", validate=False)
+    p = Predictor.load(d / "model", backend="ort", threads=1)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (2, S, S, 3), dtype=np.uint8)
+    masks = [np.zeros((S, S), np.uint8) for _ in range(2)]
+    masks[0][20:60, 30:70] = 1
+    masks[1][50:90, 10:40] = 1
+    emb = np.random.default_rng(1).standard_normal((15, 32)).astype(np.float32)
+    supports = {}
+    for k, name in enumerate(("ship", "storage tank")):
+        s = p.encode_support([imgs[k]], [masks[k]], name, np.roll(emb, k, 0))
+        supports[name] = s.save(d / f"{name.replace(' ', '_')}.support")
+    return d / "model", supports
+
+
+@pytest.fixture(scope="module")
+def predictor(model):
+    model_dir, supports = model
+    p = Predictor.load(model_dir, backend="ort", threads=1)
+    for path in supports.values():
+        p.add_support(path)
+    return p
+
+
+def _scene(h: int, w: int, seed: int = 0) -> np.ndarray:
+    img = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    cv2.rectangle(img, (20, 30), (90, 100), (200, 40, 40), -1)
+    return img
+
+
+def _write(path: Path, rgb: np.ndarray) -> Path:
+    cv2.imwrite(str(path), rgb[:, :, ::-1])
+    return path
+
+
+def test_exact_tiles_equal_per_tile_predictions(predictor):
+    """overlap 0 on a 256x384 scene = 2x3 disjoint tiles: the blend must be plain placement.
+    1e-6: the batch of 4 + 2 tiles and the batch of 6 may differ by float rounding only."""
+    scene = _scene(256, 384)
+    res = predict_scene(predictor, scene, InferOptions(overlap=0, batch=4))
+    tiles = plan_tiles(256, 384, S, 0)
+    assert res.tiles == len(tiles) == 6
+    direct = predictor.predict(extract_tiles(scene, tiles))
+    expected = np.zeros((2, 256, 384), np.float32)
+    for t, p in zip(tiles, direct.probs):
+        expected[(slice(None), *t.slices)] = p
+    assert res.probs.shape == (2, 256, 384)
+    np.testing.assert_allclose(res.probs, expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(res.labels, merge_labels(res.probs[None], 0.5)[0])
+
+
+def test_small_scene_is_one_prediction_resized_back(predictor):
+    scene = _scene(90, 100)
+    res = predict_scene(predictor, scene, InferOptions())
+    direct = predictor.predict(scene[None]).probs[0]  # (N, S, S)
+    expected = np.stack([cv2.resize(p, (100, 90), interpolation=cv2.INTER_LINEAR) for p in direct])
+    assert res.tiles == 1 and res.probs.shape == (2, 90, 100) and res.labels.shape == (90, 100)
+    np.testing.assert_allclose(res.probs, expected, rtol=0, atol=1e-6)
+
+
+def test_multiclass_labels_match_per_class_predictions(model, predictor, tmp_path):
+    """Each class's matcher runs alone, so the two-class map must equal the merge of two
+    single-class runs (overlapping, blended tiles); saved probabilities are round(p * 255)."""
+    model_dir, supports = model
+    scene = _scene(300, 200, seed=3)
+    src = _write(tmp_path / "scene.png", scene)
+    opts = InferOptions(overlap=32, batch=3, save_probs=True, save_priors=True)
+    summary = infer_paths(predictor, [src], tmp_path / "out", opts)
+    assert summary.ok and summary.results[0].tiles == 3 * 2
+
+    single = Predictor.load(model_dir, backend="ort", threads=1)
+    per_class = []
+    for path in supports.values():
+        single.reset()
+        single.add_support(path)
+        per_class.append(predict_scene(single, scene, opts).probs[0])
+    probs = np.stack(per_class)
+    labels = cv2.imread(str(tmp_path / "out" / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(labels, merge_labels(probs[None], 0.5)[0])
+    prob_png = cv2.imread(str(tmp_path / "out" / "scene_prob_storage_tank.png"), cv2.IMREAD_UNCHANGED)
+    assert np.abs(prob_png.astype(int) - np.round(probs[1] * 255).astype(int)).max() <= 1
+    prior = cv2.imread(str(tmp_path / "out" / "scene_prior_ship.png"))
+    assert prior.shape == (300, 200, 3)
+    doc = json.loads(summary.summary_path.read_text())
+    fg = doc["inputs"][0]["foreground"]
+    assert fg["ship"] == pytest.approx(float((labels == 1).mean()))
+    assert fg["storage tank"] == pytest.approx(float((labels == 2).mean()))
+
+
+def test_cli_subprocess_writes_outputs(model, tmp_path):
+    model_dir, supports = model
+    _write(tmp_path / "scene.png", _scene(300, 200))
+    exe = shutil.which("icpd")
+    cmd = [exe] if exe else [sys.executable, "-m", "icpd.cli"]
+    out = tmp_path / "out"
+    args = ["infer", "--model", str(model_dir), "--support", str(supports["ship"]), str(tmp_path / "scene.png"),
+            "--out", str(out), "--threads", "1"]
+    proc = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    labels = cv2.imread(str(out / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (300, 200) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
+    assert cv2.imread(str(out / "scene_overlay.png")).shape == (300, 200, 3)
+    assert json.loads((out / "summary.json").read_text())["inputs"][0]["status"] == "ok"
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_cli_bad_input_is_recorded_and_others_still_run(model, tmp_path):
+    model_dir, supports = model
+    _write(tmp_path / "good.png", _scene(150, 140))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
+                              "--support", str(supports["storage tank"]), str(tmp_path), "--out", str(out), "-q"])
+    assert res.exit_code == 1, res.output
+    assert (out / "good_labels.png").is_file() and (out / "good_overlay.png").is_file()
+    assert not list(out.glob("broken*"))
+    doc = json.loads((out / "summary.json").read_text())
+    status = {Path(r["path"]).name: r for r in doc["inputs"]}
+    assert status["good.png"]["status"] == "ok" and status["good.png"]["tiles"] == 4
+    assert status["broken.png"]["status"] == "error" and "broken.png" in status["broken.png"]["error"]
+    assert doc["failed"] == 1 and doc["classes"] == ["ship", "storage tank"]
+
+
+def test_cli_missing_support_exits_2_naming_it(model, tmp_path):
+    model_dir, _ = model
+    _write(tmp_path / "scene.png", _scene(64, 64))
+    missing = tmp_path / "nope.support"
+    res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(missing), str(tmp_path / "scene.png"),
+                              "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert str(missing) in res.output and "error:" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_missing_model_and_no_inputs_exit_2(model, tmp_path):
+    model_dir, supports = model
+    (tmp_path / "empty").mkdir()
+    _write(tmp_path / "scene.png", _scene(64, 64))
+    res = runner.invoke(app, ["infer", "--model", str(tmp_path / "no_model"), "--support", str(supports["ship"]),
+                              str(tmp_path / "scene.png"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and str(tmp_path / "no_model") in res.output
+    res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
+                              str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "no images" in res.output and str(tmp_path / "empty") in res.output
