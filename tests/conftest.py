@@ -66,3 +66,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU: torch.cuda.is_available() is False here"))
         if "trt" in item.keywords and not has_trt:
             item.add_marker(pytest.mark.skip(reason="needs the TensorRT Python libraries (not installable on this machine)"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_model):
+    """The tiny model exported once per test session (standard ONNX rank prior, self-checked)."""
+    from icpd.export.onnx import export_model
+
+    return export_model(tiny_model, tmp_path_factory.mktemp("export") / "tiny", validation_runs=2).path
+
+
+@pytest.fixture(scope="session")
+def tiny_embeddings():
+    """(15, 32) class embeddings, target first."""
+    import numpy as np
+
+    return np.random.default_rng(1).standard_normal((15, 32)).astype(np.float32)

@@ -21,7 +21,6 @@ RANK_PRIOR_FORMS = ("onnx", "plugin")
 
 def register_plugin_schema() -> None:
     """Declare the custom node to onnx (the exporter refuses unknown ops without a schema)."""
-    import onnx
     from onnx import defs
 
     if defs.has(OP_TYPE, PLUGIN_DOMAIN):
@@ -39,8 +38,8 @@ def register_plugin_schema() -> None:
         outputs=[defs.OpSchema.FormalParameter("prior", "tensor(float)")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "feature type")],
         attributes=[
-            defs.OpSchema.Attribute("plugin_namespace", onnx.AttributeProto.STRING, "TensorRT plugin namespace"),
-            defs.OpSchema.Attribute("plugin_version", onnx.AttributeProto.STRING, "TensorRT plugin version"),
+            defs.OpSchema.Attribute("plugin_namespace", defs.OpSchema.AttrType.STRING, "TensorRT plugin namespace"),
+            defs.OpSchema.Attribute("plugin_version", defs.OpSchema.AttrType.STRING, "TensorRT plugin version"),
         ],
     )
     defs.register_schema(schema)

@@ -24,6 +24,11 @@ SUPPORT_FORMAT = "icpd-support"
 SUPPORT_FORMAT_VERSION = 1
 
 
+RESERVED_KEYS = frozenset(
+    {"format", "format_version", "fingerprint", "class_name", "shots", "shapes", "dtype", "created", "icpd_version", "content_hash"}
+)
+
+
 class SupportCacheError(ValueError):
     """A support cache that cannot be used with this model."""
 
@@ -51,7 +56,9 @@ class SupportSet:
         from safetensors.numpy import save_file
 
         path = Path(path)
+        extra = {k: v for k, v in self.meta.items() if k not in RESERVED_KEYS}  # e.g. backend, source files
         meta = {
+            **extra,
             "format": SUPPORT_FORMAT,
             "format_version": SUPPORT_FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -62,7 +69,6 @@ class SupportSet:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "icpd_version": icpd.__version__,
             "content_hash": content_hash(self.tensors),
-            **{k: v for k, v in self.meta.items() if k not in ("content_hash", "fingerprint")},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")

@@ -38,7 +38,12 @@ def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int 
     providers = providers_for(device)
     if device.startswith("cuda:"):
         provider_options = [{"device_id": int(device.split(":")[1])}, {}]
-    return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers, provider_options=provider_options)
+    try:
+        return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers, provider_options=provider_options)
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        from icpd.export.model_dir import ModelDirError
+
+        raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e}); re-run `icpd export`") from e
 
 
 class OrtBackend:

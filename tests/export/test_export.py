@@ -1,0 +1,125 @@
+"""`icpd export`: graphs, metadata, self-check, both rank-prior forms, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from icpd.export.model_dir import ModelDir, ModelDirError
+from icpd.export.onnx import OPSET, TOLERANCE, ExportError, export_model
+from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names, matcher_input_names
+from icpd.model.checkpoint import model_fingerprint
+
+
+def test_model_dir_contents(tiny_model_dir, tiny_model):
+    md = ModelDir.open(tiny_model_dir, verify_hashes=True)
+    meta = md.meta
+    assert meta["fingerprint"] == model_fingerprint(tiny_model)
+    assert meta["preset"]["name"] == "tiny" and meta["opset"] == OPSET and meta["rank_prior"] == "onnx"
+    assert meta["normalization"]["mean"] == list(tiny_model.preset.mean)
+    assert set(meta["files"]) == {"preprocess", "encoder", "matcher", "weights"}
+    assert meta["matcher"]["inputs"]["query_layer00"][0] == "batch"
+    assert meta["matcher"]["inputs"]["support_feat_clip"][0] == "shots"
+    enc = onnx.load(str(md.file("encoder")), load_external_data=False)
+    assert [o.name for o in enc.graph.output] == encoder_output_names(tiny_model.preset)
+    mat = onnx.load(str(md.file("matcher")))
+    assert [i.name for i in mat.graph.input] == matcher_input_names(tiny_model.preset, fusion=False)
+    assert [o.name for o in mat.graph.output] == MATCHER_OUTPUTS_ALL
+    assert {o.domain: o.version for o in mat.opset_import}[""] == OPSET
+    ops = {n.op_type for n in mat.graph.node}
+    assert "TopK" in ops and "GatherElements" in ops and "NdcgPrior" not in ops
+
+
+def test_self_check_is_recorded_and_tight(tiny_model_dir):
+    v = json.loads((tiny_model_dir / "model.json").read_text())["validation"]
+    assert v["matcher_checked"] and v["runs"] == 2
+    out = v["outputs"]
+    assert out["logits"]["max_abs"] < 1e-4
+    assert all(out[n]["max_abs"] <= 1e-4 * max(1.0, out[n]["ref_max"]) for n in out if n.startswith("feat_"))
+    assert min(a["pixel_agreement"] for a in v["mask_agreement"]) >= 0.999
+    assert {"max_abs", "mean_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel"} <= set(out["logits"])
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory, tiny_model):
+    return export_model(tiny_model, tmp_path_factory.mktemp("plugin") / "tiny", rank_prior="plugin", validation_runs=1).path
+
+
+def test_plugin_form_has_one_custom_node_per_level(plugin_dir, tiny_model):
+    mat = onnx.load(str(plugin_dir / "matcher.onnx"))
+    nodes = [n for n in mat.graph.node if n.op_type == "NdcgPrior"]
+    assert len(nodes) == tiny_model.preset.num_layers + 1  # 13 backbone layers + the CLIP level
+    for n in nodes:
+        attrs = {a.name: a.s.decode() for a in n.attribute}
+        assert attrs == {"plugin_namespace": "icpd", "plugin_version": "1"}
+        assert n.domain == "icpd" and len(n.input) == 3 and len(n.output) == 1
+    assert "TopK" not in {n.op_type for n in mat.graph.node}
+    meta = json.loads((plugin_dir / "model.json").read_text())
+    assert meta["rank_prior"] == "plugin" and meta["validation"]["matcher_checked"] is False
+
+
+def test_plugin_model_is_refused_by_ort_backend(plugin_dir):
+    from icpd.runtime.predictor import Predictor
+
+    with pytest.raises(ValueError, match="--backend trt"):
+        Predictor.load(plugin_dir, backend="ort")
+
+
+def test_existing_output_needs_force(tiny_model, tiny_model_dir):
+    with pytest.raises(ExportError, match="--force"):
+        export_model(tiny_model, tiny_model_dir)
+
+
+def test_failed_self_check_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setitem(TOLERANCE, "logits_rel_to_scale", 0.0)
+    monkeypatch.setitem(TOLERANCE, "encoder_rel_to_scale", 0.0)
+    out = tmp_path / "m"
+    with pytest.raises(ExportError, match="disagrees"):
+        export_model(tiny_model, out, validation_runs=1)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_model_dir_refusals(tiny_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "matcher.onnx").unlink()
+    with pytest.raises(ModelDirError, match="matcher.onnx"):
+        ModelDir.open(broken)
+    newer = tmp_path / "newer"
+    shutil.copytree(tiny_model_dir, newer)
+    meta = json.loads((newer / "model.json").read_text())
+    meta["format_version"] = 99
+    (newer / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match="upgrade icpd"):
+        ModelDir.open(newer)
+    with pytest.raises(ModelDirError, match="model.json is missing"):
+        ModelDir.open(tmp_path)
+
+
+def test_corrupt_onnx_file_is_named(tiny_model_dir, tmp_path):
+    import shutil
+
+    from icpd.runtime.predictor import Predictor
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "matcher.onnx").write_bytes(b"\x08\x07not a model")
+    with pytest.raises(ModelDirError, match="matcher.onnx"):
+        Predictor.load(bad, backend="ort")
+    with pytest.raises(ModelDirError, match="hash"):
+        ModelDir.open(bad, verify_hashes=True)
+
+
+def test_export_cli_in_process(tmp_path):
+    from typer.testing import CliRunner
+
+    from icpd.cli import app
+
+    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--checkpoint" in res.output
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,153 @@
+"""Predictor over torch and ONNX Runtime; support caches and their refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from icpd.runtime.predictor import Predictor, merge_labels
+from icpd.runtime.support_cache import SupportCacheError, SupportSet
+
+
+def _scene(seed: int, n: int = 3, size: int = 128) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def _masks() -> list[np.ndarray]:
+    a = np.zeros((128, 128), np.uint8)
+    a[20:60, 30:70] = 1
+    b = np.zeros((128, 128), np.uint8)
+    b[50:90, 10:40] = 1
+    return [a, b]
+
+
+@pytest.fixture(scope="module")
+def predictors(tiny_model_dir):
+    return {be: Predictor.load(tiny_model_dir, backend=be) for be in ("torch", "ort")}
+
+
+@pytest.fixture(scope="module")
+def ship(predictors, tiny_embeddings, tmp_path_factory):
+    imgs = _scene(0, 2)
+    s = predictors["ort"].encode_support(list(imgs), _masks(), "ship", tiny_embeddings)
+    return s.save(tmp_path_factory.mktemp("cache") / "ship.support")
+
+
+def test_ort_agrees_with_torch(predictors, tiny_embeddings):
+    imgs = _scene(1)
+    out = {}
+    for be, p in predictors.items():
+        p.reset()
+        p.add_support(p.encode_support(list(_scene(0, 2)), _masks(), "ship", tiny_embeddings))
+        out[be] = p.predict(imgs, priors=True)
+    # each backend encodes its own supports and queries: float32 op-order round-off through the
+    # encoder, occasionally a rank-prior near-tie flip; probabilities agree to ~3e-5
+    np.testing.assert_allclose(out["ort"].probs, out["torch"].probs, atol=2e-4)
+    np.testing.assert_allclose(out["ort"].priors, out["torch"].priors, atol=1e-4)
+    assert (out["ort"].labels == out["torch"].labels).mean() > 0.999
+
+
+def test_support_cache_round_trip(predictors, ship):
+    s = SupportSet.load(ship, predictors["ort"].fingerprint)
+    assert s.class_name == "ship" and s.shots == 2
+    assert s.meta["format"] == "icpd-support" and len(s.meta["content_hash"]) == 64
+    assert s.tensors["support_feat_layer00"].shape[0] == 2
+    p = predictors["ort"]
+    p.reset()
+    p.add_support(ship)
+    p.predict(_scene(2, 1))
+
+
+def test_multi_class_equals_per_class(predictors, tiny_embeddings):
+    p = predictors["ort"]
+    imgs = _scene(3)
+    sets = [p.encode_support([im], [m], name, np.roll(tiny_embeddings, i, 0))
+            for i, (im, m, name) in enumerate(zip(_scene(4, 2), _masks(), ["ship", "plane"]))]
+    p.reset()
+    for s in sets:
+        p.add_support(s)
+    both = p.predict(imgs, threshold=0.3)
+    singles = []
+    for s in sets:
+        p.reset()
+        p.add_support(s)
+        singles.append(p.predict(imgs).probs[:, 0])
+    np.testing.assert_allclose(both.probs, np.stack(singles, 1), atol=1e-6)
+    np.testing.assert_array_equal(both.labels, merge_labels(np.stack(singles, 1), 0.3))
+    assert both.class_names == ["ship", "plane"]
+
+
+def test_merge_labels_threshold():
+    probs = np.array([[[[0.2, 0.7]], [[0.4, 0.9]]]], np.float32)  # B=1, N=2, H=1, W=2
+    assert merge_labels(probs, 0.5).tolist() == [[[0, 2]]]
+    assert merge_labels(probs, 0.3).tolist() == [[[2, 2]]]
+
+
+def test_cache_from_another_model_is_refused(predictors, ship, tiny_model_dir, tmp_path):
+    s = SupportSet.load(ship)
+    s.fingerprint = "0" * 64
+    other = s.save(tmp_path / "other.support")
+    with pytest.raises(SupportCacheError, match="cache-support --model"):
+        predictors["ort"].add_support(other)
+
+
+def test_altered_truncated_and_newer_caches_are_refused(ship, tmp_path):
+    data = bytearray(ship.read_bytes())
+    data[-10] ^= 0xFF  # flip bits in the tensor payload
+    (tmp_path / "altered.support").write_bytes(bytes(data))
+    with pytest.raises(SupportCacheError, match="hash"):
+        SupportSet.load(tmp_path / "altered.support")
+    (tmp_path / "cut.support").write_bytes(ship.read_bytes()[: len(data) // 2])
+    with pytest.raises(SupportCacheError, match="truncated"):
+        SupportSet.load(tmp_path / "cut.support")
+    s = SupportSet.load(ship)
+    s.meta["format_version"] = 99
+    newer = s.save(tmp_path / "newer.support")
+    from safetensors import safe_open
+
+    with safe_open(str(newer), "numpy") as f:
+        assert json.loads(f.metadata()["icpd"])["format_version"] == 1  # save() writes the current version
+    from safetensors.numpy import save_file
+
+    meta = {**s.meta, "format_version": 99}
+    save_file(s.tensors, str(newer), metadata={"icpd": json.dumps(meta)})
+    with pytest.raises(SupportCacheError, match="newer"):
+        SupportSet.load(newer)
+
+
+def test_empty_masks_and_mismatched_counts_are_refused(predictors, tiny_embeddings):
+    p = predictors["ort"]
+    with pytest.raises(ValueError, match="every mask is empty"):
+        p.encode_support(list(_scene(0, 1)), [np.zeros((128, 128), np.uint8)], "x", tiny_embeddings)
+    with pytest.raises(ValueError, match="one mask per image"):
+        p.encode_support(list(_scene(0, 2)), _masks()[:1], "x", tiny_embeddings)
+    with pytest.raises(ValueError, match="no support set"):
+        p.reset()
+        p.predict(_scene(0, 1))
+
+
+def test_cache_support_cli(tiny_model_dir, tmp_path):
+    import cv2
+    from typer.testing import CliRunner
+
+    from icpd.cli import app
+    from icpd.model.text import ClassEmbeddings, save_class_embeddings
+
+    import torch
+
+    emb = ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15)))
+    save_class_embeddings(tmp_path / "e.safetensors", emb)
+    img = _scene(5, 1)[0]
+    cv2.imwrite(str(tmp_path / "s.png"), img)
+    cv2.imwrite(str(tmp_path / "m.png"), _masks()[0] * 255)
+    cv2.imwrite(str(tmp_path / "empty.png"), np.zeros((128, 128), np.uint8))
+    args = ["cache-support", "--model", str(tiny_model_dir), "--class-name", "c3", "--image", str(tmp_path / "s.png"),
+            "--class-embeddings", str(tmp_path / "e.safetensors"), "--out", str(tmp_path / "c3.support")]
+    res = CliRunner().invoke(app, [*args, "--mask", str(tmp_path / "m.png")])
+    assert res.exit_code == 0, res.output
+    s = SupportSet.load(tmp_path / "c3.support")
+    np.testing.assert_allclose(s.tensors["class_embeddings"][0], emb.embeddings[3].numpy())
+    res = CliRunner().invoke(app, [*args, "--mask", str(tmp_path / "empty.png"), "--out", str(tmp_path / "e.support")])
+    assert res.exit_code == 2 and "empty" in res.output and not (tmp_path / "e.support").exists()
