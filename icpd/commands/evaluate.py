@@ -1,0 +1,58 @@
+"""``icpd eval``: foreground IoU per novel class, mIoU and FB-IoU of a checkpoint on a fold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_cmd(
+        dataset: Annotated[str, typer.Option(help="isaid5i or dlrsd5i.")],
+        root: Annotated[Path, typer.Option(help="Data set root.")],
+        fold: Annotated[int, typer.Option(min=0, max=2, help="Fold whose 5 novel classes are scored.")],
+        checkpoint: Annotated[Path, typer.Option(help="ICPD-Net checkpoint: the authors' .pt or icpd .safetensors.")],
+        shot: Annotated[int, typer.Option(min=1, help="Support images per episode.")] = 1,
+        preset: Annotated[str | None, typer.Option(help="Model preset. Default: from the checkpoint, else paper.")] = None,
+        class_embeddings: Annotated[Path | None, typer.Option(
+            help="Class embeddings (15 x D). Default: the file recorded in a checkpoint by `icpd train`."
+        )] = None,
+        backend: Annotated[str, typer.Option(help="Predictor backend (only 'torch' today).")] = "torch",
+        batch_size: Annotated[int, typer.Option(min=1, help="Episodes per forward pass.")] = 8,
+        workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+        device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+        amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Autocast on CUDA.")] = False,
+        seed: Annotated[int, typer.Option(help="Episode sampling seed.")] = 0,
+        episodes: Annotated[int | None, typer.Option(min=1, help="Score only this many evenly spaced episodes.")] = None,
+        json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores as JSON here.")] = None,
+        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    ) -> None:
+        """Score a checkpoint on a fold's validation episodes (novel classes)."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from icpd.engine.evaluate import EvalConfig, result_table, run_evaluation
+
+        err, out = Console(stderr=True), Console()
+        cfg = EvalConfig(
+            dataset, root, fold, shot, checkpoint, preset, class_embeddings, backend, batch_size, workers, device, amp,
+            seed, episodes,
+        )
+        show = not quiet and err.is_terminal
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                          disable=not show, transient=True) as progress:
+                result = run_evaluation(cfg, progress)
+            if json_out is not None:
+                result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, checkpoint=str(checkpoint))
+        except (ValueError, OSError) as e:
+            err.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(code=2) from None
+        out.print(result_table(result, f"{dataset} fold {fold}, {shot}-shot: {checkpoint.name}"))
+        out.print(f"mIoU {100 * result.miou:.2f}  FB-IoU {100 * result.fb_iou:.2f}  "
+                  f"({result.episodes} episodes, {result.episodes_per_second:.1f} episodes/s)")
+        if json_out is not None:
+            out.print(f"wrote {json_out}")

@@ -1,0 +1,76 @@
+"""`icpd data synth`, `icpd train`, `icpd eval` in-process (CliRunner) and once as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from icpd.cli import app
+from icpd.model.text import ClassEmbeddings, save_class_embeddings
+
+runner = CliRunner()
+
+
+def test_synth_train_eval(tmp_path: Path):
+    root = tmp_path / "iSAID-5i"
+    res = runner.invoke(app, ["data", "synth", "--out", str(root), "--layout", "isaid5i", "--tiles", "30",
+                              "--seed", "1", "--size", "128"])
+    assert res.exit_code == 0, res.output
+    assert (root / "val" / "list" / "split0.txt").is_file()
+    emb = save_class_embeddings(tmp_path / "emb.safetensors",
+                                ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15))))
+    run = tmp_path / "run"
+    common = ["--dataset", "isaid5i", "--root", str(root), "--fold", "0", "--shot", "1"]
+    res = runner.invoke(app, ["train", *common, "--class-embeddings", str(emb), "--out", str(run), "--preset", "tiny",
+                              "--epochs", "1", "--batch-size", "4", "--episodes-per-epoch", "4", "--val-episodes", "5",
+                              "--lr", "1e-3"])
+    assert res.exit_code == 0, res.output
+    assert "encoders keep random weights" in " ".join(res.output.split())  # the warning (rich wraps lines)
+    assert "best val mIoU" in res.output
+    assert (run / "best.pt").is_file() and (run / "best.safetensors").is_file()
+    out_json = tmp_path / "scores.json"
+    # class embeddings come from the checkpoint's metadata (recorded by `icpd train`)
+    res = runner.invoke(app, ["eval", *common, "--checkpoint", str(run / "best.safetensors"), "--episodes", "5",
+                              "--json", str(out_json)])
+    assert res.exit_code == 0, res.output
+    assert "mIoU" in res.output and "FB-IoU" in res.output
+    data = json.loads(out_json.read_text())
+    assert data["fold"] == 0 and data["episodes"] == 5 and 0.0 <= data["miou"] <= 1.0
+    # the score equals the training run's validation of the same episodes
+    line = json.loads((run / "metrics.jsonl").read_text())
+    assert data["miou"] == line["val_miou"]
+    res = runner.invoke(app, ["eval", *common, "--checkpoint", str(run / "best.pt"), "--preset", "tiny",
+                              "--class-embeddings", str(emb), "--backend", "ort"])
+    assert res.exit_code == 2 and "not available yet" in res.output
+
+
+def test_missing_root_exits_2_with_the_path(tmp_path: Path):
+    emb = save_class_embeddings(tmp_path / "emb.safetensors",
+                                ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15))))
+    missing = tmp_path / "no-such-root"
+    res = runner.invoke(app, ["train", "--dataset", "isaid5i", "--root", str(missing), "--fold", "0",
+                              "--class-embeddings", str(emb), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                              "--quiet"])
+    assert res.exit_code == 2
+    assert "error:" in res.output and str(missing) in "".join(res.output.split("\n"))
+    res = runner.invoke(app, ["eval", "--dataset", "isaid5i", "--root", str(missing), "--fold", "0",
+                              "--checkpoint", str(tmp_path / "none.safetensors"), "--class-embeddings", str(emb)])
+    assert res.exit_code == 2 and "none.safetensors" in res.output
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--layout", "coco", "--tiles", "5"])
+    assert res.exit_code == 2 and "layout" in res.output
+
+
+def test_synth_as_a_subprocess(tmp_path: Path):
+    out = tmp_path / "DLRSD-5i"
+    proc = subprocess.run(
+        [sys.executable, "-m", "icpd.cli", "data", "synth", "--out", str(out), "--layout", "dlrsd5i", "--tiles", "6"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout
+    assert (out / "DLRSD_5i" / "val" / "fold2.txt").is_file()
