@@ -14,13 +14,15 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[str, typer.Option(help="isaid5i or dlrsd5i.")],
         root: Annotated[Path, typer.Option(help="Data set root.")],
         fold: Annotated[int, typer.Option(min=0, max=2, help="Fold whose 5 novel classes are scored.")],
-        checkpoint: Annotated[Path, typer.Option(help="ICPD-Net checkpoint: the authors' .pt or icpd .safetensors.")],
+        checkpoint: Annotated[Path | None, typer.Option(help="ICPD-Net checkpoint (.pt or .safetensors), run in PyTorch.")] = None,
+        model: Annotated[Path | None, typer.Option("--model", help="Exported model dir (`icpd export`), run by --backend.")] = None,
+        engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir (with --backend trt).")] = None,
         shot: Annotated[int, typer.Option(min=1, help="Support images per episode.")] = 1,
         preset: Annotated[str | None, typer.Option(help="Model preset. Default: from the checkpoint, else paper.")] = None,
         class_embeddings: Annotated[Path | None, typer.Option(
             help="Class embeddings (15 x D). Default: the file recorded in a checkpoint by `icpd train`."
         )] = None,
-        backend: Annotated[str, typer.Option(help="Predictor backend (only 'torch' today).")] = "torch",
+        backend: Annotated[str, typer.Option(help="torch, ort (ONNX Runtime) or trt; ort/trt need --model.")] = "torch",
         batch_size: Annotated[int, typer.Option(min=1, help="Episodes per forward pass.")] = 8,
         workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         err, out = Console(stderr=True), Console()
         cfg = EvalConfig(
             dataset, root, fold, shot, checkpoint, preset, class_embeddings, backend, batch_size, workers, device, amp,
-            seed, episodes,
+            seed, episodes, model, engines,
         )
         show = not quiet and err.is_terminal
         try:
@@ -47,11 +49,13 @@ def register(app: typer.Typer) -> None:
                           disable=not show, transient=True) as progress:
                 result = run_evaluation(cfg, progress)
             if json_out is not None:
-                result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, checkpoint=str(checkpoint))
+                result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, backend=backend,
+                                  checkpoint=str(checkpoint) if checkpoint else None, model=str(model) if model else None)
         except (ValueError, OSError) as e:
             err.print(f"[bold red]error:[/] {e}")
             raise typer.Exit(code=2) from None
-        out.print(result_table(result, f"{dataset} fold {fold}, {shot}-shot: {checkpoint.name}"))
+        name = checkpoint.name if checkpoint is not None else f"{model.name} ({backend})"
+        out.print(result_table(result, f"{dataset} fold {fold}, {shot}-shot: {name}"))
         out.print(f"mIoU {100 * result.miou:.2f}  FB-IoU {100 * result.fb_iou:.2f}  "
                   f"({result.episodes} episodes, {result.episodes_per_second:.1f} episodes/s)")
         if json_out is not None:

@@ -28,7 +28,7 @@ from icpd.engine.metrics import SegmentationMeter
 
 DatasetName = Literal["isaid5i", "dlrsd5i"]
 DATASETS: tuple[str, ...] = ("isaid5i", "dlrsd5i")
-BACKENDS: tuple[str, ...] = ("torch",)  # "ort" and "trt" plug in here once their predictors exist
+BACKENDS: tuple[str, ...] = ("torch", "ort", "trt")  # ort and trt run an exported model dir (--model)
 
 
 @runtime_checkable
@@ -80,12 +80,21 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
 
 
 def build_predictor(backend: str, model: torch.nn.Module, device: str | torch.device = "cpu", amp: bool = False) -> EpisodePredictor:
-    """The predictor of ``backend``; only ``"torch"`` exists today."""
+    """The eager PyTorch predictor of a network; exported models go through ``model_dir_predictor``."""
     if backend == "torch":
         return TorchEpisodePredictor(model, device, amp)
-    if backend in ("ort", "onnxruntime", "trt", "tensorrt"):
-        raise ValueError(f"--backend {backend}: not available yet for evaluation; use --backend torch")
+    if backend in ("ort", "trt"):
+        raise ValueError(f"--backend {backend}: evaluates an exported model; pass --model MODEL_DIR (from `icpd export`)")
     raise ValueError(f"--backend {backend!r}: unknown; choose one of {', '.join(BACKENDS)}")
+
+
+def model_dir_predictor(model_dir: str | os.PathLike[str], backend: str, device: str = "cpu",
+                        engine_dir: str | os.PathLike[str] | None = None) -> EpisodePredictor:
+    """An exported model (any ``Predictor`` backend: torch, ort, trt) as an episode predictor."""
+    from icpd.runtime.episodes import PredictorEpisodePredictor
+    from icpd.runtime.predictor import Predictor
+
+    return PredictorEpisodePredictor(Predictor.load(model_dir, backend=backend, device=device, engine_dir=engine_dir))
 
 
 @dataclass
@@ -243,7 +252,7 @@ class EvalConfig:
     root: Path  # data set root
     fold: int  # 0..2; its 5 classes are scored
     shot: int  # supports per episode
-    checkpoint: Path  # authors' .pt or icpd .safetensors
+    checkpoint: Path | None  # authors' .pt or icpd .safetensors (or give model_dir)
     preset: str | None = None  # default: from the checkpoint, else "paper"
     class_embeddings: Path | None = None  # default: recorded in an icpd checkpoint by `icpd train`
     backend: str = "torch"  # predictor backend
@@ -253,6 +262,8 @@ class EvalConfig:
     amp: bool = False  # autocast on CUDA
     seed: int = 0  # episode sampling seed (supports, class-embedding order)
     episodes: int | None = None  # score only this many (evenly spaced) episodes
+    model_dir: Path | None = None  # an exported model (`icpd export`), run by `backend`
+    engine_dir: Path | None = None  # TensorRT engines (backend trt)
 
 
 def run_evaluation(config: EvalConfig, progress: Any = None) -> EvalResult:
@@ -261,26 +272,38 @@ def run_evaluation(config: EvalConfig, progress: Any = None) -> EvalResult:
     from icpd.model.checkpoint import load_checkpoint
     from icpd.model.text import load_class_embeddings
 
+    from icpd.export.model_dir import ModelDir
+
     if config.backend not in BACKENDS:
         build_predictor(config.backend, torch.nn.Identity())  # raises the backend's message
+    if (config.checkpoint is None) == (config.model_dir is None):
+        raise ValueError("give --checkpoint C (PyTorch) or --model MODEL_DIR (an exported model), not both")
+    if config.model_dir is None and config.backend != "torch":
+        build_predictor(config.backend, torch.nn.Identity())  # raises: ort/trt need a model dir
+    weights = config.checkpoint if config.model_dir is None else ModelDir.open(config.model_dir).file("weights")
     emb_path = config.class_embeddings
     if emb_path is None:
-        recorded = checkpoint_metadata(config.checkpoint).get("class_embeddings")
+        recorded = checkpoint_metadata(weights).get("class_embeddings")
         if not recorded:
             raise ValueError(
-                f"--class-embeddings: not given and checkpoint {config.checkpoint} records none; "
+                f"--class-embeddings: not given and {weights} records none; "
                 "pass the class-embedding file the model was trained with"
             )
         emb_path = Path(recorded)
-    model = load_checkpoint(config.checkpoint, preset=config.preset, shot=config.shot)
-    emb = load_class_embeddings(emb_path, preset=model.preset).embeddings
-    dataset = make_dataset(config.dataset, config.root, config.fold, "val", config.shot, emb, model.preset, config.seed)
-    dataset = spread_subset(dataset, config.episodes)
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
-    model.to(device)
-    predictor = build_predictor(config.backend, model, device, config.amp)
+    if config.model_dir is not None:
+        preset = ModelDir.open(config.model_dir).preset
+        predictor = model_dir_predictor(config.model_dir, config.backend, config.device, config.engine_dir)
+    else:
+        model = load_checkpoint(config.checkpoint, preset=config.preset, shot=config.shot)
+        preset = model.preset
+        model.to(device)
+        predictor = build_predictor(config.backend, model, device, config.amp)
+    emb = load_class_embeddings(emb_path, preset=preset).embeddings
+    dataset = make_dataset(config.dataset, config.root, config.fold, "val", config.shot, emb, preset, config.seed)
+    dataset = spread_subset(dataset, config.episodes)
     return evaluate(
         predictor, dataset, config.batch_size, class_ids=fold_classes(config.fold), workers=config.workers,
         progress=progress,

@@ -46,7 +46,7 @@ def test_synth_train_eval(tmp_path: Path):
     assert data["miou"] == line["val_miou"]
     res = runner.invoke(app, ["eval", *common, "--checkpoint", str(run / "best.pt"), "--preset", "tiny",
                               "--class-embeddings", str(emb), "--backend", "ort"])
-    assert res.exit_code == 2 and "not available yet" in res.output
+    assert res.exit_code == 2 and "--model MODEL_DIR" in res.output
 
 
 def test_missing_root_exits_2_with_the_path(tmp_path: Path):

@@ -100,7 +100,7 @@ def test_torch_predictor_returns_boolean_masks(val_set, tiny_model):
 def test_backends():
     assert isinstance(build_predictor("torch", torch.nn.Identity()), TorchEpisodePredictor)
     for name in ("ort", "trt"):
-        with pytest.raises(ValueError, match="not available yet"):
+        with pytest.raises(ValueError, match="--model MODEL_DIR"):
             build_predictor(name, torch.nn.Identity())
     with pytest.raises(ValueError, match="unknown"):
         build_predictor("jax", torch.nn.Identity())
