@@ -1,16 +1,7 @@
 """Reading image and label files, with checks that fail in words a person can act on.
 
-Images (``read_image``) are decoded with OpenCV and returned as ``(H, W, 3)`` uint8 RGB:
-
-- 8-bit RGB / BGR files: channel order fixed to RGB.
-- Grayscale (one band): the band is copied into R, G and B (no colour is invented).
-- 16-bit (uint16) files: divided by 257 and rounded, which maps 0..65535 onto 0..255 exactly.
-  A uint16 file whose values all lie in 0..255 is refused: it may be 8-bit data stored in a
-  16-bit container (dividing would turn it black) or a very dark 16-bit image; we cannot tell.
-- Any other sample type (float, int32, ...) is refused.
-- Four bands: accepted only when the 4th band is an alpha channel that is fully opaque
-  (all 255, or all 65535 for 16-bit); it is dropped. Otherwise the 4th band may be near-infrared
-  and the file is refused. Two or more than four bands are refused.
+Images (``read_image``) follow the inference rules of ``icpd.runtime.io.read_image`` (one set of
+decoding rules everywhere) and come back as ``(H, W, 3)`` uint8 RGB.
 
 Labels (``read_label``) are decoded with Pillow and returned as ``(H, W)`` uint8 class ids:
 
@@ -36,61 +27,25 @@ class DatasetError(ValueError):
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB.
+    """Read an image file as RGB, with the same decoding rules as inference.
+
+    One set of rules for training, evaluation and inference (``icpd.runtime.io.read_image``:
+    grayscale replicated, PNG alpha dropped, uint16 stretched, floats in [0, 1] scaled, ambiguous
+    band layouts refused), so a model sees the same pixels from the same file everywhere.
 
     Returns:
-        ``(H, W, 3)`` uint8 array, RGB order. See the module docstring for accepted formats.
+        ``(H, W, 3)`` uint8 array, RGB order.
 
     Raises:
         DatasetError: the file is missing, cannot be decoded, or its bands/bit depth are ambiguous.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"image file {path} does not exist; check the data set root and the list files")
-    # np.fromfile + imdecode also handles non-ASCII paths, which cv2.imread does not on Windows.
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DatasetError(f"image file {path} could not be decoded; is it a valid PNG/TIFF/JPEG? Re-export it")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 4:
-        alpha = img[:, :, 3]
-        opaque = np.iinfo(img.dtype).max if img.dtype.kind in "ui" else 1.0
-        if not np.all(alpha == opaque):
-            raise DatasetError(
-                f"image file {path} has 4 bands and the 4th is not a fully opaque alpha channel "
-                f"(values {int(alpha.min())}..{int(alpha.max())}); it may be near-infrared. "
-                "Save an RGB (3-band) image instead"
-            )
-        img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2RGB)
-    elif img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        raise DatasetError(
-            f"image file {path} has {img.shape[2]} bands; expected 1 (grayscale), 3 (RGB) or 4 (RGB + opaque alpha)"
-        )
-    return _to_uint8(img, path)
+    from icpd.runtime.io import ImageError
+    from icpd.runtime.io import read_image as read_raster
 
-
-def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return np.ascontiguousarray(img)
-    if img.dtype == np.uint16:
-        if int(img.max()) <= 255:
-            raise DatasetError(
-                f"image file {path} is 16-bit but all its values lie in 0..255: it may be 8-bit data in a "
-                "16-bit file or a very dark 16-bit image, and the two need different scaling. "
-                "Convert it to 8-bit yourself"
-            )
-        # 65535 / 257 == 255 exactly: the full 16-bit range maps onto the full 8-bit range.
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    raise DatasetError(
-        f"image file {path} has sample type {img.dtype}; only 8-bit and 16-bit unsigned images are accepted. "
-        "Convert it to 8-bit RGB"
-    )
+    try:
+        return read_raster(path).pixels
+    except ImageError as e:
+        raise DatasetError(f"image file {e}; check the data set root and the list files") from e
 
 
 def read_label(path: str | Path, max_label: int = 15) -> np.ndarray:
