@@ -1,0 +1,276 @@
+"""FP16 model directories: the exported ONNX graphs rewritten in mixed precision for TensorRT.
+
+TensorRT 11 builds only strongly typed networks, so an FP16 engine comes from an ONNX graph that
+is itself FP16 (FP16 initialisers, Casts at the precision boundaries). This module writes such a
+model dir from an FP32 one:
+
+- ``encoder.onnx`` and ``matcher.onnx`` become mixed precision; ``preprocess.onnx`` (uint8 in,
+  a resize and a normalisation) is copied unchanged.
+- FP32 is kept for the numerically sensitive parts (:data:`FP32_OPS`): LayerNorm and softmax
+  (the known FP16 failure of ViT encoders), reductions and norms (sums over thousands of
+  values), InstanceNorm/GroupNorm, the rank prior (``NdcgPrior`` node, or the TopK subgraph the
+  standard form decomposes into: distance ties must break the same way as in FP32) and the
+  last compute layer in front of every graph output (the final logits).
+- Graph inputs and outputs stay FP32 (Casts at the boundary), so support caches, feeds and
+  every consumer of the outputs are the same as for the FP32 model dir.
+
+The model.json of the new dir says ``"precision": "fp16"`` and records what was kept in FP32
+and, when checked, the error statistics of ONNX Runtime on the FP16 graphs against the FP32 ones.
+Needs onnxconverter-common (``pip install onnxconverter-common``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from icpd.export.model_dir import ModelDir, describe_files, write_model_json
+
+# Op types computed in FP32 inside an FP16 graph (the converter's own block list is added).
+FP32_OPS = (
+    "LayerNormalization",
+    "Softmax",
+    "LogSoftmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "LpNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+    "BatchNormalization",
+    "TopK",
+    "NdcgPrior",
+)
+# The exporter tags every node it emits for icpd::ndcg_prior with this in its class hierarchy.
+RANK_PRIOR_TAG = "icpd.ndcg_prior"
+# Ops that only move or reshape data: walking back from an output passes through them.
+_DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "Concat", "Slice",
+                  "Resize", "Flatten", "Expand", "Gather", "Split"}
+CONVERTED = ("encoder", "matcher")
+HEAD_OUTPUTS = ("logits",)  # graph outputs whose last compute layer stays FP32
+# Defaults of onnxconverter-common: values beyond FP16's range are clamped when initialisers are cast.
+MIN_POSITIVE = 1e-7
+MAX_FINITE = 1e4
+
+
+class Fp16ConversionError(RuntimeError):
+    """The FP16 conversion failed, or its result did not pass the ONNX checker."""
+
+
+def _converter() -> Any:
+    try:
+        from onnxconverter_common import float16
+    except ImportError as err:
+        raise Fp16ConversionError(
+            f"FP16 conversion needs onnxconverter-common ({err}); pip install onnxconverter-common"
+        ) from err
+    return float16
+
+
+def rank_prior_nodes(graph: Any) -> set[str]:
+    """Names of the nodes that compute the rank prior: tagged by the exporter, or NdcgPrior nodes."""
+    names = set()
+    for node in graph.node:
+        tagged = any(p.key == "pkg.torch.onnx.class_hierarchy" and RANK_PRIOR_TAG in p.value for p in node.metadata_props)
+        if tagged or node.op_type == "NdcgPrior":
+            names.add(node.name)
+    return names
+
+
+def output_head_nodes(graph: Any, outputs: tuple[str, ...] = HEAD_OUTPUTS) -> set[str]:
+    """Nodes from each of ``outputs`` back to (and including) its last compute node (the final conv)."""
+    producer = {o: n for n in graph.node for o in n.output}
+    found: set[str] = set()
+    stack = [o.name for o in graph.output if o.name in outputs]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in found:
+            continue
+        found.add(node.name)
+        if node.op_type in _DATA_MOVEMENT:
+            stack.extend(i for i in node.input[:1] if i)
+    return found
+
+
+def fp32_nodes(graph: Any) -> set[str]:
+    """Node names kept in FP32 beyond :data:`FP32_OPS`: the rank prior and the output heads."""
+    return rank_prior_nodes(graph) | output_head_nodes(graph)
+
+
+def convert_graph_fp16(model: Any) -> Any:
+    """One ModelProto (weights loaded) -> mixed-precision ModelProto with FP32 inputs and outputs."""
+    float16 = _converter()
+    block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
+    nodes = sorted(fp32_nodes(model.graph))
+    _detach_outputs(model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one warning per constant clamped to FP16's range: expected, noise
+            converted = float16.convert_float_to_float16(
+                model, min_positive_val=MIN_POSITIVE, max_finite_val=MAX_FINITE, keep_io_types=True,
+                disable_shape_infer=False, op_block_list=block_ops, node_block_list=nodes,
+            )
+    except Exception as err:
+        raise Fp16ConversionError(f"FP16 conversion of graph {model.graph.name!r} failed: {err}") from err
+    _float32_outputs(converted)
+    return converted
+
+
+def _detach_outputs(model: Any) -> None:
+    """Give every graph output its own Identity node, so no output is also an internal value.
+
+    The encoder's ``feat_layerXX`` are read by the next layer too; onnxconverter-common then
+    types that internal use as FP32 while its producer emits FP16 (ORT refuses the graph).
+    """
+    from onnx import helper
+
+    for out in model.graph.output:
+        inner = f"{out.name}__value"
+        for node in model.graph.node:
+            node.output[:] = [inner if o == out.name else o for o in node.output]
+            node.input[:] = [inner if i == out.name else i for i in node.input]
+        model.graph.node.append(helper.make_node("Identity", [inner], [out.name], name=f"{out.name}__output"))
+
+
+def _float32_outputs(model: Any) -> None:
+    """Make every float graph output FP32 through its boundary Cast.
+
+    onnxconverter-common 1.16 with ``keep_io_types`` and ``disable_shape_infer`` leaves the
+    boundary Casts of the outputs at ``to=FLOAT16``; the graph must return FP32 as before.
+    """
+    from onnx import TensorProto, helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for out in model.graph.output:
+        if out.type.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+            continue
+        node = producer.get(out.name)
+        if node is None or node.op_type != "Cast":
+            raise Fp16ConversionError(f"graph output {out.name!r} has no boundary Cast after FP16 conversion")
+        del node.attribute[:]
+        node.attribute.append(helper.make_attribute("to", TensorProto.FLOAT))
+        out.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+def precision_summary(model: Any) -> dict[str, Any]:
+    """Which node types compute in FP16 and which in FP32 (by the element type of their first float input)."""
+    from onnx import TensorProto
+
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    fp16: Counter[str] = Counter()
+    fp32: Counter[str] = Counter()
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            continue
+        kinds = [types.get(i) for i in node.input if i]
+        if TensorProto.FLOAT16 in kinds:
+            fp16[node.op_type] += 1
+        elif TensorProto.FLOAT in kinds:
+            fp32[node.op_type] += 1
+    return {"fp16": dict(sorted(fp16.items())), "fp32": dict(sorted(fp32.items()))}
+
+
+def _save(model: Any, path: Path, size_threshold: int = 1024) -> None:
+    """Save with the weights in ``<name>.data`` beside it, then run the ONNX checker on the file."""
+    import sys
+
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    # Marked by hand: onnx's save_as_external_data refuses a location that exists relative to the
+    # *current* directory, not to the model's.
+    for tensor in model.graph.initializer:
+        if tensor.HasField("raw_data") and sys.getsizeof(tensor.raw_data) >= size_threshold:
+            set_external_data(tensor, f"{path.name}.data")
+    onnx.save_model(model, str(path))
+    onnx.checker.check_model(str(path))
+
+
+def convert_model_dir_fp16(
+    src_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    check: bool = True,
+    runs: int = 2,
+    force: bool = False,
+) -> ModelDir:
+    """Write an FP16 copy of the FP32 model dir ``src_dir`` to ``out_dir`` (see the module docstring).
+
+    Args:
+        check: run the FP16 and FP32 graphs in ONNX Runtime (CPU) on ``runs`` seeded episodes and
+            record per-output error statistics and mask agreement under ``model.json["fp16"]["check"]``.
+        force: replace a non-empty ``out_dir``.
+
+    Raises:
+        Fp16ConversionError: the source is not FP32, the conversion or the ONNX checker failed.
+        ModelDirError: ``src_dir`` is not a model dir.
+    """
+    import onnx
+
+    src = ModelDir.open(src_dir)
+    out = Path(out_dir)
+    if src.meta.get("precision", "fp32") != "fp32":
+        raise Fp16ConversionError(f"--model {src.path}: precision is {src.meta.get('precision')!r}; convert an FP32 model dir")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise Fp16ConversionError(f"--out {out}: exists and is not empty; pass force=True (--force) or choose another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        meta = json.loads(json.dumps(src.meta))
+        kept: dict[str, Any] = {}
+        for role in ("preprocess", *CONVERTED, "weights"):
+            name = src.meta["files"][role]["name"]
+            if role in CONVERTED:
+                model = onnx.load(str(src.file(role)), load_external_data=True)
+                blocked = sorted(fp32_nodes(model.graph))
+                converted = convert_graph_fp16(model)
+                _save(converted, work / name)
+                kept[role] = {"fp32_nodes": len(blocked), **precision_summary(converted)}
+            else:
+                for f in [name, *src.meta["files"][role].get("external_data", [])]:
+                    shutil.copy2(src.path / f, work / f)
+        meta["precision"] = "fp16"
+        meta["fp16"] = {"source_dir": str(src.path), "fp32_ops": list(FP32_OPS),
+                        "fp32_subgraphs": ["rank prior (NdcgPrior / TopK subgraph)", "output heads (final logits)"],
+                        "io": "float32", "graphs": kept}
+        meta.pop("validation", None)
+        meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})
+        write_model_json(work, meta)
+        if check:
+            meta["fp16"]["check"] = check_fp16_against_fp32(src.path, work, runs=runs)
+            write_model_json(work, meta)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except onnx.checker.ValidationError as err:
+        shutil.rmtree(work, ignore_errors=True)
+        raise Fp16ConversionError(f"the FP16 graphs fail the ONNX checker: {err}") from err
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return ModelDir.open(out)
+
+
+def check_fp16_against_fp32(fp32_dir: str | os.PathLike[str], fp16_dir: str | os.PathLike[str], runs: int = 2) -> dict[str, Any]:
+    """ONNX Runtime (CPU) on the FP16 dir against the FP32 dir: per-output error stats and mask agreement.
+
+    ORT's CPU provider has FP16 kernels for only some ops and wraps the others in Casts, so this
+    measures the FP16 storage and rounding of the graph, not TensorRT's FP16 kernels.
+    """
+    from icpd.trt.validate import compare_backends, make_backend
+
+    ref = make_backend(ModelDir.open(fp32_dir), "ort")
+    half = make_backend(ModelDir.open(fp16_dir), "ort")
+    report = compare_backends(ref, {"ort-fp16": half}, ModelDir.open(fp32_dir), runs=runs,
+                              precisions={"ort-fp16": "fp16"}, reference_name="ort fp32")
+    return report.as_dict()

@@ -1,0 +1,107 @@
+"""ONNX Runtime (CPU) implementation of the ``icpd.NdcgPrior`` custom node, for plugin-form graphs.
+
+A matcher exported with ``--rank-prior plugin`` holds one ``NdcgPrior`` node (domain ``icpd``)
+per rank prior, meant for the TensorRT plugin. ONNX Runtime has no kernel for it; this module
+gives it one through onnxruntime-extensions' Python custom ops (``onnx_op``), computing the
+node with ``icpd.kernels.ops`` (the PyTorch CPU reference of ``icpd::ndcg_prior``), so the
+plugin-form graph can be run and compared with the standard form on any machine.
+
+    sess = plugin_session("model/matcher.onnx")   # registers the op once per process
+
+Python custom ops run under the GIL and copy their outputs through lists: this is for checks,
+not for speed. Needs ``pip install onnxruntime-extensions``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icpd.kernels.trt_plugin import OP_TYPE, PLUGIN_NAMESPACE
+
+DOMAIN = "icpd"  # the ONNX domain the exporter writes (icpd.export.rank_prior_onnx.PLUGIN_DOMAIN)
+# onnxruntime-extensions' Python ops are global to the process and cannot be registered twice.
+_registered: list[str] = []
+
+
+class OrtExtensionsUnavailableError(RuntimeError):
+    """onnxruntime-extensions is not installed."""
+
+
+def ndcg_prior_numpy(query: np.ndarray, support: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+    """query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) -> (N, Nq) float32 via icpd::ndcg_prior (CPU)."""
+    import torch
+
+    import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
+
+    q, s, r = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (query, support, relevance))
+    with torch.no_grad():
+        return torch.ops.icpd.ndcg_prior(q, s, r).numpy().astype(np.float32, copy=False)
+
+
+def register_ort_custom_op() -> str:
+    """Register the CPU ``icpd.NdcgPrior`` with onnxruntime-extensions; returns its library path.
+
+    Raises:
+        OrtExtensionsUnavailableError: onnxruntime-extensions is missing.
+    """
+    try:
+        from onnxruntime_extensions import PyCustomOpDef, get_library_path, onnx_op
+    except ImportError as err:
+        raise OrtExtensionsUnavailableError(
+            f"running the plugin-form matcher (NdcgPrior nodes) in ONNX Runtime needs onnxruntime-extensions "
+            f"({err}); pip install onnxruntime-extensions, or export with --rank-prior onnx"
+        ) from err
+    if not _registered:
+        f32 = PyCustomOpDef.dt_float
+
+        @onnx_op(
+            op_type=f"{DOMAIN}::{OP_TYPE}",
+            inputs=[f32, f32, f32],
+            outputs=[f32],
+            attrs={"plugin_namespace": PyCustomOpDef.dt_string, "plugin_version": PyCustomOpDef.dt_string},
+        )
+        def ndcg_prior_node(query, support, relevance, plugin_namespace=PLUGIN_NAMESPACE, plugin_version="1"):
+            return ndcg_prior_numpy(query, support, relevance)
+
+        _registered.append(OP_TYPE)
+    return get_library_path()
+
+
+def plugin_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
+    """A CPU ``onnxruntime.InferenceSession`` for a graph that may hold ``NdcgPrior`` nodes."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.register_custom_ops_library(register_ort_custom_op())
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OrtPluginBackend:
+    """The ORT backend (``icpd.runtime.backends.ort.OrtBackend`` interface) for plugin-form model dirs (CPU)."""
+
+    name = "ort"
+
+    def __init__(self, files: dict[str, Path], threads: int | None = None) -> None:
+        from icpd.runtime.backends.ort import ort_session
+
+        self.pre = ort_session(files["preprocess"], "cpu", threads)
+        self.enc = ort_session(files["encoder"], "cpu", threads)
+        self.mat = plugin_session(files["matcher"], threads)
+        self.matcher_inputs = [i.name for i in self.mat.get_inputs()]
+        self.matcher_outputs = [o.name for o in self.mat.get_outputs()]
+
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        return self.pre.run(None, {"pixels": pixels})[0]
+
+    def encode(self, images: np.ndarray) -> list[np.ndarray]:
+        return self.enc.run(None, {"images": images})
+
+    def match(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        return self.mat.run(outputs, feeds)

@@ -1,0 +1,204 @@
+"""TensorRT backend: ``encoder.engine`` and ``matcher.engine`` from ``icpd build``, run from Python.
+
+Device buffers are torch CUDA tensors (no pycuda): each call sets the input shapes
+(``context.set_input_shape``), binds every tensor's ``data_ptr()`` (``set_tensor_address``) and
+enqueues on torch's current stream (``execute_async_v3``). Inputs go through pinned host memory;
+outputs come back through pinned host memory after one synchronisation. With
+``cuda_graphs=True`` each distinct input-shape set is captured once into a CUDA graph with static
+buffers and replayed afterwards (TensorRT's enqueue then costs one graph launch).
+
+Preprocessing runs in PyTorch on the GPU (``icpd.export.wrappers.preprocess_pixels``, the same
+function the ONNX graph was exported from). The engine sidecar is checked before anything is
+deserialised (:func:`icpd.trt.sidecar.check_sidecar`). Query batches larger than the engines'
+profile are split into chunks of the profile's maximum.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icpd.export.model_dir import ModelDir, file_sha256
+from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names, matcher_input_names
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> Any:
+    import torch
+
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int8: torch.int8,
+             trt.bool: torch.bool}
+    if hasattr(trt, "int64"):
+        table[trt.int64] = torch.int64
+    if dtype not in table:
+        raise TypeError(f"engine tensor type {dtype} has no torch equivalent here")
+    return table[dtype]
+
+
+class TrtEngine:
+    """One deserialised engine with its execution context; tensors in and out are torch CUDA tensors."""
+
+    def __init__(self, trt: Any, runtime: Any, path: Path, device: Any, cuda_graphs: bool = False) -> None:
+        self.trt = trt
+        self.path = path
+        self.device = device
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{path}: TensorRT could not deserialise it (see its log); rebuild with `icpd build`")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
+        self.cuda_graphs = cuda_graphs
+        self._graphs: dict[tuple, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
+
+    def _bind(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        for name in self.inputs:
+            t = feeds[name]
+            if not self.context.set_input_shape(name, tuple(t.shape)):
+                raise ValueError(f"{self.path.name}: input {name} of shape {tuple(t.shape)} is outside the engine's "
+                                 "optimization profile; rebuild with wider --batch/--shots")
+            self.context.set_tensor_address(name, t.data_ptr())
+        outs = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            outs[name] = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
+            self.context.set_tensor_address(name, outs[name].data_ptr())
+        return outs
+
+    def _enqueue(self, stream: Any) -> None:
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"{self.path.name}: execute_async_v3 failed (see TensorRT's log)")
+
+    def __call__(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """feeds: name -> CUDA tensor (cast to the engine's dtype here); returns name -> CUDA tensor (not synchronised)."""
+        import torch
+
+        feeds = {n: feeds[n].to(self.device, self.dtypes[n]).contiguous() for n in self.inputs}
+        stream = torch.cuda.current_stream(self.device)
+        if not self.cuda_graphs:
+            outs = self._bind(feeds)
+            self._enqueue(stream)
+            return outs
+        key = tuple(tuple(feeds[n].shape) for n in self.inputs)
+        if key not in self._graphs:
+            static_in = {n: t.clone() for n, t in feeds.items()}
+            static_out = self._bind(static_in)
+            self._enqueue(stream)  # one plain run first: TensorRT initialises lazily, outside the capture
+            graph = torch.cuda.CUDAGraph()
+            capture_stream = torch.cuda.Stream(self.device)
+            capture_stream.wait_stream(stream)
+            with torch.cuda.graph(graph, stream=capture_stream):
+                self._enqueue(capture_stream)
+            stream.wait_stream(capture_stream)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        for n, t in feeds.items():
+            static_in[n].copy_(t)
+        graph.replay()
+        return {n: t.clone() for n, t in static_out.items()}
+
+
+class TrtBackend:
+    """Same interface as OrtBackend; arrays in and out are numpy (float32)."""
+
+    name = "trt"
+
+    def __init__(self, model_dir: ModelDir, engine_dir: str | os.PathLike[str] | None, device: str = "cuda",
+                 cuda_graphs: bool = False, verify_engines: bool = True) -> None:
+        import torch
+
+        from icpd.trt import import_tensorrt
+        from icpd.trt.sidecar import check_sidecar, current_env, read_sidecar
+
+        if engine_dir is None:
+            raise ValueError("--backend trt needs --engines ENGINE_DIR (build it with `icpd build --model MODEL_DIR --out ENGINE_DIR`)")
+        if not device.startswith("cuda"):
+            raise ValueError(f"--device {device}: the TensorRT backend runs on a GPU; use --device cuda[:N]")
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise ValueError("--backend trt: torch sees no CUDA device here")
+        self.device = torch.device(device)
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        self.engine_dir = Path(engine_dir)
+        self.sidecar = read_sidecar(self.engine_dir)
+        check_sidecar(self.sidecar, current_env(index), model_dir.fingerprint,
+                      rebuild_hint=f"icpd build --model {model_dir.path} --out {self.engine_dir} --precision "
+                                   f"{self.sidecar.precision} --batch {','.join(map(str, self.sidecar.batch))} --force")
+        for role, entry in self.sidecar.engines.items():
+            path = self.engine_dir / entry["name"]
+            if not path.is_file():
+                raise ValueError(f"engine dir {self.engine_dir}: {entry['name']} ({role}) is missing; rebuild with `icpd build`")
+            if verify_engines and file_sha256(path) != entry["sha256"]:
+                raise ValueError(f"engine dir {self.engine_dir}: {entry['name']} does not match its hash in engines.json; rebuild")
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        if self.sidecar.plugin.startswith("library:"):  # C++ plugin: its creators must be registered before deserialising
+            self.runtime.get_plugin_registry().load_library(self.sidecar.plugin.removeprefix("library:"))
+        self.preset = model_dir.preset
+        with torch.cuda.device(self.device):
+            self.encoder = TrtEngine(trt, self.runtime, self.engine_dir / self.sidecar.engines["encoder"]["name"], self.device, cuda_graphs)
+            self.matcher = TrtEngine(trt, self.runtime, self.engine_dir / self.sidecar.engines["matcher"]["name"], self.device, cuda_graphs)
+        names = matcher_input_names(self.preset, self.preset.fusion_weight > 0)
+        self.matcher_inputs = [n for n in names if n in self.matcher.inputs]
+        self.matcher_outputs = [n for n in MATCHER_OUTPUTS_ALL if n in self.matcher.outputs]
+        self.max_batch = self.sidecar.batch[2]
+
+    # -- host <-> device ------------------------------------------------------------------------
+    def _to_device(self, a: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(a)).pin_memory().to(self.device, non_blocking=True)
+
+    def _to_host(self, tensors: list[Any]) -> list[np.ndarray]:
+        import torch
+
+        host = [torch.empty(t.shape, dtype=torch.float32, pin_memory=True) for t in tensors]
+        for h, t in zip(host, tensors):
+            h.copy_(t.float(), non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return [h.numpy() for h in host]
+
+    def _chunks(self, n: int) -> list[slice]:
+        return [slice(i, min(i + self.max_batch, n)) for i in range(0, n, self.max_batch)]
+
+    # -- backend interface ---------------------------------------------------------------------
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        from icpd.export.wrappers import preprocess_pixels
+
+        with torch.no_grad():
+            return self._to_host([preprocess_pixels(self._to_device(pixels), self.preset)])[0]
+
+    def encode(self, images: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        names = encoder_output_names(self.preset)
+        parts = []
+        with torch.cuda.device(self.device):
+            for sl in self._chunks(images.shape[0]):
+                out = self.encoder({"images": self._to_device(images[sl])})
+                parts.append(self._to_host([out[n] for n in names]))
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(names))]
+
+    def match(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        import torch
+
+        unknown = [o for o in outputs if o not in self.matcher_outputs]
+        if unknown:
+            raise ValueError(f"matcher outputs {unknown}: the engine has {self.matcher_outputs}")
+        batch = next(a.shape[0] for n, a in feeds.items() if n.startswith("query_"))
+        support = {n: self._to_device(feeds[n]) for n in self.matcher_inputs if not n.startswith("query_")}
+        parts = []
+        with torch.cuda.device(self.device):
+            for sl in self._chunks(batch):
+                query = {n: self._to_device(feeds[n][sl]) for n in self.matcher_inputs if n.startswith("query_")}
+                out = self.matcher({**query, **support})
+                parts.append(self._to_host([out[n] for n in outputs]))
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]

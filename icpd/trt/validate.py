@@ -1,0 +1,233 @@
+"""``icpd validate``: every backend against PyTorch FP32 on the same seeded episodes.
+
+An episode is a query batch of uint8 images (not of the preset's size, so the resize is
+exercised), a support set of K images with rectangle masks, and seeded class embeddings. Each
+backend runs it end to end as deployment does (its own preprocess, encoder, support
+preparation and matcher); per output (``images``, ``feat_*``, ``logits``, ``query_prior``,
+``pyramid_*``) the error statistics against the reference are merged over episodes (worst max,
+mean of means), and the argmax masks of the logits are compared (foreground IoU, pixel agreement).
+
+Pass rule (:data:`IOU_RULE`): the mean foreground IoU against FP32 over the episodes is
+>= 0.99 for an FP16 backend and >= 0.999 for an FP32 one.
+TODO(dataset): add the mIoU of each backend on an iSAID-5i/DLRSD-5i fold next to the reference's
+(needs the datasets, which this check must run without).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icpd.config import Preset
+from icpd.export.model_dir import ModelDir
+from icpd.export.validate import ErrorStats, error_stats, mask_agreement, merge
+from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names
+
+IOU_RULE = {"fp32": 0.999, "fp16": 0.99}  # minimum mean foreground IoU vs the FP32 reference
+BACKEND_NAMES = ("torch", "ort", "trt")
+
+
+@dataclass(frozen=True)
+class Episode:
+    query: np.ndarray  # (B, H, W, 3) uint8
+    support: list[np.ndarray]  # K x (H, W, 3) uint8
+    masks: list[np.ndarray]  # K x (H, W) uint8 {0, 1}
+    embeddings: np.ndarray  # (15, D) float32, target first
+
+
+def seeded_episodes(preset: Preset, runs: int, seed: int = 0, batch: int = 2, max_shots: int = 3) -> list[Episode]:
+    """``runs`` episodes; episode r has 1 + r % max_shots shots and images of (S + 16, S + 8) pixels."""
+    rng = np.random.default_rng(seed)
+    h, w = preset.image_size + 16, preset.image_size + 8
+    episodes = []
+    for r in range(runs):
+        shots = 1 + r % max_shots
+        # smooth random images (a few blobs) so features vary in space as in real imagery
+        query = (rng.integers(0, 256, (batch, h // 8, w // 8, 3)).repeat(8, 1).repeat(8, 2)).astype(np.uint8)
+        support = [(rng.integers(0, 256, (h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1)).astype(np.uint8) for _ in range(shots)]
+        masks = []
+        for _ in range(shots):
+            m = np.zeros((h, w), np.uint8)
+            mh, mw = rng.integers(h // 6, h // 2), rng.integers(w // 6, w // 2)
+            y, x = rng.integers(0, h - mh), rng.integers(0, w - mw)
+            m[y : y + mh, x : x + mw] = 1
+            masks.append(m)
+        emb = rng.standard_normal((preset.num_classes, preset.embed_dim)).astype(np.float32)
+        episodes.append(Episode(query, support, masks, emb))
+    return episodes
+
+
+def run_episode(backend: Any, model_dir: ModelDir, episode: Episode) -> dict[str, np.ndarray]:
+    """All outputs of one episode on one backend: images, feat_*, and the matcher outputs it has."""
+    from icpd.runtime.predictor import Predictor
+
+    pred = Predictor(model_dir, backend, getattr(backend, "name", "backend"))
+    images = pred.preprocess(episode.query)
+    feats = pred.encode(images)
+    support = pred.encode_support(episode.support, episode.masks, "validate", episode.embeddings)
+    outputs = [n for n in MATCHER_OUTPUTS_ALL if n in backend.matcher_outputs]
+    result = {"images": images, **dict(zip(encoder_output_names(model_dir.preset), feats))}
+    result.update(zip(outputs, pred.match(feats, support, outputs)))
+    return result
+
+
+@dataclass
+class BackendReport:
+    name: str
+    precision: str
+    outputs: dict[str, ErrorStats] = field(default_factory=dict)
+    masks: list[dict[str, float]] = field(default_factory=list)  # one per episode
+    seconds: float = 0.0
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean([m["foreground_iou"] for m in self.masks])) if self.masks else float("nan")
+
+    @property
+    def min_pixel_agreement(self) -> float:
+        return float(min(m["pixel_agreement"] for m in self.masks)) if self.masks else float("nan")
+
+    @property
+    def required_iou(self) -> float:
+        return IOU_RULE.get(self.precision, IOU_RULE["fp16"])
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.masks) and self.mean_iou >= self.required_iou
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "precision": self.precision, "passed": self.passed,
+                "rule": f"mean foreground IoU vs FP32 >= {self.required_iou}", "mean_foreground_iou": self.mean_iou,
+                "min_pixel_agreement": self.min_pixel_agreement, "masks": self.masks, "seconds": self.seconds,
+                "outputs": {k: v.as_dict() for k, v in self.outputs.items()}}
+
+
+@dataclass
+class ValidationReport:
+    reference: str
+    runs: int
+    backends: dict[str, BackendReport]
+
+    @property
+    def passed(self) -> bool:
+        return all(b.passed for b in self.backends.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "runs": self.runs, "passed": self.passed, "rule": IOU_RULE,
+                "backends": {k: v.as_dict() for k, v in self.backends.items()}}
+
+
+def compare_backends(reference: Any, backends: dict[str, Any], model_dir: ModelDir, runs: int = 3, seed: int = 0,
+                     batch: int = 2, precisions: dict[str, str] | None = None, reference_name: str = "torch fp32") -> ValidationReport:
+    """Run ``runs`` seeded episodes on ``reference`` and each backend; compare outputs and masks."""
+    precisions = precisions or {}
+    episodes = seeded_episodes(model_dir.preset, runs, seed, batch)
+    refs = [run_episode(reference, model_dir, ep) for ep in episodes]
+    reports = {}
+    for name, backend in backends.items():
+        rep = BackendReport(name, precisions.get(name, "fp32"))
+        stats: dict[str, list[ErrorStats]] = {}
+        t0 = time.perf_counter()
+        for ep, ref in zip(episodes, refs):
+            got = ref if backend is reference else run_episode(backend, model_dir, ep)
+            for key, value in got.items():
+                if key in ref:
+                    stats.setdefault(key, []).append(error_stats(key, value, ref[key]))
+            rep.masks.append(mask_agreement(got["logits"], ref["logits"]))
+        rep.seconds = time.perf_counter() - t0
+        rep.outputs = {k: merge(v) for k, v in stats.items()}
+        reports[name] = rep
+    return ValidationReport(reference_name, runs, reports)
+
+
+def make_backend(model_dir: ModelDir, name: str, device: str = "cpu", engine_dir: str | os.PathLike[str] | None = None,
+                 threads: int | None = None) -> Any:
+    """A backend object for ``name`` (torch, ort, trt); ORT runs plugin-form matchers with the CPU custom op."""
+    files = {role: model_dir.file(role) for role in model_dir.meta["files"]}
+    if name == "torch":
+        from icpd.runtime.backends.torch import TorchBackend
+
+        return TorchBackend(model_dir.path, files, device, threads)
+    if name == "ort":
+        if model_dir.meta.get("rank_prior") == "plugin":
+            from icpd.kernels.ort_custom_op import OrtPluginBackend
+
+            return OrtPluginBackend(files, threads)
+        from icpd.runtime.backends.ort import OrtBackend
+
+        return OrtBackend(model_dir.path, files, device, threads)
+    if name == "trt":
+        from icpd.runtime.backends.trt import TrtBackend
+
+        return TrtBackend(model_dir, engine_dir, device if device.startswith("cuda") else "cuda")
+    raise ValueError(f"--backends: unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+
+
+def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] | list[str] = ("torch", "ort"),
+                   engine_dir: str | os.PathLike[str] | None = None, runs: int = 3, seed: int = 0, batch: int = 2,
+                   device: str = "cpu") -> ValidationReport:
+    """Each of ``backends`` against PyTorch FP32 on the CPU (see the module docstring).
+
+    ``torch`` runs on ``device`` (on the CPU it *is* the reference: zero error, a sanity check);
+    ``ort`` on the CPU; ``trt`` needs ``engine_dir`` (from ``icpd build``), TensorRT and a GPU.
+
+    Raises:
+        ValueError: unknown backend, trt without --engines; ModelDirError; TensorRTUnavailableError;
+        EngineMismatchError.
+    """
+    md = ModelDir.open(model_dir)
+    unknown = [b for b in backends if b not in BACKEND_NAMES]
+    if unknown or not backends:
+        raise ValueError(f"--backends {','.join(backends)}: choose from {', '.join(BACKEND_NAMES)}")
+    if "trt" in backends:
+        from icpd.trt import import_tensorrt
+
+        import_tensorrt()
+        if engine_dir is None:
+            raise ValueError("--backends trt needs --engines ENGINE_DIR (build it with `icpd build`)")
+    reference = make_backend(md, "torch", "cpu")
+    impls: dict[str, Any] = {}
+    precisions: dict[str, str] = {}
+    for name in backends:
+        if name == "torch":
+            impls[name] = reference if device == "cpu" else make_backend(md, "torch", device)
+            precisions[name] = "fp32"
+        elif name == "ort":
+            impls[name] = make_backend(md, "ort")
+            precisions[name] = md.meta.get("precision", "fp32")
+        else:
+            from icpd.trt.sidecar import read_sidecar
+
+            sidecar = read_sidecar(engine_dir)
+            batch = max(sidecar.batch[0], min(batch, sidecar.batch[2]))
+            impls[name] = make_backend(md, "trt", device, engine_dir)
+            precisions[name] = sidecar.precision
+    return compare_backends(reference, impls, md, runs=runs, seed=seed, batch=batch, precisions=precisions)
+
+
+def format_report(report: ValidationReport) -> str:
+    """A plain-text table: per backend, per output error stats, then the mask verdict."""
+    lines = [f"reference: {report.reference}, {report.runs} seeded episodes"]
+    for rep in report.backends.values():
+        lines.append(f"\n[{rep.name}] precision {rep.precision}, {rep.seconds:.2f} s")
+        lines.append(f"  {'output':<16} {'max abs':>10} {'mean abs':>10} {'p99 abs':>10} {'ref max':>10}")
+        for name, s in rep.outputs.items():
+            lines.append(f"  {name:<16} {s.max_abs:>10.3g} {s.mean_abs:>10.3g} {s.p99_abs:>10.3g} {s.ref_max:>10.3g}")
+        verdict = "PASS" if rep.passed else "FAIL"
+        lines.append(f"  masks: mean foreground IoU {rep.mean_iou:.4f} (rule >= {rep.required_iou}), "
+                     f"min pixel agreement {rep.min_pixel_agreement:.4f} -> {verdict}")
+    lines.append(f"\n{'PASS' if report.passed else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def write_report(report: ValidationReport, path: str | os.PathLike[str]) -> Path:
+    import json
+
+    p = Path(path)
+    p.write_text(json.dumps(report.as_dict(), indent=2))
+    return p

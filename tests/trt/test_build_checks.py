@@ -1,0 +1,56 @@
+"""What `icpd build` decides before TensorRT is involved: profiles, the rank-prior form, TopK's limit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from icpd.export.model_dir import ModelDir
+from icpd.trt.build import (
+    TOPK_MAX_K,
+    EngineBuildError,
+    check_rank_prior,
+    io_profiles,
+    parse_profile,
+    support_pixels,
+)
+
+
+def test_parse_profile():
+    assert parse_profile("1,2,8", "batch") == (1, 2, 8)
+    assert parse_profile("4", "shots") == (4, 4, 4)
+    for bad in ("1,2", "a,b,c", "2,1,4", "0,1,1"):
+        with pytest.raises(ValueError, match="--batch"):
+            parse_profile(bad, "batch")
+
+
+def test_io_profiles_follow_model_json(tiny_model_dir):
+    md = ModelDir.open(tiny_model_dir)
+    enc = io_profiles(md, "encoder", (1, 2, 4), (1, 1, 5))
+    s = md.preset.image_size
+    assert enc == {"images": ((1, 3, s, s), (2, 3, s, s), (4, 3, s, s))}
+    mat = io_profiles(md, "matcher", (1, 2, 4), (1, 3, 5))
+    assert mat["query_layer00"][2][0] == 4 and mat["support_feat_layer00"][0][0] == 1
+    assert mat["support_mask_clip"][1][0] == 3
+    assert mat["class_embeddings"][0] == mat["class_embeddings"][2] == (md.preset.num_classes, md.preset.embed_dim)
+
+
+def test_rank_prior_form_must_match_the_export(tiny_model_dir):
+    md = ModelDir.open(tiny_model_dir)
+    assert check_rank_prior(md, None) == "onnx"
+    with pytest.raises(EngineBuildError, match="exported with --rank-prior onnx"):
+        check_rank_prior(md, "plugin")
+
+
+def test_standard_form_beyond_topk_limit_is_refused(tiny_model_dir, tmp_path):
+    d = tmp_path / "big"
+    shutil.copytree(tiny_model_dir, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["matcher"]["inputs"]["support_mask_layer00"] = ["shots", 4096, "float32"]
+    (d / "model.json").write_text(json.dumps(meta))
+    md = ModelDir.open(d)
+    assert support_pixels(md) == 4096 > TOPK_MAX_K
+    with pytest.raises(EngineBuildError, match="beyond TensorRT's limit K <= 3840.*--rank-prior plugin"):
+        check_rank_prior(md, None)

@@ -1,0 +1,67 @@
+"""GPU and TensorRT checks (skipped here with the reason; run by scripts/gpu_check.sh on a GPU machine)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.mark.gpu
+def test_cuda_op_matches_the_cpu_reference(tmp_path):
+    from icpd.kernels.cuda_op import ensure_cuda_op
+    from icpd.kernels.ops import ndcg_prior_op
+
+    ensure_cuda_op(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float16):
+        q = torch.randint(-3, 4, (2, 256, 64), generator=g).to(dtype)
+        s = torch.randint(-3, 4, (2, 300, 64), generator=g).to(dtype)
+        r = (torch.rand(2, 300, generator=g) < 0.3).to(dtype)
+        got = torch.ops.icpd.ndcg_prior(q.cuda(), s.cuda(), r.cuda()).cpu()
+        # integer features: exact distances, identical ranking; only the DCG summation order differs
+        torch.testing.assert_close(got, ndcg_prior_op(q.float(), s.float(), r.float()), rtol=0, atol=2e-6)
+
+
+@pytest.mark.gpu
+def test_cuda_op_falls_back_beyond_the_kernel_limit(tmp_path):
+    from icpd.kernels.cuda_op import ensure_cuda_op
+    from icpd.kernels.ops import ndcg_prior_op
+
+    ensure_cuda_op(tmp_path)
+    g = torch.Generator().manual_seed(1)
+    q, s = torch.randint(-3, 4, (1, 8, 4), generator=g).float(), torch.randint(-3, 4, (1, 5000, 4), generator=g).float()
+    r = (torch.rand(1, 5000, generator=g) < 0.3).float()
+    got = torch.ops.icpd.ndcg_prior(q.cuda(), s.cuda(), r.cuda()).cpu()
+    torch.testing.assert_close(got, ndcg_prior_op(q, s, r), rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.trt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_build_and_validate_engines(tiny_model_dir, tmp_path, precision):
+    from icpd.trt.build import build_engines
+    from icpd.trt.sidecar import read_sidecar
+    from icpd.trt.validate import validate_model
+
+    res = build_engines(tiny_model_dir, tmp_path / "engines", precision=precision, batch=(1, 2, 2), shots=(1, 1, 3))
+    sidecar = read_sidecar(res.path)
+    assert sidecar.precision == precision and set(sidecar.engines) == {"encoder", "matcher"}
+    report = validate_model(tiny_model_dir, ("trt",), engine_dir=res.path, runs=2, device="cuda")
+    trt = report.backends["trt"]
+    assert trt.passed, trt.as_dict()
+
+
+@pytest.mark.gpu
+@pytest.mark.trt
+def test_trt_backend_refuses_engines_of_another_model(tiny_model_dir, tmp_path):
+    import dataclasses
+
+    from icpd.export.model_dir import ModelDir
+    from icpd.runtime.backends.trt import TrtBackend
+    from icpd.trt.build import build_engines
+    from icpd.trt.sidecar import EngineMismatchError, read_sidecar, write_sidecar
+
+    res = build_engines(tiny_model_dir, tmp_path / "engines", precision="fp32", batch=(1, 1, 1), shots=(1, 1, 1))
+    write_sidecar(res.path, dataclasses.replace(read_sidecar(res.path), model_fingerprint="0" * 64))
+    with pytest.raises(EngineMismatchError, match="Rebuild them"):
+        TrtBackend(ModelDir.open(tiny_model_dir), res.path, "cuda")
