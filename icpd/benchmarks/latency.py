@@ -1,0 +1,492 @@
+"""Latency scenarios over an exported model: what ``icpd bench`` and ``icpd bench ab`` run.
+
+Scenarios (each timed per backend with :func:`~icpd.benchmarks.timer.measure`, stages apart):
+
+- ``uncached``: the full episode as the authors' code runs it: every iteration encodes the K
+  support images (``Predictor.encode_support``) *and* the query, then matches (K = 1, 5);
+- ``cached``: the deployed path: supports encoded once beforehand, each iteration runs the query
+  only (one encoder pass, one matcher pass) (K = 1, 5);
+- ``classes``: N classes (one cached 1-shot support each) answered from one query encoding;
+  compared with N separate single-class calls, i.e. N x the ``cached`` 1-shot median (exactly
+  those calls, so they are not timed again: on the paper model that would cost N more encoder
+  passes per sample and blow the 5-minute budget of the default run);
+- ``batch``: B query tiles per call (cached 1-shot); throughput counts tiles.
+
+Stages: ``support_encoding`` (uncached only), ``preprocessing``, ``encoder``, ``matcher``,
+``postprocessing`` (two-class softmax + label merge) and ``end_to_end``. The query path is
+:meth:`~icpd.runtime.predictor.Predictor.predict` step by step (:func:`run_query`), so each
+step can be timed; a test checks that it returns the same labels as ``predict``.
+
+Peak RSS is reset before each scenario where Linux allows it (``/proc/self/clear_refs``), so it
+is the peak of that scenario (model weights included), not of the export that came before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
+from icpd.benchmarks.schema import make_document, make_result, results_from_timing
+from icpd.benchmarks.stats import Summary, high_variance
+from icpd.benchmarks.timer import END_TO_END, StageTimer, TimingConfig, measure
+
+if TYPE_CHECKING:
+    from icpd.runtime.predictor import Predictor
+    from icpd.runtime.support_cache import SupportSet
+
+__all__ = [
+    "BACKENDS",
+    "ABConfig",
+    "BackendSpec",
+    "BenchConfig",
+    "ModelInfo",
+    "Scenario",
+    "available_backends",
+    "compute_ratios",
+    "default_cache_dir",
+    "parse_backends",
+    "plan_scenarios",
+    "prepare_model",
+    "query_step",
+    "run_benchmark",
+    "run_model_ab",
+    "run_query",
+]
+
+STAGES = ("support_encoding", "preprocessing", "encoder", "matcher", "postprocessing")
+THRESHOLD = 0.5  # foreground probability a class needs to win a pixel (Predictor.predict's default)
+OnStep = Callable[[str, int, int], None]  # (description, steps done, steps in total)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend as results name it (``ort-cpu``) and as Predictor.load takes it."""
+
+    name: str  # label in results, e.g. "ort-cpu"
+    backend: str  # Predictor.load backend: "ort", "torch" or "trt"
+    device: str  # "cpu" or "cuda"
+
+
+BACKENDS = {
+    "ort-cpu": BackendSpec("ort-cpu", "ort", "cpu"),
+    "torch-cpu": BackendSpec("torch-cpu", "torch", "cpu"),
+    "ort-cuda": BackendSpec("ort-cuda", "ort", "cuda"),
+    "torch-cuda": BackendSpec("torch-cuda", "torch", "cuda"),
+    "trt": BackendSpec("trt", "trt", "cuda"),
+}
+_ALIASES = {"ort": "ort-cpu", "onnxruntime": "ort-cpu", "torch": "torch-cpu", "tensorrt": "trt"}
+
+
+def available_backends() -> list[str]:
+    """Backends that can run here: CPU ones always, CUDA ones only with a device and the libraries."""
+    import importlib.util
+
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    names = ["ort-cpu"] if has_ort else []
+    names.append("torch-cpu")
+    import torch
+
+    if has_ort:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            names.append("ort-cuda")
+    if torch.cuda.is_available():
+        names.append("torch-cuda")
+        if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("icpd.runtime.backends.trt"):
+            names.append("trt")
+    return names
+
+
+def parse_backends(names: str | list[str] | tuple[str, ...] | None) -> list[BackendSpec]:
+    """``"auto"``/None: every available backend; else comma-separated names (``ort`` == ``ort-cpu``)."""
+    if names is None or names == "auto" or names == ["auto"]:
+        names = available_backends()
+    elif isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    specs = []
+    for name in names:
+        key = _ALIASES.get(name, name)
+        if key not in BACKENDS:
+            raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
+        specs.append(BACKENDS[key])
+    if not specs:
+        raise ValueError("--backends: no backend given; use auto or e.g. ort-cpu,torch-cpu")
+    return specs
+
+
+# -- the model under test -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model directory a run uses and where its weights came from."""
+
+    path: Path
+    preset: str
+    fingerprint: str
+    random_weights: bool
+    weights: str  # "random weights: latency only", a checkpoint name, or the export's source
+    precision: str  # e.g. "fp32", from model.json
+    exported_s: float | None = None  # export time when this run exported, None when reused
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/icpd/bench`` (``~/.cache/icpd/bench``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icpd" / "bench"
+
+
+def _info(path: Path, random_weights: bool, exported_s: float | None = None) -> ModelInfo:
+    from icpd.export.model_dir import ModelDir
+
+    md = ModelDir.open(path)
+    source = str(md.meta.get("source") or "")
+    random_weights = random_weights or source == RANDOM_WEIGHTS_NOTE
+    return ModelInfo(path, md.preset.name, md.fingerprint, random_weights,
+                     RANDOM_WEIGHTS_NOTE if random_weights else (source or "unknown"),
+                     str(md.meta.get("precision", "fp32")), exported_s)
+
+
+def prepare_model(
+    preset: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ModelInfo:
+    """An exported model to time: ``model_dir`` as is, else the checkpoint (or seeded random
+    weights of ``preset``) exported once into ``cache_dir/<preset>-<fingerprint[:12]>`` and reused."""
+    from icpd.export.model_dir import ModelDirError
+
+    note = on_step or (lambda _: None)
+    if model_dir is not None:
+        if checkpoint is not None:
+            raise ValueError("give --model-dir or --checkpoint, not both")
+        return _info(Path(model_dir), random_weights=False)
+    from icpd.export.onnx import export_model
+    from icpd.model.checkpoint import load_checkpoint, model_fingerprint, seeded_model
+
+    note("building the model" + ("" if checkpoint else f" ({RANDOM_WEIGHTS_NOTE})"))
+    if checkpoint is not None:
+        model, source = load_checkpoint(checkpoint, preset=preset), Path(checkpoint).name
+    else:
+        model, source = seeded_model(preset or "paper", seed=0), RANDOM_WEIGHTS_NOTE
+    fingerprint = model_fingerprint(model)
+    path = Path(cache_dir or default_cache_dir()) / f"{model.preset.name}-{fingerprint[:12]}"
+    with contextlib.suppress(ModelDirError):
+        info = _info(path, random_weights=checkpoint is None)
+        if info.fingerprint == fingerprint:
+            return info
+    note(f"exporting to {path} (once; later runs reuse it)")
+    t0 = time.perf_counter()
+    export_model(model, path, validation_runs=1, force=True, source=source)
+    return _info(path, random_weights=checkpoint is None, exported_s=time.perf_counter() - t0)
+
+
+# -- inputs and the query path ------------------------------------------------------------------------
+class _Inputs:
+    """Seeded synthetic tiles, support masks (rectangles) and class embeddings for one preset."""
+
+    def __init__(self, size: int, classes: int, embed_dim: int, pool: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.pixels = rng.integers(0, 256, (pool, size, size, 3), dtype=np.uint8)  # (P, S, S, 3)
+        self.masks = []
+        for _ in range(pool):
+            h, w = rng.integers(size // 8, size // 2, 2)
+            y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+            mask = np.zeros((size, size), np.uint8)
+            mask[y : y + h, x : x + w] = 1
+            self.masks.append(mask)
+        self.embeddings = rng.standard_normal((classes, embed_dim)).astype(np.float32)  # (15, D)
+
+    def query(self, batch: int) -> np.ndarray:
+        """(B, S, S, 3) uint8 tiles, taken from the end of the pool (supports come from the start)."""
+        idx = [(len(self.pixels) - 1 - i) % len(self.pixels) for i in range(batch)]
+        return self.pixels[idx]
+
+    def support(self, predictor: Predictor, shots: int, cls: int = 0) -> SupportSet:
+        """Class ``cls``: shots images from position ``cls``, its embedding row first."""
+        idx = [(cls + k) % len(self.pixels) for k in range(shots)]
+        emb = np.roll(self.embeddings, -cls, axis=0)
+        return predictor.encode_support([self.pixels[i] for i in idx], [self.masks[i] for i in idx],
+                                        f"class{cls}", emb)
+
+
+def _inputs_for(predictor: Predictor, pool: int, seed: int = 0) -> _Inputs:
+    p = predictor.preset
+    return _Inputs(p.image_size, p.num_classes, p.embed_dim, pool, seed)
+
+
+@contextlib.contextmanager
+def _untimed(name: str) -> Iterator[None]:
+    yield
+
+
+def run_query(predictor: Predictor, images: np.ndarray, supports: list[SupportSet],
+              stages: StageTimer | None = None, threshold: float = THRESHOLD) -> np.ndarray:
+    """``Predictor.predict(images).labels`` step by step, each step a stage: (B, S, S) uint8 labels."""
+    from icpd.runtime.predictor import merge_labels, softmax_foreground
+
+    stage = stages.stage if stages is not None else _untimed
+    with stage("preprocessing"):
+        x = predictor.preprocess(images)
+    with stage("encoder"):
+        features = predictor.encode(x)
+    probs = []
+    for support in supports:  # one matcher pass per class, like predict()
+        with stage("matcher"):
+            (logits,) = predictor.match(features, support, ["logits"])
+        with stage("postprocessing"):
+            probs.append(softmax_foreground(logits))
+    with stage("postprocessing"):
+        return merge_labels(np.stack(probs, axis=1).astype(np.float32), threshold)
+
+
+def query_step(predictor: Predictor, shots: int = 1, batch: int = 1, classes: int = 1,
+               stages: StageTimer | None = None, seed: int = 0) -> Callable[[], np.ndarray]:
+    """The cached-support query as a zero-argument call (supports encoded now, outside any timing)."""
+    inputs = _inputs_for(predictor, max(shots + classes, batch + 1), seed)
+    supports = [inputs.support(predictor, shots, c) for c in range(classes)]
+    images = inputs.query(batch)
+    return lambda: run_query(predictor, images, supports, stages)
+
+
+# -- scenarios ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # "uncached", "cached", "classes" or "batch"
+    batch: int  # query tiles per call
+    shots: int  # support images per class
+    classes: int  # classes answered per call
+    description: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} b{self.batch} s{self.shots} c{self.classes}"
+
+
+def plan_scenarios(shots: tuple[int, ...], batches: tuple[int, ...], classes: int) -> list[Scenario]:
+    """The scenario list. Cached 1-shot is always there when the classes or batch scenario is: it
+    is what their ratios compare with."""
+    out = [Scenario("uncached", 1, k, 1, f"full episode, no cache (the authors' way): {k} support(s) + query encoded per call")
+           for k in shots]
+    baseline = {1} if classes > 1 or any(b > 1 for b in batches) else set()
+    out += [Scenario("cached", 1, k, 1, f"cached {k}-shot support: query only") for k in sorted({*shots, *baseline})]
+    if classes > 1:
+        out.append(Scenario("classes", 1, 1, classes, f"{classes} classes (cached 1-shot) from one query encoding"))
+    out += [Scenario("batch", b, 1, 1, f"batch of {b} tiles, cached 1-shot support") for b in batches if b > 1]
+    return out
+
+
+def _scenario_step(predictor: Predictor, sc: Scenario, stages: StageTimer, seed: int) -> Callable[[], Any]:
+    if sc.name != "uncached":
+        return query_step(predictor, sc.shots, sc.batch, sc.classes, stages, seed)
+    inputs = _inputs_for(predictor, sc.shots + sc.batch, seed)
+    images = inputs.query(sc.batch)
+    pixels, masks = list(inputs.pixels[: sc.shots]), inputs.masks[: sc.shots]
+
+    def episode() -> np.ndarray:
+        with stages.stage("support_encoding"):  # re-encodes the K supports every call
+            support = predictor.encode_support(pixels, masks, "class0", inputs.embeddings)
+        return run_query(predictor, images, [support], stages)
+
+    return episode
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's peak RSS (Linux ``clear_refs`` 5); False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _device_hooks(spec: BackendSpec) -> dict[str, Any]:
+    """measure() keywords: torch on CUDA gets a sync, CUDA events and peak device memory."""
+    if spec.backend == "torch" and spec.device.startswith("cuda"):
+        import torch
+
+        return {"sync": torch.cuda.synchronize, "device": spec.device, "cuda_events": True}
+    return {}  # ORT / TensorRT calls return host arrays: they are finished when they return
+
+
+# -- icpd bench --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``icpd bench`` runs. Times in seconds."""
+
+    preset: str | None = None  # None: paper, or tiny with quick
+    checkpoint: Path | None = None  # trained weights; None: seeded random weights (latency only)
+    model_dir: Path | None = None  # an exported model dir, used as is
+    cache_dir: Path | None = None  # where exports are kept; None: default_cache_dir()
+    backends: str | tuple[str, ...] = "auto"  # "auto" or names from BACKENDS
+    shots: tuple[int, ...] = (1, 5)  # shots of the uncached and cached scenarios
+    batch: tuple[int, ...] = (2,)  # tile batch sizes of the batch scenario (B > 1)
+    classes: int = 3  # N of the N-classes scenario (1: skip it)
+    duration_s: float | None = None  # measure each scenario at least this long (None: 4 s, quick 0.3 s)
+    iterations: int | None = None  # ... and at least this many iterations (None: 3, quick 5)
+    warmup_s: float | None = None  # warm-up per scenario, at least one call (None: 1 s, quick 0.2 s)
+    quick: bool = False  # tiny preset and short budgets: a smoke run in seconds
+    threads: int | None = None  # CPU threads per backend (None: the backend's default)
+    seed: int = 0  # synthetic inputs
+
+    def timing(self) -> TimingConfig:
+        duration = self.duration_s if self.duration_s is not None else (0.3 if self.quick else 4.0)
+        iters = self.iterations if self.iterations is not None else (5 if self.quick else 3)
+        warmup = self.warmup_s if self.warmup_s is not None else (0.2 if self.quick else 1.0)
+        # max_time only guards against a stuck machine: min_iters wins below it
+        return TimingConfig(warmup_s=warmup, min_iters=iters, min_time_s=duration,
+                            max_iters=max(iters, 10_000), max_time_s=max(120.0, 10 * duration))
+
+
+def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[str, Any]:
+    """Prepare the model, time every scenario on every backend; return a bench document
+    (``schema.validate``-valid) with ``ratios``, ``warnings``, ``weights`` and ``wall_s`` added."""
+    from icpd.runtime.predictor import Predictor
+
+    t0 = time.perf_counter()
+    specs = parse_backends(config.backends)
+    scenarios = plan_scenarios(config.shots, config.batch, config.classes)
+    total = 1 + len(specs) * (1 + len(scenarios))
+    done = 0
+
+    def step(text: str) -> None:
+        if on_step is not None:
+            on_step(text, done, total)
+
+    preset = config.preset or ("tiny" if config.quick and config.checkpoint is None else None)
+    model = prepare_model(preset, config.checkpoint, config.model_dir, config.cache_dir, step)
+    done += 1
+    timing = config.timing()
+    results: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for spec in specs:
+        step(f"{spec.name}: loading {model.path.name}")
+        predictor = Predictor.load(model.path, backend=spec.backend, device=spec.device, threads=config.threads)
+        done += 1
+        for sc in scenarios:
+            step(f"{spec.name}: {sc.description}")
+            stages = StageTimer(sync=_device_hooks(spec).get("sync"))
+            fn = _scenario_step(predictor, sc, stages, config.seed)
+            scoped = _reset_peak_rss()
+            timed = measure(fn, timing, stages=stages, **_device_hooks(spec))
+            entries = results_from_timing(timed, scenario=sc.name, backend=spec.name, precision=model.precision,
+                                          batch=sc.batch, shots=sc.shots, classes=sc.classes,
+                                          description=sc.description, peak_rss_scope="scenario" if scoped else "process")
+            results += entries
+            e2e = Summary.from_dict(entries[-1]["summary"])
+            if (warning := high_variance(e2e)) is not None:
+                warnings.append(f"{spec.name} / {sc.label}: {warning}")
+            done += 1
+        del predictor
+    step("done")
+    doc = make_document(results, random_weights=model.random_weights)
+    doc.update(
+        weights={"origin": model.weights, "random": model.random_weights, "fingerprint": model.fingerprint},
+        model={"preset": model.preset, "path": str(model.path), "exported_s": model.exported_s},
+        precision=model.precision,
+        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        timing=asdict(timing),
+        scenarios={sc.label: sc.description for sc in scenarios},
+        warnings=warnings,
+    )
+    doc["ratios"] = compute_ratios(doc)
+    doc["wall_s"] = time.perf_counter() - t0
+    return doc
+
+
+def _median(doc: dict[str, Any], backend: str, scenario: str, stage: str = END_TO_END, *,
+            batch: int = 1, shots: int = 1, classes: int = 1) -> float | None:
+    for r in doc["results"]:
+        if (r["backend"], r["scenario"], r["stage"], r["batch"], r["shots"], r["classes"]) == (
+                backend, scenario, stage, batch, shots, classes):
+            return float(r["summary"]["median"])
+    return None
+
+
+def compute_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The headline ratios of a bench document, from end-to-end and stage medians.
+
+    Each entry: ``name``, ``backend``, ``value``, ``detail`` (how it was computed). Speed-ups
+    are > 1 when the deployed way (cache, one call, batching, ORT) is faster.
+    """
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, backend: str, num: float | None, den: float | None, detail: str) -> None:
+        if num is not None and den:
+            out.append({"name": name, "backend": backend, "value": num / den, "detail": detail})
+
+    results = doc["results"]
+    backends = list(dict.fromkeys(r["backend"] for r in results))
+    shots = sorted({r["shots"] for r in results if r["scenario"] in ("cached", "uncached")})
+    for be in backends:
+        one = _median(doc, be, "cached")
+        for k in shots:
+            add(f"cached vs uncached {k}-shot: speed-up", be, _median(doc, be, "uncached", shots=k),
+                _median(doc, be, "cached", shots=k), "uncached end-to-end median / cached end-to-end median")
+        for n in sorted({r["classes"] for r in results if r["scenario"] == "classes"}):
+            add(f"{n} classes in one call vs {n} single-class calls: speed-up", be, None if one is None else n * one,
+                _median(doc, be, "classes", classes=n),
+                f"{n} x cached 1-shot end-to-end median / {n}-classes end-to-end median")
+        for b in sorted({r["batch"] for r in results if r["scenario"] == "batch"}):
+            med = _median(doc, be, "batch", batch=b)
+            add(f"batch {b} vs batch 1, per tile: speed-up", be, one, None if med is None else med / b,
+                f"cached 1-shot median / (batch-{b} median / {b})")
+        for k in shots:
+            add(f"matcher / encoder time, cached {k}-shot", be, _median(doc, be, "cached", "matcher", shots=k),
+                _median(doc, be, "cached", "encoder", shots=k), "matcher stage median / encoder stage median")
+    for dev in ("cpu", "cuda"):
+        add(f"ORT vs torch encoder ({dev}): speed-up", f"ort-{dev} / torch-{dev}",
+            _median(doc, f"torch-{dev}", "cached", "encoder"), _median(doc, f"ort-{dev}", "cached", "encoder"),
+            "torch encoder stage median / ORT encoder stage median (cached 1-shot)")
+    return out
+
+
+# -- icpd bench ab -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ABConfig:
+    """What ``icpd bench ab`` runs: the cached-support query of two models, interleaved."""
+
+    backend: str = "ort-cpu"  # one name from BACKENDS (or an alias: ort, torch)
+    rounds: int = 30  # measured rounds; each runs A and B once, in a seeded random order
+    warmup_rounds: int = 2
+    shots: int = 1
+    batch: int = 1
+    threads: int | None = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # copied into the document's "ab" block
+
+
+def run_model_ab(baseline_dir: str | os.PathLike[str], candidate_dir: str | os.PathLike[str],
+                 config: ABConfig = ABConfig()) -> dict[str, Any]:
+    """Time two model dirs interleaved in this process (``compare.run_ab``); a document whose
+    results carry ``variant`` ``baseline`` / ``candidate`` (``compare.split_variants`` splits it)."""
+    from icpd.benchmarks.compare import run_ab
+    from icpd.runtime.predictor import Predictor
+
+    (spec,) = parse_backends(config.backend)
+    infos = [_info(Path(d), random_weights=False) for d in (baseline_dir, candidate_dir)]
+    steps = [
+        query_step(Predictor.load(i.path, backend=spec.backend, device=spec.device, threads=config.threads),
+                   config.shots, config.batch, seed=config.seed)
+        for i in infos
+    ]
+    sync = _device_hooks(spec).get("sync")
+    ab = run_ab(steps[0], steps[1], config.rounds, warmup_rounds=config.warmup_rounds, seed=config.seed, sync=sync)
+    results = [
+        make_result(scenario="cached", backend=spec.name, precision=info.precision, stage=END_TO_END,
+                    batch=config.batch, shots=config.shots, classes=1, samples_ms=samples, variant=variant,
+                    model_dir=str(info.path), fingerprint=info.fingerprint, weights=info.weights)
+        for variant, info, samples in (("baseline", infos[0], ab.a_ms), ("candidate", infos[1], ab.b_ms))
+    ]
+    doc = make_document(results, random_weights=any(i.random_weights for i in infos))
+    doc["ab"] = {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds, "order": ab.order,
+                 "backend": spec.name, "seed": config.seed, **config.extra}
+    return doc
