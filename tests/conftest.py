@@ -62,9 +62,9 @@ def pytest_collection_modifyitems(config, items):
     has_cuda = torch.cuda.is_available()
     has_trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
-        if "gpu" in item.keywords and not has_cuda:
+        if item.get_closest_marker("gpu") is not None and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU: torch.cuda.is_available() is False here"))
-        if "trt" in item.keywords and not has_trt:
+        if item.get_closest_marker("trt") is not None and not has_trt:
             item.add_marker(pytest.mark.skip(reason="needs the TensorRT Python libraries (not installable on this machine)"))
 
 

@@ -24,6 +24,7 @@ is the peak of that scenario (model weights included), not of the export that ca
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -385,7 +386,8 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
             if (warning := high_variance(e2e)) is not None:
                 warnings.append(f"{spec.name} / {sc.label}: {warning}")
             done += 1
-        del predictor
+        del predictor, fn  # free this backend's model before the next one loads
+        gc.collect()
     step("done")
     doc = make_document(results, random_weights=model.random_weights)
     doc.update(

@@ -18,21 +18,41 @@ def register(app: typer.Typer) -> None:
         preset: Optional[str] = typer.Option(None, callback=_preset_callback, help=PRESET_HELP),
         random_weights: bool = typer.Option(False, help="No checkpoint: seeded random weights (latency only)."),
         rank_prior: str = typer.Option("onnx", help="onnx: standard ops (any runtime); plugin: one NdcgPrior node per use (TensorRT plugin)."),
+        precision: str = typer.Option("fp32", help="fp32, or fp16 (FP16 graphs with FP32 islands, for TensorRT 11 strong typing)."),
         validate: bool = typer.Option(True, help="Check ONNX Runtime against PyTorch before finishing."),
         force: bool = typer.Option(False, help="Replace an existing, non-empty --out."),
     ) -> None:
         """Export a trained ICPD-Net: preprocess/encoder/matcher ONNX + weights + model.json, self-checked."""
+        import shutil
+        import tempfile
+
         from icpd.export.onnx import ExportError, export_model
         from icpd.model.checkpoint import load_checkpoint, seeded_model
 
         if (checkpoint is None) == (not random_weights):
             _fail(ValueError("give --checkpoint C, or --random-weights --preset P for a latency-only model"))
+        if precision not in ("fp32", "fp16"):
+            _fail(ValueError(f"--precision {precision!r}: choose fp32 or fp16"))
         try:
             if checkpoint is not None:
                 model, source = load_checkpoint(checkpoint, preset=preset), checkpoint.name
             else:
                 model, source = seeded_model(preset or "paper", seed=0), "random weights: latency only"
-            res = export_model(model, out_dir, rank_prior=rank_prior, validate=validate, force=force, source=source)
+            if precision == "fp32":
+                res = export_model(model, out_dir, rank_prior=rank_prior, validate=validate, force=force, source=source)
+            else:
+                from icpd.export.fp16 import Fp16ConversionError, convert_model_dir_fp16
+
+                out_dir.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.fp32.", dir=out_dir.parent))
+                try:
+                    res = export_model(model, tmp / "m", rank_prior=rank_prior, validate=validate, source=source)
+                    convert_model_dir_fp16(res.path, out_dir, check=validate, force=force)
+                    res.path = out_dir
+                except Fp16ConversionError as e:
+                    raise ExportError(str(e)) from e
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
         except (ValueError, ExportError) as e:
             _fail(e)
         worst = res.validation.get("outputs", {}).get("logits", {}).get("max_abs")

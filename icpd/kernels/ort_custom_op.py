@@ -7,6 +7,7 @@ node with ``icpd.kernels.ops`` (the PyTorch CPU reference of ``icpd::ndcg_prior`
 plugin-form graph can be run and compared with the standard form on any machine.
 
     sess = plugin_session("model/matcher.onnx")   # registers the op once per process
+    Predictor.load(plugin_model_dir, backend="ort")  # the same, through OrtBackend
 
 Python custom ops run under the GIL and copy their outputs through lists: this is for checks,
 not for speed. Needs ``pip install onnxruntime-extensions``.
@@ -73,35 +74,6 @@ def register_ort_custom_op() -> str:
 
 def plugin_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
     """A CPU ``onnxruntime.InferenceSession`` for a graph that may hold ``NdcgPrior`` nodes."""
-    import onnxruntime as ort
+    from icpd.runtime.backends.ort import ort_session
 
-    opts = ort.SessionOptions()
-    opts.register_custom_ops_library(register_ort_custom_op())
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-class OrtPluginBackend:
-    """The ORT backend (``icpd.runtime.backends.ort.OrtBackend`` interface) for plugin-form model dirs (CPU)."""
-
-    name = "ort"
-
-    def __init__(self, files: dict[str, Path], threads: int | None = None) -> None:
-        from icpd.runtime.backends.ort import ort_session
-
-        self.pre = ort_session(files["preprocess"], "cpu", threads)
-        self.enc = ort_session(files["encoder"], "cpu", threads)
-        self.mat = plugin_session(files["matcher"], threads)
-        self.matcher_inputs = [i.name for i in self.mat.get_inputs()]
-        self.matcher_outputs = [o.name for o in self.mat.get_outputs()]
-
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
-        return self.pre.run(None, {"pixels": pixels})[0]
-
-    def encode(self, images: np.ndarray) -> list[np.ndarray]:
-        return self.enc.run(None, {"images": images})
-
-    def match(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-        return self.mat.run(outputs, feeds)
+    return ort_session(path, "cpu", threads, custom_ops=True)

@@ -67,12 +67,7 @@ class Predictor:
         if backend == "ort":
             from icpd.runtime.backends.ort import OrtBackend
 
-            if md.meta.get("rank_prior") == "plugin":
-                raise ValueError(
-                    f"--model {md.path}: exported with --rank-prior plugin (a TensorRT custom node) which ONNX Runtime "
-                    "cannot run; use --backend trt, or export again with --rank-prior onnx"
-                )
-            impl: object = OrtBackend(md.path, files, device, threads)
+            impl: object = OrtBackend(files, device, threads, plugin=md.meta.get("rank_prior") == "plugin")
         elif backend == "torch":
             from icpd.runtime.backends.torch import TorchBackend
 
@@ -80,7 +75,7 @@ class Predictor:
         elif backend == "trt":
             from icpd.runtime.backends.trt import TrtBackend
 
-            impl = TrtBackend(md, engine_dir, device)
+            impl = TrtBackend(md, engine_dir, "cuda" if device == "cpu" else device)  # engines run on the GPU
         else:
             raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         return cls(md, impl, backend)

@@ -147,25 +147,12 @@ def compare_backends(reference: Any, backends: dict[str, Any], model_dir: ModelD
 
 def make_backend(model_dir: ModelDir, name: str, device: str = "cpu", engine_dir: str | os.PathLike[str] | None = None,
                  threads: int | None = None) -> Any:
-    """A backend object for ``name`` (torch, ort, trt); ORT runs plugin-form matchers with the CPU custom op."""
-    files = {role: model_dir.file(role) for role in model_dir.meta["files"]}
-    if name == "torch":
-        from icpd.runtime.backends.torch import TorchBackend
+    """The backend object ``Predictor.load`` makes for ``name`` (torch, ort, trt)."""
+    from icpd.runtime.predictor import Predictor
 
-        return TorchBackend(model_dir.path, files, device, threads)
-    if name == "ort":
-        if model_dir.meta.get("rank_prior") == "plugin":
-            from icpd.kernels.ort_custom_op import OrtPluginBackend
-
-            return OrtPluginBackend(files, threads)
-        from icpd.runtime.backends.ort import OrtBackend
-
-        return OrtBackend(model_dir.path, files, device, threads)
-    if name == "trt":
-        from icpd.runtime.backends.trt import TrtBackend
-
-        return TrtBackend(model_dir, engine_dir, device if device.startswith("cuda") else "cuda")
-    raise ValueError(f"--backends: unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"--backends: unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+    return Predictor.load(model_dir.path, backend=name, device=device, threads=threads, engine_dir=engine_dir).backend
 
 
 def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] | list[str] = ("torch", "ort"),

@@ -7,6 +7,8 @@ run (call counts, stage names, iteration counts) and on arithmetic.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -155,3 +157,10 @@ def test_parse_backends():
     assert {s.name for s in latency.parse_backends("auto")} >= {"ort-cpu", "torch-cpu"}
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
         latency.parse_backends("ort,tpu")
+
+
+def test_latency_module_imports_lean():
+    code = ("import sys, icpd.benchmarks.latency, icpd.commands.bench\n"
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout  # heavy libraries load inside the functions that use them

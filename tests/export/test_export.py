@@ -58,14 +58,22 @@ def test_plugin_form_has_one_custom_node_per_level(plugin_dir, tiny_model):
         assert n.domain == "icpd" and len(n.input) == 3 and len(n.output) == 1
     assert "TopK" not in {n.op_type for n in mat.graph.node}
     meta = json.loads((plugin_dir / "model.json").read_text())
-    assert meta["rank_prior"] == "plugin" and meta["validation"]["matcher_checked"] is False
+    # the self-check ran the plugin form in ORT through the CPU kernel of the custom node
+    assert meta["rank_prior"] == "plugin" and meta["validation"]["matcher_checked"] is True
 
 
-def test_plugin_model_is_refused_by_ort_backend(plugin_dir):
+def test_plugin_model_runs_in_ort_like_the_standard_form(plugin_dir, tiny_model_dir, tiny_embeddings):
     from icpd.runtime.predictor import Predictor
 
-    with pytest.raises(ValueError, match="--backend trt"):
-        Predictor.load(plugin_dir, backend="ort")
+    images = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[30:80, 40:90] = 1
+    probs = []
+    for d in (plugin_dir, tiny_model_dir):
+        p = Predictor.load(d, backend="ort")
+        p.add_support(p.encode_support([images[0]], [mask], "ship", tiny_embeddings))
+        probs.append(p.predict(images).probs)
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-5)
 
 
 def test_existing_output_needs_force(tiny_model, tiny_model_dir):

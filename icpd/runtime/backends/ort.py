@@ -26,10 +26,19 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None) -> Any:
+def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None,
+                custom_ops: bool = False) -> Any:
+    """An InferenceSession; ``custom_ops`` adds the CPU kernel of icpd's ``NdcgPrior`` node
+    (plugin-form graphs; needs onnxruntime-extensions)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if custom_ops:
+        from icpd.kernels.ort_custom_op import register_ort_custom_op
+
+        if device != "cpu":
+            raise ValueError(f"--device {device}: the NdcgPrior node runs in ONNX Runtime only on the CPU; use --backend trt")
+        opts.register_custom_ops_library(register_ort_custom_op())
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     if threads:
@@ -51,11 +60,12 @@ class OrtBackend:
 
     name = "ort"
 
-    def __init__(self, model_dir: Path, files: dict[str, Path], device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, files: dict[str, Path], device: str = "cpu", threads: int | None = None,
+                 plugin: bool = False) -> None:
         self.device = device
         self.pre = ort_session(files["preprocess"], device, threads)
         self.enc = ort_session(files["encoder"], device, threads)
-        self.mat = ort_session(files["matcher"], device, threads)
+        self.mat = ort_session(files["matcher"], device, threads, custom_ops=plugin)  # plugin: NdcgPrior nodes
         self.matcher_inputs = [i.name for i in self.mat.get_inputs()]
         self.matcher_outputs = [o.name for o in self.mat.get_outputs()]
 
