@@ -16,7 +16,6 @@ not for speed. Needs ``pip install onnxruntime-extensions``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np

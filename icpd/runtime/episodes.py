@@ -33,7 +33,7 @@ class PredictorEpisodePredictor:
     def predict_episodes(self, batch: Mapping[str, Any]) -> torch.Tensor:
         q = np.ascontiguousarray(batch["query"].numpy(), dtype=np.float32)
         s = batch["support_images"]
-        b, k = s.shape[:2]
+        b = s.shape[0]
         feats = self.predictor.encode(np.concatenate([q, s.flatten(0, 1).numpy().astype(np.float32)]))
         q_feats = [f[:b] for f in feats]
         s_feats = Features.from_list([torch.from_numpy(np.ascontiguousarray(f[b:])) for f in feats])

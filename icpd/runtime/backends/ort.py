@@ -49,7 +49,7 @@ def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int 
         provider_options = [{"device_id": int(device.split(":")[1])}, {}]
     try:
         return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers, provider_options=provider_options)
-    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+    except Exception as e:
         from icpd.export.model_dir import ModelDirError
 
         raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e}); re-run `icpd export`") from e
