@@ -147,7 +147,8 @@ def export_model(
         names = matcher_input_names(p, fusion)
         levels = p.num_layers + 1
         dyn = [{0: batch}] * levels + [{0: shots}] * (3 * levels) + [None] + ([{0: shots}] if fusion else [])
-        _export(MatcherGraph(model, all_outputs=True), tuple(args), work / "matcher.onnx", names, MATCHER_OUTPUTS_ALL,
+        rank = "distances" if rank_prior == "onnx" else "features"  # plugin: the kernel computes distances itself
+        _export(MatcherGraph(model, all_outputs=True, rank=rank), tuple(args), work / "matcher.onnx", names, MATCHER_OUTPUTS_ALL,
                 (tuple(dyn),), rank_prior)
         save_checkpoint(model, work / "model.safetensors", {"source": source} if source else None)
         (work / "model.json").unlink(missing_ok=True)  # save_checkpoint's sidecar: model.json is written below
@@ -242,7 +243,7 @@ def validate_export(model: ICPDNet, model_dir: Path, runs: int = 3) -> dict[str,
         args = matcher_inputs(model, ref_images, example_images(shots, p.image_size, seed + 1),
                               example_support_masks(shots, p.image_size, seed + 2), emb)
         with torch.no_grad():
-            ref_out = MatcherGraph(model, all_outputs=True)(*args)
+            ref_out = MatcherGraph(model, all_outputs=True, rank="eager")(*args)
         ort_out = mat_sess.run(None, {n: a.numpy() for n, a in zip(names, args)})
         for name, a, r in zip(MATCHER_OUTPUTS_ALL, ort_out, ref_out):
             stats.setdefault(name, []).append(error_stats(name, a, r.numpy()))

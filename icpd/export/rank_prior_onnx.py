@@ -1,7 +1,7 @@
 """ONNX forms of ``icpd::ndcg_prior`` chosen at export time.
 
-- ``standard``: plain opset-18 ops (distance GEMM, TopK(largest=0, sorted=1), GatherElements,
-  masks), runnable by any ONNX runtime. ONNX TopK orders equal values by lower index first,
+- ``standard``: plain opset-18 ops on the distance matrix the cosine prior's GEMM already gives
+  (TopK(largest=0, sorted=1), Gather, masks), runnable by any ONNX runtime. ONNX TopK orders equal values by lower index first,
   which is icpd's tie rule. K = the largest k of the batch, computed in the graph.
 - ``plugin``: one custom node ``NdcgPrior`` (domain ``icpd``) with attributes
   ``plugin_namespace="icpd"`` and ``plugin_version="1"``, which the TensorRT ONNX parser maps
@@ -46,6 +46,7 @@ def register_plugin_schema() -> None:
 
 
 def _standard():
+    """(from-distances translation, from-features translation) in opset-18 ops."""
     from onnxscript import opset18 as op
 
     def ints(*v: int):
@@ -54,28 +55,35 @@ def _standard():
     def f(x: float):
         return op.Constant(value_float=x)
 
-    def ndcg_prior_standard(query, support, relevance):
-        query = op.Cast(query, to=1)
-        support = op.Cast(support, to=1)
-        relevance = op.Cast(relevance, to=1)
-        gram = op.MatMul(query, op.Transpose(support, perm=[0, 2, 1]))  # N Nq Ns
-        sq = op.Transpose(op.ReduceSum(op.Mul(support, support), ints(-1), keepdims=1), perm=[0, 2, 1])  # N 1 Ns
-        dist = op.Sub(sq, op.Mul(gram, f(2.0)))
-        rel = op.Cast(op.Greater(relevance, f(0.0)), to=1)  # N Ns
+    def ndcg_from_distances(dist, relevance):
+        dist = op.Cast(dist, to=1)
+        rel = op.Cast(op.Greater(op.Cast(relevance, to=1), f(0.0)), to=1)  # N Ns
         k = op.ReduceSum(rel, ints(1), keepdims=0)  # N
         kmax = op.Cast(op.ReduceMax(k, keepdims=1), to=7)  # (1,) int64
-        _, order = op.TopK(dist, kmax, axis=-1, largest=0, sorted=1)  # N Nq kmax
-        rel_full = op.Expand(op.Unsqueeze(rel, ints(1)), op.Shape(dist))  # GatherElements does not broadcast
-        rel_sorted = op.GatherElements(rel_full, order, axis=2)
+        _, order = op.TopK(dist, kmax, axis=-1, largest=0, sorted=1)  # N Nq kmax; ties: lower index first
+        # relevance of the sorted positions: Gather from the flat (N*Ns) relevance with item offsets
+        # (no (N, Nq, Ns) Expand: GatherElements would need one, it does not broadcast)
+        shape = op.Shape(dist)
+        n, ns = op.Slice(shape, ints(0), ints(1)), op.Slice(shape, ints(2), ints(3))
+        offsets = op.Reshape(op.Mul(op.Range(op.Constant(value_int=0), op.Squeeze(n, ints(0)), op.Constant(value_int=1)),
+                                    op.Squeeze(ns, ints(0))), ints(-1, 1, 1))
+        rel_sorted = op.Gather(op.Reshape(rel, ints(-1)), op.Add(order, offsets), axis=0)  # N Nq kmax
         pos = op.Cast(op.Range(op.Constant(value_int=0), op.Squeeze(kmax, ints(0)), op.Constant(value_int=1)), to=1)
         disc = op.Div(f(math.log(2.0)), op.Log(op.Add(pos, f(2.0))))  # 1 / log2(p + 1), p = pos + 1
         within_k = op.Cast(op.Less(op.Unsqueeze(pos, ints(0)), op.Unsqueeze(k, ints(1))), to=1)  # N kmax
         w = op.Mul(disc, within_k)
         dcg = op.ReduceSum(op.Mul(rel_sorted, op.Unsqueeze(w, ints(1))), ints(-1), keepdims=0)  # N Nq
-        idcg = op.ReduceSum(w, ints(-1), keepdims=1)  # N 1
+        idcg = op.ReduceSum(w, ints(-1), keepdims=1)  # N 1 (sum of the first k discounts)
         return op.Where(op.Greater(idcg, f(0.0)), op.Div(dcg, op.Max(idcg, f(1e-12))), op.Mul(dcg, f(0.0)))
 
-    return ndcg_prior_standard
+    def ndcg_from_features(query, support, relevance):
+        query = op.Cast(query, to=1)
+        support = op.Cast(support, to=1)
+        gram = op.MatMul(query, op.Transpose(support, perm=[0, 2, 1]))  # N Nq Ns
+        sq = op.Transpose(op.ReduceSum(op.Mul(support, support), ints(-1), keepdims=1), perm=[0, 2, 1])  # N 1 Ns
+        return ndcg_from_distances(op.Sub(sq, op.Mul(gram, f(2.0))), relevance)
+
+    return ndcg_from_distances, ndcg_from_features
 
 
 def _plugin():
@@ -100,5 +108,8 @@ def translation_table(form: str) -> dict[object, Callable]:
 
     if form not in RANK_PRIOR_FORMS:
         raise ValueError(f"--rank-prior: {form!r}; choose one of {', '.join(RANK_PRIOR_FORMS)}")
-    fn = _standard() if form == "onnx" else _plugin()
-    return {torch.ops.icpd.ndcg_prior.default: fn}
+    from_distances, from_features = _standard()
+    return {
+        torch.ops.icpd.ndcg_prior_dist.default: from_distances,
+        torch.ops.icpd.ndcg_prior.default: from_features if form == "onnx" else _plugin(),
+    }

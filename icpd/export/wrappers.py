@@ -74,11 +74,11 @@ class EncoderGraph(nn.Module):
 class MatcherGraph(nn.Module):
     """Positional inputs in ``matcher_input_names`` order."""
 
-    def __init__(self, model: ICPDNet, all_outputs: bool = False, rank_op: bool = True) -> None:
+    def __init__(self, model: ICPDNet, all_outputs: bool = False, rank: str = "distances") -> None:
         super().__init__()
         self.model = model
         self.all_outputs = all_outputs
-        self.rank_op = rank_op  # True: through icpd::ndcg_prior (export); False: eager topk (torch backend)
+        self.rank = rank  # "distances" / "features": through an op (export, CUDA); "eager": topk (torch on CPU)
         self.levels = model.preset.num_layers + 1
         self.fusion = model.preset.fusion_weight > 0
 
@@ -99,7 +99,7 @@ class MatcherGraph(nn.Module):
             emb.unsqueeze(0).expand(query.batch, -1, -1),
             return_intermediates=self.all_outputs,
             support_masks=raw_masks,
-            rank_op=self.rank_op,
+            rank=self.rank,
             validate=False,
         )
         if not self.all_outputs:

@@ -1,4 +1,4 @@
-"""``icpd::ndcg_prior``: the rank (NDCG) prior as a torch.library custom op.
+"""``icpd::ndcg_prior`` (and ``icpd::ndcg_prior_dist``): the rank (NDCG) prior as torch.library custom ops.
 
 query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) (relevant where > 0) -> (N, Nq) float32.
 The CPU implementation is the vectorised PyTorch reference (``icpd.model.priors.ndcg_prior``);
@@ -29,3 +29,16 @@ def ndcg_prior_op(query: torch.Tensor, support: torch.Tensor, relevance: torch.T
 def _(query: torch.Tensor, support: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
     torch._check(query.dim() == 3 and support.dim() == 3 and relevance.dim() == 2)
     return query.new_empty((query.shape[0], query.shape[1]), dtype=torch.float32)
+
+
+@torch.library.custom_op("icpd::ndcg_prior_dist", mutates_args=())
+def ndcg_prior_dist_op(dist: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    """dist (N, Nq, Ns) ordering distances, relevance (N, Ns) -> (N, Nq): the rank prior on a
+    distance matrix the caller already has (the standard ONNX form shares it with the cosine)."""
+    return ndcg_prior(dist, relevance > 0)
+
+
+@ndcg_prior_dist_op.register_fake
+def _(dist: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    torch._check(dist.dim() == 3 and relevance.dim() == 2)
+    return dist.new_empty((dist.shape[0], dist.shape[1]), dtype=torch.float32)

@@ -117,15 +117,15 @@ class ICPDNet(nn.Module):
         *,
         return_intermediates: bool = False,
         support_masks: torch.Tensor | None = None,
-        rank_op: bool = False,
+        rank: str = "eager",
         validate: bool = True,
     ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         """Query features x prepared support x (B, 15, D) class embeddings -> (B, 2, S, S) logits.
 
         The prepared support has batch B (one support set per query) or 1 (one support set, e.g.
         a cached class, shared by all B queries). ``support_masks`` (B or 1, K, S, S) is needed
-        only for RFFM fusion and the prior loss. ``rank_op`` routes the rank prior through the
-        ``icpd::ndcg_prior`` op (export); ``validate=False`` skips input checks (export tracing).
+        only for RFFM fusion and the prior loss. ``rank`` chooses how the rank prior is
+        computed (see ``icpd.model.priors.pair_priors``: "eager", or an op for export/CUDA); ``validate=False`` skips input checks (export tracing).
         """
         p = self.preset
         b = query.batch
@@ -142,8 +142,8 @@ class ICPDNet(nn.Module):
         channels = []  # per level: (B, K, 2, h, w) = [cos, rank]
         for q, s, n, m in zip(q_maps, s_feats, s_norms, support.masks):
             h, w = q.shape[-2:]
-            cos, rank = pair_priors(q.flatten(2), s, m, n, rank_op=rank_op)
-            channels.append(torch.stack([cos, rank], dim=2).view(b, -1, 2, h, w))
+            cos, ranks = pair_priors(q.flatten(2), s, m, n, rank=rank)
+            channels.append(torch.stack([cos, ranks], dim=2).view(b, -1, 2, h, w))
         _, n3, n2 = p.stack_sizes
         backbone_levels, clip_level = channels[:-1], channels[-1]
         l2 = torch.cat(backbone_levels[:n2], dim=2)

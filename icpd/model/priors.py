@@ -82,7 +82,7 @@ def pair_priors(
     mask: torch.Tensor,
     s_norm: torch.Tensor | None = None,
     *,
-    rank_op: bool = False,
+    rank: str = "eager",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine and rank priors of one layer for every (item, shot).
 
@@ -91,20 +91,22 @@ def pair_priors(
     deployment case, folded into a single item of B*Nq query pixels);
     mask: (Bs, K, Ns) soft support mask at the layer's size (values in [0, 1]);
     s_norm: (Bs, K, Ns) support pixel L2 norms (support-only: pass them precomputed);
-    rank_op: compute the rank prior with the ``icpd::ndcg_prior`` op (for export) instead of eagerly.
+    rank: how the rank prior is computed: "eager" (topk in PyTorch), "distances" (the
+    ``icpd::ndcg_prior_dist`` op on the shared distance matrix: the standard ONNX form) or
+    "features" (the ``icpd::ndcg_prior`` op on features: the TensorRT plugin / CUDA kernel).
     Returns cos, rank: each (B, K, Nq) float32.
     """
     b, c, nq = query.shape
     bs, k = support.shape[:2]
     if bs == 1:
         q = query.transpose(0, 1).reshape(1, c, b * nq)  # B C Nq -> 1 C (B Nq)
-        cos, rank = _pair_priors(q, support, mask, s_norm, rank_op)
-        return cos.view(k, b, nq).transpose(0, 1), rank.view(k, b, nq).transpose(0, 1)
-    return _pair_priors(query, support, mask, s_norm, rank_op)
+        cos, ranks = _pair_priors(q, support, mask, s_norm, rank)
+        return cos.view(k, b, nq).transpose(0, 1), ranks.view(k, b, nq).transpose(0, 1)
+    return _pair_priors(query, support, mask, s_norm, rank)
 
 
 def _pair_priors(
-    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None, rank_op: bool
+    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None, rank: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     b, k, c, ns = support.shape
     nq = query.shape[-1]
@@ -112,22 +114,29 @@ def _pair_priors(
     gram = torch.matmul(qt, support)  # (B, K, Nq, Ns)
     if s_norm is None:
         s_norm = support.norm(dim=2)  # (B, K, Ns)
-    if rank_op:
+    if rank == "features":
         import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
 
-        rank = torch.ops.icpd.ndcg_prior(
+        ranks = torch.ops.icpd.ndcg_prior(
             qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), mask.reshape(b * k, ns)
         ).reshape(b, k, nq)
     else:
-        dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0)  # (B, K, Nq, Ns)
-        rank = ndcg_prior(dist.reshape(b * k, nq, ns), (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
+        dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0).reshape(b * k, nq, ns)  # shares the GEMM
+        if rank == "distances":
+            import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior_dist)
+
+            ranks = torch.ops.icpd.ndcg_prior_dist(dist, mask.reshape(b * k, ns)).reshape(b, k, nq)
+        elif rank == "eager":
+            ranks = ndcg_prior(dist, (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
+        else:
+            raise ValueError(f"rank: {rank!r}; expected 'eager', 'distances' or 'features'")
     # cos_ij = max(0, G_ij) * a_i * w_j with a_i = 1 / (|q_i| + eps) > 0, w_j = m_j / (m_j |s_j| + eps) >= 0,
     # so the sum over j is one matrix-vector product.
     w = (mask / (mask * s_norm + EPS)).unsqueeze(-1)  # (B, K, Ns, 1)
     cos = torch.matmul(gram.clamp(min=0), w).squeeze(-1)  # (B, K, Nq)
     q_norm = query.norm(dim=1).unsqueeze(1)  # (B, 1, Nq)
     cos = cos / (q_norm + EPS) / (mask.sum(-1, keepdim=True) + EPS)
-    return cos, rank
+    return cos, ranks
 
 
 def text_similarity(tokens: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:

@@ -23,16 +23,16 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.model = load_checkpoint(files["weights"]).to(self.device).eval()
-        rank_op = False  # CPU: the eager topk path is the fastest
+        rank = "eager"  # CPU: topk with the exact-tie fallback is the fastest
         if self.device.type == "cuda":
             from icpd.kernels.cuda_op import CudaOpUnavailableError, ensure_cuda_op
 
             try:
                 ensure_cuda_op()  # the rank-prior kernel behind icpd::ndcg_prior on CUDA
-                rank_op = True
+                rank = "features"
             except CudaOpUnavailableError:
                 pass  # no nvcc: vectorised PyTorch on the GPU
-        self.matcher = MatcherGraph(self.model, all_outputs=True, rank_op=rank_op)
+        self.matcher = MatcherGraph(self.model, all_outputs=True, rank=rank)
         self.matcher_inputs = matcher_input_names(self.model.preset, self.model.preset.fusion_weight > 0)
         from icpd.export.wrappers import MATCHER_OUTPUTS_ALL
 
