@@ -78,12 +78,25 @@ def _converter() -> Any:
 
 
 def rank_prior_nodes(graph: Any) -> set[str]:
-    """Names of the nodes that compute the rank prior: tagged by the exporter, or NdcgPrior nodes."""
+    """Names of the nodes that compute the rank prior: tagged by the exporter, or NdcgPrior nodes,
+    plus what computes their distance input back to (and including) the Gram MatMul: the order of
+    near-equal distances must not be decided in FP16."""
     names = set()
+    tagged_nodes = []
     for node in graph.node:
         tagged = any(p.key == "pkg.torch.onnx.class_hierarchy" and RANK_PRIOR_TAG in p.value for p in node.metadata_props)
         if tagged or node.op_type == "NdcgPrior":
             names.add(node.name)
+            tagged_nodes.append(node)
+    producer = {o: n for n in graph.node for o in n.output}
+    stack = [i for n in tagged_nodes for i in n.input[:1] if i]  # the distance (or query) input
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in names:
+            continue
+        names.add(node.name)
+        if node.op_type not in ("MatMul", "Gemm"):  # stop at the GEMM that makes the Gram matrix
+            stack.extend(i for i in node.input if i)
     return names
 
 
