@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import icpd
+
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
 from icpd.benchmarks.schema import make_document, make_result, results_from_timing
 from icpd.benchmarks.stats import Summary, high_variance
@@ -180,9 +182,13 @@ def prepare_model(
         model, source = seeded_model(preset or "paper", seed=0), RANDOM_WEIGHTS_NOTE
     fingerprint = model_fingerprint(model)
     path = Path(cache_dir or default_cache_dir()) / f"{model.preset.name}-{fingerprint[:12]}"
+    from icpd.export.onnx import GRAPH_VERSION
+
     with contextlib.suppress(ModelDirError):
         info = _info(path, random_weights=checkpoint is None)
-        if info.fingerprint == fingerprint:
+        meta = ModelDir.open(path).meta
+        fresh = meta.get("graph_version") == GRAPH_VERSION and meta.get("icpd_version") == icpd.__version__
+        if info.fingerprint == fingerprint and fresh:  # same weights, exported by this icpd's graphs
             return info
     note(f"exporting to {path} (once; later runs reuse it)")
     t0 = time.perf_counter()

@@ -38,6 +38,8 @@ from icpd.model.checkpoint import model_fingerprint, save_checkpoint
 from icpd.model.icpd_net import ICPDNet
 
 OPSET = 18
+# Bumped whenever the exported graphs change for the same weights (caches of exports compare it).
+GRAPH_VERSION = 2
 MAX_BATCH = 256
 MAX_SHOTS = 32
 
@@ -155,6 +157,7 @@ def export_model(
         meta = base_meta(p, model_fingerprint(model))
         meta.update({
             "opset": OPSET,
+            "graph_version": GRAPH_VERSION,
             "rank_prior": rank_prior,
             "precision": "fp32",
             "source": source,
