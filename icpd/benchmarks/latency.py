@@ -182,6 +182,7 @@ def prepare_model(
         model, source = seeded_model(preset or "paper", seed=0), RANDOM_WEIGHTS_NOTE
     fingerprint = model_fingerprint(model)
     path = Path(cache_dir or default_cache_dir()) / f"{model.preset.name}-{fingerprint[:12]}"
+    from icpd.export.model_dir import ModelDir
     from icpd.export.onnx import GRAPH_VERSION
 
     with contextlib.suppress(ModelDirError):
