@@ -71,7 +71,7 @@ def ndcg_prior(dist: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     rel_sorted = rel.gather(-1, order)  # (N, Nq, kmax)
     w = dcg_weights(kmax, dist.device)
     within_k = torch.arange(kmax, device=dist.device) < k.unsqueeze(-1)  # (N, kmax)
-    dcg = (rel_sorted * (w * within_k).unsqueeze(1)).sum(-1)  # (N, Nq)
+    dcg = torch.bmm(rel_sorted, (w * within_k).unsqueeze(-1)).squeeze(-1)  # (N, Nq)
     idcg = torch.cumsum(w, 0)[(k - 1).clamp(min=0)]  # (N,)
     return torch.where(k.unsqueeze(-1) > 0, dcg / idcg.unsqueeze(-1), torch.zeros_like(dcg))
 
@@ -133,7 +133,9 @@ def _pair_priors(
     # cos_ij = max(0, G_ij) * a_i * w_j with a_i = 1 / (|q_i| + eps) > 0, w_j = m_j / (m_j |s_j| + eps) >= 0,
     # so the sum over j is one matrix-vector product.
     w = (mask / (mask * s_norm + EPS)).unsqueeze(-1)  # (B, K, Ns, 1)
-    cos = torch.matmul(gram.clamp(min=0), w).squeeze(-1)  # (B, K, Nq)
+    # in place where nothing needs the Gram matrix any more (eager inference; export traces out-of-place)
+    relu = gram.clamp_(min=0) if rank == "eager" and not gram.requires_grad else gram.clamp(min=0)
+    cos = torch.matmul(relu, w).squeeze(-1)  # (B, K, Nq)
     q_norm = query.norm(dim=1).unsqueeze(1)  # (B, 1, Nq)
     cos = cos / (q_norm + EPS) / (mask.sum(-1, keepdim=True) + EPS)
     return cos, ranks
