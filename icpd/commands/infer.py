@@ -58,6 +58,7 @@ def infer_cmd(
     support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     backend: Annotated[str, typer.Option(help="Runtime: ort or torch (trt where installed).")] = "ort",
+    engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")] = None,
     device: Annotated[str, typer.Option(help="Device, e.g. cpu or cuda:0.")] = "cpu",
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel.")] = 0.5,
@@ -78,7 +79,7 @@ def infer_cmd(
                            save_priors=save_priors, recursive=recursive)
     try:
         paths, _ = collect_inputs(inputs, out_dir, recursive)  # bad paths fail before the model loads
-        predictor = open_predictor(model, support, backend=backend, device=device, threads=threads)
+        predictor = open_predictor(model, support, backend=backend, device=device, threads=threads, engine_dir=engines)
         options.validate(predictor.preset.image_size)
         progress = _RichProgress(console, len(paths), enabled=console.is_terminal and not quiet)
         with progress.bar:

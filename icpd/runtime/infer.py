@@ -153,7 +153,8 @@ class InferProgress(Protocol):
 
 
 def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | os.PathLike[str]], backend: str = "ort",
-                   device: str = "cpu", threads: int | None = None) -> Predictor:
+                   device: str = "cpu", threads: int | None = None,
+                   engine_dir: str | os.PathLike[str] | None = None) -> Predictor:
     """Load a model directory and its support caches (one class each, in the given order).
 
     Raises:
@@ -169,7 +170,9 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
     for s in supports:  # cheap checks first: loading the sessions takes seconds
         if not Path(s).is_file():
             raise ValueError(f"--support {s}: file not found; create it with `icpd cache-support`")
-    predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads)
+    if backend == "trt" and engine_dir is None:
+        raise ValueError("--backend trt: pass --engines ENGINE_DIR (from `icpd build`)")
+    predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads, engine_dir=engine_dir)
     for s in supports:
         predictor.add_support(s)
     names = predictor.class_names

@@ -111,3 +111,21 @@ def test_refuses_non_fp32_source_and_existing_out(fp16_dir, tiny_model_dir, tmp_
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(Fp16ConversionError, match="exists and is not empty"):
         convert_model_dir_fp16(tiny_model_dir, tmp_path / "full", check=False)
+
+
+def test_export_cli_precision_fp16(tmp_path):
+    """`icpd export --precision fp16` writes an FP16 model dir and leaves no temporary FP32 export."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from icpd.cli import app
+
+    out = tmp_path / "m16"
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp16", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["precision"] == "fp16" and meta["preset"]["name"] == "tiny"
+    assert [p.name for p in tmp_path.iterdir()] == ["m16"]  # the FP32 intermediate is gone
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp8", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "fp8" in res.output

@@ -176,3 +176,11 @@ def test_cli_missing_model_and_no_inputs_exit_2(model, tmp_path):
     res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
                               str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and "no images" in res.output and str(tmp_path / "empty") in res.output
+
+
+def test_trt_backend_needs_engines(tmp_path):
+    from icpd.runtime.infer import open_predictor
+
+    (tmp_path / "c.support").write_bytes(b"x")
+    with pytest.raises(ValueError, match="--engines"):
+        open_predictor(tmp_path, [tmp_path / "c.support"], backend="trt")
