@@ -26,10 +26,10 @@ class PredictOutput:
 
 
 def _prepare(pixels: np.ndarray, model: ICPDNet) -> torch.Tensor:
-    from icpd.data.transforms import resize_image, to_tensor
+    """(H, W, 3) uint8 -> (3, S, S): the same resize and normalisation as every deployed backend."""
+    from icpd.export.wrappers import preprocess_pixels
 
-    p = model.preset
-    return to_tensor(resize_image(pixels, p.image_size), p.mean, p.std)
+    return preprocess_pixels(torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0), model.preset)[0]
 
 
 def predict_files(
