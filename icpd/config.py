@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Per-channel statistics of the remote-sensing training imagery the authors normalise with.
@@ -123,6 +125,14 @@ class Preset:
         if unknown:
             raise ValueError(f"unknown preset fields {sorted(unknown)}; this icpd knows {sorted(known)}")
         return cls(**d)
+
+
+def cache_root() -> Path:
+    """Where icpd keeps what it builds (weights fetched with --download, kernels, bench exports):
+    ``$ICPD_CACHE_DIR``, else ``$XDG_CACHE_HOME/icpd``, else ``~/.cache/icpd``."""
+    if os.environ.get("ICPD_CACHE_DIR"):
+        return Path(os.environ["ICPD_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icpd"
 
 
 _REGISTRY: dict[str, Preset] = {}

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import icpd
-
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
 from icpd.benchmarks.schema import make_document, make_result, results_from_timing
 from icpd.benchmarks.stats import Summary, high_variance
@@ -141,8 +140,10 @@ class ModelInfo:
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/icpd/bench`` (``~/.cache/icpd/bench``)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icpd" / "bench"
+    """``icpd.config.cache_root() / "bench"`` (``~/.cache/icpd/bench`` by default)."""
+    from icpd.config import cache_root
+
+    return cache_root() / "bench"
 
 
 def _info(path: Path, random_weights: bool, exported_s: float | None = None) -> ModelInfo:

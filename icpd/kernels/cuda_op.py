@@ -38,7 +38,9 @@ class CudaOp:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ICPD_CACHE_DIR", Path.home() / ".cache" / "icpd")) / "kernels"
+    from icpd.config import cache_root
+
+    return cache_root() / "kernels"
 
 
 def _load(library: Path) -> ctypes.CDLL:

@@ -32,7 +32,9 @@ SOURCES: dict[str, Source] = {
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ICPD_CACHE", Path.home() / ".cache" / "icpd")) / "weights"
+    from icpd.config import cache_root
+
+    return cache_root() / "weights"
 
 
 def resolve_weights(name_or_path: str | os.PathLike[str], download: bool = False, cache_dir: Path | None = None) -> Path:
