@@ -101,6 +101,7 @@ class MatcherGraph(nn.Module):
             support_masks=raw_masks,
             rank=self.rank,
             validate=False,
+            support_priors=False,
         )
         if not self.all_outputs:
             return out

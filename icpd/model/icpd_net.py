@@ -119,13 +119,16 @@ class ICPDNet(nn.Module):
         support_masks: torch.Tensor | None = None,
         rank: str = "eager",
         validate: bool = True,
+        support_priors: bool = True,
     ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         """Query features x prepared support x (B, 15, D) class embeddings -> (B, 2, S, S) logits.
 
         The prepared support has batch B (one support set per query) or 1 (one support set, e.g.
         a cached class, shared by all B queries). ``support_masks`` (B or 1, K, S, S) is needed
-        only for RFFM fusion and the prior loss. ``rank`` chooses how the rank prior is
-        computed (see ``icpd.model.priors.pair_priors``: "eager", or an op for export/CUDA); ``validate=False`` skips input checks (export tracing).
+        only for RFFM fusion and the prior loss. ``rank`` chooses how the rank prior is computed
+        (see ``icpd.model.priors.pair_priors``: "eager", or an op for export/CUDA).
+        ``validate=False`` skips input checks (export tracing); ``support_priors=False`` leaves the
+        support priors and the prior loss out of the intermediates (inference).
         """
         p = self.preset
         b = query.batch
@@ -159,6 +162,8 @@ class ICPDNet(nn.Module):
             "query_prior": query_prior,
             "pyramid": pyramid,
         }
+        if not support_priors:  # deployment: only the query side is wanted
+            return out
         bs, k = support.clip_tokens.shape[:2]
         emb = class_embeddings[:bs].repeat_interleave(k, dim=0)
         sim = text_similarity(support.clip_tokens.flatten(0, 1), emb)
