@@ -98,36 +98,41 @@ def pair_priors(
     """
     b, c, nq = query.shape
     bs, k = support.shape[:2]
-    if bs == 1:
-        q = query.transpose(0, 1).reshape(1, c, b * nq)  # B C Nq -> 1 C (B Nq)
+    if bs == 1 and rank != "distances":
+        q = query.transpose(0, 1).reshape(1, c, b * nq)  # B C Nq -> 1 C (B Nq): one GEMM per shot
         cos, ranks = _pair_priors(q, support, mask, s_norm, rank)
         return cos.view(k, b, nq).transpose(0, 1), ranks.view(k, b, nq).transpose(0, 1)
+    # The standard ONNX form broadcasts a shared support set over the batch instead (one transpose
+    # of the query features fewer in the graph).
     return _pair_priors(query, support, mask, s_norm, rank)
 
 
 def _pair_priors(
     query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None, rank: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    b, k, c, ns = support.shape
-    nq = query.shape[-1]
-    qt = query.transpose(1, 2).unsqueeze(1)  # B C Nq -> B 1 Nq C
+    b, c, nq = query.shape
+    k, ns = support.shape[1], support.shape[3]  # support (Bs, K, C, Ns), Bs = B or 1 (broadcast)
+    # B C Nq -> B Nq C -> B 1 Nq C: a Transpose that feeds the MatMul directly becomes ONNX Runtime's
+    # FusedMatMul(transA), measured 10% slower than an explicit transpose + MatMul here.
+    qt = query.transpose(1, 2).unsqueeze(1)
     gram = torch.matmul(qt, support)  # (B, K, Nq, Ns)
     if s_norm is None:
-        s_norm = (support * support).sum(2).sqrt()  # (B, K, Ns)
+        s_norm = (support * support).sum(2).sqrt()  # (Bs, K, Ns)
+    relevance = mask.expand(b, k, ns).reshape(b * k, ns)
     if rank == "features":
         import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
 
         ranks = torch.ops.icpd.ndcg_prior(
-            qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), mask.reshape(b * k, ns)
+            qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), relevance
         ).reshape(b, k, nq)
     else:
         dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0).reshape(b * k, nq, ns)  # shares the GEMM
         if rank == "distances":
             import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior_dist)
 
-            ranks = torch.ops.icpd.ndcg_prior_dist(dist, mask.reshape(b * k, ns)).reshape(b, k, nq)
+            ranks = torch.ops.icpd.ndcg_prior_dist(dist, relevance).reshape(b, k, nq)
         elif rank == "eager":
-            ranks = ndcg_prior(dist, (mask > 0).reshape(b * k, ns)).reshape(b, k, nq)
+            ranks = ndcg_prior(dist, relevance > 0).reshape(b, k, nq)
         else:
             raise ValueError(f"rank: {rank!r}; expected 'eager', 'distances' or 'features'")
     # cos_ij = max(0, G_ij) * a_i * w_j with a_i = 1 / (|q_i| + eps) > 0, w_j = m_j / (m_j |s_j| + eps) >= 0,
