@@ -452,6 +452,15 @@ def compute_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
         for k in shots:
             add(f"matcher / encoder time, cached {k}-shot", be, _median(doc, be, "cached", "matcher", shots=k),
                 _median(doc, be, "cached", "encoder", shots=k), "matcher stage median / encoder stage median")
+    for be in backends:  # the deployed query vs the network's own full episode, in PyTorch on the same device
+        spec = BACKENDS.get(be)
+        if spec is None or spec.backend == "torch":
+            continue
+        dev = spec.device
+        for k in shots:
+            add(f"cached {k}-shot vs the PyTorch network's uncached episode: speed-up", f"{be} / torch-{dev}",
+                _median(doc, f"torch-{dev}", "uncached", shots=k), _median(doc, be, "cached", shots=k),
+                f"torch-{dev} uncached end-to-end median / {be} cached end-to-end median")
     for dev in ("cpu", "cuda"):
         add(f"ORT vs torch encoder ({dev}): speed-up", f"ort-{dev} / torch-{dev}",
             _median(doc, f"torch-{dev}", "cached", "encoder"), _median(doc, f"ort-{dev}", "cached", "encoder"),

@@ -119,7 +119,7 @@ def test_compute_ratios_arithmetic():
         ("ort-cpu", "uncached", e2e, 1, 1, 1): 300.0, ("ort-cpu", "cached", e2e, 1, 1, 1): 100.0,
         ("ort-cpu", "cached", "encoder", 1, 1, 1): 80.0, ("ort-cpu", "cached", "matcher", 1, 1, 1): 16.0,
         ("ort-cpu", "classes", e2e, 1, 1, 3): 150.0, ("ort-cpu", "batch", e2e, 4, 1, 1): 320.0,
-        ("torch-cpu", "cached", "encoder", 1, 1, 1): 120.0,
+        ("torch-cpu", "cached", "encoder", 1, 1, 1): 120.0, ("torch-cpu", "uncached", e2e, 1, 1, 1): 500.0,
     })
     got = {(r["name"], r["backend"]): r["value"] for r in latency.compute_ratios(doc)}
     assert got == pytest.approx({
@@ -128,6 +128,7 @@ def test_compute_ratios_arithmetic():
         ("batch 4 vs batch 1, per tile: speed-up", "ort-cpu"): 100.0 / 80.0,
         ("matcher / encoder time, cached 1-shot", "ort-cpu"): 0.2,
         ("ORT vs torch encoder (cpu): speed-up", "ort-cpu / torch-cpu"): 1.5,
+        ("cached 1-shot vs the PyTorch network's uncached episode: speed-up", "ort-cpu / torch-cpu"): 5.0,
     })
 
 
