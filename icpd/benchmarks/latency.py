@@ -338,7 +338,7 @@ class BenchConfig:
     backends: str | tuple[str, ...] = "auto"  # "auto" or names from BACKENDS
     shots: tuple[int, ...] = (1, 5)  # shots of the uncached and cached scenarios
     batch: tuple[int, ...] = (2,)  # tile batch sizes of the batch scenario (B > 1)
-    classes: int = 3  # N of the N-classes scenario (1: skip it)
+    classes: int = 5  # N of the N-classes scenario (1: skip it)
     duration_s: float | None = None  # measure each scenario at least this long (None: 4 s, quick 0.3 s)
     iterations: int | None = None  # ... and at least this many iterations (None: 3, quick 5)
     warmup_s: float | None = None  # warm-up per scenario, at least one call (None: 1 s, quick 0.2 s)

@@ -135,7 +135,7 @@ def bench_cmd(
     backends: Annotated[str, typer.Option(help="auto (every backend available here) or a list: ort-cpu,torch-cpu,ort-cuda,torch-cuda,trt.")] = "auto",
     shots: Annotated[str, typer.Option(help="Shots of the uncached and cached scenarios, comma-separated.")] = "1,5",
     batch: Annotated[str, typer.Option(help="Tile batch sizes of the batch scenario (B > 1), comma-separated.")] = "2",
-    classes: Annotated[int, typer.Option(min=1, help="N of the N-classes-per-query scenario (1: skip it).")] = 3,
+    classes: Annotated[int, typer.Option(min=1, help="N of the N-classes-per-query scenario (1: skip it).")] = 5,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Seconds to measure each scenario at least (default 4; --quick 0.3).")] = None,
     iterations: Annotated[int | None, typer.Option(min=1, help="Iterations to measure each scenario at least (default 3; --quick 5).")] = None,
     warmup: Annotated[float | None, typer.Option(min=0.0, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,

@@ -138,6 +138,28 @@ def test_cli_subprocess_writes_outputs(model, tmp_path):
     assert not list(out.glob(".*.tmp"))
 
 
+def test_cli_geotiff_scene_keeps_its_georeferencing(model, tmp_path):
+    rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
+    from affine import Affine
+
+    model_dir, supports = model
+    scene = _scene(300, 200)
+    transform = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
+    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", height=300, width=200, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as ds:
+        ds.write(scene.transpose(2, 0, 1))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
+                              str(tmp_path / "scene.tif"), "--out", str(out), "-q", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    png = cv2.imread(str(out / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
+    with rasterio.open(out / "scene_labels.tif") as ds:  # the tiled scene, stitched, on the input's grid
+        assert (ds.width, ds.height, ds.count) == (200, 300, 1)
+        assert ds.crs == rasterio.crs.CRS.from_epsg(32633) and ds.transform == transform
+        np.testing.assert_array_equal(ds.read(1), png)
+    assert json.loads((out / "summary.json").read_text())["inputs"][0]["tiles"] > 1
+
+
 def test_cli_bad_input_is_recorded_and_others_still_run(model, tmp_path):
     model_dir, supports = model
     _write(tmp_path / "good.png", _scene(150, 140))
