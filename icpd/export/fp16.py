@@ -21,6 +21,7 @@ Needs onnxconverter-common (``pip install onnxconverter-common``).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -125,6 +126,7 @@ def convert_graph_fp16(model: Any) -> Any:
     float16 = _converter()
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     nodes = sorted(fp32_nodes(model.graph))
+    bodies = _fp32_subgraphs(model.graph, set(nodes))
     _detach_outputs(model)
     try:
         with warnings.catch_warnings():
@@ -135,8 +137,76 @@ def convert_graph_fp16(model: Any) -> Any:
             )
     except Exception as err:
         raise Fp16ConversionError(f"FP16 conversion of graph {model.graph.name!r} failed: {err}") from err
+    _restore_subgraphs(converted.graph, *bodies)
     _float32_outputs(converted)
     return converted
+
+
+def _subgraph_outer_refs(graph: Any) -> set[str]:
+    """Names a subgraph reads from the enclosing graph (used, not defined inside it)."""
+    from onnx import AttributeProto
+
+    defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(i for i in node.input if i)
+        defined.update(node.output)
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                used |= _subgraph_outer_refs(a.g)
+    return used - defined
+
+
+def _fp32_subgraphs(graph: Any, blocked: set[str]) -> tuple[dict[str, list[Any]], list[Any]]:
+    """Copies of the graph attributes of the blocked nodes (the rank prior's Scan body), and FP32
+    copies of the main-graph initialisers they read.
+
+    The converter rewrites subgraphs even of blocked nodes, and the exporter lifts a subgraph's
+    constants into the main graph's initialisers, where they would be converted to FP16 too. The
+    copies are read under a new name, so other users of the same initialiser are unaffected.
+    """
+    from onnx import AttributeProto
+
+    inits = {i.name: i for i in graph.initializer}
+    bodies: dict[str, list[Any]] = {}
+    fp32_inits: dict[str, Any] = {}
+    for node in graph.node:
+        if node.name not in blocked:
+            continue
+        attrs = [copy.deepcopy(a) for a in node.attribute if a.type == AttributeProto.GRAPH]
+        for a in attrs:
+            refs = {r: f"{r}__fp32" for r in _subgraph_outer_refs(a.g) if r in inits}
+            _rename_inputs(a.g, refs)
+            for old, new in refs.items():
+                if new not in fp32_inits:
+                    fp32_inits[new] = copy.deepcopy(inits[old])
+                    fp32_inits[new].name = new
+        if attrs:
+            bodies[node.name] = attrs
+    return bodies, list(fp32_inits.values())
+
+
+def _rename_inputs(graph: Any, names: dict[str, str]) -> None:
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in names:
+                node.input[i] = names[name]
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                _rename_inputs(a.g, names)
+
+
+def _restore_subgraphs(graph: Any, bodies: dict[str, list[Any]], fp32_inits: list[Any]) -> None:
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        if node.name in bodies:
+            kept = [a for a in node.attribute if a.type != AttributeProto.GRAPH]
+            del node.attribute[:]
+            node.attribute.extend(kept + bodies[node.name])
+    graph.initializer.extend(fp32_inits)
 
 
 def _detach_outputs(model: Any) -> None:

@@ -30,7 +30,14 @@ def test_model_dir_contents(tiny_model_dir, tiny_model):
     assert [o.name for o in mat.graph.output] == MATCHER_OUTPUTS_ALL
     assert {o.domain: o.version for o in mat.opset_import}[""] == OPSET
     ops = {n.op_type for n in mat.graph.node}
-    assert "TopK" in ops and "Gather" in ops and "NdcgPrior" not in ops
+    assert "NdcgPrior" not in ops
+    # the rank prior in standard ops: one Scan per level whose body sorts one (item, shot) with its own k
+    scans = [n for n in mat.graph.node if n.op_type == "Scan"]
+    assert len(scans) == tiny_model.preset.num_layers + 1
+    body = next(a.g for a in scans[0].attribute if a.name == "body")
+    assert {"TopK", "Gather", "MatMul"} <= {n.op_type for n in body.node}
+    topk = {a.name: a.i for a in next(n for n in body.node if n.op_type == "TopK").attribute}
+    assert topk["largest"] == 0 and topk["sorted"] == 1
 
 
 def test_self_check_is_recorded_and_tight(tiny_model_dir):
@@ -56,7 +63,7 @@ def test_plugin_form_has_one_custom_node_per_level(plugin_dir, tiny_model):
         attrs = {a.name: a.s.decode() for a in n.attribute}
         assert attrs == {"plugin_namespace": "icpd", "plugin_version": "1"}
         assert n.domain == "icpd" and len(n.input) == 3 and len(n.output) == 1
-    assert "TopK" not in {n.op_type for n in mat.graph.node}
+    assert not {"TopK", "Scan"} & {n.op_type for n in mat.graph.node}
     meta = json.loads((plugin_dir / "model.json").read_text())
     # the self-check ran the plugin form in ORT through the CPU kernel of the custom node
     assert meta["rank_prior"] == "plugin" and meta["validation"]["matcher_checked"] is True

@@ -73,7 +73,7 @@ def test_rank_prior_subgraph_and_logits_head_stay_fp32(fp16_dir, tiny_model_dir)
 
     src = onnx.load(str(tiny_model_dir / "matcher.onnx"), load_external_data=False).graph
     rank = rank_prior_nodes(src)
-    assert {n.op_type for n in src.node if n.name in rank} >= {"TopK", "Gather", "MatMul"}  # Gram GEMM included
+    assert {n.op_type for n in src.node if n.name in rank} >= {"Scan", "MatMul"}  # the sorting Scan + the Gram GEMM
     head = output_head_nodes(src)
     assert "Conv" in {n.op_type for n in src.node if n.name in head}  # the final conv before the resize
     m = graph(fp16_dir, "matcher")
@@ -81,6 +81,16 @@ def test_rank_prior_subgraph_and_logits_head_stay_fp32(fp16_dir, tiny_model_dir)
     for node in m.graph.node:
         if node.name in rank | head and node.input and types.get(node.input[0]) in (TensorProto.FLOAT, TensorProto.FLOAT16):
             assert types[node.input[0]] == TensorProto.FLOAT, f"{node.op_type} {node.name}"
+    # the Scan bodies (TopK, Gather, discounts) stay FP32, constants read from the main graph included
+    inits = {i.name: i.data_type for i in m.graph.initializer}
+    scans = [n for n in m.graph.node if n.op_type == "Scan"]
+    assert scans
+    for node in scans:
+        body = next(a.g for a in node.attribute if a.name == "body")
+        assert {i.type.tensor_type.elem_type for i in body.input} == {TensorProto.FLOAT}
+        assert all(a.i != TensorProto.FLOAT16 for n in body.node if n.op_type == "Cast" for a in n.attribute)
+        outer = {i for n in body.node for i in n.input if i in inits}
+        assert all(inits[i] != TensorProto.FLOAT16 for i in outer)
 
 
 def test_ort_error_stats_vs_fp32(fp16_dir):
