@@ -8,7 +8,7 @@ model dir from an FP32 one:
   a resize and a normalisation) is copied unchanged.
 - FP32 is kept for the numerically sensitive parts (:data:`FP32_OPS`): LayerNorm and softmax
   (the known FP16 failure of ViT encoders), reductions and norms (sums over thousands of
-  values), InstanceNorm/GroupNorm, the rank prior (``NdcgPrior`` node, or the TopK subgraph the
+  values), InstanceNorm/GroupNorm, the rank prior (``NdcgPrior`` node, or the Scan of TopKs the
   standard form decomposes into: distance ties must break the same way as in FP32) and the
   last compute layer in front of every graph output (the final logits).
 - Graph inputs and outputs stay FP32 (Casts at the boundary), so support caches, feeds and
@@ -324,7 +324,7 @@ def convert_model_dir_fp16(
                     shutil.copy2(src.path / f, work / f)
         meta["precision"] = "fp16"
         meta["fp16"] = {"source_dir": str(src.path), "fp32_ops": list(FP32_OPS),
-                        "fp32_subgraphs": ["rank prior (NdcgPrior / TopK subgraph)", "output heads (final logits)"],
+                        "fp32_subgraphs": ["rank prior (NdcgPrior / Scan of TopK)", "output heads (final logits)"],
                         "io": "float32", "graphs": kept}
         meta.pop("validation", None)
         meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})

@@ -52,7 +52,7 @@ class Sidecar:
 
     env: EngineEnv
     precision: str  # "fp32" or "fp16"
-    rank_prior: str  # "onnx" (TopK subgraph) or "plugin" (NdcgPrior)
+    rank_prior: str  # "onnx" (Scan of TopK) or "plugin" (NdcgPrior)
     batch: tuple[int, int, int]  # optimization profile (min, opt, max) of the query batch
     shots: tuple[int, int, int]  # optimization profile (min, opt, max) of the support shots
     model_fingerprint: str  # model.json "fingerprint" of the weights the engines were built from
