@@ -136,5 +136,14 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The ``icpd`` console script: ``app`` in a process of its own, whose ONNX Runtime sessions
+    share one thread pool (``icpd.runtime.backends.ort.share_thread_pool``)."""
+    from icpd.runtime.backends.ort import share_thread_pool
+
+    share_thread_pool()
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -151,3 +151,36 @@ def test_cache_support_cli(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(s.tensors["class_embeddings"][0], emb.embeddings[3].numpy())
     res = CliRunner().invoke(app, [*args, "--mask", str(tmp_path / "empty.png"), "--out", str(tmp_path / "e.support")])
     assert res.exit_code == 2 and "empty" in res.output and not (tmp_path / "e.support").exists()
+
+
+_SHARED_POOL_SCRIPT = """
+import sys, numpy as np
+from icpd.runtime.backends import ort as ob
+if sys.argv[2] == "shared":
+    ob.share_thread_pool()
+from icpd.runtime.predictor import Predictor
+p = Predictor.load(sys.argv[1], backend="ort", threads=2)
+b = p.backend
+print(*[s.get_session_options().use_per_session_threads for s in (b.pre, b.enc, b.mat)])
+p.add_support(sys.argv[3])
+imgs = np.random.default_rng(1).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+np.save(sys.argv[4], p.predict(imgs).probs)
+"""
+
+
+@pytest.mark.parametrize("mode", ["shared", "per-session"])
+def test_shared_thread_pool_gives_the_same_predictions(tiny_model_dir, ship, tmp_path, mode):
+    """`icpd` runs its ONNX Runtime sessions on one pool; a fresh process, since the pool is process-wide."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "probs.npy"
+    proc = subprocess.run([sys.executable, "-c", _SHARED_POOL_SCRIPT, str(tiny_model_dir), mode, str(ship), str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    per_session = proc.stdout.split()
+    assert per_session == (["False"] * 3 if mode == "shared" else ["True"] * 3)
+    p = Predictor.load(tiny_model_dir, backend="ort")
+    p.add_support(ship)
+    imgs = np.random.default_rng(1).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    np.testing.assert_allclose(np.load(out), p.predict(imgs).probs, atol=1e-6)
