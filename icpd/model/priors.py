@@ -88,7 +88,8 @@ def pair_priors(
 
     query: (B, C, Nq) query features; support: (Bs, K, C, Ns) support features with Bs = B
     (one support set per query) or Bs = 1 (one support set shared by all queries: the
-    deployment case, folded into a single item of B*Nq query pixels);
+    deployment case; folded into a single item of B*Nq query pixels, except in the standard
+    ONNX form, which broadcasts it over the batch);
     mask: (Bs, K, Ns) soft support mask at the layer's size (values in [0, 1]);
     s_norm: (Bs, K, Ns) support pixel L2 norms (support-only: pass them precomputed);
     rank: how the rank prior is computed: "eager" (topk in PyTorch), "distances" (the

@@ -54,10 +54,9 @@ def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int 
     (plugin-form graphs; needs onnxruntime-extensions)."""
     import onnxruntime as ort
 
-    if _shared_pool["wanted"]:
-        if not _shared_pool["made"]:
-            ort.set_global_thread_pool_sizes(threads or 0, 1)
-            _shared_pool["made"] = True
+    if _shared_pool["wanted"] and not _shared_pool["made"]:
+        ort.set_global_thread_pool_sizes(threads or 0, 1)
+        _shared_pool["made"] = True
     opts = ort.SessionOptions()
     opts.use_per_session_threads = not _shared_pool["wanted"]
     if custom_ops:
