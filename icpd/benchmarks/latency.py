@@ -1,6 +1,8 @@
 """Latency scenarios over an exported model: what ``icpd bench`` and ``icpd bench ab`` run.
 
-Scenarios (each timed per backend with :func:`~icpd.benchmarks.timer.measure`, stages apart):
+Scenarios (timed per backend, stages apart; by default interleaved in rounds with
+:func:`~icpd.benchmarks.timer.measure_rounds`, so a drift of a busy machine reaches all of them
+alike; with ``rounds=0`` one after the other with :func:`~icpd.benchmarks.timer.measure`):
 
 - ``uncached``: the full episode as the authors' code runs it: every iteration encodes the K
   support images (``Predictor.encode_support``) *and* the query, then matches (K = 1, 5);
@@ -38,7 +40,7 @@ import icpd
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
 from icpd.benchmarks.schema import make_document, make_result, results_from_timing
 from icpd.benchmarks.stats import Summary, high_variance
-from icpd.benchmarks.timer import END_TO_END, StageTimer, TimingConfig, measure
+from icpd.benchmarks.timer import END_TO_END, StageTimer, TimingConfig, TimingResult, measure, measure_rounds
 
 if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
@@ -345,6 +347,7 @@ class BenchConfig:
     quick: bool = False  # tiny preset and short budgets: a smoke run in seconds
     threads: int | None = None  # CPU threads per backend (None: the backend's default)
     seed: int = 0  # synthetic inputs
+    rounds: int = 5  # > 0: a backend's scenarios interleaved, this many rounds (measure_rounds); 0: one after the other
 
     def timing(self) -> TimingConfig:
         duration = self.duration_s if self.duration_s is not None else (0.3 if self.quick else 4.0)
@@ -380,12 +383,25 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
         step(f"{spec.name}: loading {model.path.name}")
         predictor = Predictor.load(model.path, backend=spec.backend, device=spec.device, threads=config.threads)
         done += 1
-        for sc in scenarios:
-            step(f"{spec.name}: {sc.description}")
-            stages = StageTimer(sync=_device_hooks(spec).get("sync"))
-            fn = _scenario_step(predictor, sc, stages, config.seed)
-            scoped = _reset_peak_rss()
-            timed = measure(fn, timing, stages=stages, **_device_hooks(spec))
+        hooks = _device_hooks(spec)
+        timed_all: list[tuple[Scenario, TimingResult, bool]] = []
+        if config.rounds > 0:  # interleaved: every scenario sees the same drifts of the machine
+            step(f"{spec.name}: {len(scenarios)} scenarios interleaved, {config.rounds} rounds")
+            timers = [StageTimer(sync=hooks.get("sync")) for _ in scenarios]
+            fns = [_scenario_step(predictor, sc, t, config.seed) for sc, t in zip(scenarios, timers)]
+            rounds = measure_rounds(fns, config.rounds, warmup_s=timing.warmup_s, stages=timers,
+                                    sync=hooks.get("sync"), seed=config.seed)
+            timed_all = [(sc, timed, False) for sc, timed in zip(scenarios, rounds)]
+            done += len(scenarios)
+        else:
+            for sc in scenarios:
+                step(f"{spec.name}: {sc.description}")
+                stages = StageTimer(sync=hooks.get("sync"))
+                fns = [_scenario_step(predictor, sc, stages, config.seed)]
+                scoped = _reset_peak_rss()
+                timed_all.append((sc, measure(fns[0], timing, stages=stages, **hooks), scoped))
+                done += 1
+        for sc, timed, scoped in timed_all:
             entries = results_from_timing(timed, scenario=sc.name, backend=spec.name, precision=model.precision,
                                           batch=sc.batch, shots=sc.shots, classes=sc.classes,
                                           description=sc.description, peak_rss_scope="scenario" if scoped else "process")
@@ -393,8 +409,7 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
             e2e = Summary.from_dict(entries[-1]["summary"])
             if (warning := high_variance(e2e)) is not None:
                 warnings.append(f"{spec.name} / {sc.label}: {warning}")
-            done += 1
-        del predictor, fn  # free this backend's model before the next one loads
+        del predictor, fns  # free this backend's model before the next one loads
         gc.collect()
     step("done")
     doc = make_document(results, random_weights=model.random_weights)

@@ -20,9 +20,10 @@ Stages within one iteration::
 
 from __future__ import annotations
 
+import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "TimingResult",
     "cuda_peak_bytes",
     "measure",
+    "measure_rounds",
     "peak_rss_bytes",
     "timed_call_ms",
 ]
@@ -151,7 +153,7 @@ class TimingResult:
     warmup_iters: int = 0
     warmup_s: float = 0.0
     measure_s: float = 0.0
-    stop_reason: str = ""  # "min_reached", "max_iters" or "max_time"
+    stop_reason: str = ""  # "min_reached", "max_iters", "max_time" or "rounds" (measure_rounds)
     peak_rss_bytes: int | None = None  # process peak resident set size
     peak_cuda_bytes: int | None = None  # torch.cuda.max_memory_allocated, when on CUDA
 
@@ -182,6 +184,66 @@ def cuda_peak_bytes(device: Any) -> int | None:
     import torch
 
     return int(torch.cuda.max_memory_allocated(device))
+
+
+def measure_rounds(
+    fns: Sequence[Callable[[], Any]],
+    rounds: int,
+    *,
+    warmup_s: float = 1.0,
+    stages: Sequence[StageTimer | None] | None = None,
+    sync: Callable[[], Any] | None = None,
+    seed: int = 0,
+    clock: Clock = time.perf_counter_ns,
+) -> list[TimingResult]:
+    """Time several functions interleaved: each round calls every one once, in a seeded random order.
+
+    Measuring one function after the other lets a drift in the machine's speed (other tenants,
+    thermal limits) land on one of them only, and on the ratio of their medians with it;
+    interleaving exposes all of them to the same drifts (as ``compare.run_ab`` does for two
+    models). Each function is first warmed up for ``warmup_s`` (at least one call).
+    ``stages[i]`` (optional) collects the stage times of ``fns[i]``. No CUDA-event times here.
+    """
+    if rounds < 1 or not fns:
+        raise ValueError(f"need rounds >= 1 and at least one function; got rounds={rounds}, {len(fns)} functions")
+    timers = list(stages) if stages is not None else [None] * len(fns)
+    if len(timers) != len(fns):
+        raise ValueError(f"stages: {len(timers)} timers for {len(fns)} functions")
+    warm: list[tuple[int, float]] = []
+    for fn, timer in zip(fns, timers):
+        t0 = now = _read(clock, sync)
+        iters = 0
+        while iters == 0 or now - t0 < warmup_s * 1e9:
+            if timer is not None:
+                timer.begin_iteration()
+            fn()
+            if timer is not None:
+                timer.discard_iteration()
+            iters += 1
+            now = _read(clock, sync)
+        warm.append((iters, (now - t0) / 1e9))
+    rng = random.Random(seed)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        order = list(range(len(fns)))
+        rng.shuffle(order)
+        for i in order:
+            if timers[i] is not None:
+                timers[i].begin_iteration()
+            t0 = _read(clock, sync)
+            fns[i]()
+            t1 = _read(clock, sync)
+            if timers[i] is not None:
+                timers[i].end_iteration()
+            samples[i].append((t1 - t0) / NS_PER_MS)
+    out = []
+    for i, timer in enumerate(timers):
+        stage_samples = timer.samples_ms if timer is not None else {}
+        stage_samples[END_TO_END] = list(samples[i])
+        out.append(TimingResult(samples_ms=samples[i], stage_samples_ms=stage_samples, warmup_iters=warm[i][0],
+                                warmup_s=warm[i][1], measure_s=sum(samples[i]) / 1e3, stop_reason="rounds",
+                                peak_rss_bytes=peak_rss_bytes()))
+    return out
 
 
 def _cuda_event_timer(device: Any) -> Callable[[Callable[[], Any]], float]:

@@ -70,8 +70,8 @@ def _print_doc(doc: dict[str, Any]) -> None:
     if noisy:
         listed = ", ".join(f"{label} ({cv:.0%})" for label, cv in noisy)
         console.print(f"warning: high variance (end-to-end CV above {CV_THRESHOLD:.0%}): {listed}. The machine may be "
-                      "busy or throttling; close other programs or measure longer (--duration) before trusting these "
-                      "numbers.", style="yellow", markup=False, highlight=False, soft_wrap=True)
+                      "busy or throttling; close other programs or measure longer (--rounds, --duration) before "
+                      "trusting these numbers.", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _append_ratios(report: Path, doc: dict[str, Any]) -> None:
@@ -136,8 +136,9 @@ def bench_cmd(
     shots: Annotated[str, typer.Option(help="Shots of the uncached and cached scenarios, comma-separated.")] = "1,5",
     batch: Annotated[str, typer.Option(help="Tile batch sizes of the batch scenario (B > 1), comma-separated.")] = "2",
     classes: Annotated[int, typer.Option(min=1, help="N of the N-classes-per-query scenario (1: skip it).")] = 5,
-    duration: Annotated[float | None, typer.Option(min=0.0, help="Seconds to measure each scenario at least (default 4; --quick 0.3).")] = None,
-    iterations: Annotated[int | None, typer.Option(min=1, help="Iterations to measure each scenario at least (default 3; --quick 5).")] = None,
+    rounds: Annotated[int, typer.Option(min=0, help="Interleave each backend's scenarios: this many rounds, each running every scenario once in a random order, so drifts of a busy machine hit all of them alike; 0: one scenario after the other, each for --duration / --iterations.")] = 5,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="With --rounds 0: seconds to measure each scenario at least (default 4; --quick 0.3).")] = None,
+    iterations: Annotated[int | None, typer.Option(min=1, help="With --rounds 0: iterations to measure each scenario at least (default 3; --quick 5).")] = None,
     warmup: Annotated[float | None, typer.Option(min=0.0, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny preset, short budgets: a smoke run in seconds.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per backend (default: the backend's own choice).")] = None,
@@ -161,7 +162,7 @@ def bench_cmd(
         config = BenchConfig(preset=preset, checkpoint=checkpoint, model_dir=model_dir, cache_dir=cache_dir,
                              backends=backends, shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
                              classes=classes, duration_s=duration, iterations=iterations, warmup_s=warmup,
-                             quick=quick, threads=threads)
+                             quick=quick, threads=threads, rounds=rounds)
         steps = _Steps(enabled=not quiet)
         with steps.bar:
             doc = run_benchmark(config, on_step=steps)

@@ -12,6 +12,7 @@ from icpd.benchmarks.timer import (
     TimingConfig,
     cuda_peak_bytes,
     measure,
+    measure_rounds,
     peak_rss_bytes,
     timed_call_ms,
 )
@@ -198,3 +199,33 @@ def test_cuda_events_path() -> None:
     assert res.gpu_samples_ms is not None and len(res.gpu_samples_ms) == res.iters
     assert all(g > 0 for g in res.gpu_samples_ms)
     assert res.peak_cuda_bytes is not None and res.peak_cuda_bytes >= x.numel() * 4
+
+
+def test_measure_rounds_interleaves_and_keeps_each_functions_stages_apart() -> None:
+    clock = FakeClock()
+    order: list[str] = []
+    timers = [StageTimer(clock=clock), None]
+    slow = FakeModel(clock, timers[0], cost_ms=10.0)
+
+    def a() -> None:
+        order.append("a")
+        slow()
+
+    def b() -> None:
+        order.append("b")
+        clock.advance_ms(3.0)
+
+    res = measure_rounds([a, b], 4, warmup_s=0.025, stages=timers, clock=clock, seed=1)
+    # warm-up: a until 25 ms of fake time have passed (3 calls), then b (9 calls), untimed
+    assert (res[0].warmup_iters, res[1].warmup_iters) == (3, 9)
+    timed = order[12:]
+    assert len(timed) == 8 and all(sorted(timed[i:i + 2]) == ["a", "b"] for i in range(0, 8, 2))  # one of each per round
+    assert len(set(zip(timed[0::2], timed[1::2]))) == 2  # the order within a round varies (seeded)
+    assert res[0].samples_ms == [10.0] * 4 and res[1].samples_ms == [3.0] * 4
+    assert res[0].stage_samples_ms["encoder"] == [5.0] * 4 and res[0].stage_samples_ms["matcher"] == [2.0] * 4
+    assert res[0].stage_samples_ms[END_TO_END] == [10.0] * 4 and set(res[1].stage_samples_ms) == {END_TO_END}
+    assert res[0].stop_reason == "rounds" and res[0].measure_s == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="rounds"):
+        measure_rounds([a], 0)
+    with pytest.raises(ValueError, match="stages"):
+        measure_rounds([a, b], 1, stages=[None])

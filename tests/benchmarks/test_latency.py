@@ -43,7 +43,7 @@ def counted_run(tiny_model_dir):
         current[0] = text.split(": ", 1)[-1]
 
     config = latency.BenchConfig(model_dir=tiny_model_dir, backends="ort", shots=(2,), batch=(2,), classes=2,
-                                 iterations=2, duration_s=0.0, warmup_s=0.0)
+                                 iterations=2, duration_s=0.0, warmup_s=0.0, rounds=0)  # one scenario at a time
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(OrtBackend, "encode", counting_encode)
         mp.setattr(OrtBackend, "match", counting_match)
@@ -92,6 +92,18 @@ def test_classes_and_batch_scenarios_have_their_shapes(counted_run):
     names = {r["name"] for r in doc["ratios"]}
     assert {"cached vs uncached 2-shot: speed-up", "2 classes in one call vs 2 single-class calls: speed-up",
             "matcher / encoder time, cached 2-shot"} <= names
+
+
+def test_interleaved_run_measures_every_scenario_in_every_round(tiny_model_dir):
+    config = latency.BenchConfig(model_dir=tiny_model_dir, backends="ort", shots=(1,), batch=(2,), classes=2,
+                                 warmup_s=0.0, rounds=3)
+    doc = latency.run_benchmark(config)
+    validate(doc)
+    e2e = [r for r in doc["results"] if r["stage"] == END_TO_END]
+    assert {r["scenario"] for r in e2e} == {"uncached", "cached", "classes", "batch"}
+    assert all(r["summary"]["n"] == 3 and r["stop_reason"] == "rounds" and r["warmup_iters"] >= 1 for r in e2e)
+    assert all(r["summary"]["n"] == 3 for r in doc["results"])  # every stage of every scenario, once per round
+    assert {r["name"] for r in doc["ratios"]} >= {"cached vs uncached 1-shot: speed-up"}
 
 
 def test_run_query_is_predict_step_by_step(tiny_model_dir):
