@@ -186,6 +186,22 @@ def cuda_peak_bytes(device: Any) -> int | None:
     return int(torch.cuda.max_memory_allocated(device))
 
 
+def _warm_up(fn: Callable[[], Any], seconds: float, stages: StageTimer | None, sync: Callable[[], Any] | None,
+             clock: Clock) -> tuple[int, int, int]:
+    """Call ``fn`` untimed for at least ``seconds`` (and at least once): (calls, end ns, start ns)."""
+    start = now = _read(clock, sync)
+    calls = 0
+    while calls == 0 or now - start < seconds * 1e9:
+        if stages is not None:
+            stages.begin_iteration()
+        fn()
+        if stages is not None:
+            stages.discard_iteration()
+        calls += 1
+        now = _read(clock, sync)
+    return calls, now, start
+
+
 def measure_rounds(
     fns: Sequence[Callable[[], Any]],
     rounds: int,
@@ -209,19 +225,7 @@ def measure_rounds(
     timers = list(stages) if stages is not None else [None] * len(fns)
     if len(timers) != len(fns):
         raise ValueError(f"stages: {len(timers)} timers for {len(fns)} functions")
-    warm: list[tuple[int, float]] = []
-    for fn, timer in zip(fns, timers):
-        t0 = now = _read(clock, sync)
-        iters = 0
-        while iters == 0 or now - t0 < warmup_s * 1e9:
-            if timer is not None:
-                timer.begin_iteration()
-            fn()
-            if timer is not None:
-                timer.discard_iteration()
-            iters += 1
-            now = _read(clock, sync)
-        warm.append((iters, (now - t0) / 1e9))
+    warm = [_warm_up(fn, warmup_s, timer, sync, clock) for fn, timer in zip(fns, timers)]
     rng = random.Random(seed)
     samples: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
@@ -241,7 +245,7 @@ def measure_rounds(
         stage_samples = timer.samples_ms if timer is not None else {}
         stage_samples[END_TO_END] = list(samples[i])
         out.append(TimingResult(samples_ms=samples[i], stage_samples_ms=stage_samples, warmup_iters=warm[i][0],
-                                warmup_s=warm[i][1], measure_s=sum(samples[i]) / 1e3, stop_reason="rounds",
+                                warmup_s=(warm[i][1] - warm[i][2]) / 1e9, measure_s=sum(samples[i]) / 1e3, stop_reason="rounds",
                                 peak_rss_bytes=peak_rss_bytes()))
     return out
 
@@ -296,16 +300,7 @@ def measure(
             return None
         return event_timer(fn)
 
-    warm_start = _read(clock, sync)
-    warmup_iters, now = 0, warm_start
-    while warmup_iters == 0 or now - warm_start < config.warmup_s * 1e9:
-        if stages is not None:
-            stages.begin_iteration()
-        call()
-        if stages is not None:
-            stages.discard_iteration()
-        warmup_iters += 1
-        now = _read(clock, sync)
+    warmup_iters, now, warm_start = _warm_up(call, config.warmup_s, stages, sync, clock)
 
     samples: list[float] = []
     gpu: list[float] = []
