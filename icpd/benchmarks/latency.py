@@ -475,7 +475,8 @@ def compute_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
         for k in shots:
             add(f"cached {k}-shot vs the PyTorch network's uncached episode: speed-up", f"{be} / torch-{dev}",
                 _median(doc, f"torch-{dev}", "uncached", shots=k), _median(doc, be, "cached", shots=k),
-                f"torch-{dev} uncached end-to-end median / {be} cached end-to-end median")
+                f"torch-{dev} uncached end-to-end median / {be} cached end-to-end median (backends run one after "
+                "the other: a drift of the machine between them is not cancelled)")
     for dev in ("cpu", "cuda"):
         add(f"ORT vs torch encoder ({dev}): speed-up", f"ort-{dev} / torch-{dev}",
             _median(doc, f"torch-{dev}", "cached", "encoder"), _median(doc, f"ort-{dev}", "cached", "encoder"),
