@@ -5,6 +5,6 @@
 
 __version__ = "0.1.0"
 
-from icpd.config import Preset, get_preset, list_presets, register_preset  # noqa: E402
+from icpd.config import Preset, get_preset, list_presets, register_preset
 
-__all__ = ["Preset", "get_preset", "list_presets", "register_preset", "__version__"]
+__all__ = ["Preset", "__version__", "get_preset", "list_presets", "register_preset"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from icpd.commands import bench, data, deploy, evaluate, infer, train, trt, weights
+from icpd.commands.common import PRESET_HELP, fail, out, preset_callback
 from icpd.config import get_preset, list_presets
 
 app = typer.Typer(
@@ -18,23 +18,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
-
-
-def _preset_callback(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in list_presets():
-        raise typer.BadParameter(f"unknown preset {value!r}; choose one of {', '.join(list_presets())}")
-    return value
-
-
-PRESET_HELP = "Model preset (see `icpd info`)."
-
-
-def _fail(err: Exception) -> None:
-    # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
-    console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -63,8 +46,8 @@ def info() -> None:
 def convert_checkpoint_cmd(
     src: Path = typer.Argument(..., help="The authors' checkpoint (.pt state dict), e.g. 1_shot_0_fold_ISAID.pt."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output .safetensors file (a .json sidecar is written beside it)."),
-    preset: str = typer.Option("paper", callback=_preset_callback, help=PRESET_HELP),
-    shot: Optional[int] = typer.Option(None, help="Shots the checkpoint was trained for (recorded in the metadata)."),
+    preset: str = typer.Option("paper", callback=preset_callback, help=PRESET_HELP),
+    shot: int | None = typer.Option(None, help="Shots the checkpoint was trained for (recorded in the metadata)."),
 ) -> None:
     """Authors' .pt -> safetensors + JSON metadata with the model fingerprint."""
     from icpd.model.checkpoint import CheckpointError, convert_checkpoint
@@ -72,7 +55,7 @@ def convert_checkpoint_cmd(
     try:
         meta = convert_checkpoint(src, out_path, preset=preset, shot=shot)
     except (CheckpointError, ValueError) as e:
-        _fail(e)
+        fail(e)
     out.print(f"wrote {out_path} (fingerprint {meta['fingerprint'][:16]}...)")
 
 
@@ -81,7 +64,7 @@ def embed_text_cmd(
     clip_weights: Path = typer.Option(..., help="Full open_clip CLIP checkpoint (e.g. RemoteCLIP-ViT-L-14.pt)."),
     classes: str = typer.Option(..., help="Comma-separated class names in class-id order, e.g. 'ship,storage tank'."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output .safetensors file."),
-    preset: str = typer.Option("paper", callback=_preset_callback, help=PRESET_HELP),
+    preset: str = typer.Option("paper", callback=preset_callback, help=PRESET_HELP),
     normalize: bool = typer.Option(False, help="L2-normalise each embedding (the authors' iSAID file is; DLRSD is not)."),
 ) -> None:
     """Class names -> CLIP text embeddings (bare names, open_clip tokenizer, as the authors did)."""
@@ -92,7 +75,7 @@ def embed_text_cmd(
         emb = embed_text(clip_weights, classes.split(","), preset=preset, normalize=normalize)
         save_class_embeddings(out_path, emb)
     except (CheckpointError, ValueError) as e:
-        _fail(e)
+        fail(e)
     out.print(f"wrote {out_path}: {len(emb.classes)} classes x {emb.embeddings.shape[1]}")
 
 
@@ -105,7 +88,7 @@ def predict(
     class_embeddings: Path = typer.Option(..., help="Class embeddings (.safetensors from `icpd embed-text`)."),
     target_class: str = typer.Option(..., help="Target class name (or row index) in the class embeddings."),
     out_dir: Path = typer.Option(Path("icpd-predict"), "--out", "-o", help="Output folder."),
-    preset: Optional[str] = typer.Option(None, callback=_preset_callback, help=PRESET_HELP + " Default: from the checkpoint, else paper."),
+    preset: str | None = typer.Option(None, callback=preset_callback, help=PRESET_HELP + " Default: from the checkpoint, else paper."),
     threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Foreground probability threshold."),
 ) -> None:
     """Segment one query image with PyTorch (eager): writes <query>_mask.png and <query>_overlay.png."""
@@ -116,24 +99,15 @@ def predict(
         model = load_checkpoint(checkpoint, preset=preset)
         res = predict_files(model, query, support, mask, class_embeddings, target_class, out_dir, threshold)
     except ValueError as e:
-        _fail(e)
+        fail(e)
     out.print(f"wrote {res.mask} and {res.overlay} ({res.foreground_fraction:.1%} foreground, {res.seconds:.2f} s)")
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in icpd.commands.* (each module exposes ``register(app)``)."""
-    import importlib
-    import pkgutil
-
-    import icpd.commands
-
-    for mod in sorted(m.name for m in pkgutil.iter_modules(icpd.commands.__path__)):
-        module = importlib.import_module(f"icpd.commands.{mod}")
-        if hasattr(module, "register"):
-            module.register(app)
-
-
-_register_optional_commands()
+# The command modules, in the order `icpd --help` lists their commands (explicit: nothing is
+# discovered at import).
+COMMAND_MODULES = (deploy, infer, trt, bench, evaluate, train, data, weights)
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ echo "== kernel vs PyTorch CUDA rank prior (paper sizes)"
 python - <<'PY'
 import torch
 from icpd.kernels.cuda_op import ensure_cuda_op
-from icpd.kernels.ops import distances
-from icpd.model.priors import ndcg_prior
+from icpd.model.rank_prior import distances
+from icpd.model.rank_prior import ndcg_prior
 
 op = ensure_cuda_op()
 print("kernel library", op.library.name, "cubins", ",".join(op.cubin_archs), "ptx", op.ptx_arch)

@@ -45,7 +45,7 @@ def _print_doc(doc: dict[str, Any]) -> None:
 
     from icpd.benchmarks.report import CV_THRESHOLD, render_summary_table
     from icpd.benchmarks.timer import END_TO_END
-    from icpd.cli import console, out
+    from icpd.commands.common import console, out
 
     out.print(render_summary_table(doc))
     gpu = [r for r in doc["results"] if r.get("gpu_samples")]
@@ -110,7 +110,7 @@ class _Steps:
             TimeElapsedColumn,
         )
 
-        from icpd.cli import console
+        from icpd.commands.common import console
 
         self.console = console
         self.live = enabled and console.is_terminal
@@ -154,11 +154,11 @@ def bench_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from icpd.benchmarks.latency import BenchConfig, run_benchmark
-    from icpd.cli import _fail, _preset_callback, out
+    from icpd.commands.common import fail, out, preset_callback
     from icpd.export.model_dir import ModelDirError
 
     try:
-        _preset_callback(preset)
+        preset_callback(preset)
         config = BenchConfig(preset=preset, checkpoint=checkpoint, model_dir=model_dir, cache_dir=cache_dir,
                              backends=backends, shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
                              classes=classes, duration_s=duration, iterations=iterations, warmup_s=warmup,
@@ -169,7 +169,7 @@ def bench_cmd(
         _print_doc(doc)
         written = _write_outputs(doc, json_path, report)
     except (ValueError, ModelDirError, ImportError, OSError, typer.BadParameter) as e:
-        _fail(e)
+        fail(e)
     exported = doc["model"]["exported_s"]
     export_note = f" (export {exported:.0f} s)" if exported else ""
     out.print(f"wall time {doc['wall_s']:.1f} s{export_note}; weights: {doc['weights']['origin']}", highlight=False)
@@ -192,7 +192,7 @@ def _verdict(base: dict[str, Any], cand: dict[str, Any], max_slowdown: float, al
              junit: Path | None, report: Path | None) -> int:
     """Compare, print the verdict table, write JUnit / report; return the exit code."""
     from icpd.benchmarks.compare import compare, exit_code, render_table, to_junit_xml
-    from icpd.cli import out
+    from icpd.commands.common import out
 
     result = compare(base, cand, max_slowdown, alpha)
     if not result.pairs:
@@ -242,13 +242,13 @@ def compare_cmd(
     report: Report = None,
 ) -> None:
     """Exit 1 only on a significant regression (ratio above tolerance AND p < alpha), else 0."""
-    from icpd.cli import _fail
+    from icpd.commands.common import fail
 
     try:
         base, cand = _load_pair(baseline, candidate)
         code = _verdict(base, cand, parse_fraction(max_slowdown), alpha, junit, report)
     except (ValueError, OSError, typer.BadParameter) as e:
-        _fail(e)
+        fail(e)
     raise typer.Exit(code)
 
 
@@ -272,7 +272,7 @@ def ab_cmd(
     from icpd.benchmarks.compare import split_variants
     from icpd.benchmarks.latency import ABConfig, run_model_ab
     from icpd.benchmarks.schema import dump
-    from icpd.cli import _fail, out
+    from icpd.commands.common import fail, out
     from icpd.export.model_dir import ModelDirError
 
     try:
@@ -283,7 +283,7 @@ def ab_cmd(
             out.print(f"wrote {dump(doc, json_path)}", highlight=False)
         code = _verdict(*split_variants(doc), tolerance, alpha, junit, report)
     except (ValueError, ModelDirError, ImportError, OSError, typer.BadParameter) as e:
-        _fail(e)
+        fail(e)
     raise typer.Exit(code)
 
 

@@ -71,9 +71,9 @@ def infer_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table (errors still print).")] = False,
 ) -> None:
     """Segment scenes of any size: tiles, blends, writes <stem>_labels.png, <stem>_overlay.png, summary.json."""
-    from icpd.cli import _fail, console, out
+    from icpd.commands.common import console, fail, out
+    from icpd.io import ImageError
     from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
-    from icpd.runtime.io import ImageError
 
     options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
                            save_priors=save_priors, recursive=recursive)
@@ -85,7 +85,7 @@ def infer_cmd(
         with progress.bar:
             summary = infer_paths(predictor, inputs, out_dir, options, progress)
     except (ImageError, ValueError, ImportError) as e:
-        _fail(e)
+        fail(e)
     if not quiet:
         out.print(_table(summary))
     for r in summary.failed:

@@ -9,7 +9,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from icpd.cli import _fail, out
+    from icpd.commands.common import fail, out
 
     @app.command("build")
     def build_cmd(
@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
         """Build TensorRT engines (encoder + matcher) for a model dir; writes engines.json beside them."""
         from icpd.export.fp16 import Fp16ConversionError
         from icpd.export.model_dir import ModelDirError
+        from icpd.runtime.engine_sidecar import EngineMismatchError
         from icpd.trt import TensorRTUnavailableError
         from icpd.trt.build import EngineBuildError, build_engines, parse_profile
-        from icpd.trt.sidecar import EngineMismatchError
 
         try:
             res = build_engines(model, out_dir, precision=precision, batch=parse_profile(batch, "batch"),
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
                                 workspace=int(workspace * (1 << 30)), plugin_library=plugin_library, force=force)
         except (ValueError, ModelDirError, EngineBuildError, TensorRTUnavailableError, EngineMismatchError,
                 Fp16ConversionError) as e:
-            _fail(e)
+            fail(e)
         s = res.sidecar
         out.print(f"wrote {res.path}: {', '.join(s.engines)} engines, {s.precision}, TensorRT {s.env.tensorrt_version} "
                   f"on {s.env.gpu_name}, batch {s.batch}, shots {s.shots} in {res.seconds:.1f} s")
@@ -54,8 +54,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per-output error statistics and mask IoU of each backend against PyTorch FP32; exit 1 on FAIL."""
         from icpd.export.model_dir import ModelDirError
+        from icpd.runtime.engine_sidecar import EngineMismatchError
         from icpd.trt import TensorRTUnavailableError
-        from icpd.trt.sidecar import EngineMismatchError
         from icpd.trt.validate import format_report, validate_model, write_report
 
         names = tuple(b.strip() for b in backends.split(",") if b.strip())
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         try:
             report = validate_model(model, names, engine_dir=engines, runs=runs, seed=seed, batch=batch, device=device)
         except (ValueError, ModelDirError, TensorRTUnavailableError, EngineMismatchError, RuntimeError) as e:
-            _fail(e)
+            fail(e)
         out.print(format_report(report), markup=False, highlight=False, soft_wrap=True)
         if json_out is not None:
             write_report(report, json_out)

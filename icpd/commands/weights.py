@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    from icpd.cli import _fail, out
+    from icpd.commands.common import fail, out
 
     @app.command("fetch-weights")
     def fetch_weights(
         name: Annotated[str, typer.Argument(help="resnet50, vgg16 or remoteclip-vitl14.")],
         download: Annotated[bool, typer.Option(help="Allow the download (nothing is fetched without it).")] = False,
-        cache_dir: Annotated[Optional[Path], typer.Option(help="Where to keep weights (default ~/.cache/icpd/weights).")] = None,
+        cache_dir: Annotated[Path | None, typer.Option(help="Where to keep weights (default ~/.cache/icpd/weights).")] = None,
     ) -> None:
         """Locate (or, with --download, fetch) pretrained encoder weights; prints the local path."""
         from icpd.model.pretrained import resolve_weights
@@ -23,5 +23,5 @@ def register(app: typer.Typer) -> None:
         try:
             path = resolve_weights(name, download=download, cache_dir=cache_dir)
         except FileNotFoundError as e:
-            _fail(e)
+            fail(e)
         out.print(str(path))

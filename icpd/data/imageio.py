@@ -1,6 +1,6 @@
 """Reading image and label files, with checks that fail in words a person can act on.
 
-Images (``read_image``) follow the inference rules of ``icpd.runtime.io.read_image`` (one set of
+Images (``read_image``) follow the inference rules of ``icpd.io.read_image`` (one set of
 decoding rules everywhere) and come back as ``(H, W, 3)`` uint8 RGB.
 
 Labels (``read_label``) are decoded with Pillow and returned as ``(H, W)`` uint8 class ids:
@@ -28,7 +28,7 @@ class DatasetError(ValueError):
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB, with the same decoding rules as inference.
 
-    One set of rules for training, evaluation and inference (``icpd.runtime.io.read_image``:
+    One set of rules for training, evaluation and inference (``icpd.io.read_image``:
     grayscale replicated, PNG alpha dropped, uint16 stretched, floats in [0, 1] scaled, ambiguous
     band layouts refused), so a model sees the same pixels from the same file everywhere.
 
@@ -38,8 +38,8 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises:
         DatasetError: the file is missing, cannot be decoded, or its bands/bit depth are ambiguous.
     """
-    from icpd.runtime.io import ImageError
-    from icpd.runtime.io import read_image as read_raster
+    from icpd.io import ImageError
+    from icpd.io import read_image as read_raster
 
     try:
         return read_raster(path).pixels

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import torch
 
+from icpd.io.labels import resize_label  # noqa: F401  (re-exported: the data pipeline's resize pair)
+
 # Area normaliser of the scale weights: a 256 x 256 tile, the size the authors train at.
 SCALE_WEIGHT_AREA = 65536.0
 
@@ -21,13 +23,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] == size and image.shape[1] == size:
         return image
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def resize_label(label: np.ndarray, size: int) -> np.ndarray:
-    """Resize an ``(H, W)`` label or mask to ``(size, size)`` with nearest-neighbour (no new values)."""
-    if label.shape[0] == size and label.shape[1] == size:
-        return label
-    return cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def binary_mask(label: np.ndarray, class_id: int) -> np.ndarray:

@@ -269,10 +269,9 @@ class EvalConfig:
 def run_evaluation(config: EvalConfig, progress: Any = None) -> EvalResult:
     """Load the checkpoint and the episodes of ``config``, then :func:`evaluate`."""
     from icpd.data import fold_classes
+    from icpd.export.model_dir import ModelDir
     from icpd.model.checkpoint import load_checkpoint
     from icpd.model.text import load_class_embeddings
-
-    from icpd.export.model_dir import ModelDir
 
     if config.backend not in BACKENDS:
         build_predictor(config.backend, torch.nn.Identity())  # raises the backend's message

@@ -43,9 +43,9 @@ def predict_files(
     threshold: float = 0.5,
 ) -> PredictOutput:
     """Segment ``target`` in ``query`` given support images and their masks (one mask per support)."""
-    from icpd.data.transforms import resize_label
+    from icpd.io import read_image, read_mask, write_png
+    from icpd.io.labels import resize_label
     from icpd.model.text import load_class_embeddings
-    from icpd.runtime.io import read_image, read_mask, write_png
     from icpd.runtime.viz import overlay
 
     if not supports:

@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -283,15 +284,16 @@ def _save(model: Any, path: Path, size_threshold: int = 1024) -> None:
 def convert_model_dir_fp16(
     src_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    check: bool = True,
-    runs: int = 2,
+    check: Callable[[Path, Path], dict[str, Any]] | None = None,
     force: bool = False,
 ) -> ModelDir:
     """Write an FP16 copy of the FP32 model dir ``src_dir`` to ``out_dir`` (see the module docstring).
 
     Args:
-        check: run the FP16 and FP32 graphs in ONNX Runtime (CPU) on ``runs`` seeded episodes and
-            record per-output error statistics and mask agreement under ``model.json["fp16"]["check"]``.
+        check: ``check(fp32_dir, fp16_dir) -> report``, run on the converted folder before it is
+            moved into place; the report is recorded under ``model.json["fp16"]["check"]``
+            (``icpd.trt.validate.check_fp16_against_fp32`` runs both in ONNX Runtime on seeded
+            episodes; it lives above the runtime, which this layer cannot import).
         force: replace a non-empty ``out_dir``.
 
     Raises:
@@ -329,8 +331,8 @@ def convert_model_dir_fp16(
         meta.pop("validation", None)
         meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})
         write_model_json(work, meta)
-        if check:
-            meta["fp16"]["check"] = check_fp16_against_fp32(src.path, work, runs=runs)
+        if check is not None:
+            meta["fp16"]["check"] = check(src.path, work)
             write_model_json(work, meta)
         if out.exists():
             shutil.rmtree(out)
@@ -342,18 +344,3 @@ def convert_model_dir_fp16(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return ModelDir.open(out)
-
-
-def check_fp16_against_fp32(fp32_dir: str | os.PathLike[str], fp16_dir: str | os.PathLike[str], runs: int = 2) -> dict[str, Any]:
-    """ONNX Runtime (CPU) on the FP16 dir against the FP32 dir: per-output error stats and mask agreement.
-
-    ORT's CPU provider has FP16 kernels for only some ops and wraps the others in Casts, so this
-    measures the FP16 storage and rounding of the graph, not TensorRT's FP16 kernels.
-    """
-    from icpd.trt.validate import compare_backends, make_backend
-
-    ref = make_backend(ModelDir.open(fp32_dir), "ort")
-    half = make_backend(ModelDir.open(fp16_dir), "ort")
-    report = compare_backends(ref, {"ort-fp16": half}, ModelDir.open(fp32_dir), runs=runs,
-                              precisions={"ort-fp16": "fp16"}, reference_name="ort fp32")
-    return report.as_dict()

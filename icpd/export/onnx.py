@@ -213,8 +213,8 @@ TOLERANCE = {
 
 def validate_export(model: ICPDNet, model_dir: Path, runs: int = 3) -> dict[str, Any]:
     """ONNX Runtime vs PyTorch on ``runs`` seeded inputs; raises ExportError above tolerance."""
+    from icpd.export.ort_session import ort_session
     from icpd.kernels.ort_custom_op import OrtExtensionsUnavailableError
-    from icpd.runtime.backends.ort import ort_session
 
     p = model.preset
     pre = ort_session(model_dir / "preprocess.onnx")

@@ -135,7 +135,7 @@ def translation_table(form: str) -> dict[object, Callable]:
     """custom_translation_table for torch.onnx.export."""
     import torch
 
-    import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
+    import icpd.model.rank_prior  # noqa: F401  (registers icpd::ndcg_prior)
 
     if form not in RANK_PRIOR_FORMS:
         raise ValueError(f"--rank-prior: {form!r}; choose one of {', '.join(RANK_PRIOR_FORMS)}")

@@ -2,7 +2,7 @@
 
 :func:`ensure_cuda_op` compiles the kernel's shared library with nvcc on first use (cached under
 ``cache_dir``, by default ``$ICPD_CACHE_DIR`` or ``~/.cache/icpd/kernels``), loads it with ctypes
-and registers it for the CUDA dispatch key of the existing op (``icpd.kernels.ops``). Calls
+and registers it for the CUDA dispatch key of the existing op (``icpd.model.rank_prior``). Calls
 then launch ``icpd_ndcg_prior_{f32,f16}`` through the C ABI on torch's current stream, with the
 tensors' device pointers. Problems beyond the kernel's limits (Ns > 4096, shared memory) and
 dtypes other than float32/float16 fall back to the PyTorch path on the same GPU, so the op
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from icpd.kernels import build, launch
+from icpd.model.rank_prior import ndcg_prior_reference
 
 # The op can be registered once per process; what was loaded is remembered here.
 _state: dict[str, CudaOp] = {}
@@ -53,13 +54,6 @@ def _load(library: Path) -> ctypes.CDLL:
     return lib
 
 
-def _reference(query: torch.Tensor, support: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
-    from icpd.kernels.ops import distances
-    from icpd.model.priors import ndcg_prior
-
-    return ndcg_prior(distances(query, support), relevance > 0)
-
-
 def _make_impl(lib: ctypes.CDLL):
     def ndcg_prior_cuda(query: torch.Tensor, support: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
         """query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) on one GPU -> (N, Nq) float32."""
@@ -71,7 +65,7 @@ def _make_impl(lib: ctypes.CDLL):
         except ValueError:  # beyond the kernel's limits: the PyTorch path has none
             cfg = None
         if cfg is None or n * nq == 0:
-            return _reference(query, support, relevance)
+            return ndcg_prior_reference(query, support, relevance)
         q, s, r = (t.to(dtype).contiguous() for t in (query, support, relevance))
         out = torch.empty((n, nq), dtype=torch.float32, device=query.device)
         with torch.cuda.device(query.device):
@@ -96,8 +90,6 @@ def ensure_cuda_op(cache_dir: str | os.PathLike[str] | None = None) -> CudaOp:
         return _state["op"]
     if not torch.cuda.is_available():
         raise CudaOpUnavailableError("the rank-prior CUDA kernel needs a CUDA device and torch sees none")
-    import icpd.kernels.ops  # noqa: F401  (defines icpd::ndcg_prior)
-
     try:
         kb = build.compile_kernel(Path(cache_dir) if cache_dir else default_cache_dir())
     except (build.NvccNotFoundError, build.KernelBuildError) as err:

@@ -3,20 +3,16 @@
 A matcher exported with ``--rank-prior plugin`` holds one ``NdcgPrior`` node (domain ``icpd``)
 per rank prior, meant for the TensorRT plugin. ONNX Runtime has no kernel for it; this module
 gives it one through onnxruntime-extensions' Python custom ops (``onnx_op``), computing the
-node with ``icpd.kernels.ops`` (the PyTorch CPU reference of ``icpd::ndcg_prior``), so the
+node with ``icpd.model.rank_prior.ndcg_prior_reference`` (the PyTorch CPU reference of ``icpd::ndcg_prior``), so the
 plugin-form graph can be run and compared with the standard form on any machine.
 
-    sess = plugin_session("model/matcher.onnx")   # registers the op once per process
-    Predictor.load(plugin_model_dir, backend="ort")  # the same, through OrtBackend
+    Predictor.load(plugin_model_dir, backend="ort")  # registers the op once per process
 
 Python custom ops run under the GIL and copy their outputs through lists: this is for checks,
 not for speed. Needs ``pip install onnxruntime-extensions``.
 """
 
 from __future__ import annotations
-
-import os
-from typing import Any
 
 import numpy as np
 
@@ -32,14 +28,14 @@ class OrtExtensionsUnavailableError(RuntimeError):
 
 
 def ndcg_prior_numpy(query: np.ndarray, support: np.ndarray, relevance: np.ndarray) -> np.ndarray:
-    """query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) -> (N, Nq) float32 via icpd::ndcg_prior (CPU)."""
+    """query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) -> (N, Nq) float32 via the op's CPU reference."""
     import torch
 
-    import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
+    from icpd.model.rank_prior import ndcg_prior_reference
 
     q, s, r = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (query, support, relevance))
     with torch.no_grad():
-        return torch.ops.icpd.ndcg_prior(q, s, r).numpy().astype(np.float32, copy=False)
+        return ndcg_prior_reference(q, s, r).numpy().astype(np.float32, copy=False)
 
 
 def register_ort_custom_op() -> str:
@@ -69,10 +65,3 @@ def register_ort_custom_op() -> str:
 
         _registered.append(OP_TYPE)
     return get_library_path()
-
-
-def plugin_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
-    """A CPU ``onnxruntime.InferenceSession`` for a graph that may hold ``NdcgPrior`` nodes."""
-    from icpd.runtime.backends.ort import ort_session
-
-    return ort_session(path, "cpu", threads, custom_ops=True)

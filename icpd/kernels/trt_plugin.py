@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from icpd.kernels import build, launch
+from icpd.kernels.tensorrt import TensorRTUnavailableError
 
 OP_TYPE = "NdcgPrior"  # ONNX op_type == TensorRT plugin name
 PLUGIN_NAME = OP_TYPE
@@ -46,10 +47,6 @@ IO_TYPES = "FP32|FP16, FP32|FP16, FP32|FP16, FP32"
 # TensorRT's plugin registry is process-global and refuses a second registration of one id, so
 # the PTX arch registered in this process is remembered here to make register_plugin idempotent.
 _registered: dict[str, str] = {}
-
-
-class TensorRTUnavailableError(RuntimeError):
-    """TensorRT's Python package, or its ``tensorrt.plugin`` module (>= 10.9), is not importable."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from icpd.model.rank_prior import ndcg_prior
+
 EPS = 1e-5  # the reference's epsilon in norms and mask areas
 
 
@@ -23,57 +25,6 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     b, k = masks.shape[:2]
     m = F.interpolate(masks.flatten(0, 1).unsqueeze(1).float(), size, mode="bilinear", align_corners=True)
     return m.reshape(b, k, -1)
-
-
-def dcg_weights(n: int, device: torch.device | None = None) -> torch.Tensor:
-    """(n,) discount 1 / log2(p + 1) for positions p = 1..n (float32)."""
-    p = torch.arange(2, n + 2, device=device, dtype=torch.float32)
-    return 1.0 / torch.log2(p)
-
-
-def _stable_smallest(d: torch.Tensor, kmax: int) -> torch.Tensor:
-    """Indices (..., kmax) of the kmax smallest entries of ``d`` along the last axis, in
-    ascending order, ties by ascending index.
-
-    ``topk`` is much cheaper than a full sort when kmax << N but leaves the order among equal
-    values unspecified. Taking one extra element exposes every tie that could matter (inside
-    the selection or straddling its end); exact ties are rare for real features, and only then
-    is a stable full sort paid for.
-    """
-    n = d.shape[-1]
-    if kmax >= n:
-        return torch.sort(d, dim=-1, stable=True).indices
-    vals, idx = torch.topk(d, kmax + 1, dim=-1, largest=False, sorted=True)
-    idx = idx[..., :kmax]
-    tied = (vals[..., 1:] == vals[..., :-1]).any(-1).flatten()  # rows whose order needs the tie rule
-    if bool(tied.any()):
-        rows = tied.nonzero().squeeze(1)
-        idx = idx.reshape(-1, kmax).clone()
-        idx[rows] = torch.sort(d.reshape(-1, n)[rows], dim=-1, stable=True).indices[:, :kmax]
-        idx = idx.view(*d.shape[:-1], kmax)
-    return idx
-
-
-def ndcg_prior(dist: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
-    """Rank prior from distances.
-
-    dist: (N, Nq, Ns) ordering distances; relevant: (N, Ns) bool.
-    Returns (N, Nq) float32: NDCG@k of the relevance in ascending-distance order, k = number of
-    relevant support pixels of the item; 0 where k = 0.
-    """
-    k = relevant.sum(-1)  # (N,)
-    kmax = int(k.max()) if k.numel() else 0
-    n, nq = dist.shape[:2]
-    if kmax == 0:
-        return dist.new_zeros((n, nq), dtype=torch.float32)
-    order = _stable_smallest(dist, kmax)  # (N, Nq, kmax)
-    rel = relevant.to(torch.float32).unsqueeze(1).expand(n, nq, -1)
-    rel_sorted = rel.gather(-1, order)  # (N, Nq, kmax)
-    w = dcg_weights(kmax, dist.device)
-    within_k = torch.arange(kmax, device=dist.device) < k.unsqueeze(-1)  # (N, kmax)
-    dcg = torch.bmm(rel_sorted, (w * within_k).unsqueeze(-1)).squeeze(-1)  # (N, Nq)
-    idcg = torch.cumsum(w, 0)[(k - 1).clamp(min=0)]  # (N,)
-    return torch.where(k.unsqueeze(-1) > 0, dcg / idcg.unsqueeze(-1), torch.zeros_like(dcg))
 
 
 def pair_priors(
@@ -121,16 +72,12 @@ def _pair_priors(
         s_norm = (support * support).sum(2).sqrt()  # (Bs, K, Ns)
     relevance = mask.expand(b, k, ns).reshape(b * k, ns)
     if rank == "features":
-        import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior)
-
         ranks = torch.ops.icpd.ndcg_prior(
             qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), relevance
         ).reshape(b, k, nq)
     else:
         dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0).reshape(b * k, nq, ns)  # shares the GEMM
         if rank == "distances":
-            import icpd.kernels.ops  # noqa: F401  (registers icpd::ndcg_prior_dist)
-
             ranks = torch.ops.icpd.ndcg_prior_dist(dist, relevance).reshape(b, k, nq)
         elif rank == "eager":
             ranks = ndcg_prior(dist, relevance > 0).reshape(b, k, nq)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 import numpy as np
 
-from icpd.runtime.io import (
+from icpd.io import (
     ImageError,
     Raster,
     atomic_write,

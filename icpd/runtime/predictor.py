@@ -113,7 +113,7 @@ class Predictor:
         (target first) -> a SupportSet for this model."""
         import torch
 
-        from icpd.data.transforms import resize_label
+        from icpd.io.labels import resize_label
         from icpd.model.icpd_net import Features, prepare_support_tensors
 
         p = self.preset
@@ -147,7 +147,7 @@ class Predictor:
             batch = [np.asarray(im)[None] for im in images]
         for b in batch:
             if b.dtype != np.uint8 or b.ndim != 4 or b.shape[-1] != 3:
-                raise ValueError(f"images: got {b.dtype} {b.shape[1:]}; expected uint8 RGB (H, W, 3) (icpd.runtime.io.read_image)")
+                raise ValueError(f"images: got {b.dtype} {b.shape[1:]}; expected uint8 RGB (H, W, 3) (icpd.io.read_image)")
         return np.concatenate([self.backend.preprocess(np.ascontiguousarray(b)) for b in batch])
 
     def encode(self, images: np.ndarray) -> list[np.ndarray]:

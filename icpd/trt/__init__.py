@@ -1,5 +1,5 @@
-"""TensorRT engines for exported model dirs: building (``build``), the engine sidecar
-(``sidecar``, pure Python) and backend-vs-FP32 validation (``validate``).
+"""TensorRT engines for exported model dirs: building (``build``) and backend-vs-FP32 validation
+(``validate``). The engine sidecar is :mod:`icpd.runtime.engine_sidecar` (the runtime reads it).
 
 Nothing here imports TensorRT at module level; functions that need it import it and raise
 :class:`TensorRTUnavailableError` with what to install when it is missing.
@@ -7,19 +7,6 @@ Nothing here imports TensorRT at module level; functions that need it import it 
 
 from __future__ import annotations
 
+from icpd.kernels.tensorrt import TensorRTUnavailableError, import_tensorrt
 
-class TensorRTUnavailableError(RuntimeError):
-    """TensorRT's Python package is missing or cannot load its libraries."""
-
-
-def import_tensorrt():
-    """``import tensorrt``, or a :class:`TensorRTUnavailableError` that says what to do."""
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as err:  # OSError: the bindings are there but libnvinfer/libnvonnxparser are not
-        raise TensorRTUnavailableError(
-            f"TensorRT is not available here ({err}); install it on the target (pip install 'icpd[trt]' from "
-            "NVIDIA's index, or JetPack's python3-libnvinfer) and run this there. ONNX Runtime (--backend ort) "
-            "and PyTorch (--backend torch) work without it."
-        ) from err
-    return trt
+__all__ = ["TensorRTUnavailableError", "import_tensorrt"]

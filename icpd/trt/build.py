@@ -33,7 +33,7 @@ from typing import Any
 import icpd
 from icpd.export.model_dir import ModelDir, file_sha256
 from icpd.kernels.launch import MAX_SUPPORT
-from icpd.trt.sidecar import PRECISIONS, EngineEnv, Sidecar, current_env, write_sidecar
+from icpd.runtime.engine_sidecar import PRECISIONS, EngineEnv, Sidecar, current_env, write_sidecar
 
 TOPK_MAX_K = 3840  # TensorRT's limit on TopK's K
 ENGINE_ROLES = ("encoder", "matcher")
@@ -235,7 +235,7 @@ def build_engines(
     if precision == "fp16" and strongly_typed and not onnx_fp16:
         from icpd.export.fp16 import convert_model_dir_fp16
 
-        source = convert_model_dir_fp16(md.path, out / "fp16-model", check=False, force=True)
+        source = convert_model_dir_fp16(md.path, out / "fp16-model", force=True)
     engines = {}
     plugin_source = ""
     for role in ENGINE_ROLES:

@@ -188,13 +188,26 @@ def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] 
             impls[name] = make_backend(md, "ort")
             precisions[name] = md.meta.get("precision", "fp32")
         else:
-            from icpd.trt.sidecar import read_sidecar
+            from icpd.runtime.engine_sidecar import read_sidecar
 
             sidecar = read_sidecar(engine_dir)
             batch = max(sidecar.batch[0], min(batch, sidecar.batch[2]))
             impls[name] = make_backend(md, "trt", device, engine_dir)
             precisions[name] = sidecar.precision
     return compare_backends(reference, impls, md, runs=runs, seed=seed, batch=batch, precisions=precisions)
+
+
+def check_fp16_against_fp32(fp32_dir: str | os.PathLike[str], fp16_dir: str | os.PathLike[str], runs: int = 2) -> dict[str, Any]:
+    """ONNX Runtime (CPU) on the FP16 dir against the FP32 dir: per-output error stats and mask agreement.
+
+    ORT's CPU provider has FP16 kernels for only some ops and wraps the others in Casts, so this
+    measures the FP16 storage and rounding of the graph, not TensorRT's FP16 kernels.
+    """
+    ref = make_backend(ModelDir.open(fp32_dir), "ort")
+    half = make_backend(ModelDir.open(fp16_dir), "ort")
+    report = compare_backends(ref, {"ort-fp16": half}, ModelDir.open(fp32_dir), runs=runs,
+                              precisions={"ort-fp16": "fp16"}, reference_name="ort fp32")
+    return report.as_dict()
 
 
 def format_report(report: ValidationReport) -> str:

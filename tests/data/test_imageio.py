@@ -26,7 +26,7 @@ def test_grayscale_is_copied_to_three_channels(tmp_path, write_image):
 
 
 def test_uint16_follows_the_inference_rule(tmp_path, write_image):
-    from icpd.runtime.io import read_image as read_raster
+    from icpd.io import read_image as read_raster
 
     img = np.linspace(0, 4000, 64).astype(np.uint16).reshape(8, 8)  # 12-bit data in a 16-bit file
     path = write_image(tmp_path / "w.png", img)

@@ -12,8 +12,9 @@ pytest.importorskip("onnxconverter_common", reason="needs onnxconverter-common (
 @pytest.fixture(scope="module")
 def fp16_dir(tiny_model_dir, tmp_path_factory):
     from icpd.export.fp16 import convert_model_dir_fp16
+    from icpd.trt.validate import check_fp16_against_fp32
 
-    return convert_model_dir_fp16(tiny_model_dir, tmp_path_factory.mktemp("fp16") / "tiny", runs=2)
+    return convert_model_dir_fp16(tiny_model_dir, tmp_path_factory.mktemp("fp16") / "tiny", check=check_fp16_against_fp32)
 
 
 def graph(model_dir, role):
@@ -116,11 +117,11 @@ def test_refuses_non_fp32_source_and_existing_out(fp16_dir, tiny_model_dir, tmp_
     from icpd.export.fp16 import Fp16ConversionError, convert_model_dir_fp16
 
     with pytest.raises(Fp16ConversionError, match="precision is 'fp16'; convert an FP32 model dir"):
-        convert_model_dir_fp16(fp16_dir.path, tmp_path / "x", check=False)
+        convert_model_dir_fp16(fp16_dir.path, tmp_path / "x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(Fp16ConversionError, match="exists and is not empty"):
-        convert_model_dir_fp16(tiny_model_dir, tmp_path / "full", check=False)
+        convert_model_dir_fp16(tiny_model_dir, tmp_path / "full")
 
 
 def test_export_cli_precision_fp16(tmp_path):

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from icpd.model.priors import EPS, ndcg_prior, pair_priors, text_similarity
+from icpd.model.priors import EPS, pair_priors, text_similarity
+from icpd.model.rank_prior import ndcg_prior
 
 
 def ndcg_per_item(dist: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:

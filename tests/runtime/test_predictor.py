@@ -130,12 +130,11 @@ def test_empty_masks_and_mismatched_counts_are_refused(predictors, tiny_embeddin
 
 def test_cache_support_cli(tiny_model_dir, tmp_path):
     import cv2
+    import torch
     from typer.testing import CliRunner
 
     from icpd.cli import app
     from icpd.model.text import ClassEmbeddings, save_class_embeddings
-
-    import torch
 
     emb = ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15)))
     save_class_embeddings(tmp_path / "e.safetensors", emb)

@@ -9,7 +9,7 @@ import torch
 @pytest.mark.gpu
 def test_cuda_op_matches_the_cpu_reference(tmp_path):
     from icpd.kernels.cuda_op import ensure_cuda_op
-    from icpd.kernels.ops import ndcg_prior_op
+    from icpd.model.rank_prior import ndcg_prior_op
 
     ensure_cuda_op(tmp_path)
     g = torch.Generator().manual_seed(0)
@@ -25,7 +25,7 @@ def test_cuda_op_matches_the_cpu_reference(tmp_path):
 @pytest.mark.gpu
 def test_cuda_op_falls_back_beyond_the_kernel_limit(tmp_path):
     from icpd.kernels.cuda_op import ensure_cuda_op
-    from icpd.kernels.ops import ndcg_prior_op
+    from icpd.model.rank_prior import ndcg_prior_op
 
     ensure_cuda_op(tmp_path)
     g = torch.Generator().manual_seed(1)
@@ -39,8 +39,8 @@ def test_cuda_op_falls_back_beyond_the_kernel_limit(tmp_path):
 @pytest.mark.trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_build_and_validate_engines(tiny_model_dir, tmp_path, precision):
+    from icpd.runtime.engine_sidecar import read_sidecar
     from icpd.trt.build import build_engines
-    from icpd.trt.sidecar import read_sidecar
     from icpd.trt.validate import validate_model
 
     res = build_engines(tiny_model_dir, tmp_path / "engines", precision=precision, batch=(1, 2, 2), shots=(1, 1, 3))
@@ -58,8 +58,8 @@ def test_trt_backend_refuses_engines_of_another_model(tiny_model_dir, tmp_path):
 
     from icpd.export.model_dir import ModelDir
     from icpd.runtime.backends.trt import TrtBackend
+    from icpd.runtime.engine_sidecar import EngineMismatchError, read_sidecar, write_sidecar
     from icpd.trt.build import build_engines
-    from icpd.trt.sidecar import EngineMismatchError, read_sidecar, write_sidecar
 
     res = build_engines(tiny_model_dir, tmp_path / "engines", precision="fp32", batch=(1, 1, 1), shots=(1, 1, 1))
     write_sidecar(res.path, dataclasses.replace(read_sidecar(res.path), model_fingerprint="0" * 64))

@@ -19,8 +19,8 @@ def test_plugin_nodes_are_in_the_graph(tiny_plugin_dir):
 
 
 def test_custom_op_matches_the_reference():
-    from icpd.kernels.ops import ndcg_prior_op
     from icpd.kernels.ort_custom_op import ndcg_prior_numpy
+    from icpd.model.rank_prior import ndcg_prior_op
 
     g = torch.Generator().manual_seed(0)
     q, s = torch.randint(-3, 4, (2, 50, 8), generator=g).float(), torch.randint(-3, 4, (2, 70, 8), generator=g).float()
@@ -32,14 +32,13 @@ def test_custom_op_matches_the_reference():
 
 def test_plugin_form_matches_standard_form(tiny_model, tiny_model_dir, tiny_plugin_dir):
     from icpd.export.onnx import example_images, example_support_masks, matcher_inputs
+    from icpd.export.ort_session import ort_session
     from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, matcher_input_names
-    from icpd.kernels.ort_custom_op import plugin_session
-    from icpd.runtime.backends.ort import ort_session
 
     p = tiny_model.preset
     names = matcher_input_names(p, p.fusion_weight > 0)
     standard = ort_session(tiny_model_dir / "matcher.onnx")
-    plugin = plugin_session(tiny_plugin_dir / "matcher.onnx")
+    plugin = ort_session(tiny_plugin_dir / "matcher.onnx", custom_ops=True)
     for shots in (1, 3):
         emb = torch.randn(p.num_classes, p.embed_dim, generator=torch.Generator().manual_seed(shots))
         args = matcher_inputs(tiny_model, example_images(2, p.image_size, 10 + shots), example_images(shots, p.image_size, 20),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from icpd.trt.sidecar import (
+from icpd.runtime.engine_sidecar import (
     SIDECAR_NAME,
     EngineEnv,
     EngineMismatchError,
@@ -79,7 +79,7 @@ def test_all_mismatches_are_listed_together():
 def test_plugin_hash_tracks_the_kernel_sources(tmp_path):
     import shutil
 
-    from icpd.trt import sidecar as mod
+    from icpd.runtime import engine_sidecar as mod
 
     kernels = tmp_path / "kernels"
     shutil.copytree(mod._KERNELS, kernels)

@@ -9,7 +9,7 @@ buffers and replayed afterwards (TensorRT's enqueue then costs one graph launch)
 
 Preprocessing runs in PyTorch on the GPU (``icpd.export.wrappers.preprocess_pixels``, the same
 function the ONNX graph was exported from). The engine sidecar is checked before anything is
-deserialised (:func:`icpd.trt.sidecar.check_sidecar`). Query batches larger than the engines'
+deserialised (:func:`icpd.runtime.engine_sidecar.check_sidecar`). Query batches larger than the engines'
 profile are split into chunks of the profile's maximum.
 """
 
@@ -113,8 +113,8 @@ class TrtBackend:
                  cuda_graphs: bool = False, verify_engines: bool = True) -> None:
         import torch
 
-        from icpd.trt import import_tensorrt
-        from icpd.trt.sidecar import check_sidecar, current_env, read_sidecar
+        from icpd.kernels.tensorrt import import_tensorrt
+        from icpd.runtime.engine_sidecar import check_sidecar, current_env, read_sidecar
 
         if engine_dir is None:
             raise ValueError("--backend trt needs --engines ENGINE_DIR (build it with `icpd build --model MODEL_DIR --out ENGINE_DIR`)")

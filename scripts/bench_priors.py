@@ -6,7 +6,7 @@ Paper sizes (B=1, K=1 by default): 13 backbone layers (4 x 512ch 32x32, 6 x 1024
 3 x 2048ch 8x8) + the CLIP level (768ch 16x16). Prints both times and the speed-up, and
 fails (exit 1) if the results differ beyond the documented near-tie tolerance.
 
-    python benchmarks/bench_priors.py [--batch 1] [--shots 1] [--repeats 7]
+    python scripts/bench_priors.py [--batch 1] [--shots 1] [--repeats 7]
 """
 
 from __future__ import annotations

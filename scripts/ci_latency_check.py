@@ -1,6 +1,6 @@
 """CI latency gate self-check: ratios against a reference run in the same job, never absolute times.
 
-    python benchmarks/ci_latency_check.py            # exit 0: the gate behaves
+    python scripts/ci_latency_check.py            # exit 0: the gate behaves
 
 The tiny model is exported once (reused from the ``icpd bench`` cache afterwards) and its
 cached-support query is timed with ONNX Runtime, reference and candidate interleaved in one

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from icpd.runtime.io import (
+from icpd.io import (
     GEO_EXTRA_HINT,
     GeoInfo,
     ImageError,
@@ -340,7 +340,7 @@ def test_write_png_failure_mid_write_keeps_previous(tmp_path: Path, monkeypatch:
     def fail(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("icpd.runtime.io.os.fsync", fail)
+    monkeypatch.setattr("icpd.io.atomic.os.fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         write_png(target, _rgb(seed=2))
     assert target.read_bytes() == before

@@ -100,7 +100,7 @@ def current_env(device: int = 0) -> EngineEnv:
     """The running TensorRT, GPU and plugin sources (needs TensorRT and a CUDA device)."""
     import torch
 
-    from icpd.trt import import_tensorrt
+    from icpd.kernels.tensorrt import import_tensorrt
 
     trt = import_tensorrt()
     if not torch.cuda.is_available():

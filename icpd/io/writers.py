@@ -1,0 +1,150 @@
+"""Writing results: PNGs (with world files for georeferenced scenes) and GeoTIFFs, atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import cv2
+import numpy as np
+
+from icpd.io.atomic import atomic_write, write_bytes_atomic
+from icpd.io.raster import Raster, import_rasterio
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``array`` as a PNG, atomically (see :func:`atomic_write`).
+
+    Args:
+        path: output file; must end in ``.png``.
+        array: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; uint8 or uint16.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"write_png: {path} must end in .png (got suffix {path.suffix!r}).")
+    array = np.asarray(array)
+    if array.dtype not in (np.uint8, np.uint16) or not (
+        array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))
+    ):
+        raise ValueError(
+            f"write_png {path}: got shape {array.shape} {array.dtype}; expected (H, W), (H, W, 3) or "
+            "(H, W, 4) uint8/uint16. Convert first, e.g. np.clip(x, 0, 255).astype(np.uint8)."
+        )
+    if array.ndim == 3:
+        array = array[:, :, [2, 1, 0, 3][: array.shape[2]]]  # RGB(A) -> cv2 BGR(A)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:
+        raise ValueError(f"write_png {path}: OpenCV failed to encode a {array.shape} {array.dtype} array.")
+    write_bytes_atomic(path, buf.tobytes())
+    return path
+
+
+def _world_file_lines(transform: tuple[float, ...]) -> str:
+    """ESRI world file (A, D, B, E, C, F) from an affine whose origin is the top-left pixel corner.
+
+    World files locate the **centre** of the top-left pixel, hence the half-pixel shift.
+    """
+    a, b, c, d, e, f = transform
+    values = (a, d, b, e, c + 0.5 * a + 0.5 * b, f + 0.5 * d + 0.5 * e)
+    return "".join(f"{v!r}\n" for v in values)
+
+
+def write_label_png(
+    path: str | os.PathLike[str], labels: np.ndarray, like: Raster | None = None
+) -> list[Path]:
+    """Write a label map as a single-channel uint8 PNG, keeping the source's georeferencing.
+
+    Values are written as they are (0/1 masks stay 0/1; multiply by 255 first for a visible
+    mask). When ``like.geo`` is set, GIS tools (GDAL, QGIS) get the georeferencing from two
+    small sidecars that need no rasterio: a world file ``<stem>.pgw`` (transform) and a
+    GDAL ``<name>.aux.xml`` holding the CRS.
+
+    Args:
+        path: output ``.png``.
+        labels: (H, W) bool or integer array with values in [0, 255].
+        like: the source scene; its height and width must match ``labels``.
+
+    Returns:
+        the files written, PNG first.
+    """
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not (labels.dtype == np.bool_ or np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(
+            f"write_label_png {path}: expected an (H, W) integer label map, got shape "
+            f"{labels.shape} {labels.dtype}."
+        )
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 255):
+        raise ValueError(
+            f"write_label_png {path}: labels range [{int(labels.min())}, {int(labels.max())}] does not "
+            "fit a uint8 PNG (0..255). Remap the classes or write a GeoTIFF with write_geotiff_like."
+        )
+    if like is not None and labels.shape != like.pixels.shape[:2]:
+        raise ValueError(
+            f"write_label_png {path}: labels are {labels.shape[0]}x{labels.shape[1]} (HxW) but the "
+            f"source {like.path} is {like.height}x{like.width}."
+        )
+    written = [write_png(path, labels.astype(np.uint8))]
+    if like is not None and like.geo is not None:
+        world = path.with_suffix(".pgw")
+        write_bytes_atomic(world, _world_file_lines(like.geo.transform).encode())
+        written.append(world)
+        if like.geo.crs_wkt is not None:
+            aux = path.with_name(path.name + ".aux.xml")
+            xml = f"<PAMDataset>\n  <SRS>{escape(like.geo.crs_wkt)}</SRS>\n</PAMDataset>\n"
+            write_bytes_atomic(aux, xml.encode())
+            written.append(aux)
+    return written
+
+
+def write_geotiff_like(src: Raster, array: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Write ``array`` as a GeoTIFF with ``src``'s CRS and transform (needs rasterio).
+
+    Args:
+        src: the scene the array was computed from; must carry ``geo``.
+        array: (H, W) or (C, H, W), same H, W as ``src``; any dtype GDAL supports
+            (uint8 labels, float32 probabilities, ...).
+        path: output ``.tif``; written atomically, deflate-compressed.
+
+    Raises:
+        ImportError: rasterio is missing (install with ``pip install 'icpd[geo]'``).
+        ValueError: ``src`` has no georeferencing, or the sizes differ.
+    """
+    rasterio = import_rasterio(needed_for="Writing a GeoTIFF")
+    path = Path(path)
+    if src.geo is None:
+        raise ValueError(
+            f"write_geotiff_like {path}: source {src.path} has no georeferencing (not a GeoTIFF, or "
+            "read without rasterio). Write a plain PNG with write_png instead."
+        )
+    array = np.asarray(array)
+    data = array[None] if array.ndim == 2 else array  # H W -> 1 H W
+    if data.ndim != 3 or data.shape[1:] != src.pixels.shape[:2]:
+        raise ValueError(
+            f"write_geotiff_like {path}: array shape {array.shape} does not match the source "
+            f"{src.path} ({src.height}x{src.width}); expected (H, W) or (C, H, W)."
+        )
+    from affine import Affine  # a rasterio dependency
+
+    crs = rasterio.crs.CRS.from_wkt(src.geo.crs_wkt) if src.geo.crs_wkt else None
+    profile = {
+        "driver": "GTiff",
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "count": data.shape[0],
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "transform": Affine(*src.geo.transform),
+        "compress": "deflate",
+    }
+    with atomic_write(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
