@@ -11,8 +11,32 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
+
+class Backend(str, Enum):
+    """Where a Predictor runs the exported model (``--backend``)."""
+
+    TORCH = "torch"  # PyTorch eager on the model dir's weights (CPU or CUDA)
+    ORT = "ort"  # ONNX Runtime on the exported graphs (CPU, or CUDA with onnxruntime-gpu)
+    TRT = "trt"  # TensorRT engines from `icpd build` (NVIDIA GPUs)
+
+
+class Precision(str, Enum):
+    """Numeric precision of an exported model dir or engine (``--precision``)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+
+
+class RankPriorForm(str, Enum):
+    """How the rank (NDCG) prior is written into the matcher graph (``--rank-prior``)."""
+
+    TOPK = "topk"  # standard ONNX, partial sort with a data-dependent k: fastest on ONNX Runtime CPU
+    SORT = "sort"  # standard ONNX with static shapes only (full sort): buildable by TensorRT without a plugin
+    PLUGIN = "plugin"  # one NdcgPrior node per level: the CUDA kernel inside TensorRT
+
 
 # Per-channel statistics of the remote-sensing training imagery the authors normalise with.
 PAPER_MEAN = (0.432, 0.626, 0.270)
