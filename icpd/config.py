@@ -37,6 +37,11 @@ class RankPriorForm(str, Enum):
     SORT = "sort"  # standard ONNX with static shapes only (full sort): buildable by TensorRT without a plugin
     PLUGIN = "plugin"  # one NdcgPrior node per level: the CUDA kernel inside TensorRT
 
+    @classmethod
+    def _missing_(cls, value: object) -> RankPriorForm | None:
+        # "onnx" is the old name of topk (model.json files and `--rank-prior onnx` in users' scripts)
+        return cls.TOPK if value == "onnx" else None
+
 
 # Per-channel statistics of the remote-sensing training imagery the authors normalise with.
 PAPER_MEAN = (0.432, 0.626, 0.270)
