@@ -12,7 +12,8 @@ def test_public_names_resolve_and_round_trip(tmp_path):
     for name in m.__all__:
         assert getattr(m, name) is not None, name
     model = seeded_model("tiny", seed=3)
-    path = save_checkpoint(model, tmp_path / "tiny.safetensors") or tmp_path / "tiny.safetensors"
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, path)
     loaded = load_checkpoint(path)
     assert isinstance(loaded, ICPDNet)
     a, b = model.state_dict(), loaded.state_dict()
