@@ -128,13 +128,6 @@ class Preset:
         """Backbone feature maps the priors use (13 for ResNet-50)."""
         return sum(self.stack_sizes)
 
-    @property
-    def layer_grids(self) -> tuple[int, ...]:
-        """Side of each backbone feature map, in pyramid order (L2 ... L4)."""
-        l4, l3, l2 = self.stack_sizes
-        s = self.image_size
-        return (s // 8,) * l2 + (s // 16,) * l3 + (s // 32,) * l4
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["clip_model"] = copy.deepcopy(self.clip_model)

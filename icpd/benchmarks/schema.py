@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -38,6 +37,7 @@ from typing import Any
 
 from icpd.benchmarks.stats import Summary, summarize
 from icpd.benchmarks.timer import END_TO_END, TimingResult
+from icpd.io.atomic import write_text_atomic
 
 __all__ = [
     "KEY_FIELDS",
@@ -184,18 +184,7 @@ def dump(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     validate(doc)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 def make_result(

@@ -124,12 +124,11 @@ class EvalResult:
 
     def write_json(self, path: str | os.PathLike[str], **extra: Any) -> Path:
         """Write :meth:`to_json` atomically (temporary name, then rename)."""
+        from icpd.io.atomic import write_text_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(**extra) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, self.to_json(**extra) + "\n")
 
 
 def base_dataset(dataset: Dataset) -> Dataset:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import os
 import random
 import shutil
 import time
@@ -39,6 +38,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from icpd.engine.distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from icpd.engine.evaluate import TorchEpisodePredictor, autocast, evaluate, make_dataset, spread_subset
+from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
 
 STATE_FORMAT = "icpd-train-state"
@@ -234,7 +234,7 @@ class _Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cfg.class_embeddings, self.out / "class_embeddings.safetensors")
             _write_json(self.out / "config.json", cfg.to_json_dict())
-            (self.out / "metrics.jsonl").write_text("")
+            write_text_atomic(self.out / "metrics.jsonl", "")
         net: torch.nn.Module = model
         if ctx.distributed:
             # Frozen encoders (requires_grad False) are not reduced; their buffers never change.
@@ -301,9 +301,8 @@ class _Trainer:
         from icpd.model.checkpoint import save_checkpoint
 
         cfg = self.cfg
-        tmp = self.out / "best.pt.tmp"
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, self.out / "best.pt")
+        with atomic_write(self.out / "best.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
         save_checkpoint(model, self.out / "best.safetensors", {
             "dataset": cfg.dataset, "fold": cfg.fold, "shot": cfg.shot, "epoch": epoch, "val_miou": f"{miou:.6f}",
             "val_fb_iou": f"{fb_iou:.6f}", "class_embeddings": str((self.out / "class_embeddings.safetensors").resolve()),
@@ -351,9 +350,7 @@ def _encoder_fingerprint(model: ICPDNet) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_state(
@@ -377,9 +374,8 @@ def save_state(
     np_name, np_keys, np_pos, np_gauss, np_cached = np.random.get_state()
     tensors["rng.numpy"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
     py_version, py_state, py_gauss = random.getstate()
-    tmp = out / "last.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "epoch": str(epoch)})
-    os.replace(tmp, out / "last.safetensors")
+    with atomic_write(out / "last.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "epoch": str(epoch)})
     _write_json(out / "last.json", {
         "format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": epoch, "best_miou": best, "best_epoch": best_epoch,
         "config": cfg.to_json_dict(), "history": history, "encoder_fingerprint": encoder_fingerprint,
@@ -453,4 +449,4 @@ def _trim_log(path: Path, epoch: int) -> None:
     if path.is_file():
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epoch]
-        path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        write_text_atomic(path, "".join(ln + "\n" for ln in kept))

@@ -25,7 +25,6 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from icpd.export.model_dir import ModelDir, describe_files, write_model_json
+from icpd.io.atomic import atomic_dir
 
 # Op types computed in FP32 inside an FP16 graph (the converter's own block list is added).
 FP32_OPS = (
@@ -308,39 +308,31 @@ def convert_model_dir_fp16(
         raise Fp16ConversionError(f"--model {src.path}: precision is {src.meta.get('precision')!r}; convert an FP32 model dir")
     if out.exists() and any(out.iterdir()) and not force:
         raise Fp16ConversionError(f"--out {out}: exists and is not empty; pass force=True (--force) or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        meta = json.loads(json.dumps(src.meta))
-        kept: dict[str, Any] = {}
-        for role in ("preprocess", *CONVERTED, "weights"):
-            name = src.meta["files"][role]["name"]
-            if role in CONVERTED:
-                model = onnx.load(str(src.file(role)), load_external_data=True)
-                blocked = sorted(fp32_nodes(model.graph))
-                converted = convert_graph_fp16(model)
-                _save(converted, work / name)
-                kept[role] = {"fp32_nodes": len(blocked), **precision_summary(converted)}
-            else:
-                for f in [name, *src.meta["files"][role].get("external_data", [])]:
-                    shutil.copy2(src.path / f, work / f)
-        meta["precision"] = "fp16"
-        meta["fp16"] = {"source_dir": str(src.path), "fp32_ops": list(FP32_OPS),
-                        "fp32_subgraphs": ["rank prior (NdcgPrior / Scan of TopK)", "output heads (final logits)"],
-                        "io": "float32", "graphs": kept}
-        meta.pop("validation", None)
-        meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})
-        write_model_json(work, meta)
-        if check is not None:
-            meta["fp16"]["check"] = check(src.path, work)
+        with atomic_dir(out, replace=force) as work:
+            meta = json.loads(json.dumps(src.meta))
+            kept: dict[str, Any] = {}
+            for role in ("preprocess", *CONVERTED, "weights"):
+                name = src.meta["files"][role]["name"]
+                if role in CONVERTED:
+                    model = onnx.load(str(src.file(role)), load_external_data=True)
+                    blocked = sorted(fp32_nodes(model.graph))
+                    converted = convert_graph_fp16(model)
+                    _save(converted, work / name)
+                    kept[role] = {"fp32_nodes": len(blocked), **precision_summary(converted)}
+                else:
+                    for f in src.role_files(role):
+                        shutil.copy2(f, work / f.name)
+            meta["precision"] = "fp16"
+            meta["fp16"] = {"source_dir": str(src.path), "fp32_ops": list(FP32_OPS),
+                            "fp32_subgraphs": ["rank prior (NdcgPrior / Scan of TopK)", "output heads (final logits)"],
+                            "io": "float32", "graphs": kept}
+            meta.pop("validation", None)
+            meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})
             write_model_json(work, meta)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
+            if check is not None:
+                meta["fp16"]["check"] = check(src.path, work)
+                write_model_json(work, meta)
     except onnx.checker.ValidationError as err:
-        shutil.rmtree(work, ignore_errors=True)
         raise Fp16ConversionError(f"the FP16 graphs fail the ONNX checker: {err}") from err
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return ModelDir.open(out)

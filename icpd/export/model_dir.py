@@ -1,17 +1,26 @@
-"""The exported model directory: ``model.json`` plus the files it lists, verified on load.
+"""The exported model directory: ``model.json`` plus the files it lists, checked on every open.
 
 ```
 MODEL_DIR/
-  model.json          preset, normalisation, I/O names and shapes, opset, versions, fingerprint, file hashes
+  model.json          preset, normalisation, I/O names and shapes, opset, versions, fingerprint, files
   preprocess.onnx     pixels (B,H,W,3) uint8 -> images (B,3,S,S) float32
   encoder.onnx (+ encoder.onnx.data)
-  matcher.onnx
+  matcher.onnx (+ matcher.onnx.data)
   model.safetensors   the weights (the torch backend runs from these)
 ```
+
+``model.json["files"]`` (format version 2) lists every file with its size and sha256, the ONNX
+graphs' external data (``.onnx.data``, where the weights are) included:
+``{role: {"name", "bytes", "sha256", "external_data": [{"name", "bytes", "sha256"}]}}``.
+:meth:`ModelDir.open` checks that every listed file exists with its recorded size (cheap, on every
+open: a truncated or half-copied weights file is refused at once) and, with ``verify=True``, its
+sha256 too (``icpd validate``). Version 1 dirs recorded neither for the external data: they are
+refused with "re-run icpd export".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,13 +30,18 @@ from typing import Any
 
 import icpd
 from icpd.config import Preset
+from icpd.io.artifacts import ArtifactFormat, read_json
+from icpd.io.atomic import write_text_atomic
 
 MODEL_FORMAT = "icpd-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: sizes and hashes of every file, external data included
+MODEL_JSON = "model.json"
+_FORMAT = ArtifactFormat(MODEL_FORMAT, MODEL_FORMAT_VERSION, "model description", "re-run `icpd export`",
+                         min_version=2, required=("preset", "fingerprint", "files"))
 
 
 class ModelDirError(ValueError):
-    """A model directory that is incomplete, altered, or from a newer icpd."""
+    """A model directory that is incomplete, altered, or from an older or newer icpd."""
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -52,61 +66,112 @@ class ModelDir:
         return self.meta["fingerprint"]
 
     def file(self, role: str) -> Path:
+        """The main file of ``role`` (preprocess, encoder, matcher, weights)."""
         return self.path / self.meta["files"][role]["name"]
 
+    def role_files(self, role: str) -> list[Path]:
+        """Every file of ``role``: the main file, then its external data files."""
+        entry = self.meta["files"][role]
+        return [self.path / entry["name"], *(self.path / e["name"] for e in entry.get("external_data", []))]
+
     @classmethod
-    def open(cls, path: str | os.PathLike[str], verify_hashes: bool = False) -> ModelDir:
-        """Read and check ``model.json``; every listed file must exist (and match its hash when asked)."""
+    def open(cls, path: str | os.PathLike[str], verify: bool = False, *, verify_hashes: bool | None = None) -> ModelDir:
+        """Read and check ``model.json``; every listed file must exist with its recorded size.
+
+        Args:
+            verify: also compare every file's sha256 with model.json (reads every byte: about
+                2 s per GB; ``icpd validate`` does it, loading for inference does not).
+            verify_hashes: the former name of ``verify``.
+
+        Raises:
+            ModelDirError: not a model dir, model.json unreadable / of another format or version,
+                a file missing, of the wrong size or (``verify``) content; the message names the file.
+        """
+        verify = verify if verify_hashes is None else verify_hashes
         path = Path(path)
-        meta_path = path / "model.json"
         if not path.is_dir():
-            raise ModelDirError(f"model dir {path}: not a directory; create one with `icpd export`")
-        if not meta_path.is_file():
-            raise ModelDirError(f"model dir {path}: model.json is missing; re-run `icpd export --out {path}`")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ModelDirError(f"{meta_path}: not valid JSON ({e}); re-run `icpd export`") from e
-        if meta.get("format") != MODEL_FORMAT:
-            raise ModelDirError(f"{meta_path}: not an icpd model description (format {meta.get('format')!r})")
-        if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-            raise ModelDirError(
-                f"{meta_path}: format version {meta['format_version']} is newer than this icpd supports "
-                f"({MODEL_FORMAT_VERSION}); upgrade icpd"
-            )
-        for role, entry in meta.get("files", {}).items():
-            for name in [entry["name"], *entry.get("external_data", [])]:
-                f = path / name
-                if not f.is_file():
-                    raise ModelDirError(
-                        f"model dir {path}: {name} ({role}) is missing; copy the whole directory or re-run `icpd export`"
-                    )
-            if verify_hashes and file_sha256(path / entry["name"]) != entry["sha256"]:
-                raise ModelDirError(f"model dir {path}: {entry['name']} does not match its hash in model.json (altered or corrupt)")
+            raise ModelDirError(f"model dir {path}: not a directory; create one with `icpd export --out {path}`")
+        fmt = dataclasses.replace(_FORMAT, fix=f"re-run `icpd export --out {path}`")
+        if not (path / MODEL_JSON).is_file():
+            raise ModelDirError(f"model dir {path}: {MODEL_JSON} is missing; {fmt.fix}")
+        meta = read_json(path / MODEL_JSON, fmt, ModelDirError)
+        for role, entry in meta["files"].items():
+            for item in [entry, *entry.get("external_data", [])]:
+                _check_file(path, role, item, verify)
         return cls(path, meta)
 
 
+def _check_file(root: Path, role: str, item: dict[str, Any], verify: bool) -> None:
+    name = item["name"]
+    f = root / name
+    hint = "copy the whole directory again or re-run `icpd export`"
+    if not f.is_file():
+        raise ModelDirError(f"model dir {root}: {name} ({role}) is missing; {hint}")
+    size = f.stat().st_size
+    if size != item["bytes"]:
+        raise ModelDirError(
+            f"model dir {root}: {name} ({role}) has {size} bytes, model.json records {item['bytes']} "
+            f"(truncated or altered); {hint}"
+        )
+    if verify and file_sha256(f) != item["sha256"]:
+        raise ModelDirError(f"model dir {root}: {name} ({role}) does not match its sha256 in model.json "
+                            f"(altered or corrupt); {hint}")
+
+
+def external_data_files(onnx_path: Path) -> list[str]:
+    """Names of the external data files an ONNX model reads (its initialisers' ``location``s), sorted."""
+    import onnx
+
+    names: set[str] = set()
+
+    def walk(graph: Any) -> None:
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for a in node.attribute:
+                tensors.extend([a.t, *a.tensors] if a.type in (onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS) else [])
+                for g in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                    walk(g)
+        for t in tensors:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                names.update(e.value for e in t.external_data if e.key == "location")
+
+    walk(onnx.load(str(onnx_path), load_external_data=False).graph)
+    return sorted(names)
+
+
+def remove_unreferenced_data(path: Path) -> list[str]:
+    """Delete ``*.onnx.data`` files in ``path`` that no ONNX file there reads (the exporter writes an
+    empty one for a graph without large weights); returns their names."""
+    used = {n for f in path.glob("*.onnx") for n in external_data_files(f)}
+    stray = [f for f in path.glob("*.onnx.data") if f.name not in used]
+    for f in stray:
+        f.unlink()
+    return sorted(f.name for f in stray)
+
+
+def _describe(path: Path, name: str) -> dict[str, Any]:
+    f = path / name
+    return {"name": name, "bytes": f.stat().st_size, "sha256": file_sha256(f)}
+
+
 def describe_files(path: Path, names: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """role -> name, size and sha256 of each file in ``path``, with the external data of ONNX files."""
     files = {}
     for role, name in names.items():
-        entry: dict[str, Any] = {"name": name, "sha256": file_sha256(path / name)}
-        data = path / f"{name}.data"
-        if data.is_file():
-            entry["external_data"] = [data.name]
+        entry = _describe(path, name)
+        if name.endswith(".onnx"):
+            entry["external_data"] = [_describe(path, data) for data in external_data_files(path / name)]
         files[role] = entry
     return files
 
 
 def write_model_json(path: Path, meta: dict[str, Any]) -> None:
-    tmp = path / "model.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path / "model.json")
+    write_text_atomic(path / MODEL_JSON, json.dumps(meta, indent=2))
 
 
 def base_meta(preset: Preset, fingerprint: str) -> dict[str, Any]:
     return {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
+        **_FORMAT.header(),
         "icpd_version": icpd.__version__,
         "preset": preset.to_dict(),
         "fingerprint": fingerprint,

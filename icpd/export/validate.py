@@ -1,12 +1,78 @@
-"""Per-output error statistics between a backend and a reference (like Polygraphy's comparisons)."""
+"""The validation harness: seeded episodes, error statistics and one pass rule.
+
+Used by the export self-check (``icpd.export.onnx.validate_export``: ONNX Runtime against
+PyTorch eager), ``icpd validate`` and the FP16 check (``icpd.trt.validate``: every backend
+through the Predictor against PyTorch FP32, or the FP16 graphs against the FP32 ones).
+
+- :func:`seeded_episodes`: query batches of uint8 images (not of the preset's size, so the
+  resize is exercised), K support images with rectangle masks, seeded class embeddings.
+- :func:`error_stats` per output and episode (like Polygraphy's comparisons), merged over the
+  episodes with :func:`merge` (worst max and p99, mean of means); :func:`mask_agreement` of the
+  argmax masks of the logits.
+- The pass rule, :func:`judge` with :data:`TOLERANCES` for the precision under test:
+
+  ====================================  ==========================  ==============
+  what (merged over the episodes)        FP32                        FP16
+  ====================================  ==========================  ==============
+  ``images``, ``feat_*``: max abs err    <= 1e-4 * max(1, max|ref|)  reported
+  ``logits``: max abs error              <= 1e-3 * max(1, max|ref|)  reported
+  other outputs (``query_prior``,        mean <= 1e-4 and            reported
+  ``pyramid_*``): abs error              p99 <= 1e-3
+  argmax masks: min pixel agreement      >= 0.999                    reported
+  argmax masks: mean foreground IoU      >= 0.999                    >= 0.99
+  ====================================  ==========================  ==============
+
+  FP32 differs from the reference only by op order (round-off): the errors are bounded relative
+  to each output's scale. Rank-prior channels (in the pyramids) move by one DCG step wherever two
+  support distances are within round-off and swap, so they are judged by mean and p99, not max.
+  FP16 is judged by its masks: its per-output errors (about 3 decimal digits, larger for
+  TensorRT's FP16 kernels than for ONNX Runtime's FP16 storage) are reported, not bounded.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from icpd.config import Precision, Preset
 
+
+# -- episodes ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Episode:
+    query: np.ndarray  # (B, H, W, 3) uint8
+    support: list[np.ndarray]  # K x (H, W, 3) uint8
+    masks: list[np.ndarray]  # K x (H, W) uint8 {0, 1}, never all empty
+    embeddings: np.ndarray  # (15, D) float32, target first
+
+
+def seeded_episodes(preset: Preset, runs: int, seed: int = 0, batch: int = 2, max_shots: int = 3) -> list[Episode]:
+    """``runs`` episodes from one seed: episode r has ``1 + r % max_shots`` shots and images of
+    ``(S + 16 * (1 + r % 3), S + 8)`` pixels (S the preset's input size: every episode is resized,
+    with varying heights)."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for r in range(runs):
+        shots = 1 + r % max_shots
+        h, w = preset.image_size + 16 * (1 + r % 3), preset.image_size + 8
+        # smooth random images (8x8-pixel blocks) so features vary in space as in real imagery
+        query = rng.integers(0, 256, (batch, h // 8, w // 8, 3)).repeat(8, 1).repeat(8, 2).astype(np.uint8)
+        support = [rng.integers(0, 256, (h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1).astype(np.uint8) for _ in range(shots)]
+        masks = []
+        for _ in range(shots):
+            m = np.zeros((h, w), np.uint8)
+            mh, mw = rng.integers(h // 6, h // 2), rng.integers(w // 6, w // 2)
+            y, x = rng.integers(0, h - mh), rng.integers(0, w - mw)
+            m[y : y + mh, x : x + mw] = 1
+            masks.append(m)
+        emb = rng.standard_normal((preset.num_classes, preset.embed_dim)).astype(np.float32)
+        episodes.append(Episode(query, support, masks, emb))
+    return episodes
+
+
+# -- error statistics -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ErrorStats:
     name: str
@@ -23,6 +89,7 @@ class ErrorStats:
 
 
 def error_stats(name: str, actual: np.ndarray, reference: np.ndarray) -> ErrorStats:
+    """Absolute and relative (to ``max(|ref|, 1e-6)``) errors of ``actual`` against ``reference`` (same shape)."""
     a = np.asarray(actual, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if a.shape != r.shape:
@@ -42,7 +109,8 @@ def error_stats(name: str, actual: np.ndarray, reference: np.ndarray) -> ErrorSt
 
 
 def mask_agreement(logits: np.ndarray, ref_logits: np.ndarray) -> dict[str, float]:
-    """Argmax masks of (B, 2, H, W) logits: pixel agreement and foreground IoU vs the reference."""
+    """Argmax masks of (B, 2, H, W) logits: pixel agreement and foreground IoU vs the reference
+    (IoU 1 where both masks are empty)."""
     a = np.argmax(logits, axis=1) == 1
     r = np.argmax(ref_logits, axis=1) == 1
     union = np.logical_or(a, r).sum()
@@ -62,3 +130,98 @@ def merge(stats: list[ErrorStats]) -> ErrorStats:
         p99_rel=max(s.p99_rel for s in stats),
         ref_max=max(s.ref_max for s in stats),
     )
+
+
+# -- the pass rule ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds of the pass rule for one precision (see the module docstring); ``None``: reported only."""
+
+    encoder_rel_to_scale: float | None  # images, feat_*: max abs error / max(1, max |ref|)
+    logits_rel_to_scale: float | None  # logits: max abs error / max(1, max |ref|)
+    other_mean_abs: float | None  # query_prior, pyramid_*: mean abs error
+    other_p99_abs: float | None  # query_prior, pyramid_*: p99 abs error
+    min_pixel_agreement: float | None  # argmax masks, worst episode
+    min_mean_iou: float  # argmax masks: mean foreground IoU over the episodes
+
+    def as_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+TOLERANCES: dict[Precision, Tolerance] = {
+    Precision.FP32: Tolerance(1e-4, 1e-3, 1e-4, 1e-3, 0.999, 0.999),
+    Precision.FP16: Tolerance(None, None, None, None, None, 0.99),
+}
+
+
+def tolerance(precision: Precision | str) -> Tolerance:
+    return TOLERANCES[Precision(precision)]
+
+
+def judge(outputs: dict[str, ErrorStats], masks: list[dict[str, float]], precision: Precision | str,
+          require_masks: bool = True) -> list[str]:
+    """The pass rule: one line per failed bound (empty: passed).
+
+    ``outputs`` are merged stats per output name; ``masks`` one :func:`mask_agreement` per episode.
+    ``require_masks=False`` accepts no masks (a matcher that could not be run is checked by its
+    encoder outputs only).
+    """
+    tol = tolerance(precision)
+    failures = []
+    for name, s in outputs.items():
+        if name.startswith("feat_") or name == "images":
+            bound = tol.encoder_rel_to_scale
+            if bound is not None and s.max_abs > bound * max(1.0, s.ref_max):
+                failures.append(f"{name}: max abs error {s.max_abs:.3g} (scale {s.ref_max:.3g})")
+        elif name == "logits":
+            bound = tol.logits_rel_to_scale
+            if bound is not None and s.max_abs > bound * max(1.0, s.ref_max):
+                failures.append(f"logits: max abs error {s.max_abs:.3g} (scale {s.ref_max:.3g})")
+        elif (tol.other_mean_abs is not None and s.mean_abs > tol.other_mean_abs) or (
+                tol.other_p99_abs is not None and s.p99_abs > tol.other_p99_abs):
+            failures.append(f"{name}: mean abs error {s.mean_abs:.3g}, p99 {s.p99_abs:.3g}")
+    if not masks:
+        if require_masks:
+            failures.append("no masks compared (the logits were not computed)")
+        return failures
+    worst = min(m["pixel_agreement"] for m in masks)
+    if tol.min_pixel_agreement is not None and worst < tol.min_pixel_agreement:
+        failures.append(f"mask pixel agreement {worst:.4f} < {tol.min_pixel_agreement}")
+    iou = float(np.mean([m["foreground_iou"] for m in masks]))
+    if iou < tol.min_mean_iou:
+        failures.append(f"mean foreground IoU {iou:.4f} < {tol.min_mean_iou}")
+    return failures
+
+
+@dataclass
+class Comparison:
+    """Outputs of one implementation against a reference over several episodes, and its verdict."""
+
+    precision: Precision
+    stats: dict[str, list[ErrorStats]] = field(default_factory=dict)
+    masks: list[dict[str, float]] = field(default_factory=list)  # one per episode
+
+    def add(self, name: str, actual: np.ndarray, reference: np.ndarray) -> None:
+        self.stats.setdefault(name, []).append(error_stats(name, actual, reference))
+
+    def add_all(self, names: Iterable[str], actual: Iterable[np.ndarray], reference: Iterable[np.ndarray]) -> None:
+        for name, a, r in zip(names, actual, reference):
+            self.add(name, a, r)
+
+    def add_masks(self, logits: np.ndarray, ref_logits: np.ndarray) -> None:
+        self.masks.append(mask_agreement(logits, ref_logits))
+
+    @property
+    def outputs(self) -> dict[str, ErrorStats]:
+        return {k: merge(v) for k, v in self.stats.items()}
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean([m["foreground_iou"] for m in self.masks])) if self.masks else float("nan")
+
+    @property
+    def min_pixel_agreement(self) -> float:
+        return float(min(m["pixel_agreement"] for m in self.masks)) if self.masks else float("nan")
+
+    def failures(self, require_masks: bool = True) -> list[str]:
+        return judge(self.outputs, self.masks, self.precision, require_masks)

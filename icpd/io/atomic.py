@@ -1,12 +1,26 @@
-"""Writing files and folders so that readers never see a half-written one."""
+"""Writing files and folders so that readers never see a half-written one.
+
+- :func:`atomic_write` (one file) and :func:`write_bytes_atomic` / :func:`write_text_atomic`:
+  a temporary file next to the target, renamed onto it when the body succeeds.
+- :func:`atomic_dir` (one folder: an exported model dir, an engine dir): a temporary folder next
+  to the target, renamed onto it when the body succeeds.
+- :func:`scratch_dir`: a temporary working folder next to a target, always removed at the end
+  (e.g. the FP32 export an FP16 export is converted from).
+
+Temporary names are hidden (``.<name>.<pid>-<host>.<random>``); the process id and a tag of the
+host in the name let a later run remove the leftovers of a killed one (:func:`remove_stale`)
+without touching those of a run still in progress.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import secrets
 import shutil
-import tempfile
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +33,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     :func:`list_inputs` never picks it up) lives in the same folder, so ``os.replace`` is
     atomic: readers see the old file or the new one, never a half-written one. If the body
     raises, the temporary file is deleted and an existing ``path`` is left untouched.
-    The file is created with the usual umask-derived permissions.
+    The file gets the usual umask-derived permissions, also when the body's writer replaced the
+    yielded file with one of its own (``safetensors.save_file`` creates a new 0600 file).
     """
     path = Path(path)
     parent = path.parent
@@ -35,6 +50,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
         break
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -42,46 +58,139 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_write`, flushed to disk before the rename."""
+    path = Path(path)
     with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    return path
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_write` (JSON sidecars, reports, logs)."""
+    return write_bytes_atomic(path, text.encode(encoding))
 
 
 def _umask() -> int:
+    """The process umask. Read from /proc where it exists: setting it to read it (the portable
+    way) would briefly give files that other threads create in between a umask of 0."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _host_tag() -> str:
+    """Six hex digits naming this host: a pid is only meaningful on the machine that issued it."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _temp_name(path: Path, tag: str = "") -> str:
+    return f".{path.name}.{tag}{os.getpid()}-{_host_tag()}.{secrets.token_hex(4)}"
+
+
+def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary folders of ``path`` (:func:`atomic_dir`, :func:`scratch_dir`) left by
+    killed runs on this host; returns what was removed.
+
+    Only folders whose name carries this host's tag and the id of a process that no longer
+    exists are removed: a run still writing next to the same target keeps its folder.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:([a-z]+)-)?(\d+)-([0-9a-f]{6})\.[0-9a-f]{8}")
+    removed = []
+    host = _host_tag()
+    for entry in path.parent.iterdir():
+        m = pattern.fullmatch(entry.name)
+        # "old": a replaced folder renamed aside; a crash between the two renames leaves the only copy there
+        if m is None or m.group(1) == "old" or m.group(3) != host or not entry.is_dir() or _pid_alive(int(m.group(2))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _make_temp_dir(path: Path, tag: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    while True:
+        work = path.parent / _temp_name(path, tag)
+        try:
+            # mode applied through the umask, like any folder (mkdtemp alone would make it 0700)
+            work.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return work
+
+
+def _not_replaceable(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
     """Yield a new temporary folder next to ``path``; it becomes ``path`` only if the body succeeds.
 
-    The folder (``.<name>.<random>``, hidden) is in the same parent, so the final ``os.replace``
-    is atomic: ``path`` is the old folder or the complete new one, never a half-written one.
-    With ``replace=True`` an existing ``path`` is removed just before the rename (the caller
-    decides whether that folder may be replaced); without it, an existing non-empty ``path`` is
-    an error. If the body raises (Ctrl-C included), the temporary folder is deleted. The folder
-    gets the umask's permissions (``mkdtemp`` alone would make it 0700).
+    The folder (``.<name>.<pid>-<host>.<random>``, hidden) is in the same parent, so the final
+    rename is atomic: ``path`` is the old folder or the complete new one, never a half-written
+    one. With ``replace=True`` an existing ``path`` is first renamed aside, the new folder renamed
+    into place, and only then is the old one deleted (the caller decides whether that folder may
+    be replaced); without it, an existing non-empty ``path`` is a ``FileExistsError``, checked
+    before the body runs and again before the rename. If the body raises (Ctrl-C included), the
+    temporary folder is deleted; leftovers of killed runs are removed on the next call
+    (:func:`remove_stale`). The folder gets the umask's permissions.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if not replace and _not_replaceable(path):
+        raise FileExistsError(f"{path} exists and is not empty; choose another folder or replace it explicitly")
+    work = _make_temp_dir(path)
     try:
-        os.chmod(work, 0o777 & ~_umask())
         yield work
-        if path.exists():
-            if not replace and (not path.is_dir() or any(path.iterdir())):
+        old = None
+        if path.exists() or path.is_symlink():
+            if not replace and _not_replaceable(path):
                 raise FileExistsError(f"{path} exists and is not empty; choose another folder or replace it explicitly")
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        os.replace(work, path)
+            old = path.parent / _temp_name(path, "old-")
+            os.replace(path, old)
+        try:
+            os.replace(work, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)  # put the previous folder back
+            raise
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(near: str | os.PathLike[str], tag: str = "scratch") -> Iterator[Path]:
+    """A temporary working folder next to ``near`` (same file system: a later rename is cheap),
+    removed when the body ends, whether it succeeded or not."""
+    work = _make_temp_dir(Path(near), f"{tag}-")
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,16 @@ import torch
 
 import icpd
 from icpd.config import Preset, get_preset
+from icpd.io.artifacts import ArtifactFormat, check_format
+from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
 
 CHECKPOINT_FORMAT = "icpd-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
+_FORMAT = ArtifactFormat(CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, "checkpoint",
+                         "convert the original checkpoint again (`icpd convert-checkpoint`)", required=("preset",))
+# safetensors: an 8-byte little-endian header length, then a JSON header starting with "{".
+_SAFETENSORS_MAX_HEADER = 100_000_000  # the limit the safetensors library itself enforces
 # Keys the released checkpoints carry that ICPD-Net never uses (classifier heads).
 UNUSED_PREFIXES = ("backbone.fc.", "backbone.classifier.")
 
@@ -37,9 +45,23 @@ def build_model(preset: Preset | str = "paper", device: torch.device | str | Non
 
 
 def seeded_model(preset: Preset | str, seed: int = 0) -> ICPDNet:
-    """A network with deterministic random weights (for tests, demos and latency-only benchmarks)."""
-    torch.manual_seed(seed)
-    return build_model(preset)
+    """A network with deterministic random weights (for tests, demos and latency-only benchmarks).
+
+    The layers' initialisers draw from the global CPU generator, so it is seeded inside a forked
+    RNG state: the caller's random stream is the same before and after.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(preset)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where a loaded network's weights came from (returned by :func:`load_checkpoint_with_info`)."""
+
+    path: str
+    shot: int | None  # the shot count it was trained for, when recorded (the network does not depend on it)
+    meta: dict[str, str]  # the safetensors header metadata (empty for .pt files)
 
 
 def fingerprint(state_dict: dict[str, torch.Tensor], preset: Preset) -> str:
@@ -56,13 +78,29 @@ def model_fingerprint(model: ICPDNet) -> str:
     return fingerprint(model.state_dict(), model.preset)
 
 
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file: a header length that fits the file, then ``{``.
+
+    Decided by the bytes, not the suffix: torch's zip format starts with ``PK``, its legacy
+    (``_use_new_zipfile_serialization=False``) format with a pickle opcode (0x80).
+    """
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= min(_SAFETENSORS_MAX_HEADER, path.stat().st_size - 8) and head[8:9] == b"{"
+
+
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A flat state dict and the safetensors metadata (empty for .pt files)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: file not found; pass the path of a .pt or .safetensors file")
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if path.suffix == ".safetensors" or (len(head) == 8 and not head.startswith(b"PK")):
+    safetensors = is_safetensors(path)
+    if path.suffix == ".safetensors" and not safetensors:
+        raise CheckpointError(f"checkpoint {path}: not a safetensors file (no safetensors header; truncated, or another "
+                              "format under this name); re-export it, or rename a torch.save file to .pt")
+    if safetensors:
         from safetensors import SafetensorError
         from safetensors.torch import load_file, safe_open
 
@@ -138,17 +176,21 @@ def load_checkpoint(
     """Load an ICPD-Net checkpoint: the authors' layout (``.pt`` state dict) or icpd's safetensors.
 
     ``preset`` defaults to the one recorded in an icpd checkpoint, else "paper". ``shot`` is
-    recorded only (the network itself does not depend on it; the authors train one per shot).
+    recorded only (the network itself does not depend on it; the authors train one per shot):
+    :func:`load_checkpoint_with_info` returns it with the rest of the provenance.
     """
+    return load_checkpoint_with_info(path, preset, shot)[0]
+
+
+def load_checkpoint_with_info(
+    path: str | os.PathLike[str], preset: Preset | str | None = None, shot: int | None = None
+) -> tuple[ICPDNet, CheckpointInfo]:
+    """:func:`load_checkpoint`, plus where the weights came from (path, shot, header metadata)."""
     path = Path(path)
     state, meta = _read_state_dict(path)
+    # plain safetensors files carry their own "format" (e.g. "pt"): only icpd's are checked as such
     if meta.get("format") == CHECKPOINT_FORMAT:
-        version = int(meta.get("format_version", "0"))
-        if version > CHECKPOINT_FORMAT_VERSION:
-            raise CheckpointError(
-                f"checkpoint {path}: format version {version} is newer than this icpd supports "
-                f"({CHECKPOINT_FORMAT_VERSION}); upgrade icpd"
-            )
+        check_format(meta, _FORMAT, f"checkpoint {path}", CheckpointError)
         stored = Preset.from_dict(json.loads(meta["preset"]))
         if preset is not None and get_preset(preset).to_dict() != stored.to_dict():
             raise CheckpointError(
@@ -161,27 +203,29 @@ def load_checkpoint(
         model = ICPDNet(p)
     load_state_dict_strict(model, state, str(path))
     model.eval()
-    model.checkpoint_info = {"path": str(path), "shot": shot if shot is not None else meta.get("shot")}
     if meta.get("fingerprint") and meta["fingerprint"] != model_fingerprint(model):
         raise CheckpointError(
             f"checkpoint {path}: weights do not match the fingerprint in its header (file altered or corrupt); "
             "convert the original checkpoint again"
         )
-    return model
+    recorded = meta.get("shot")
+    info = CheckpointInfo(str(path), shot if shot is not None else (int(recorded) if recorded else None), meta)
+    return model, info
 
 
-def save_checkpoint(model: ICPDNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> dict[str, str]:
-    """Write our safetensors format (header metadata + a ``.json`` sidecar); returns the metadata.
+def save_checkpoint(model: ICPDNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None,
+                    sidecar: bool = True) -> dict[str, str]:
+    """Write our safetensors format (header metadata + a ``.json`` sidecar unless ``sidecar=False``);
+    returns the metadata.
 
-    Written to a temporary name and renamed, so a crash leaves no half-written file.
+    Each file is written to a temporary name and renamed, so a crash leaves no half-written file.
     """
     from safetensors.torch import save_file
 
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": str(CHECKPOINT_FORMAT_VERSION),
+        **{k: str(v) for k, v in _FORMAT.header().items()},  # safetensors metadata holds strings only
         "preset": model.preset.to_json(),
         "fingerprint": fingerprint(state, model.preset),
         "icpd_version": icpd.__version__,
@@ -189,16 +233,10 @@ def save_checkpoint(model: ICPDNet, path: str | os.PathLike[str], extra: dict[st
     }
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_write(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sidecar = path.with_suffix(".json")
-    tmp_json = sidecar.with_name(sidecar.name + ".tmp")
-    tmp_json.write_text(json.dumps({**meta, "preset": json.loads(meta["preset"])}, indent=2))
-    os.replace(tmp_json, sidecar)
+    if sidecar:
+        write_text_atomic(path.with_suffix(".json"), json.dumps({**meta, "preset": json.loads(meta["preset"])}, indent=2))
     return meta
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from icpd.config import Preset, get_preset
+from icpd.io.atomic import atomic_write
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | N
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            if "embeddings" not in f.keys():
+            if "embeddings" not in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 raise ValueError(f"class embeddings {path}: no 'embeddings' tensor (found {list(f.keys())})")
             emb = f.get_tensor("embeddings").float()
     except SafetensorError as e:
@@ -82,13 +83,9 @@ def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, pr
     if bad:
         raise ValueError(f"class names may not contain '|': {bad}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     meta = {"classes": "|".join(emb.classes), "prompt": prompt, "normalized": str(emb.normalized), "model": emb.model}
-    try:
+    with atomic_write(path) as tmp:
         save_file({"embeddings": emb.embeddings.contiguous().float()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

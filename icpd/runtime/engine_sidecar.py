@@ -23,10 +23,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icpd.config import Precision
+from icpd.io.artifacts import ArtifactFormat, check_format
+from icpd.io.atomic import write_text_atomic
+
 SIDECAR_NAME = "engines.json"
 SIDECAR_FORMAT = "icpd-engines"
 SIDECAR_VERSION = 1
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = tuple(p.value for p in Precision)
+_FORMAT = ArtifactFormat(SIDECAR_FORMAT, SIDECAR_VERSION, "engine sidecar", "rebuild the engines with `icpd build`",
+                         required=("env", "precision", "rank_prior", "batch", "shots", "model_fingerprint"))
 _KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 # Everything that decides the plugin's behaviour inside an engine (the PTX is built from these).
 PLUGIN_SOURCES = ("ndcg_prior.cu", "plugin/ndcg_prior.h", "launch.py", "trt_plugin.py", "build.py")
@@ -65,17 +71,13 @@ class Sidecar:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update({"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
-                  "batch": list(self.batch), "shots": list(self.shots)})
+        d.update({**_FORMAT.header(), "batch": list(self.batch), "shots": list(self.shots)})
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Sidecar:
-        if d.get("format") != SIDECAR_FORMAT:
-            raise EngineMismatchError(f"not an icpd engine sidecar (format {d.get('format')!r}); rebuild with `icpd build`")
-        if int(d.get("format_version", 0)) > SIDECAR_VERSION:
-            raise EngineMismatchError(f"engine sidecar format {d['format_version']} is newer than this icpd reads "
-                                      f"({SIDECAR_VERSION}); upgrade icpd or rebuild with `icpd build`")
+    def from_dict(cls, d: dict[str, Any], source: str | os.PathLike[str] = SIDECAR_NAME) -> Sidecar:
+        """Parse a sidecar read from ``source`` (named in errors); raises :class:`EngineMismatchError`."""
+        check_format(d, _FORMAT, source, EngineMismatchError)
         try:
             return cls(
                 env=EngineEnv(**d["env"]), precision=d["precision"], rank_prior=d["rank_prior"],
@@ -85,7 +87,7 @@ class Sidecar:
                 icpd_version=d.get("icpd_version", ""), plugin=d.get("plugin", ""),
             )
         except (KeyError, TypeError) as err:
-            raise EngineMismatchError(f"engine sidecar is incomplete ({err!r}); rebuild with `icpd build`") from err
+            raise EngineMismatchError(f"{source}: engine sidecar is incomplete ({err!r}); {_FORMAT.fix}") from err
 
 
 def plugin_hash(kernel_dir: Path = _KERNELS) -> str:
@@ -110,11 +112,7 @@ def current_env(device: int = 0) -> EngineEnv:
 
 
 def write_sidecar(engine_dir: str | os.PathLike[str], sidecar: Sidecar) -> Path:
-    path = Path(engine_dir) / SIDECAR_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(sidecar.as_dict(), indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(engine_dir) / SIDECAR_NAME, json.dumps(sidecar.as_dict(), indent=2))
 
 
 def read_sidecar(engine_dir: str | os.PathLike[str]) -> Sidecar:
@@ -123,9 +121,9 @@ def read_sidecar(engine_dir: str | os.PathLike[str]) -> Sidecar:
         raise EngineMismatchError(f"engine dir {engine_dir}: {SIDECAR_NAME} is missing; build the engines with "
                                   f"`icpd build --model MODEL_DIR --out {engine_dir}`")
     try:
-        return Sidecar.from_dict(json.loads(path.read_text()))
+        return Sidecar.from_dict(json.loads(path.read_text()), path)
     except json.JSONDecodeError as err:
-        raise EngineMismatchError(f"{path}: not valid JSON ({err}); rebuild with `icpd build`") from err
+        raise EngineMismatchError(f"{path}: not valid JSON ({err}); {_FORMAT.fix}") from err
 
 
 def check_sidecar(sidecar: Sidecar, current: EngineEnv, model_fingerprint: str, rebuild_hint: str = "") -> None:

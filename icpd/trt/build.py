@@ -32,6 +32,7 @@ from typing import Any
 
 import icpd
 from icpd.export.model_dir import ModelDir, file_sha256
+from icpd.io.atomic import atomic_dir, write_bytes_atomic
 from icpd.kernels.launch import MAX_SUPPORT
 from icpd.runtime.engine_sidecar import PRECISIONS, EngineEnv, Sidecar, current_env, write_sidecar
 
@@ -188,7 +189,7 @@ def build_engine(trt: Any, onnx_path: Path, out_path: Path, profiles: dict[str, 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build {out_path.name} from {onnx_path.name} (see its log above)")
-    out_path.write_bytes(bytes(serialized))
+    write_bytes_atomic(out_path, bytes(serialized))
 
 
 def build_engines(
@@ -224,33 +225,35 @@ def build_engines(
     trt = import_tensorrt()
     env: EngineEnv = current_env()
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir else out / ".kernel-cache"
-    source = md
     onnx_fp16 = md.meta.get("precision") == "fp16"
     if precision == "fp32" and onnx_fp16:
         raise EngineBuildError(f"--precision fp32 from the FP16 model dir {md.path}: build from the FP32 model dir")
     strongly_typed = onnx_fp16 or tensorrt_major(env.tensorrt_version) >= 11
     weak_fp16 = precision == "fp16" and not strongly_typed
-    if precision == "fp16" and strongly_typed and not onnx_fp16:
-        from icpd.export.fp16 import convert_model_dir_fp16
+    # Everything is written into a temporary folder next to ``out``, renamed to ``out`` only when the
+    # engines and engines.json are complete: a failed or interrupted build leaves the old engines.
+    with atomic_dir(out, replace=force) as work:
+        cache = Path(cache_dir) if cache_dir else work / ".kernel-cache"
+        source = md
+        if precision == "fp16" and strongly_typed and not onnx_fp16:
+            from icpd.export.fp16 import convert_model_dir_fp16
 
-        source = convert_model_dir_fp16(md.path, out / "fp16-model", force=True)
-    engines = {}
-    plugin_source = ""
-    for role in ENGINE_ROLES:
-        path = out / f"{role}.engine"
-        plugin_source = plugin_source or (_plugin_source(plugin_library) if form == "plugin" and role == "matcher" else "")
-        build_engine(trt, source.file(role), path, io_profiles(source, role, batch, shots), strongly_typed, weak_fp16,
-                     workspace, plugin=(form == "plugin" and role == "matcher"), plugin_library=plugin_library,
-                     cache_dir=cache, verbose=verbose)
-        engines[role] = {"name": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
-    sidecar = Sidecar(
-        env=env, precision=precision, rank_prior=form, batch=batch, shots=shots, model_fingerprint=md.fingerprint,
-        engines=engines, strongly_typed=strongly_typed, model_dir=str(md.path.resolve()),
-        build_seconds=time.perf_counter() - t0, icpd_version=icpd.__version__, plugin=plugin_source,
-    )
-    write_sidecar(out, sidecar)
-    if cache_dir is None:
-        shutil.rmtree(cache, ignore_errors=True)
+            source = convert_model_dir_fp16(md.path, work / "fp16-model", force=True)
+        engines = {}
+        plugin_source = ""
+        for role in ENGINE_ROLES:
+            path = work / f"{role}.engine"
+            plugin_source = plugin_source or (_plugin_source(plugin_library) if form == "plugin" and role == "matcher" else "")
+            build_engine(trt, source.file(role), path, io_profiles(source, role, batch, shots), strongly_typed, weak_fp16,
+                         workspace, plugin=(form == "plugin" and role == "matcher"), plugin_library=plugin_library,
+                         cache_dir=cache, verbose=verbose)
+            engines[role] = {"name": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+        sidecar = Sidecar(
+            env=env, precision=precision, rank_prior=form, batch=batch, shots=shots, model_fingerprint=md.fingerprint,
+            engines=engines, strongly_typed=strongly_typed, model_dir=str(md.path.resolve()),
+            build_seconds=time.perf_counter() - t0, icpd_version=icpd.__version__, plugin=plugin_source,
+        )
+        write_sidecar(work, sidecar)
+        if cache_dir is None:
+            shutil.rmtree(cache, ignore_errors=True)
     return BuildResult(out, sidecar, sidecar.build_seconds)

@@ -1,0 +1,88 @@
+"""One format/version check for every artefact icpd writes and reads back.
+
+Each artefact carries its metadata as a JSON object with a ``format`` name and a
+``format_version``: the model dir (``model.json``), the support cache (safetensors metadata
+``icpd``), the checkpoint (safetensors metadata) and the TensorRT engine sidecar
+(``engines.json``). :func:`check_format` checks such an object the same way for all of them and
+raises the caller's own error type (so the CLI prints one line and exits 2) naming the file,
+the offending value and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    """What one kind of artefact must look like.
+
+    ``min_version``..``version`` are the format versions this icpd reads; ``fix`` says how to
+    make a current one (e.g. "re-run `icpd export`"), used for unreadable, foreign or too old files.
+    """
+
+    name: str  # the ``format`` value, e.g. "icpd-model"
+    version: int  # the newest ``format_version`` this icpd reads (and the one it writes)
+    what: str  # how people call it, e.g. "model description"
+    fix: str  # the command that makes a current one
+    min_version: int = 1  # the oldest ``format_version`` still read
+    required: tuple[str, ...] = ()  # keys every supported version has
+
+    def header(self) -> dict[str, Any]:
+        """The two keys a writer puts into the metadata."""
+        return {"format": self.name, "format_version": self.version}
+
+
+def check_format(meta: Any, fmt: ArtifactFormat, source: str | os.PathLike[str], error: type[Exception],
+                 required: Iterable[str] = ()) -> int:
+    """Check the format name, version and required keys of ``meta``; return its format version.
+
+    Args:
+        meta: the parsed metadata (a JSON object).
+        fmt: what the artefact must be.
+        source: the file, named in every message.
+        error: the exception type to raise (the caller's: ``ModelDirError``, ``SupportCacheError``, ...).
+        required: more keys to require on top of ``fmt.required``.
+
+    Raises:
+        error: not a JSON object, another format, a version newer than this icpd reads (upgrade
+            icpd), older than it reads or not an integer (``fmt.fix``), or required keys missing.
+    """
+    if not isinstance(meta, Mapping):
+        raise error(f"{source}: not an icpd {fmt.what} (metadata is {type(meta).__name__}, not a JSON object); {fmt.fix}")
+    if meta.get("format") != fmt.name:
+        raise error(f"{source}: not an icpd {fmt.what} (format {meta.get('format')!r}, expected {fmt.name!r}); {fmt.fix}")
+    raw = meta.get("format_version")
+    try:
+        version = int(raw)  # safetensors metadata holds strings: "1"
+    except (TypeError, ValueError):
+        raise error(f"{source}: format_version {raw!r} is not an integer; {fmt.fix}") from None
+    if version > fmt.version:
+        raise error(f"{source}: {fmt.what} format version {version} is newer than this icpd reads ({fmt.version}); "
+                    f"upgrade icpd, or {fmt.fix}")
+    if version < fmt.min_version:
+        raise error(f"{source}: {fmt.what} format version {version} is older than this icpd reads "
+                    f"({fmt.min_version}..{fmt.version}); {fmt.fix}")
+    missing = [k for k in (*fmt.required, *required) if k not in meta]
+    if missing:
+        raise error(f"{source}: {fmt.what} lacks {', '.join(missing)} (incomplete or altered); {fmt.fix}")
+    return version
+
+
+def read_json(path: str | os.PathLike[str], fmt: ArtifactFormat, error: type[Exception],
+              required: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a JSON metadata file and :func:`check_format` it; a missing or unparsable file raises ``error``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: file not found; {fmt.fix}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{path}: not valid JSON ({err}); {fmt.fix}") from err
+    check_format(meta, fmt, path, error, required)
+    return meta

@@ -1,0 +1,96 @@
+"""Model dir verification (defect 2): model.json records every file, the ONNX weights
+(``.onnx.data``) included; sizes are checked on every open, sha256 with ``verify=True``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from icpd.export.model_dir import MODEL_FORMAT_VERSION, ModelDir, ModelDirError, file_sha256
+
+
+@pytest.fixture()
+def copy_dir(tiny_model_dir, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, dst)
+    return dst
+
+
+def test_model_json_lists_the_external_weights(tiny_model_dir):
+    meta = json.loads((tiny_model_dir / "model.json").read_text())
+    assert meta["format_version"] == MODEL_FORMAT_VERSION == 2
+    data = {e["name"]: e for entry in meta["files"].values() for e in entry.get("external_data", [])}
+    assert "encoder.onnx.data" in data
+    listed = {entry["name"] for entry in meta["files"].values()} | set(data)
+    assert listed | {"model.json"} == {p.name for p in tiny_model_dir.iterdir()}  # nothing unlisted, nothing extra
+    for name, e in data.items():
+        assert e["bytes"] == (tiny_model_dir / name).stat().st_size and e["sha256"] == file_sha256(tiny_model_dir / name)
+
+
+def test_corrupted_weights_byte_is_refused_by_verify_naming_the_file(copy_dir):
+    """Guards defect 2: a flipped byte in encoder.onnx.data passed ``verify_hashes`` (only the
+    .onnx files were hashed)."""
+    data = copy_dir / "encoder.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    ModelDir.open(copy_dir)  # same size: the cheap check cannot see it
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx\.data \(encoder\) does not match its sha256"):
+        ModelDir.open(copy_dir, verify=True)
+
+
+def test_truncated_weights_are_refused_on_every_open(copy_dir):
+    """Guards defect 2: a truncated weights file loaded (``Predictor.load`` never verified)."""
+    from icpd.runtime.predictor import Predictor
+
+    data = copy_dir / "encoder.onnx.data"
+    size = data.stat().st_size
+    with data.open("r+b") as fh:
+        fh.truncate(size - 1000)
+    for open_it in (lambda: ModelDir.open(copy_dir), lambda: Predictor.load(copy_dir, backend="ort")):
+        with pytest.raises(ModelDirError, match=rf"encoder\.onnx\.data \(encoder\) has {size - 1000} bytes, model\.json records {size}"):
+            open_it()
+
+
+def test_missing_weights_are_named(copy_dir):
+    (copy_dir / "encoder.onnx.data").unlink()
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx\.data \(encoder\) is missing"):
+        ModelDir.open(copy_dir)
+
+
+def test_version_1_dirs_are_refused_with_the_fix(copy_dir):
+    meta = json.loads((copy_dir / "model.json").read_text())
+    meta["format_version"] = 1
+    (copy_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=r"format version 1 is older than this icpd reads .*re-run `icpd export"):
+        ModelDir.open(copy_dir)
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        (lambda m: m.update(format="icpd-engines"), "not an icpd model description"),
+        (lambda m: m.update(format_version="two"), "format_version 'two' is not an integer"),
+        (lambda m: m.pop("files"), "lacks files"),
+    ],
+)
+def test_foreign_or_incomplete_model_json(copy_dir, change, phrase):
+    meta = json.loads((copy_dir / "model.json").read_text())
+    change(meta)
+    (copy_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=phrase):
+        ModelDir.open(copy_dir)
+
+
+def test_validate_verifies_the_hashes(copy_dir):
+    """``icpd validate`` reads every byte: a corrupted weights file fails before any backend runs."""
+    from icpd.trt.validate import validate_model
+
+    data = copy_dir / "encoder.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0x01
+    data.write_bytes(bytes(raw))
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx\.data"):
+        validate_model(copy_dir, ("ort",), runs=1)
