@@ -1,0 +1,107 @@
+"""``icpd stream``: segment a video file, a folder of frames, a camera or an RTSP/HTTP stream."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from icpd.config import Backend
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from icpd.runtime.stream import StreamSummary
+
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
+
+
+class _SigintStops:
+    """While active, the first Ctrl-C sets ``stop`` (capture ends, queued frames are drained, the
+    outputs finalised); a second one raises KeyboardInterrupt (skips the drain, still finalises)."""
+
+    def __init__(self, stop: threading.Event, console: Any) -> None:
+        self.stop, self.console = stop, console
+        self.previous: Any = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        self.console.print("stopping: finishing the frames in flight (Ctrl-C again to abort)",
+                           markup=False, highlight=False)
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _report(summary: StreamSummary, out_path: Path | None) -> str:
+    lat = summary.latency_ms
+    latency = f"latency p50 {lat['p50']:.0f} / p90 {lat['p90']:.0f} / p99 {lat['p99']:.0f} ms" if lat else "no frame"
+    where = f"; wrote {out_path} (+ .jsonl, .summary.json)" if out_path is not None else ""
+    return (f"{summary.frames_out} of {summary.frames_in} frame(s) segmented ({summary.dropped} dropped, "
+            f"{summary.skipped} skipped), {summary.fps:.2f} fps, {latency}; {summary.end_reason}{where}")
+
+
+def stream_cmd(
+    source: Annotated[str, typer.Argument(help="Video file, folder of frames, camera index (0) or device (/dev/video0), "
+                                               "or URL (rtsp://, http://).", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")],
+    support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Overlay video (.mp4 or .avi); OUT.jsonl and OUT.summary.json go beside it. Default: no files.")] = None,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Process the newest frame when inference falls behind; count the dropped ones (files play at their frame rate).")] = False,
+    every: Annotated[int, typer.Option(min=1, help="Process one frame in N.")] = 1,
+    fps: Annotated[float | None, typer.Option(min=0.001, help="Frame rate of a folder of frames (default 10), or override the source's.")] = None,
+    queue: Annotated[int | None, typer.Option(min=1, help="Frames waiting for inference at most. Default: 1 with --realtime, else 4.")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=0, help="Stop after this many source frames.")] = None,
+    backend: Annotated[Backend, typer.Option(help="Runtime (trt where installed).")] = Backend.ORT,
+    engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")] = None,
+    device: Annotated[str, typer.Option(help="Device, e.g. cpu or cuda:0.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel.")] = 0.5,
+    tile: Annotated[int | None, typer.Option(min=1, help="Tile side for frames larger than the model input (as `icpd infer`).")] = None,
+    overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
+    batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
+    from icpd.commands.common import console, fail, out
+    from icpd.runtime.infer import InferOptions, open_predictor
+    from icpd.runtime.stream import StreamOptions, run_stream
+    from icpd.runtime.video import OverlayWriter, SourceError, open_source
+
+    options = StreamOptions(realtime=realtime, every=every, queue_size=queue, max_frames=max_frames,
+                            infer=InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
+    stop = threading.Event()
+    try:
+        if out_path is not None:
+            OverlayWriter(out_path, 1.0)  # a bad suffix fails before the source and the model open
+        # the source opens first (cheap checks before the model's seconds); a Ctrl-C while the
+        # model loads gives an empty, clean run
+        with _SigintStops(stop, console), open_source(source, fps) as src:
+            predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
+                                       engine_dir=engines)
+            summary = run_stream(predictor, src, options, out_path, stop=stop,
+                                 about={"model": str(model), "backend": backend.value})
+    except KeyboardInterrupt:  # second Ctrl-C: outputs were finalised on the way out
+        console.print("interrupted", markup=False, highlight=False)
+        raise typer.Exit(code=INTERRUPTED) from None
+    except (SourceError, ValueError, ImportError) as e:
+        fail(e)
+    if not quiet:
+        out.print(_report(summary, out_path), markup=False, highlight=False, soft_wrap=True)
+    if summary.interrupted:
+        raise typer.Exit(code=INTERRUPTED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stream")(stream_cmd)

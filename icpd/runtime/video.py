@@ -1,0 +1,230 @@
+"""Frame sources and the overlay-video writer of ``icpd stream``.
+
+    with open_source("flight.mp4") as src:      # or "frames/", "0", "/dev/video0", "rtsp://..."
+        while (frame := src.read()) is not None:
+            ...                                  # frame.pixels: (H, W, 3) uint8 RGB
+
+Videos, cameras and URLs go through OpenCV's ``VideoCapture`` (its FFmpeg backend where
+available); a folder of frames is read in sorted order with :func:`icpd.io.read_image`, so a
+frame decodes exactly as ``icpd infer`` decodes the same file. Every frame leaves here as RGB
+(OpenCV's BGR is converted at this boundary, both ways).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from icpd.io import IMAGE_SUFFIXES, ImageError, list_inputs, read_image
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "open_source"]
+
+FOLDER_FPS = 10.0  # frame rate assumed for a folder of frames when none is given (--fps)
+URL_TIMEOUT_MS = 10_000  # open / read timeout of network streams: a dead camera ends the run, not hangs it
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # overlay video container -> fourcc both play everywhere
+
+
+class SourceError(ValueError):
+    """A video source that cannot be opened or read; the message names it and says what to check."""
+
+
+@dataclass
+class Frame:
+    """One captured frame: ``index`` counts every frame of the source from 0; ``timestamp`` is the
+    source's time of the frame in seconds (container time for files, index / fps for folders,
+    seconds since opening for live sources); ``captured`` is ``time.perf_counter()`` when it was
+    read (the start of the capture -> result latency); ``pixels`` (H, W, 3) uint8 RGB."""
+
+    index: int
+    timestamp: float
+    captured: float
+    pixels: np.ndarray
+
+
+class FrameSource:
+    """Base of the sources: ``read()`` returns the next :class:`Frame`, or None at the end with
+    ``end_reason`` saying why. ``live`` sources (cameras, URLs) deliver frames at their own rate;
+    files and folders as fast as they are read. Use as a context manager (closes the source)."""
+
+    description: str = ""
+    fps: float | None = None  # frames per second, when the source knows it
+    live: bool = False
+    end_reason: str = ""
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class FolderSource(FrameSource):
+    """The images of a folder (or one image file), in sorted order, at ``fps`` frames per second."""
+
+    def __init__(self, path: Path, fps: float | None) -> None:
+        self.paths = list_inputs(path)
+        if not self.paths:
+            raise SourceError(f"source {path}: no images ({' '.join(IMAGE_SUFFIXES)}) in this folder")
+        self.description = f"folder {path} ({len(self.paths)} frames)"
+        self.fps = fps or FOLDER_FPS
+        self.next = 0
+
+    def read(self) -> Frame | None:
+        if self.next >= len(self.paths):
+            self.end_reason = f"end of source ({len(self.paths)} frames)"
+            return None
+        i, path = self.next, self.paths[self.next]
+        try:
+            pixels = read_image(path).pixels
+        except ImageError as e:
+            self.end_reason = f"frame {i} unreadable: {e}"
+            return None
+        self.next += 1
+        assert self.fps is not None
+        return Frame(i, i / self.fps, time.perf_counter(), pixels)
+
+
+class CaptureSource(FrameSource):
+    """An OpenCV ``VideoCapture``: a video file, a camera index or device path, or a URL."""
+
+    def __init__(self, target: int | str, description: str, live: bool, fps: float | None) -> None:
+        self.description, self.live = description, live
+        if isinstance(target, str) and "://" in target:
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]
+            self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+        else:
+            self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            raise SourceError(f"source {description}: OpenCV could not open it; {_hint(target)}")
+        if live:  # keep the driver's queue short: old frames there are latency
+            self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        own_fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps or (own_fps if 0 < own_fps < 1000 else None)
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+        self.opened = time.perf_counter()
+        self.next = 0
+        self.first = self._grab()  # a file that opens but does not decode fails here, named
+        if self.first is None:
+            self.close()
+            raise SourceError(f"source {description}: opened, but no frame could be read; {_hint(target)}")
+
+    def _grab(self) -> Frame | None:
+        ok, bgr = self.cap.read()
+        now = time.perf_counter()
+        if not ok or bgr is None:
+            return None
+        if bgr.ndim == 2:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        rgb = np.ascontiguousarray(bgr[:, :, 2::-1])  # BGR(A) -> RGB
+        if self.live:
+            stamp = now - self.opened
+        else:
+            stamp = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        frame = Frame(self.next, stamp, now, rgb)
+        self.next += 1
+        return frame
+
+    def read(self) -> Frame | None:
+        if self.first is not None:
+            frame, self.first = self.first, None
+            frame.captured = time.perf_counter()  # latency counts from when the pipeline took it
+            return frame
+        frame = self._grab()
+        if frame is None:
+            if self.live:
+                self.end_reason = f"source stopped sending frames after {self.next} (disconnected or closed)"
+            elif self.frame_count and self.next < self.frame_count:
+                self.end_reason = f"read error after frame {self.next} of {self.frame_count}"
+            else:
+                self.end_reason = f"end of source ({self.next} frames)"
+        return frame
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def _hint(target: int | str) -> str:
+    if isinstance(target, int):
+        return f"check that camera {target} exists (ls /dev/video*) and is not in use by another program"
+    if "://" in target:
+        return "check the URL, the network and the credentials; the stream must be reachable from this machine"
+    return "check that it is a video file OpenCV's FFmpeg backend can decode (e.g. .mp4, .avi, .mkv)"
+
+
+def open_source(spec: str | os.PathLike[str], fps: float | None = None) -> FrameSource:
+    """Open ``spec``: a folder of frames or an image file, a video file, a camera index ("0"), a
+    device path ("/dev/video0"), or a URL ("rtsp://...", "http://..."). ``fps`` sets the frame
+    rate of sources that have none (folders; default :data:`FOLDER_FPS`) or overrides theirs.
+
+    Raises:
+        SourceError: the source does not exist or cannot be opened/decoded; the message names it.
+    """
+    text = str(spec)
+    if fps is not None and fps <= 0:
+        raise ValueError(f"--fps {fps}: must be > 0")
+    if text.isdigit():
+        return CaptureSource(int(text), f"camera {text}", live=True, fps=fps)
+    if "://" in text:
+        return CaptureSource(text, text, live=True, fps=fps)
+    path = Path(text)
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+        return FolderSource(path, fps)
+    if text.startswith("/dev/"):
+        if not path.exists():
+            raise SourceError(f"source {text}: no such device; list cameras with `ls /dev/video*`")
+        return CaptureSource(text, text, live=True, fps=fps)
+    if not path.exists():
+        raise SourceError(f"source {text}: no such file or folder, and not a camera index (0, 1, ...) or a URL "
+                          "(rtsp://, http://); check the path")
+    return CaptureSource(text, text, live=False, fps=fps)
+
+
+class OverlayWriter:
+    """Writes RGB frames to ``path`` (.mp4: mp4v, .avi: MJPG), opened at the first frame's size.
+    ``close()`` finalises the container, so the file plays after a normal end or a Ctrl-C."""
+
+    def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
+        self.path = Path(path)
+        fourcc = VIDEO_SUFFIXES.get(self.path.suffix.lower())
+        if fourcc is None:
+            raise ValueError(f"--out {self.path}: the overlay video must end in {' or '.join(VIDEO_SUFFIXES)}")
+        self.fourcc = cv2.VideoWriter_fourcc(*fourcc)
+        self.fps = fps
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one (H, W, 3) uint8 RGB frame (resized to the first frame's size if it differs)."""
+        height, width = rgb.shape[:2]
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = cv2.VideoWriter(str(self.path), self.fourcc, self.fps, (width, height))
+            if not self.writer.isOpened():
+                raise OSError(f"--out {self.path}: OpenCV could not create the video (codec or permissions)")
+            self.size = (width, height)
+        if (width, height) != self.size:  # a folder of mixed sizes: a video keeps one size
+            rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))  # RGB -> BGR
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
