@@ -127,3 +127,22 @@ def test_predict_as_a_subprocess(files):
     proc = subprocess.run([*cmd, *_predict_args(files), "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (out / "query_mask.png").is_file() and "foreground" in proc.stdout
+
+
+def test_predict_threshold_rule_is_infers(files, tiny_model):
+    """Guards issue 10 defect 3: `icpd predict` used prob > threshold, `icpd infer` prob >= threshold.
+    With the threshold set to the exact probability of one pixel, that pixel is foreground (>=),
+    and the whole mask equals merge_labels (the runtime's rule) of the same probabilities."""
+    from icpd.engine.predict import predict_files, predict_probability
+    from icpd.runtime.predictor import merge_labels
+
+    if not (files / "emb.safetensors").exists():
+        test_embed_text_writes_loadable_embeddings(files)
+    args = (tiny_model, files / "query.png", [files / "s1.png"], [files / "s1_mask.png"], files / "emb.safetensors", "class 2")
+    prob = predict_probability(*args).prob
+    y, x = np.unravel_index(int(np.argmax(prob)), prob.shape)
+    threshold = float(prob[y, x])  # float32 -> float: exact, so prob == threshold at (y, x)
+    res = predict_files(*args, files / "pred_rule", threshold=threshold)
+    mask = cv2.imread(str(res.mask), cv2.IMREAD_UNCHANGED)
+    assert mask[y, x] == 255
+    np.testing.assert_array_equal(mask, merge_labels(prob[None, None], threshold)[0] * 255)

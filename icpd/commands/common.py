@@ -1,20 +1,56 @@
-"""What every command shares: the two consoles, the user-error printer, the preset option's check.
+"""What every command shares: the two consoles, the user-error printer, the shared options.
 
 A user error (the project's own error types, bad options) prints one line on stderr and exits 2,
 without a traceback; anything else propagates and prints its traceback.
+
+Output: ``out`` (stdout) gets results, ``console`` (stderr) errors, warnings and progress.
+``-q/--quiet`` (every long command) hides progress bars, tables and informational lines;
+errors, warnings and the command's final result line still print.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from icpd.config import list_presets
+from icpd.config import Backend, Precision, RankPriorForm, list_presets
+
+__all__ = [
+    "PRESET_HELP",
+    "BackendOpt",
+    "DeviceOpt",
+    "ModelDirOpt",
+    "PrecisionOpt",
+    "QuietOpt",
+    "RankPriorOpt",
+    "ThreadsOpt",
+    "console",
+    "fail",
+    "note",
+    "out",
+    "parse_rank_prior",
+    "preset_callback",
+]
+
+
+class _ResultConsole(Console):
+    """stdout console that never wraps lines when stdout is not a terminal (a pipe, a log file,
+    a CI capture): machine-read lines such as ``logits max |ORT - torch| = 3.4e-07`` stay whole."""
+
+    @property  # type: ignore[override]
+    def soft_wrap(self) -> bool:
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
 
 console = Console(stderr=True)  # errors, warnings and progress
-out = Console()  # results
+out: Console = _ResultConsole()  # results
 
 PRESET_HELP = "Model preset (see `icpd info`)."
 
@@ -30,3 +66,45 @@ def fail(err: Exception | str) -> NoReturn:
     # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
     console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def note(text: str) -> None:
+    """One informational line on stderr (markup off: paths may hold [..])."""
+    console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
+# -- the rank-prior form: topk | sort | plugin, and the old spelling `onnx` (= topk) ------------------
+_RANK_PRIOR_ALIASES = {"onnx": RankPriorForm.TOPK}  # icpd <= 0.x wrote `--rank-prior onnx` for topk
+
+
+def parse_rank_prior(value: str | RankPriorForm) -> RankPriorForm:
+    """``--rank-prior`` text -> :class:`RankPriorForm`; ``onnx`` is accepted for ``topk`` with a note."""
+    if isinstance(value, RankPriorForm):
+        return value
+    text = value.strip().lower()
+    if text in _RANK_PRIOR_ALIASES:
+        form = _RANK_PRIOR_ALIASES[text]
+        note(f"--rank-prior {text} is now called {form.value}; using {form.value}")
+        return form
+    try:
+        return RankPriorForm(text)
+    except ValueError:
+        choices = ", ".join(f.value for f in RankPriorForm)
+        raise typer.BadParameter(f"{value!r}: choose one of {choices} (onnx = topk)") from None
+
+
+RANK_PRIOR_HELP = ("How the rank (NDCG) prior is written in the matcher: topk (standard ONNX, data-dependent k; "
+                   "fastest on ONNX Runtime CPU), sort (standard ONNX, static shapes: TensorRT without a plugin) or "
+                   "plugin (one NdcgPrior node per level: the TensorRT plugin). `onnx` is the old name of topk.")
+
+# -- options that mean the same thing in every command -----------------------------------------------
+ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")]
+BackendOpt = Annotated[Backend, typer.Option(help="Runtime: torch (PyTorch eager), ort (ONNX Runtime) or trt "
+                                                  "(TensorRT engines from `icpd build`).")]
+DeviceOpt = Annotated[str, typer.Option(help="Device: cpu, cuda or cuda:N.")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="fp32, or fp16.")]
+RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(parser=parse_rank_prior, metavar="<topk|sort|plugin>",
+                                                            help=RANK_PRIOR_HELP)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or notes: errors, warnings and "
+                                                              "the final result line only.")]

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from icpd.commands.common import BackendOpt, QuietOpt, console, fail, out
+from icpd.config import Backend
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -15,14 +18,14 @@ def register(app: typer.Typer) -> None:
         root: Annotated[Path, typer.Option(help="Data set root.")],
         fold: Annotated[int, typer.Option(min=0, max=2, help="Fold whose 5 novel classes are scored.")],
         checkpoint: Annotated[Path | None, typer.Option(help="ICPD-Net checkpoint (.pt or .safetensors), run in PyTorch.")] = None,
-        model: Annotated[Path | None, typer.Option("--model", help="Exported model dir (`icpd export`), run by --backend.")] = None,
+        model: Annotated[Path | None, typer.Option("--model", "-m", help="Exported model directory (`icpd export`), run by --backend.")] = None,
         engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir (with --backend trt).")] = None,
         shot: Annotated[int, typer.Option(min=1, help="Support images per episode.")] = 1,
         preset: Annotated[str | None, typer.Option(help="Model preset. Default: from the checkpoint, else paper.")] = None,
         class_embeddings: Annotated[Path | None, typer.Option(
             help="Class embeddings (15 x D). Default: the file recorded in a checkpoint by `icpd train`."
         )] = None,
-        backend: Annotated[str, typer.Option(help="torch, ort (ONNX Runtime) or trt; ort/trt need --model.")] = "torch",
+        backend: BackendOpt = Backend.TORCH,
         batch_size: Annotated[int, typer.Option(min=1, help="Episodes per forward pass.")] = 8,
         workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -30,33 +33,31 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Episode sampling seed.")] = 0,
         episodes: Annotated[int | None, typer.Option(min=1, help="Score only this many evenly spaced episodes.")] = None,
         json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores as JSON here.")] = None,
-        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+        quiet: QuietOpt = False,
     ) -> None:
         """Score a checkpoint on a fold's validation episodes (novel classes)."""
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         from icpd.engine.evaluate import EvalConfig, result_table, run_evaluation
 
-        err, out = Console(stderr=True), Console()
         cfg = EvalConfig(
-            dataset, root, fold, shot, checkpoint, preset, class_embeddings, backend, batch_size, workers, device, amp,
-            seed, episodes, model, engines,
+            dataset, root, fold, shot, checkpoint, preset, class_embeddings, backend.value, batch_size, workers, device,
+            amp, seed, episodes, model, engines,
         )
-        show = not quiet and err.is_terminal
+        show = not quiet and console.is_terminal
         try:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                           disable=not show, transient=True) as progress:
                 result = run_evaluation(cfg, progress)
             if json_out is not None:
-                result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, backend=backend,
+                result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, backend=backend.value,
                                   checkpoint=str(checkpoint) if checkpoint else None, model=str(model) if model else None)
         except (ValueError, OSError) as e:
-            err.print(f"[bold red]error:[/] {e}")
-            raise typer.Exit(code=2) from None
-        name = checkpoint.name if checkpoint is not None else f"{model.name} ({backend})"
-        out.print(result_table(result, f"{dataset} fold {fold}, {shot}-shot: {name}"))
+            fail(e)
+        name = checkpoint.name if checkpoint is not None else f"{model.name} ({backend.value})"
+        if not quiet:
+            out.print(result_table(result, f"{dataset} fold {fold}, {shot}-shot: {name}"))
         out.print(f"mIoU {100 * result.miou:.2f}  FB-IoU {100 * result.fb_iou:.2f}  "
-                  f"({result.episodes} episodes, {result.episodes_per_second:.1f} episodes/s)")
-        if json_out is not None:
-            out.print(f"wrote {json_out}")
+                  f"({result.episodes} episodes, {result.episodes_per_second:.1f} episodes/s)", highlight=False)
+        if json_out is not None and not quiet:
+            out.print(f"wrote {json_out}", markup=False, highlight=False)

@@ -7,8 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from icpd.commands.common import BackendOpt, DeviceOpt, ModelDirOpt, QuietOpt, ThreadsOpt, console, fail, out
+from icpd.config import Backend
+
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from icpd.runtime.infer import InferSummary, InputResult
 
@@ -36,54 +40,57 @@ class _RichProgress:
         self.bar.advance(self.scenes)
 
 
-def _table(summary: InferSummary):
+def _table(summary: InferSummary) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=f"icpd infer -> {summary.summary_path.parent}")
+    # Text, not str: file and class names are shown as they are, never read as rich markup
+    t = Table(title=Text(f"icpd infer -> {summary.summary_path.parent}"))
     for col in ("input", "size", "tiles", "s", *summary.class_names, "status"):
-        t.add_column(col, justify="right" if col in ("tiles", "s") else "left")
+        t.add_column(Text(col), justify="right" if col in ("tiles", "s") else "left")
     for r in summary.results[:TABLE_ROWS]:
         size = f"{r.width}x{r.height}" if r.height is not None else "-"
         fg = [f"{r.foreground[c]:.1%}" if c in r.foreground else "-" for c in summary.class_names]
         status = "ok" if r.status == "ok" else "[red]error[/red]"
-        t.add_row(Path(r.path).name, size, str(r.tiles), f"{r.seconds:.2f}", *fg, status)
+        t.add_row(Text(Path(r.path).name), size, str(r.tiles), f"{r.seconds:.2f}", *fg, status)
     if len(summary.results) > TABLE_ROWS:
-        t.caption = f"{len(summary.results) - TABLE_ROWS} more in {summary.summary_path}"
+        t.caption = Text(f"{len(summary.results) - TABLE_ROWS} more in {summary.summary_path}")
     return t
 
 
 def infer_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="Images (PNG/JPEG/TIFF) or folders of them.", show_default=False)],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")],
+    model: ModelDirOpt,
     support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
-    backend: Annotated[str, typer.Option(help="Runtime: ort or torch (trt where installed).")] = "ort",
+    backend: BackendOpt = Backend.ORT,
     engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")] = None,
-    device: Annotated[str, typer.Option(help="Device, e.g. cpu or cuda:0.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")] = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel.")] = 0.5,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel (>=).")] = 0.5,
     tile: Annotated[int | None, typer.Option(min=1, help="Tile side in scene pixels. Default: the model input size.")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
     save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png (0..255).")] = False,
     save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table (errors still print).")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Segment scenes of any size: tiles, blends, writes <stem>_labels.png, <stem>_overlay.png, summary.json."""
-    from icpd.commands.common import console, fail, out
     from icpd.io import ImageError
     from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
 
-    options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
-                           save_priors=save_priors, recursive=recursive)
     try:
-        paths, _ = collect_inputs(inputs, out_dir, recursive)  # bad paths fail before the model loads
-        predictor = open_predictor(model, support, backend=backend, device=device, threads=threads, engine_dir=engines)
-        options.validate(predictor.preset.image_size)
-        progress = _RichProgress(console, len(paths), enabled=console.is_terminal and not quiet)
+        # cheap checks first (options, then the input list: listed once, here), the model takes seconds to load
+        options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
+                               save_priors=save_priors, recursive=recursive)
+        listed = collect_inputs(inputs, out_dir, recursive)
+        predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
+                                   engine_dir=engines)
+        options = options.for_model(predictor.preset.image_size)
+        progress = _RichProgress(console, len(listed.paths), enabled=console.is_terminal and not quiet)
         with progress.bar:
-            summary = infer_paths(predictor, inputs, out_dir, options, progress)
+            summary = infer_paths(predictor, listed, out_dir, options, progress)
     except (ImageError, ValueError, ImportError) as e:
         fail(e)
     if not quiet:

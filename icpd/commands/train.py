@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from icpd.commands.common import QuietOpt, console, fail, out
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
@@ -15,7 +17,7 @@ def register(app: typer.Typer) -> None:
         root: Annotated[Path, typer.Option(help="Data set root.")],
         fold: Annotated[int, typer.Option(min=0, max=2, help="Held-out fold (its 5 classes validate, the other 10 train).")],
         class_embeddings: Annotated[Path, typer.Option(help="Class embeddings (15 x D, class-id order; `icpd embed-text`).")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, state).")],
+        out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl, state).")],
         shot: Annotated[int, typer.Option(min=1, help="Support images per episode.")] = 1,
         preset: Annotated[str | None, typer.Option(help="Model preset. Default: the checkpoint's, else paper.")] = None,
         clip_weights: Annotated[Path | None, typer.Option(help="open_clip/RemoteCLIP weights for the CLIP tower.")] = None,
@@ -31,26 +33,22 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu or cuda (cuda:LOCAL_RANK under torchrun).")] = "cpu",
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Autocast on CUDA (no effect on CPU).")] = True,
         resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
-        quiet: Annotated[bool, typer.Option(help="No progress bars or per-epoch lines.")] = False,
+        quiet: QuietOpt = False,
     ) -> None:
         """Train ICPD-Net on a fold; keep the best-by-validation-mIoU checkpoint (best.pt, best.safetensors)."""
-        from rich.console import Console
-
         from icpd.engine.train import TrainConfig, train
 
-        err = Console(stderr=True)
         cfg = TrainConfig(
-            dataset=dataset, root=root, fold=fold, shot=shot, class_embeddings=class_embeddings, out=out, preset=preset,
+            dataset=dataset, root=root, fold=fold, shot=shot, class_embeddings=class_embeddings, out=out_dir, preset=preset,
             clip_weights=clip_weights, backbone_weights=backbone_weights, checkpoint=checkpoint, epochs=epochs,
             batch_size=batch_size, lr=lr, workers=workers, episodes_per_epoch=episodes_per_epoch,
             val_episodes=val_episodes, seed=seed, device=device, amp=amp, resume=resume, quiet=quiet,
         )
         try:
-            result = train(cfg, err)
+            result = train(cfg, console)
         except (ValueError, OSError) as e:
-            err.print(f"[bold red]error:[/] {e}")
-            raise typer.Exit(code=2) from None
-        Console().print(
+            fail(e)
+        out.print(
             f"best val mIoU {100 * result.best_miou:.2f} at epoch {result.best_epoch}; wrote {result.best_checkpoint} "
-            f"and {result.best_pt}"
+            f"and {result.best_pt}", markup=False, highlight=False,
         )

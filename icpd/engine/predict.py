@@ -10,11 +10,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from icpd.model.icpd_net import ICPDNet
+
+if TYPE_CHECKING:
+    from icpd.io import Raster
 
 
 @dataclass(frozen=True)
@@ -32,21 +36,28 @@ def _prepare(pixels: np.ndarray, model: ICPDNet) -> torch.Tensor:
     return preprocess_pixels(torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0), model.preset)[0]
 
 
-def predict_files(
+@dataclass(frozen=True)
+class QueryProbability:
+    """The target's foreground probability on one query, at the query's own size."""
+
+    query: Raster  # the query as read (pixels (H, W, 3) uint8 RGB)
+    prob: np.ndarray  # (H, W) float32 foreground probability
+    seconds: float  # network time (excluding file I/O)
+
+
+def predict_probability(
     model: ICPDNet,
     query: str | os.PathLike[str],
     supports: list[str | os.PathLike[str]],
     masks: list[str | os.PathLike[str]],
     class_embeddings: str | os.PathLike[str],
     target: str,
-    out_dir: str | os.PathLike[str],
-    threshold: float = 0.5,
-) -> PredictOutput:
-    """Segment ``target`` in ``query`` given support images and their masks (one mask per support)."""
-    from icpd.io import read_image, read_mask, write_png
+) -> QueryProbability:
+    """Foreground probability of ``target`` on ``query`` given support images and their masks
+    (one mask per support): softmax of the logits, resized (bilinear) to the query's H x W."""
+    from icpd.io import read_image, read_mask
     from icpd.io.labels import resize_label
     from icpd.model.text import load_class_embeddings
-    from icpd.runtime.viz import overlay
 
     if not supports:
         raise ValueError("--support: give at least one support image (and its --mask)")
@@ -76,11 +87,33 @@ def predict_files(
         )
         prob = torch.softmax(logits, dim=1)[0, 1]
         prob = torch.nn.functional.interpolate(prob[None, None], (q.height, q.width), mode="bilinear", align_corners=False)[0, 0]
-    seconds = time.perf_counter() - t0
-    fg = (prob > threshold).numpy().astype(np.uint8)
+    return QueryProbability(q, prob.numpy().astype(np.float32, copy=False), time.perf_counter() - t0)
+
+
+def predict_files(
+    model: ICPDNet,
+    query: str | os.PathLike[str],
+    supports: list[str | os.PathLike[str]],
+    masks: list[str | os.PathLike[str]],
+    class_embeddings: str | os.PathLike[str],
+    target: str,
+    out_dir: str | os.PathLike[str],
+    threshold: float = 0.5,
+) -> PredictOutput:
+    """Segment ``target`` in ``query`` given support images and their masks (one mask per support).
+
+    Foreground where probability >= ``threshold``: :func:`icpd.runtime.predictor.merge_labels`,
+    the rule of ``icpd infer`` and every backend.
+    """
+    from icpd.io import write_png
+    from icpd.runtime.predictor import merge_labels
+    from icpd.runtime.viz import overlay
+
+    res = predict_probability(model, query, supports, masks, class_embeddings, target)
+    fg = merge_labels(res.prob[None, None], threshold)[0]  # (1, 1, H, W) -> (H, W) uint8: 1 = target
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(query).stem
     mask_path = write_png(out / f"{stem}_mask.png", fg * 255)
-    overlay_path = write_png(out / f"{stem}_overlay.png", overlay(q.pixels, fg))
-    return PredictOutput(mask_path, overlay_path, float(fg.mean()), seconds)
+    overlay_path = write_png(out / f"{stem}_overlay.png", overlay(res.query.pixels, fg))
+    return PredictOutput(mask_path, overlay_path, float(fg.mean()), res.seconds)

@@ -3,13 +3,15 @@
     p = open_predictor("model_dir", ["ship.support", "plane.support"], backend="ort")
     summary = infer_paths(p, ["scenes/"], "out/", InferOptions(overlap=32))
 
-A scene that fits in one tile (``H <= tile`` and ``W <= tile``) is predicted whole (the
-predictor resizes it to the model input S) and its probabilities are resized back to ``H x W``
-(bilinear). A larger scene is cut by :func:`~icpd.runtime.tiling.plan_tiles`, the tiles go
-through :meth:`Predictor.predict` in batches (one encoder pass per tile, one matcher pass per
-class), and the per-class probabilities are blended by :class:`~icpd.runtime.tiling.Blender`.
+One rule for every scene size: :func:`~icpd.runtime.tiling.plan_tiles` cuts the scene into
+square tiles of side ``tile`` (a dimension shorter than a tile is padded by reflection, never
+stretched), the tiles go through :meth:`Predictor.predict` in batches (one encoder pass per
+tile, one matcher pass per class), and the per-class probabilities are blended by
+:class:`~icpd.runtime.tiling.Blender` and cropped to the scene's exact size. A scene smaller
+than one tile is thus one reflection-padded tile: its aspect ratio is kept, and a scene one
+pixel larger than a tile sees nearly the same pixels, so results do not jump at the tile size.
 The label map is the per-pixel argmax over classes, background where the best probability is
-below the threshold (:func:`~icpd.runtime.predictor.merge_labels`).
+below the threshold (:func:`~icpd.runtime.predictor.merge_labels`, the rule of every command).
 
 One bad input (not an image, corrupt, unsupported bands) is recorded in the summary with its
 error and the run goes on. Every file is written atomically; an input that fails while its
@@ -25,9 +27,9 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import cv2
 import numpy as np
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
 
 __all__ = [
+    "CollectedInputs",
     "InferOptions",
     "InferProgress",
     "InferSummary",
@@ -66,10 +69,10 @@ SUMMARY_NAME = "summary.json"
 
 @dataclass(frozen=True)
 class InferOptions:
-    """How to run and what to write."""
+    """How to run and what to write. Checked once, when made (ValueError naming the option)."""
 
-    threshold: float = 0.5  # foreground probability a class needs to win a pixel
-    tile: int | None = None  # tile side in scene pixels; None: the model input S
+    threshold: float = 0.5  # foreground probability a class needs to win a pixel (>=)
+    tile: int | None = None  # tile side in scene pixels; None: the model input S (see for_model)
     overlap: int = 32  # pixels shared by neighbouring tiles (blended with a raised cosine)
     batch: int = 8  # tiles per predictor call
     save_probs: bool = False  # also write <stem>_prob_<class>.png (uint8, round(p * 255))
@@ -77,27 +80,35 @@ class InferOptions:
     alpha: float = 0.5  # opacity of the class colours in <stem>_overlay.png
     recursive: bool = False  # descend into sub-folders of folder inputs
 
-    def validate(self, model_size: int) -> int:
-        """Check the values; returns the tile side to use. Raises ValueError naming the option."""
-        tile = model_size if self.tile is None else self.tile
+    def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"--threshold {self.threshold}: must be in [0, 1]")
-        if tile < 1:
-            raise ValueError(f"--tile {tile}: must be >= 1 pixel (default: the model input, {model_size})")
-        if not 0 <= self.overlap < tile:
-            raise ValueError(f"--overlap {self.overlap}: must satisfy 0 <= overlap < tile ({tile}); e.g. --overlap {tile // 4}")
+        if self.tile is not None and self.tile < 1:
+            raise ValueError(f"--tile {self.tile}: must be >= 1 pixel (default: the model input size)")
+        if self.overlap < 0 or (self.tile is not None and self.overlap >= self.tile):
+            bound = f"tile ({self.tile})" if self.tile is not None else "tile"
+            hint = f"; e.g. --overlap {self.tile // 4}" if self.tile is not None else ""
+            raise ValueError(f"--overlap {self.overlap}: must satisfy 0 <= overlap < {bound}{hint}")
         if self.batch < 1:
             raise ValueError(f"--batch {self.batch}: must be >= 1")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
-        return tile
+
+    def for_model(self, model_size: int) -> InferOptions:
+        """These options with ``tile`` resolved (None -> the model input ``model_size``), so the
+        overlap is checked against the actual tile once, here. ``self`` when the tile is set."""
+        return self if self.tile is not None else replace(self, tile=model_size)
+
+    def validate(self, model_size: int) -> int:
+        """The tile side for a model of input ``model_size`` (the values were checked when made)."""
+        return self.tile if self.tile is not None else model_size
 
 
 @dataclass
 class ScenePrediction:
     """probs (N, H, W) float32 per-class foreground probability; labels (H, W) uint8 (0
     background, i + 1 = class_names[i]); priors (N, H, W) float32 when asked; tiles: predictor
-    inputs used (1 for a scene that fits one tile)."""
+    inputs used (1 for a scene no larger than one tile)."""
 
     probs: np.ndarray
     labels: np.ndarray
@@ -199,26 +210,18 @@ def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOption
                   on_tiles: Callable[[int, int], None] | None = None) -> ScenePrediction:
     """Predict every class of ``predictor`` on one (H, W, 3) uint8 RGB scene at full size.
 
-    Scenes within one tile are predicted whole and resized back; larger ones are tiled and
-    blended (module docstring). Tiles of a side other than the model input S are resized to S
-    by the predictor and their probabilities resized back to the tile (bilinear).
-    ``on_tiles(done, total)`` is called after each predictor call.
+    Every scene is tiled and blended (module docstring): a dimension shorter than the tile is
+    padded by reflection and cropped back, never stretched. Tiles of a side other than the
+    model input S are resized to S by the predictor (square to square: no distortion) and their
+    probabilities resized back to the tile (bilinear). ``on_tiles(done, total)`` is called after
+    each predictor call.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"predict_scene: expected (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
-    size = predictor.preset.image_size
-    tile_side = options.validate(size)
+    tile = options.validate(predictor.preset.image_size)
     height, width = pixels.shape[:2]
     n = len(predictor.class_names)
-    if height <= tile_side and width <= tile_side:
-        pred = predictor.predict(pixels[None], options.threshold, priors=options.save_priors)
-        probs = _resize_maps(pred.probs[0], height, width)
-        priors = None if pred.priors is None else _resize_maps(pred.priors[0], height, width)
-        if on_tiles is not None:
-            on_tiles(1, 1)
-        return ScenePrediction(probs, merge_labels(probs[None], options.threshold)[0], predictor.class_names, 1, priors)
-
-    tiles: list[Tile] = plan_tiles(height, width, tile_side, options.overlap)
+    tiles: list[Tile] = plan_tiles(height, width, tile, options.overlap)
     blend = Blender(height, width, n, options.overlap)
     prior_blend = Blender(height, width, n, options.overlap) if options.save_priors else None
     done = 0
@@ -286,14 +289,14 @@ def write_outputs(out_dir: Path, stem: str, raster: Raster, scene: ScenePredicti
     return written
 
 
-def _write_summary(path: Path, predictor: Predictor, options: InferOptions, tile: int, results: list[InputResult],
+def _write_summary(path: Path, predictor: Predictor, options: InferOptions, results: list[InputResult],
                    skipped: list[str]) -> None:
     doc = {
         "model": str(predictor.model_dir.path),
         "backend": predictor.backend_name,
         "classes": predictor.class_names,
         "labels": {str(i + 1): c for i, c in enumerate(predictor.class_names)} | {"0": "background"},
-        "options": asdict(options) | {"tile": tile},
+        "options": asdict(options),  # tile resolved (for_model)
         "ok": sum(r.status == "ok" for r in results),
         "failed": sum(r.status != "ok" for r in results),
         "skipped_inside_out_dir": skipped,
@@ -315,8 +318,15 @@ def _inside(path: Path, folder: Path) -> bool:
 # driver
 
 
+class CollectedInputs(NamedTuple):
+    """The images of a run, listed once (:func:`collect_inputs`)."""
+
+    paths: list[Path]  # images to segment, in order
+    skipped: list[str]  # images inside the output folder (outputs of an earlier run), not segmented
+
+
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                   recursive: bool = False) -> tuple[list[Path], list[str]]:
+                   recursive: bool = False) -> CollectedInputs:
     """Images to segment (files, folders expanded by list_inputs) and those skipped because they
     lie inside ``out_dir`` (outputs of an earlier run).
 
@@ -335,12 +345,14 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.P
         where = ", ".join(str(p) for p in given)
         extra = f" ({len(skipped)} inside the output folder {out_dir} skipped)" if skipped else ""
         raise ValueError(f"no images (.png .jpg .jpeg .tif .tiff) found in {where}{extra}")
-    return paths, skipped
+    return CollectedInputs(paths, skipped)
 
 
-def infer_paths(predictor: Predictor, inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                options: InferOptions = InferOptions(), progress: InferProgress | None = None) -> InferSummary:
-    """Segment every image in ``inputs`` (files or folders) into ``out_dir``.
+def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | os.PathLike[str]],
+                out_dir: str | os.PathLike[str], options: InferOptions = InferOptions(),
+                progress: InferProgress | None = None) -> InferSummary:
+    """Segment every image in ``inputs`` (files or folders, or a :class:`CollectedInputs` listed
+    already by :func:`collect_inputs` for this ``out_dir``) into ``out_dir``.
 
     Writes per input ``<stem>_labels.png`` (+ ``.pgw``/``.aux.xml`` sidecars, and
     ``<stem>_labels.tif`` when the input is a GeoTIFF and rasterio is installed),
@@ -352,22 +364,22 @@ def infer_paths(predictor: Predictor, inputs: Iterable[str | os.PathLike[str]], 
         ValueError: bad options, no support set, or no images found (nothing is written then).
         ImageError: an input path that does not exist or is not an image type.
     """
-    tile = options.validate(predictor.preset.image_size)
+    options = options.for_model(predictor.preset.image_size)  # the tile, resolved once for every scene
     if not predictor.supports:
         raise ValueError("no support set: pass --support CLASS.support")
     out = Path(out_dir)
-    paths, skipped = collect_inputs(inputs, out, options.recursive)
+    listed = inputs if isinstance(inputs, CollectedInputs) else collect_inputs(inputs, out, options.recursive)
     out.mkdir(parents=True, exist_ok=True)
 
     results: list[InputResult] = []
     try:
-        for path, stem in zip(paths, _output_stems(paths)):
+        for path, stem in zip(listed.paths, _output_stems(listed.paths)):
             results.append(_infer_one(predictor, path, out, stem, options, progress))
             if progress is not None:
                 progress.finish_input(results[-1])
     finally:
-        _write_summary(out / SUMMARY_NAME, predictor, options, tile, results, skipped)
-    return InferSummary(results, predictor.class_names, out / SUMMARY_NAME, skipped)
+        _write_summary(out / SUMMARY_NAME, predictor, options, results, listed.skipped)
+    return InferSummary(results, predictor.class_names, out / SUMMARY_NAME, listed.skipped)
 
 
 def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: InferOptions,

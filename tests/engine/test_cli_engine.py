@@ -74,3 +74,22 @@ def test_synth_as_a_subprocess(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout
     assert (out / "DLRSD_5i" / "val" / "fold2.txt").is_file()
+
+
+def test_errors_holding_brackets_print_literally(tmp_path: Path):
+    """Guards issue 10 defect 5: eval, train and data synth printed error text with rich markup on,
+    so a path holding `[/red]` raised MarkupError (a traceback, not a one-line error) and `[bold]`
+    vanished from the message. Each must print the message verbatim and exit 2."""
+    emb = save_class_embeddings(tmp_path / "emb.safetensors",
+                                ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15))))
+    missing = tmp_path / "sets[/red]" / "[bold]root"  # a closing tag with nothing to close: MarkupError
+    common = ["--dataset", "isaid5i", "--root", str(missing), "--fold", "0", "--class-embeddings", str(emb), "--quiet"]
+    for args in (["train", *common, "--out", str(tmp_path / "run"), "--preset", "tiny"],
+                 ["eval", *common, "--checkpoint", str(tmp_path / "none[b].safetensors")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args[0], res.output, res.exception)
+        flat = "".join(res.output.split("\n"))
+        assert "error:" in flat and ("[bold]root" in flat or "none[b].safetensors" in flat), (args[0], flat)
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--layout", "[bold]coco[/bold]", "--tiles", "5"])
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert "[bold]coco[/bold]" in "".join(res.output.split("\n"))
