@@ -546,8 +546,10 @@ def _write_tile(out: Path, layout: Layout, split: str, g: int, image: np.ndarray
         x0, y0 = (g % 7) * size, (g // 7 % 5) * size
         name = f"P{g:04d}_{x0}_{x0 + size}_{y0}_{y0 + size}"
         _write(out / split / "images" / f"{name}.png", image)
-        # iSAID-5i ships "RGB" label files; write equal channels so the reader's RGB path is exercised
-        _write(out / split / "semantic_png" / f"{name}_instance_color_RGB.png", np.repeat(label[..., None], 3, 2))
+        # The published semantic_png files are single-channel class-id PNGs despite the "_RGB" in their
+        # names: the authors' loader reads them as (H, W) with np.array(Image.open(...)). (Readers still
+        # accept RGB files with equal channels.)
+        _write(out / split / "semantic_png" / f"{name}_instance_color_RGB.png", label)
         return name
     cat = UCM_CATEGORIES[g % len(UCM_CATEGORIES)]
     name = f"{cat}{g // len(UCM_CATEGORIES):02d}"

@@ -72,3 +72,22 @@ def test_objects_vary_within_a_class(isaid_synth):
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="layout"):
         synthesize(tmp_path, "pascal", 5, 0)  # type: ignore[arg-type]
+
+
+def test_isaid5i_labels_are_single_channel_class_ids(isaid_synth):
+    """Guards issue 10 defect 11: `icpd data synth` wrote iSAID-5i labels as 3-channel RGB. The
+    published semantic_png files are single-channel class-id PNGs, which the authors' loader reads
+    with np.array(Image.open(...)) and resizes as (H, W): a 3-channel file breaks that."""
+    from PIL import Image
+
+    labels = sorted((isaid_synth.root / "trn" / "semantic_png").glob("*.png"))[:5]
+    assert labels
+    for path in labels:
+        with Image.open(path) as im:
+            assert im.mode == "L", (path.name, im.mode)
+            arr = np.array(im)
+        assert arr.ndim == 2 and arr.dtype == np.uint8
+        np.testing.assert_array_equal(arr, read_label(path))
+        assert 0 < int(arr.max()) <= 15
+        small = np.array(Image.fromarray(arr).resize((arr.shape[1] // 2, arr.shape[0] // 2), Image.NEAREST))
+        assert small.shape == (arr.shape[0] // 2, arr.shape[1] // 2)  # the authors' (H, W) resize
