@@ -14,10 +14,10 @@ alike; with ``rounds=0`` one after the other with :func:`~icpd.benchmarks.timer.
   passes per sample and blow the 5-minute budget of the default run);
 - ``batch``: B query tiles per call (cached 1-shot); throughput counts tiles.
 
-Stages: ``support_encoding`` (uncached only), ``preprocessing``, ``encoder``, ``matcher``,
-``postprocessing`` (two-class softmax + label merge) and ``end_to_end``. The query path is
-:meth:`~icpd.runtime.predictor.Predictor.predict` step by step (:func:`run_query`), so each
-step can be timed; a test checks that it returns the same labels as ``predict``.
+Stages: ``support_encoding`` (uncached only: encoding and uploading the supports),
+``preprocessing``, ``encoder``, ``matcher``, ``postprocessing`` (two-class softmax + label merge)
+and ``end_to_end``. The query is :meth:`~icpd.runtime.predictor.Predictor.predict` itself, its
+stages timed through its ``timer`` (the same names); nothing here re-implements it.
 
 Peak RSS is reset before each scenario where Linux allows it (``/proc/self/clear_refs``), so it
 is the peak of that scenario (model weights included), not of the export that came before.
@@ -29,7 +29,7 @@ import contextlib
 import gc
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -234,38 +234,31 @@ def _inputs_for(predictor: Predictor, pool: int, seed: int = 0) -> _Inputs:
     return _Inputs(p.image_size, p.num_classes, p.embed_dim, pool, seed)
 
 
-@contextlib.contextmanager
-def _untimed(name: str) -> Iterator[None]:
-    yield
+def session(predictor: Predictor, supports: list[SupportSet]) -> Predictor:
+    """A session on ``predictor``'s loaded backend holding ``supports`` (each uploaded once, here)."""
+    s = predictor.fork()
+    for support in supports:
+        s.add_support(support)
+    return s
 
 
-def run_query(predictor: Predictor, images: np.ndarray, supports: list[SupportSet],
+def run_query(predictor: Predictor, images: np.ndarray, supports: list[SupportSet] | None = None,
               stages: StageTimer | None = None, threshold: float = THRESHOLD) -> np.ndarray:
-    """``Predictor.predict(images).labels`` step by step, each step a stage: (B, S, S) uint8 labels."""
-    from icpd.runtime.predictor import merge_labels, softmax_foreground
+    """``Predictor.predict(images).labels`` with its stages timed by ``stages``: (B, S, S) uint8 labels.
 
-    stage = stages.stage if stages is not None else _untimed
-    with stage("preprocessing"):
-        x = predictor.preprocess(images)
-    with stage("encoder"):
-        features = predictor.encode(x)
-    probs = []
-    for support in supports:  # one matcher pass per class, like predict()
-        with stage("matcher"):
-            (logits,) = predictor.match(features, support, ["logits"])
-        with stage("postprocessing"):
-            probs.append(softmax_foreground(logits))
-    with stage("postprocessing"):
-        return merge_labels(np.stack(probs, axis=1).astype(np.float32), threshold)
+    ``supports``: answer these classes (a session made for this call) instead of the predictor's own.
+    """
+    target = predictor if supports is None else session(predictor, supports)
+    return target.predict(images, threshold, timer=stages).labels
 
 
 def query_step(predictor: Predictor, shots: int = 1, batch: int = 1, classes: int = 1,
                stages: StageTimer | None = None, seed: int = 0) -> Callable[[], np.ndarray]:
-    """The cached-support query as a zero-argument call (supports encoded now, outside any timing)."""
+    """The cached-support query as a zero-argument call (supports encoded and uploaded now, outside any timing)."""
     inputs = _inputs_for(predictor, max(shots + classes, batch + 1), seed)
-    supports = [inputs.support(predictor, shots, c) for c in range(classes)]
+    s = session(predictor, [inputs.support(predictor, shots, c) for c in range(classes)])
     images = inputs.query(batch)
-    return lambda: run_query(predictor, images, supports, stages)
+    return lambda: s.predict(images, THRESHOLD, timer=stages).labels
 
 
 # -- scenarios ----------------------------------------------------------------------------------------
@@ -303,9 +296,9 @@ def _scenario_step(predictor: Predictor, sc: Scenario, stages: StageTimer, seed:
     pixels, masks = list(inputs.pixels[: sc.shots]), inputs.masks[: sc.shots]
 
     def episode() -> np.ndarray:
-        with stages.stage("support_encoding"):  # re-encodes the K supports every call
-            support = predictor.encode_support(pixels, masks, "class0", inputs.embeddings)
-        return run_query(predictor, images, [support], stages)
+        with stages.stage("support_encoding"):  # re-encodes (and uploads) the K supports every call
+            s = session(predictor, [predictor.encode_support(pixels, masks, "class0", inputs.embeddings)])
+        return s.predict(images, THRESHOLD, timer=stages).labels
 
     return episode
 
@@ -320,12 +313,15 @@ def _reset_peak_rss() -> bool:
 
 
 def _device_hooks(spec: BackendSpec) -> dict[str, Any]:
-    """measure() keywords: torch on CUDA gets a sync, CUDA events and peak device memory."""
-    if spec.backend == "torch" and spec.device.startswith("cuda"):
+    """measure() keywords: torch on CUDA and TensorRT get a sync (their images and features stay on
+    the GPU between stages, queued), torch also CUDA events and peak device memory."""
+    if spec.device.startswith("cuda") and spec.backend in ("torch", "trt"):
         import torch
 
+        if spec.backend == "trt":
+            return {"sync": torch.cuda.synchronize}
         return {"sync": torch.cuda.synchronize, "device": spec.device, "cuda_events": True}
-    return {}  # ORT / TensorRT calls return host arrays: they are finished when they return
+    return {}  # ONNX Runtime: each run is finished when it returns
 
 
 # -- icpd bench --------------------------------------------------------------------------------------

@@ -17,7 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from icpd.config import Preset
+from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names, level_names
 from icpd.model.icpd_net import Features, ICPDNet, PreparedSupport
+
+__all__ = ["MATCHER_OUTPUTS_ALL", "EncoderGraph", "MatcherGraph", "PreprocessGraph", "encoder_output_names",
+           "level_names", "matcher_input_names", "preprocess_pixels"]
 
 
 def preprocess_pixels(pixels: torch.Tensor, preset: Preset) -> torch.Tensor:
@@ -30,27 +34,16 @@ def preprocess_pixels(pixels: torch.Tensor, preset: Preset) -> torch.Tensor:
     return (x - mean) / std
 
 
-def level_names(preset: Preset) -> list[str]:
-    return [f"layer{i:02d}" for i in range(preset.num_layers)] + ["clip"]
+def matcher_input_names(preset: Preset, fusion: bool | None = None) -> list[str]:
+    """The matcher's input names in order (:class:`icpd.export.signature.MatcherSignature`); ``fusion``
+    defaults to the preset's."""
+    sig = MatcherSignature.for_preset(preset)
+    if fusion is not None and fusion != sig.fusion:
+        sig = MatcherSignature(sig.levels, fusion)
+    return sig.inputs
 
 
-def encoder_output_names(preset: Preset) -> list[str]:
-    return [f"feat_{n}" for n in level_names(preset)]
-
-
-def matcher_input_names(preset: Preset, fusion: bool) -> list[str]:
-    levels = level_names(preset)
-    names = [f"query_{n}" for n in levels]
-    names += [f"support_feat_{n}" for n in levels]
-    names += [f"support_norm_{n}" for n in levels]
-    names += [f"support_mask_{n}" for n in levels]
-    names += ["class_embeddings"]
-    if fusion:
-        names += ["support_masks"]
-    return names
-
-
-MATCHER_OUTPUTS_ALL = ["logits", "query_prior", "pyramid_l4", "pyramid_l3", "pyramid_l2"]
+MATCHER_OUTPUTS_ALL = list(MATCHER_OUTPUTS)  # kept name: the matcher's outputs, in order
 
 
 class PreprocessGraph(nn.Module):
@@ -72,37 +65,32 @@ class EncoderGraph(nn.Module):
 
 
 class MatcherGraph(nn.Module):
-    """Positional inputs in ``matcher_input_names`` order."""
+    """Positional inputs in :attr:`MatcherSignature.inputs` order -> logits (B, 2, S, S), or with
+    ``all_outputs`` every output of :data:`~icpd.export.signature.MATCHER_OUTPUTS` in order."""
 
     def __init__(self, model: ICPDNet, all_outputs: bool = False, rank: str = "distances") -> None:
         super().__init__()
         self.model = model
         self.all_outputs = all_outputs
         self.rank = rank  # "distances" / "features": through an op (export, CUDA); "eager": topk (torch on CPU)
-        self.levels = model.preset.num_layers + 1
-        self.fusion = model.preset.fusion_weight > 0
+        self.signature = MatcherSignature.for_preset(model.preset)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        n = self.levels
-        query = Features.from_list(list(inputs[:n]))
-        feats = [x.unsqueeze(0) for x in inputs[n : 2 * n]]  # one support set shared by the batch
-        norms = [x.unsqueeze(0) for x in inputs[2 * n : 3 * n]]
-        masks = [x.unsqueeze(0) for x in inputs[3 * n : 4 * n]]
-        emb = inputs[4 * n]
-        raw_masks = inputs[4 * n + 1].unsqueeze(0) if self.fusion else None
+        x = self.signature.unpack(inputs)
+        query = Features.from_list(x.query)
+        feats = [f.unsqueeze(0) for f in x.features]  # one support set shared by the batch: K.. -> 1 K ..
         g = self.model.preset.clip_grid
         clip = feats[-1].reshape(1, feats[-1].shape[1], -1, g, g).permute(0, 1, 3, 4, 2)  # 1 K D (g g) -> 1 K g g D
-        prepared = PreparedSupport(features=feats, norms=norms, masks=masks, clip_tokens=clip)
+        prepared = PreparedSupport(features=feats, norms=[n.unsqueeze(0) for n in x.norms],
+                                   masks=[m.unsqueeze(0) for m in x.masks], clip_tokens=clip)
         out = self.model.match_prepared(
             query,
             prepared,
-            emb.unsqueeze(0).expand(query.batch, -1, -1),
-            return_intermediates=self.all_outputs,
-            support_masks=raw_masks,
+            x.class_embeddings.unsqueeze(0).expand(query.batch, -1, -1),
+            support_masks=None if x.raw_masks is None else x.raw_masks.unsqueeze(0),
             rank=self.rank,
             validate=False,
-            support_priors=False,
         )
         if not self.all_outputs:
-            return out
-        return [out["logits"], out["query_prior"], *out["pyramid"]]
+            return out.logits
+        return [out.logits, out.query_prior, *out.pyramid]

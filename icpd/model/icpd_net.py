@@ -59,6 +59,32 @@ class PreparedSupport:
         return self.clip_tokens.shape[1]
 
 
+@dataclass
+class MatchOutput:
+    """What ``ICPDNet.match_prepared`` computes for B queries.
+
+    logits (B, 2, S, S); query_prior (B, g, g); pyramid [L4, L3, L2] of the prior pyramid, each
+    (B, C, h, w); support_priors (B or 1, K, g, g) and prior_loss (a scalar) only when asked for
+    (training).
+    """
+
+    logits: torch.Tensor
+    query_prior: torch.Tensor
+    pyramid: list[torch.Tensor]
+    support_priors: torch.Tensor | None = None
+    prior_loss: torch.Tensor | None = None
+
+    def as_dict(self) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """The intermediates as ``forward(..., return_intermediates=True)`` returns them (set fields only)."""
+        out: dict[str, torch.Tensor | list[torch.Tensor]] = {
+            "logits": self.logits, "query_prior": self.query_prior, "pyramid": self.pyramid}
+        if self.support_priors is not None:
+            out["support_priors"] = self.support_priors
+        if self.prior_loss is not None:
+            out["prior_loss"] = self.prior_loss
+        return out
+
+
 class ICPDNet(nn.Module):
     """ICPD-Net. Attribute names follow the released checkpoints (``backbone``,
     ``cross_modal_visual_backbone``, ``priorlearner``, ``hpn_learner``)."""
@@ -115,20 +141,19 @@ class ICPDNet(nn.Module):
         support: PreparedSupport,
         class_embeddings: torch.Tensor,
         *,
-        return_intermediates: bool = False,
         support_masks: torch.Tensor | None = None,
         rank: str = "eager",
         validate: bool = True,
-        support_priors: bool = True,
-    ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Query features x prepared support x (B, 15, D) class embeddings -> (B, 2, S, S) logits.
+        support_priors: bool = False,
+    ) -> MatchOutput:
+        """Query features x prepared support x (B, 15, D) class embeddings -> :class:`MatchOutput`.
 
         The prepared support has batch B (one support set per query) or 1 (one support set, e.g.
         a cached class, shared by all B queries). ``support_masks`` (B or 1, K, S, S) is needed
         only for RFFM fusion and the prior loss. ``rank`` chooses how the rank prior is computed
         (see ``icpd.model.priors.pair_priors``: "eager", or an op for export/CUDA).
-        ``validate=False`` skips input checks (export tracing); ``support_priors=False`` leaves the
-        support priors and the prior loss out of the intermediates (inference).
+        ``validate=False`` skips input checks (export tracing); ``support_priors=True`` adds the
+        support priors and, with ``support_masks``, the prior loss (training).
         """
         p = self.preset
         b = query.batch
@@ -154,23 +179,15 @@ class ICPDNet(nn.Module):
         l4 = torch.cat(backbone_levels[n2 + n3 :], dim=2)
         pyramid = [l4.mean(1), torch.cat([l3.mean(1), query_prior.unsqueeze(1)], dim=1), l2.mean(1)]
         size = (p.image_size, p.image_size)
-        logits = self.hpn_learner(pyramid, size)
-        if not return_intermediates:
-            return logits
-        out: dict[str, torch.Tensor | list[torch.Tensor]] = {
-            "logits": logits,
-            "query_prior": query_prior,
-            "pyramid": pyramid,
-        }
-        if not support_priors:  # deployment: only the query side is wanted
+        out = MatchOutput(logits=self.hpn_learner(pyramid, size), query_prior=query_prior, pyramid=pyramid)
+        if not support_priors:  # inference: only the query side is wanted
             return out
         bs, k = support.clip_tokens.shape[:2]
         emb = class_embeddings[:bs].repeat_interleave(k, dim=0)
         sim = text_similarity(support.clip_tokens.flatten(0, 1), emb)
-        support_priors = self.priorlearner(sim).view(bs, k, *query_prior.shape[-2:])
-        out["support_priors"] = support_priors
+        out.support_priors = self.priorlearner(sim).view(bs, k, *query_prior.shape[-2:])
         if support_masks is not None:
-            out["prior_loss"] = prior_loss(support_priors, support_masks)
+            out.prior_loss = prior_loss(out.support_priors, support_masks)
         return out
 
     def _fuse(
@@ -197,11 +214,12 @@ class ICPDNet(nn.Module):
         *,
         return_intermediates: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Query features (B), support features (B*K, shot-major per item), masks (B, K, S, S)."""
+        """Query features (B), support features (B*K, shot-major per item), masks (B, K, S, S) ->
+        logits (B, 2, S, S), or with ``return_intermediates`` :meth:`MatchOutput.as_dict`."""
         prepared = self.prepare_support(support, support_masks)
-        return self.match_prepared(
-            query, prepared, class_embeddings, return_intermediates=return_intermediates, support_masks=support_masks
-        )
+        out = self.match_prepared(query, prepared, class_embeddings, support_masks=support_masks,
+                                  support_priors=return_intermediates)
+        return out.as_dict() if return_intermediates else out.logits
 
     def forward(
         self,

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from icpd.export.wrappers import level_names
 from icpd.model.icpd_net import Features, prepare_support_tensors
 from icpd.runtime.predictor import Predictor
+from icpd.runtime.support_cache import SupportSet
 
 
 class PredictorEpisodePredictor:
@@ -28,26 +28,27 @@ class PredictorEpisodePredictor:
 
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
-        self.names = level_names(predictor.preset)
 
     def predict_episodes(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        backend = self.predictor.backend
         q = np.ascontiguousarray(batch["query"].numpy(), dtype=np.float32)
         s = batch["support_images"]
         b = s.shape[0]
-        feats = self.predictor.encode(np.concatenate([q, s.flatten(0, 1).numpy().astype(np.float32)]))
-        q_feats = [f[:b] for f in feats]
+        # queries and supports in one encoder pass; the supports' features are prepared on the host
+        feats = backend.to_host(backend.encode(np.concatenate([q, s.flatten(0, 1).numpy().astype(np.float32)])))
         s_feats = Features.from_list([torch.from_numpy(np.ascontiguousarray(f[b:])) for f in feats])
-        prepared = prepare_support_tensors(s_feats, batch["support_masks"].float())
-        masks = []
+        masks = batch["support_masks"].float()
+        prepared = prepare_support_tensors(s_feats, masks)
+        sig = backend.signature
+        out = []
         for i in range(b):  # one support set per query
-            feeds = {f"query_{n}": f[i : i + 1] for n, f in zip(self.names, q_feats)}
-            for n, f, nm, m in zip(self.names, prepared.features, prepared.norms, prepared.masks):
-                feeds[f"support_feat_{n}"] = f[i].numpy()
-                feeds[f"support_norm_{n}"] = nm[i].numpy()
-                feeds[f"support_mask_{n}"] = m[i].numpy()
-            feeds["class_embeddings"] = batch["class_embeddings"][i].numpy().astype(np.float32)
-            if "support_masks" in self.predictor.backend.matcher_inputs:
-                feeds["support_masks"] = batch["support_masks"][i].numpy().astype(np.float32)
-            (logits,) = self.predictor.backend.match(feeds, ["logits"])
-            masks.append(torch.from_numpy(logits.argmax(axis=1) == 1))
-        return torch.cat(masks)
+            packed = sig.pack_support(prepared, batch["class_embeddings"][i].float(), masks[i], item=i)
+            support = _episode_support(packed, masks.shape[1], self.predictor.fingerprint)
+            (logits,) = self.predictor.match([f[i : i + 1] for f in feats], support, ["logits"])
+            out.append(torch.from_numpy(logits.argmax(axis=1) == 1))
+        return torch.cat(out)
+
+
+def _episode_support(packed: Mapping[str, torch.Tensor], shots: int, fingerprint: str) -> SupportSet:
+    tensors = {n: np.ascontiguousarray(t.numpy(), dtype=np.float32) for n, t in packed.items()}
+    return SupportSet("episode", fingerprint, shots, tensors)

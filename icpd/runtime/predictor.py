@@ -2,36 +2,61 @@
 
     p = Predictor.load("model_dir", backend="ort")
     p.add_support(SupportSet.load("ship.support", p.fingerprint))
-    pred = p.predict(images)          # (B, H, W, 3) uint8 RGB, any H, W
+    pred = p.predict(images)          # (B, H, W, 3) or (H, W, 3) uint8 RGB, any H, W
 
 Per call: one preprocess + encoder pass for the images, one matcher pass per class; merged
 into a label map (per-pixel argmax of the class foreground probabilities; background where
-none reaches the threshold).
+none reaches the threshold). Images and features stay in the backend's own memory between the
+stages (see :mod:`icpd.runtime.backends.protocol`); each class's support tensors went to the
+backend once, in ``add_support``.
+
+``predict`` is four stages, each a method that takes an optional timer (anything with a
+``stage(name)`` context manager, e.g. ``icpd.benchmarks.timer.StageTimer``): :meth:`preprocess`
+(``"preprocessing"``), :meth:`encode` (``"encoder"``), :meth:`match_classes` (``"matcher"``, once
+per class) and :meth:`merge` (``"postprocessing"``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
+from icpd.config import Backend
 from icpd.export.model_dir import ModelDir
-from icpd.export.wrappers import level_names
-from icpd.runtime.support_cache import SupportCacheError, SupportSet
+from icpd.runtime.backends.protocol import Features, Images, RuntimeBackend, SupportHandle, image_groups
+from icpd.runtime.support_cache import SupportCacheError, SupportSet, check_inputs
+from icpd.runtime.support_encoding import encode_support
 
-BACKENDS = ("torch", "ort", "trt")
+BACKENDS = tuple(b.value for b in Backend)  # kept name: ("torch", "ort", "trt")
+STAGES = ("preprocessing", "encoder", "matcher", "postprocessing")  # the stage names a timer sees
+
+
+class StageTimer(Protocol):
+    """What ``predict``'s stages time themselves with (``icpd.benchmarks.timer.StageTimer`` is one)."""
+
+    def stage(self, name: str) -> AbstractContextManager[Any]: ...
+
+
+def _stage(timer: StageTimer | None, name: str) -> AbstractContextManager[Any]:
+    return nullcontext() if timer is None else timer.stage(name)
 
 
 @dataclass
 class Prediction:
     """probs (B, N, S, S) foreground probability per class; labels (B, S, S) uint8: 0 background,
-    i + 1 for class_names[i]; priors (B, N, g, g) query priors when requested."""
+    i + 1 for class_names[i]; priors (B, N, g, g) query priors when requested; outputs: matcher
+    outputs asked for by name, each stacked over classes on axis 1 (B, N, ...)."""
 
     probs: np.ndarray
     labels: np.ndarray
     class_names: list[str]
     priors: np.ndarray | None = None
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def softmax_foreground(logits: np.ndarray) -> np.ndarray:
@@ -48,126 +73,162 @@ def merge_labels(probs: np.ndarray, threshold: float) -> np.ndarray:
 
 
 class Predictor:
-    def __init__(self, model_dir: ModelDir, backend: object, name: str) -> None:
+    """A model dir run by one backend, plus the session's support sets (one per class)."""
+
+    def __init__(self, model_dir: ModelDir, backend: RuntimeBackend, name: str | None = None) -> None:
         self.model_dir = model_dir
         self.backend = backend
-        self.backend_name = name
+        self.backend_name = name or getattr(backend, "name", "backend")
         self.preset = model_dir.preset
         self.supports: list[SupportSet] = []
+        self._handles: list[SupportHandle] = []  # backend.load_support(supports[i]), made once
 
     @property
     def fingerprint(self) -> str:
         return self.model_dir.fingerprint
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike[str], backend: str = "ort", device: str = "cpu",
-             threads: int | None = None, engine_dir: str | os.PathLike[str] | None = None) -> Predictor:
-        md = ModelDir.open(model_dir)
+    def load(cls, model_dir: str | os.PathLike[str], backend: Backend | str = Backend.ORT, device: str = "cpu",
+             threads: int | None = None, engine_dir: str | os.PathLike[str] | None = None,
+             verify: bool = False) -> Predictor:
+        """Open ``model_dir`` (``verify``: also check every file's sha256) and start ``backend``
+        (torch, ort or trt) on ``device``; ``threads``: CPU threads of that backend (None: its default)."""
+        try:
+            kind = Backend(backend)
+        except ValueError:
+            raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
+        md = ModelDir.open(model_dir, verify=verify)
         files = {role: md.file(role) for role in md.meta["files"]}
-        if backend == "ort":
+        from icpd.export.signature import MatcherSignature
+
+        impl: RuntimeBackend
+        if kind is Backend.ORT:
             from icpd.runtime.backends.ort import OrtBackend
 
-            impl: object = OrtBackend(files, device, threads, plugin=md.meta.get("rank_prior") == "plugin")
-        elif backend == "torch":
+            impl = OrtBackend(files, device, threads, plugin=md.meta.get("rank_prior") == "plugin",
+                              signature=MatcherSignature.for_preset(md.preset))
+        elif kind is Backend.TORCH:
             from icpd.runtime.backends.torch import TorchBackend
 
-            impl = TorchBackend(md.path, files, device, threads)
-        elif backend == "trt":
+            impl = TorchBackend(files, device, threads)
+        else:
             from icpd.runtime.backends.trt import TrtBackend
 
             impl = TrtBackend(md, engine_dir, "cuda" if device == "cpu" else device)  # engines run on the GPU
-        else:
-            raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        return cls(md, impl, backend)
+        return cls(md, impl, kind.value)
+
+    def fork(self) -> Predictor:
+        """Another session on the same loaded backend, with no support sets (nothing is reloaded)."""
+        return type(self)(self.model_dir, self.backend, self.backend_name)
 
     # -- session state -------------------------------------------------------------------------
     def add_support(self, support: SupportSet | str | os.PathLike[str]) -> SupportSet:
-        """Add one class (a SupportSet or the path of a cache file); refuses other models' caches."""
+        """Add one class (a SupportSet or the path of a cache file); refuses other models' caches.
+        Its tensors go to the backend's device here, once."""
         if not isinstance(support, SupportSet):
             support = SupportSet.load(support, self.fingerprint)
-        elif support.fingerprint != self.fingerprint:
+        self._check(support)
+        self._handles.append(self.backend.load_support(support))
+        self.supports.append(support)
+        return support
+
+    def _check(self, support: SupportSet) -> None:
+        if support.fingerprint != self.fingerprint:
             raise SupportCacheError(
                 f"support set {support.class_name!r} was made with model {support.fingerprint[:12]}..., not "
                 f"{self.fingerprint[:12]}...; recreate it with `icpd cache-support --model {self.model_dir.path}`"
             )
-        missing = [n for n in self._support_inputs() if n not in support.tensors]
-        if missing:
-            raise SupportCacheError(f"support set {support.class_name!r} lacks {missing[:4]}; recreate it")
-        self.supports.append(support)
-        return support
+        check_inputs(support, self.backend.signature)
 
     def reset(self) -> None:
         self.supports.clear()
+        self._handles.clear()
 
     @property
     def class_names(self) -> list[str]:
         return [s.class_name for s in self.supports]
 
-    def _support_inputs(self) -> list[str]:
-        return [n for n in self.backend.matcher_inputs if not n.startswith("query_")]
-
     # -- support sets ------------------------------------------------------------------------------
     def encode_support(self, pixels: list[np.ndarray], masks: list[np.ndarray], class_name: str,
-                       class_embeddings: np.ndarray) -> SupportSet:
-        """Support images ((H, W, 3) uint8 each) + masks ((H, W) {0,1}) + (15, D) class embeddings
-        (target first) -> a SupportSet for this model."""
-        import torch
+                       class_embeddings: Any) -> SupportSet:
+        """K support images + their masks -> a SupportSet for this model (see
+        :func:`icpd.runtime.support_encoding.encode_support` for shapes and the embeddings rule)."""
+        return encode_support(self.backend, self.preset, pixels, masks, class_name, class_embeddings,
+                              self.fingerprint, self.backend_name)
 
-        from icpd.io.labels import resize_label
-        from icpd.model.icpd_net import Features, prepare_support_tensors
+    # -- prediction stages ---------------------------------------------------------------------------
+    def preprocess(self, images: np.ndarray | Sequence[np.ndarray], timer: StageTimer | None = None) -> Images:
+        """uint8 RGB images ((H, W, 3), (B, H, W, 3), or a list of (H, W, 3) of any sizes) -> (B, 3, S, S)
+        float32 in the backend's form (``to_host`` for an array)."""
+        groups = image_groups(images)
+        with _stage(timer, "preprocessing"):
+            return self.backend.preprocess(groups)
 
-        p = self.preset
-        if len(pixels) != len(masks) or not pixels:
-            raise ValueError(f"support set {class_name!r}: {len(pixels)} images and {len(masks)} masks; give one mask per image")
-        if all(int(m.sum()) == 0 for m in masks):
-            raise ValueError(f"support set {class_name!r}: every mask is empty; mark the object in at least one mask")
-        if class_embeddings.shape != (p.num_classes, p.embed_dim):
-            raise ValueError(f"class embeddings: shape {class_embeddings.shape}; expected ({p.num_classes}, {p.embed_dim})")
-        images = np.concatenate([self.backend.preprocess(px[None]) for px in pixels])
-        feats = [torch.from_numpy(np.ascontiguousarray(f)) for f in self.backend.encode(images)]
-        m = torch.from_numpy(np.stack([resize_label(mk.astype(np.uint8), p.image_size) for mk in masks]).astype(np.float32))
-        prepared = prepare_support_tensors(Features.from_list(feats), m.unsqueeze(0))
-        levels = level_names(p)
-        tensors: dict[str, np.ndarray] = {}
-        for name, f, n, mk in zip(levels, prepared.features, prepared.norms, prepared.masks):
-            tensors[f"support_feat_{name}"] = f[0].numpy()
-            tensors[f"support_norm_{name}"] = n[0].numpy()
-            tensors[f"support_mask_{name}"] = mk[0].numpy()
-        tensors["class_embeddings"] = np.asarray(class_embeddings, np.float32)
-        if "support_masks" in self.backend.matcher_inputs:
-            tensors["support_masks"] = m.numpy()
-        return SupportSet(class_name, self.fingerprint, len(pixels), tensors, {"backend": self.backend_name})
+    def encode(self, images: Images | np.ndarray, timer: StageTimer | None = None) -> Features:
+        """(B, 3, S, S) images (``preprocess``'s, or a host float32 array) -> features in the backend's form."""
+        with _stage(timer, "encoder"):
+            return self.backend.encode(images)
 
-    # -- prediction ----------------------------------------------------------------------------------
-    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """uint8 RGB images (B, H, W, 3) or a list of (H, W, 3) of any sizes -> (B, 3, S, S) float32."""
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            batch = [images]
-        else:
-            batch = [np.asarray(im)[None] for im in images]
-        for b in batch:
-            if b.dtype != np.uint8 or b.ndim != 4 or b.shape[-1] != 3:
-                raise ValueError(f"images: got {b.dtype} {b.shape[1:]}; expected uint8 RGB (H, W, 3) (icpd.io.read_image)")
-        return np.concatenate([self.backend.preprocess(np.ascontiguousarray(b)) for b in batch])
+    def to_host(self, x: Images | Features) -> np.ndarray | list[np.ndarray]:
+        """Images -> (B, 3, S, S) array; features -> one array per level (a copy to the host)."""
+        return self.backend.to_host(x)
 
-    def encode(self, images: np.ndarray) -> list[np.ndarray]:
-        return self.backend.encode(images)
+    def match(self, features: Features | Sequence[np.ndarray], support: SupportSet, outputs: Sequence[str]) -> list[np.ndarray]:
+        """One class: features (backend form, or host arrays) x ``support`` -> the named matcher
+        outputs. A support set not added to this Predictor is uploaded for this call only."""
+        if isinstance(features, (list, tuple)) and features and isinstance(features[0], np.ndarray):
+            features = self.backend.from_host(features)
+        self._check_outputs(outputs)
+        for s, h in zip(self.supports, self._handles):
+            if s is support:
+                return self.backend.match(features, h, outputs)
+        self._check(support)
+        return self.backend.match(features, self.backend.load_support(support), outputs)
 
-    def match(self, features: list[np.ndarray], support: SupportSet, outputs: list[str]) -> list[np.ndarray]:
-        feeds = {f"query_{n}": f for n, f in zip(level_names(self.preset), features)}
-        feeds.update({n: support.tensors[n] for n in self._support_inputs()})
-        return self.backend.match(feeds, outputs)
+    def match_classes(self, features: Features, outputs: Sequence[str], timer: StageTimer | None = None) -> list[list[np.ndarray]]:
+        """Every added class, one matcher pass each: per class, the named outputs on the host."""
+        self._check_outputs(outputs)
+        per_class = []
+        for handle in self._handles:
+            with _stage(timer, "matcher"):
+                per_class.append(self.backend.match(features, handle, outputs))
+        return per_class
 
-    def predict(self, images: np.ndarray | list[np.ndarray], threshold: float = 0.5, priors: bool = False) -> Prediction:
+    def merge(self, per_class: list[list[np.ndarray]], outputs: Sequence[str], threshold: float = 0.5,
+              timer: StageTimer | None = None, keep: Sequence[str] = ()) -> Prediction:
+        """``match_classes``' outputs (named ``outputs``, ``logits`` first) -> a Prediction; the
+        outputs named in ``keep`` are stacked over classes into ``Prediction.outputs``."""
+        if not outputs or outputs[0] != "logits":
+            raise ValueError(f"merge: outputs {list(outputs)} must start with 'logits'")
+        with _stage(timer, "postprocessing"):
+            probs = np.stack([softmax_foreground(o[0]) for o in per_class], axis=1).astype(np.float32)
+            stacked = {n: np.stack([o[i] for o in per_class], axis=1) for i, n in enumerate(outputs) if n in keep}
+            return Prediction(probs, merge_labels(probs, threshold), self.class_names, stacked.get("query_prior"), stacked)
+
+    def _check_outputs(self, outputs: Sequence[str]) -> None:
+        unknown = [o for o in outputs if o not in self.backend.matcher_outputs]
+        if unknown:
+            raise ValueError(f"outputs {unknown}: the matcher has {', '.join(self.backend.matcher_outputs)}")
+
+    def predict(self, images: np.ndarray | Sequence[np.ndarray], threshold: float = 0.5, priors: bool = False, *,
+                outputs: Sequence[str] = (), timer: StageTimer | None = None) -> Prediction:
+        """Label every pixel of ``images`` with the added classes.
+
+        images: (B, H, W, 3) or (H, W, 3) uint8 RGB, or a list of (H, W, 3) of any sizes.
+        threshold: foreground probability a class needs to win a pixel. priors: also return the
+        query priors (B, N, g, g) as ``Prediction.priors``. outputs: matcher outputs to return by
+        name in ``Prediction.outputs`` (B, N, ...): ``query_prior`` (B, N, g, g), ``pyramid_l4``,
+        ``pyramid_l3``, ``pyramid_l2`` (the prior pyramid), ``logits`` (B, N, 2, S, S).
+        timer: times the stages (module docstring).
+        """
         if not self.supports:
             raise ValueError("no support set: call add_support() (CLI: --support CLASS.support) before predict()")
-        features = self.encode(self.preprocess(images))
-        outputs = ["logits", "query_prior"] if priors else ["logits"]
-        probs, prior_maps = [], []
-        for support in self.supports:
-            out = self.match(features, support, outputs)
-            probs.append(softmax_foreground(out[0]))
-            if priors:
-                prior_maps.append(out[1])
-        p = np.stack(probs, axis=1).astype(np.float32)
-        return Prediction(p, merge_labels(p, threshold), self.class_names, np.stack(prior_maps, 1) if priors else None)
+        priors_out = ["query_prior"] if priors else []
+        wanted = list(dict.fromkeys(["logits", *priors_out, *outputs]))
+        features = self.encode(self.preprocess(images, timer), timer)
+        pred = self.merge(self.match_classes(features, wanted, timer), wanted, threshold, timer, keep=[*priors_out, *outputs])
+        if not priors:
+            pred.priors = None
+        if "query_prior" not in outputs:
+            pred.outputs.pop("query_prior", None)
+        return pred

@@ -14,14 +14,21 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import icpd
+from icpd.io.artifacts import ArtifactFormat, check_format
+from icpd.io.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from icpd.export.signature import MatcherSignature
 
 SUPPORT_FORMAT = "icpd-support"
 SUPPORT_FORMAT_VERSION = 1
+_FORMAT = ArtifactFormat(SUPPORT_FORMAT, SUPPORT_FORMAT_VERSION, "support cache", "recreate it with `icpd cache-support`",
+                         required=("fingerprint", "class_name", "shots", "content_hash"))
 
 
 RESERVED_KEYS = frozenset(
@@ -59,8 +66,7 @@ class SupportSet:
         extra = {k: v for k, v in self.meta.items() if k not in RESERVED_KEYS}  # e.g. backend, source files
         meta = {
             **extra,
-            "format": SUPPORT_FORMAT,
-            "format_version": SUPPORT_FORMAT_VERSION,
+            **_FORMAT.header(),
             "fingerprint": self.fingerprint,
             "class_name": self.class_name,
             "shots": self.shots,
@@ -71,12 +77,8 @@ class SupportSet:
             "content_hash": content_hash(self.tensors),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
+        with atomic_write(path) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in self.tensors.items()}, str(tmp), metadata={"icpd": json.dumps(meta)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         self.meta = meta
         return path
 
@@ -91,21 +93,18 @@ class SupportSet:
         try:
             with safe_open(str(path), framework="numpy") as f:
                 raw = (f.metadata() or {}).get("icpd")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
         except (SafetensorError, OSError, ValueError) as e:
             raise SupportCacheError(
                 f"support cache {path}: unreadable or truncated ({e}); recreate it with `icpd cache-support`"
             ) from e
         if raw is None:
             raise SupportCacheError(f"support cache {path}: no icpd metadata; not made by `icpd cache-support`")
-        meta = json.loads(raw)
-        if meta.get("format") != SUPPORT_FORMAT:
-            raise SupportCacheError(f"support cache {path}: format {meta.get('format')!r} is not an icpd support cache")
-        if int(meta.get("format_version", 0)) > SUPPORT_FORMAT_VERSION:
-            raise SupportCacheError(
-                f"support cache {path}: format version {meta['format_version']} is newer than this icpd reads "
-                f"({SUPPORT_FORMAT_VERSION}); upgrade icpd or recreate the cache with this version"
-            )
+        try:
+            meta = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise SupportCacheError(f"support cache {path}: its icpd metadata is not valid JSON ({e}); {_FORMAT.fix}") from e
+        check_format(meta, _FORMAT, f"support cache {path}", SupportCacheError)
         if content_hash(tensors) != meta.get("content_hash"):
             raise SupportCacheError(f"support cache {path}: content does not match its hash (altered or corrupt); recreate it")
         if fingerprint is not None and meta.get("fingerprint") != fingerprint:
@@ -114,3 +113,19 @@ class SupportSet:
                 f"({fingerprint[:12]}...); recreate it with `icpd cache-support --model <this model dir>`"
             )
         return cls(meta["class_name"], meta["fingerprint"], int(meta["shots"]), tensors, meta)
+
+
+def check_inputs(support: SupportSet, signature: MatcherSignature) -> None:
+    """Refuse a support set that lacks one of the matcher's support inputs, or whose inputs
+    disagree with its number of shots (axis 0 of every input but the class embeddings)."""
+    missing = signature.missing_support(support.tensors)
+    if missing:
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise SupportCacheError(f"support set {support.class_name!r} lacks the matcher inputs {', '.join(missing[:4])}{more}; "
+                                "recreate it with `icpd cache-support` for this model")
+    axes = signature.dynamic_axes("batch", "shots")[len(signature.levels):]
+    wrong = [n for n, dyn in zip(signature.support_inputs, axes)
+             if dyn and np.shape(support.tensors[n])[:1] != (support.shots,)]
+    if wrong:
+        raise SupportCacheError(f"support set {support.class_name!r}: {wrong[0]} has shape {np.shape(support.tensors[wrong[0]])}, "
+                                f"not {support.shots} shots first; recreate it with `icpd cache-support`")

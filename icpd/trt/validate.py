@@ -1,14 +1,18 @@
 """``icpd validate``: every backend against PyTorch FP32 on the same seeded episodes.
 
-An episode is a query batch of uint8 images (not of the preset's size, so the resize is
-exercised), a support set of K images with rectangle masks, and seeded class embeddings. Each
-backend runs it end to end as deployment does (its own preprocess, encoder, support
-preparation and matcher); per output (``images``, ``feat_*``, ``logits``, ``query_prior``,
-``pyramid_*``) the error statistics against the reference are merged over episodes (worst max,
-mean of means), and the argmax masks of the logits are compared (foreground IoU, pixel agreement).
+The episodes, error statistics and pass rule are the harness of :mod:`icpd.export.validate`,
+shared with the export self-check: a query batch of uint8 images (not of the preset's size, so
+the resize is exercised), a support set of K images with rectangle masks, and seeded class
+embeddings. Each backend runs them end to end as deployment does (its own preprocess, encoder,
+support preparation and matcher); per output (``images``, ``feat_*``, ``logits``,
+``query_prior``, ``pyramid_*``) the error statistics against the reference are merged over
+episodes (worst max, mean of means), and the argmax masks of the logits are compared
+(foreground IoU, pixel agreement).
 
-Pass rule (:data:`IOU_RULE`): the mean foreground IoU against FP32 over the episodes is
->= 0.99 for an FP16 backend and >= 0.999 for an FP32 one.
+Pass rule (:func:`icpd.export.validate.judge`, per the backend's precision): FP32 as strict as
+the export self-check (errors relative to each output's scale, pixel agreement >= 0.999, mean
+foreground IoU >= 0.999); FP16 by its masks (mean foreground IoU >= 0.99), errors reported.
+The model dir is verified first (every file's sha256 against model.json).
 TODO(dataset): add the mIoU of each backend on an iSAID-5i/DLRSD-5i fold next to the reference's
 (needs the datasets, which this check must run without).
 """
@@ -17,49 +21,21 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from icpd.config import Preset
+from icpd.config import Backend, Precision
 from icpd.export.model_dir import ModelDir
-from icpd.export.validate import ErrorStats, error_stats, mask_agreement, merge
+from icpd.export.validate import TOLERANCES, Comparison, Episode, ErrorStats, seeded_episodes
 from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names
+from icpd.io.atomic import write_text_atomic
 
-IOU_RULE = {"fp32": 0.999, "fp16": 0.99}  # minimum mean foreground IoU vs the FP32 reference
-BACKEND_NAMES = ("torch", "ort", "trt")
-
-
-@dataclass(frozen=True)
-class Episode:
-    query: np.ndarray  # (B, H, W, 3) uint8
-    support: list[np.ndarray]  # K x (H, W, 3) uint8
-    masks: list[np.ndarray]  # K x (H, W) uint8 {0, 1}
-    embeddings: np.ndarray  # (15, D) float32, target first
-
-
-def seeded_episodes(preset: Preset, runs: int, seed: int = 0, batch: int = 2, max_shots: int = 3) -> list[Episode]:
-    """``runs`` episodes; episode r has 1 + r % max_shots shots and images of (S + 16, S + 8) pixels."""
-    rng = np.random.default_rng(seed)
-    h, w = preset.image_size + 16, preset.image_size + 8
-    episodes = []
-    for r in range(runs):
-        shots = 1 + r % max_shots
-        # smooth random images (a few blobs) so features vary in space as in real imagery
-        query = (rng.integers(0, 256, (batch, h // 8, w // 8, 3)).repeat(8, 1).repeat(8, 2)).astype(np.uint8)
-        support = [(rng.integers(0, 256, (h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1)).astype(np.uint8) for _ in range(shots)]
-        masks = []
-        for _ in range(shots):
-            m = np.zeros((h, w), np.uint8)
-            mh, mw = rng.integers(h // 6, h // 2), rng.integers(w // 6, w // 2)
-            y, x = rng.integers(0, h - mh), rng.integers(0, w - mw)
-            m[y : y + mh, x : x + mw] = 1
-            masks.append(m)
-        emb = rng.standard_normal((preset.num_classes, preset.embed_dim)).astype(np.float32)
-        episodes.append(Episode(query, support, masks, emb))
-    return episodes
+# minimum mean foreground IoU vs the FP32 reference, per precision (part of the pass rule)
+IOU_RULE = {p.value: t.min_mean_iou for p, t in TOLERANCES.items()}
+BACKEND_NAMES = tuple(b.value for b in Backend)
 
 
 def run_episode(backend: Any, model_dir: ModelDir, episode: Episode) -> dict[str, np.ndarray]:
@@ -71,40 +47,58 @@ def run_episode(backend: Any, model_dir: ModelDir, episode: Episode) -> dict[str
     feats = pred.encode(images)
     support = pred.encode_support(episode.support, episode.masks, "validate", episode.embeddings)
     outputs = [n for n in MATCHER_OUTPUTS_ALL if n in backend.matcher_outputs]
-    result = {"images": images, **dict(zip(encoder_output_names(model_dir.preset), feats))}
+    result = {"images": pred.to_host(images), **dict(zip(encoder_output_names(model_dir.preset), pred.to_host(feats)))}
     result.update(zip(outputs, pred.match(feats, support, outputs)))
     return result
 
 
 @dataclass
 class BackendReport:
+    """One backend against the reference: the harness's :class:`Comparison` and its verdict."""
+
     name: str
     precision: str
-    outputs: dict[str, ErrorStats] = field(default_factory=dict)
-    masks: list[dict[str, float]] = field(default_factory=list)  # one per episode
+    comparison: Comparison | None = None
     seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.comparison is None:
+            self.comparison = Comparison(Precision(self.precision))
+
+    @property
+    def outputs(self) -> dict[str, ErrorStats]:
+        return self.comparison.outputs
+
+    @property
+    def masks(self) -> list[dict[str, float]]:  # one per episode
+        return self.comparison.masks
 
     @property
     def mean_iou(self) -> float:
-        return float(np.mean([m["foreground_iou"] for m in self.masks])) if self.masks else float("nan")
+        return self.comparison.mean_iou
 
     @property
     def min_pixel_agreement(self) -> float:
-        return float(min(m["pixel_agreement"] for m in self.masks)) if self.masks else float("nan")
+        return self.comparison.min_pixel_agreement
 
     @property
     def required_iou(self) -> float:
-        return IOU_RULE.get(self.precision, IOU_RULE["fp16"])
+        return IOU_RULE[Precision(self.precision).value]
+
+    @property
+    def failures(self) -> list[str]:
+        return self.comparison.failures()
 
     @property
     def passed(self) -> bool:
-        return bool(self.masks) and self.mean_iou >= self.required_iou
+        return not self.failures
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "precision": self.precision, "passed": self.passed,
-                "rule": f"mean foreground IoU vs FP32 >= {self.required_iou}", "mean_foreground_iou": self.mean_iou,
-                "min_pixel_agreement": self.min_pixel_agreement, "masks": self.masks, "seconds": self.seconds,
-                "outputs": {k: v.as_dict() for k, v in self.outputs.items()}}
+        return {"name": self.name, "precision": self.precision, "passed": self.passed, "failures": self.failures,
+                "tolerance": TOLERANCES[Precision(self.precision)].as_dict(),
+                "rule": f"icpd.export.validate pass rule for {self.precision} (mean foreground IoU >= {self.required_iou})",
+                "mean_foreground_iou": self.mean_iou, "min_pixel_agreement": self.min_pixel_agreement,
+                "masks": self.masks, "seconds": self.seconds, "outputs": {k: v.as_dict() for k, v in self.outputs.items()}}
 
 
 @dataclass
@@ -130,17 +124,15 @@ def compare_backends(reference: Any, backends: dict[str, Any], model_dir: ModelD
     refs = [run_episode(reference, model_dir, ep) for ep in episodes]
     reports = {}
     for name, backend in backends.items():
-        rep = BackendReport(name, precisions.get(name, "fp32"))
-        stats: dict[str, list[ErrorStats]] = {}
+        rep = BackendReport(name, precisions.get(name, Precision.FP32.value))
         t0 = time.perf_counter()
         for ep, ref in zip(episodes, refs):
             got = ref if backend is reference else run_episode(backend, model_dir, ep)
             for key, value in got.items():
                 if key in ref:
-                    stats.setdefault(key, []).append(error_stats(key, value, ref[key]))
-            rep.masks.append(mask_agreement(got["logits"], ref["logits"]))
+                    rep.comparison.add(key, value, ref[key])
+            rep.comparison.add_masks(got["logits"], ref["logits"])
         rep.seconds = time.perf_counter() - t0
-        rep.outputs = {k: merge(v) for k, v in stats.items()}
         reports[name] = rep
     return ValidationReport(reference_name, runs, reports)
 
@@ -167,7 +159,7 @@ def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] 
         ValueError: unknown backend, trt without --engines; ModelDirError; TensorRTUnavailableError;
         EngineMismatchError.
     """
-    md = ModelDir.open(model_dir)
+    md = ModelDir.open(model_dir, verify=True)
     unknown = [b for b in backends if b not in BACKEND_NAMES]
     if unknown or not backends:
         raise ValueError(f"--backends {','.join(backends)}: choose from {', '.join(BACKEND_NAMES)}")
@@ -221,6 +213,7 @@ def format_report(report: ValidationReport) -> str:
         verdict = "PASS" if rep.passed else "FAIL"
         lines.append(f"  masks: mean foreground IoU {rep.mean_iou:.4f} (rule >= {rep.required_iou}), "
                      f"min pixel agreement {rep.min_pixel_agreement:.4f} -> {verdict}")
+        lines.extend(f"  failed: {f}" for f in rep.failures)
     lines.append(f"\n{'PASS' if report.passed else 'FAIL'}")
     return "\n".join(lines)
 
@@ -228,6 +221,4 @@ def format_report(report: ValidationReport) -> str:
 def write_report(report: ValidationReport, path: str | os.PathLike[str]) -> Path:
     import json
 
-    p = Path(path)
-    p.write_text(json.dumps(report.as_dict(), indent=2))
-    return p
+    return write_text_atomic(Path(path), json.dumps(report.as_dict(), indent=2) + "\n")

@@ -32,12 +32,13 @@ def counted_run(tiny_model_dir):
     encode, match = OrtBackend.encode, OrtBackend.match
 
     def counting_encode(self, images):
-        calls[current[0]].append(("encode", images.shape[0]))
+        shape = images.shape() if callable(images.shape) else images.shape  # an OrtValue or an array
+        calls[current[0]].append(("encode", shape[0]))
         return encode(self, images)
 
-    def counting_match(self, feeds, outputs):
+    def counting_match(self, features, support, outputs):
         calls[current[0]].append(("match", 1))
-        return match(self, feeds, outputs)
+        return match(self, features, support, outputs)
 
     def on_step(text: str, done: int, total: int) -> None:
         current[0] = text.split(": ", 1)[-1]
@@ -106,8 +107,11 @@ def test_interleaved_run_measures_every_scenario_in_every_round(tiny_model_dir):
     assert {r["name"] for r in doc["ratios"]} >= {"cached vs uncached 1-shot: speed-up"}
 
 
-def test_run_query_is_predict_step_by_step(tiny_model_dir):
-    from icpd.runtime.predictor import Predictor
+def test_run_query_is_predict_with_its_stages_timed(tiny_model_dir):
+    """The bench times Predictor.predict itself: same labels, and one timed stage per step (one matcher
+    entry per class) in the predict's own stage names."""
+    from icpd.benchmarks.timer import StageTimer
+    from icpd.runtime.predictor import STAGES, Predictor
 
     p = Predictor.load(tiny_model_dir, backend="ort")
     inputs = latency._inputs_for(p, pool=4)
@@ -115,7 +119,21 @@ def test_run_query_is_predict_step_by_step(tiny_model_dir):
     images = inputs.query(2)
     for s in supports:
         p.add_support(s)
-    np.testing.assert_array_equal(latency.run_query(p, images, supports), p.predict(images).labels)
+    entered = []
+
+    class Recording(StageTimer):
+        def stage(self, name):
+            entered.append(name)
+            return super().stage(name)
+
+    timer = Recording()
+    timer.begin_iteration()
+    labels = latency.run_query(p, images, supports, timer)
+    timer.end_iteration()
+    np.testing.assert_array_equal(labels, p.predict(images).labels)
+    assert entered == ["preprocessing", "encoder", "matcher", "matcher", "postprocessing"]
+    assert set(timer.samples_ms) == set(STAGES)
+    np.testing.assert_array_equal(latency.run_query(p, images), labels)  # the predictor's own classes
 
 
 def _doc(medians):

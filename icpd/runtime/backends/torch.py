@@ -1,29 +1,42 @@
-"""PyTorch eager backend (CPU or CUDA) over the weights in a model dir."""
+"""PyTorch eager backend (CPU or CUDA) over the weights in a model dir.
+
+Images and features are torch tensors on the backend's device; a support handle is the
+class's support inputs as device tensors (made once, in ``load_support``). ``threads`` applies
+to this backend's calls only: torch's process-wide thread count is set for the duration of
+each call and restored afterwards (other torch code in the process keeps its own setting).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature
+
+if TYPE_CHECKING:
+    from icpd.runtime.support_cache import SupportSet
+
 
 class TorchBackend:
-    """Same interface as OrtBackend; arrays in and out are numpy."""
+    """Runs ``icpd.export.wrappers``' graphs eagerly; see :class:`~icpd.runtime.backends.protocol.RuntimeBackend`."""
 
     name = "torch"
-    MAX_CACHED = 1024  # support arrays kept on the device (about 43 per class)
 
-    def __init__(self, model_dir: Path, files: dict[str, Path], device: str = "cpu", threads: int | None = None) -> None:
-        from icpd.export.wrappers import MatcherGraph, matcher_input_names
+    def __init__(self, files: dict[str, Path], device: str = "cpu", threads: int | None = None) -> None:
+        from icpd.export.wrappers import MatcherGraph
         from icpd.model.checkpoint import load_checkpoint
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads
         self.device = torch.device(device)
-        self.model = load_checkpoint(files["weights"]).to(self.device).eval()
+        with self._scope():
+            self.model = load_checkpoint(files["weights"]).to(self.device).eval()
         rank = "eager"  # CPU: topk with the exact-tie fallback is the fastest
         if self.device.type == "cuda":
             from icpd.kernels.cuda_op import CudaOpUnavailableError, ensure_cuda_op
@@ -34,39 +47,52 @@ class TorchBackend:
             except CudaOpUnavailableError:
                 pass  # no nvcc: vectorised PyTorch on the GPU
         self.matcher = MatcherGraph(self.model, all_outputs=True, rank=rank)
-        self.matcher_inputs = matcher_input_names(self.model.preset, self.model.preset.fusion_weight > 0)
-        from icpd.export.wrappers import MATCHER_OUTPUTS_ALL
+        self.signature = MatcherSignature.for_preset(self.model.preset)
+        self.matcher_outputs = list(MATCHER_OUTPUTS)
 
-        self.matcher_outputs = list(MATCHER_OUTPUTS_ALL)
-        # support-set arrays -> device tensors, made once per array (support-only work stays off the
-        # query path: on CUDA this is a host-to-device copy of every level's features per shot)
-        self._support_tensors: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+    @contextmanager
+    def _scope(self) -> Iterator[None]:
+        """No autograd, and ``threads`` intra-op threads for this call only (restored afterwards)."""
+        previous = torch.get_num_threads()
+        change = bool(self.threads) and self.threads != previous
+        if change:
+            torch.set_num_threads(self.threads)  # type: ignore[arg-type]
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            if change:
+                torch.set_num_threads(previous)
 
-    def _t(self, a: np.ndarray) -> torch.Tensor:
+    def _t(self, a: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(a, torch.Tensor):
+            return a.to(self.device)
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
-    def _support_t(self, a: np.ndarray) -> torch.Tensor:
-        hit = self._support_tensors.get(id(a))
-        if hit is None or hit[0] is not a:  # keep the array alive so its id stays unique
-            if len(self._support_tensors) >= self.MAX_CACHED:  # e.g. evaluation: a new support set per episode
-                self._support_tensors.clear()
-            hit = (a, self._t(a))
-            self._support_tensors[id(a)] = hit
-        return hit[1]
-
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+    # -- backend interface ---------------------------------------------------------------------
+    def preprocess(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
         from icpd.export.wrappers import preprocess_pixels
 
-        with torch.no_grad():
-            return preprocess_pixels(self._t(pixels), self.model.preset).cpu().numpy()
+        with self._scope():
+            return torch.cat([preprocess_pixels(self._t(p), self.model.preset) for p in pixels])
 
-    def encode(self, images: np.ndarray) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [t.cpu().numpy() for t in self.model.encode_unchecked(self._t(images)).as_list()]
+    def encode(self, images: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
+        with self._scope():
+            return self.model.encode_unchecked(self._t(images)).as_list()
 
-    def match(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-        with torch.no_grad():
-            out = self.matcher(*[self._t(feeds[n]) if n.startswith("query_") else self._support_t(feeds[n])
-                                 for n in self.matcher_inputs])
-        by_name = dict(zip(self.matcher_outputs, out))
-        return [by_name[n].cpu().numpy() for n in outputs]
+    def load_support(self, support: SupportSet) -> list[torch.Tensor]:
+        """The support inputs in signature order, on the device."""
+        return [self._t(support.tensors[n]) for n in self.signature.support_inputs]
+
+    def match(self, features: list[torch.Tensor], support: list[torch.Tensor], outputs: Sequence[str]) -> list[np.ndarray]:
+        with self._scope():
+            out = dict(zip(self.matcher_outputs, self.matcher(*features, *support)))
+            return [out[n].cpu().numpy() for n in outputs]
+
+    def to_host(self, x: torch.Tensor | list[torch.Tensor]) -> np.ndarray | list[np.ndarray]:
+        if isinstance(x, torch.Tensor):
+            return x.cpu().numpy()
+        return [t.cpu().numpy() for t in x]
+
+    def from_host(self, features: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        return [self._t(f) for f in features]

@@ -2,8 +2,10 @@
 
 Device buffers are torch CUDA tensors (no pycuda): each call sets the input shapes
 (``context.set_input_shape``), binds every tensor's ``data_ptr()`` (``set_tensor_address``) and
-enqueues on torch's current stream (``execute_async_v3``). Inputs go through pinned host memory;
-outputs come back through pinned host memory after one synchronisation. With
+enqueues on torch's current stream (``execute_async_v3``). Images and query features stay on the
+GPU from preprocessing to the last class's matcher pass; a class's support tensors are uploaded
+once (``load_support``), in the engine's input dtypes. Only the matcher's requested outputs come
+back, through pinned host memory after one synchronisation. With
 ``cuda_graphs=True`` each distinct input-shape set is captured once into a CUDA graph with static
 buffers and replayed afterwards (TensorRT's enqueue then costs one graph launch).
 
@@ -16,13 +18,17 @@ profile are split into chunks of the profile's maximum.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from icpd.export.model_dir import ModelDir, file_sha256
-from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names, matcher_input_names
+from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names
+
+if TYPE_CHECKING:
+    from icpd.runtime.support_cache import SupportSet
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
@@ -105,7 +111,8 @@ class TrtEngine:
 
 
 class TrtBackend:
-    """Same interface as OrtBackend; arrays in and out are numpy (float32)."""
+    """See :class:`~icpd.runtime.backends.protocol.RuntimeBackend`; images, features and support
+    handles are torch CUDA tensors, matcher outputs come back as float32 numpy arrays."""
 
     name = "trt"
 
@@ -144,9 +151,8 @@ class TrtBackend:
         with torch.cuda.device(self.device):
             self.encoder = TrtEngine(trt, self.runtime, self.engine_dir / self.sidecar.engines["encoder"]["name"], self.device, cuda_graphs)
             self.matcher = TrtEngine(trt, self.runtime, self.engine_dir / self.sidecar.engines["matcher"]["name"], self.device, cuda_graphs)
-        names = matcher_input_names(self.preset, self.preset.fusion_weight > 0)
-        self.matcher_inputs = [n for n in names if n in self.matcher.inputs]
-        self.matcher_outputs = [n for n in MATCHER_OUTPUTS_ALL if n in self.matcher.outputs]
+        self.signature = MatcherSignature.for_preset(self.preset)
+        self.matcher_outputs = [n for n in MATCHER_OUTPUTS if n in self.matcher.outputs]
         self.max_batch = self.sidecar.batch[2]
 
     # -- host <-> device ------------------------------------------------------------------------
@@ -168,37 +174,58 @@ class TrtBackend:
         return [slice(i, min(i + self.max_batch, n)) for i in range(0, n, self.max_batch)]
 
     # -- backend interface ---------------------------------------------------------------------
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+    def preprocess(self, pixels: Sequence[np.ndarray]) -> Any:
+        """-> (B, 3, S, S) float32 CUDA tensor (preprocessed on the GPU)."""
         import torch
 
         from icpd.export.wrappers import preprocess_pixels
 
-        with torch.no_grad():
-            return self._to_host([preprocess_pixels(self._to_device(pixels), self.preset)])[0]
+        with torch.no_grad(), torch.cuda.device(self.device):
+            return torch.cat([preprocess_pixels(self._to_device(p), self.preset) for p in pixels])
 
-    def encode(self, images: np.ndarray) -> list[np.ndarray]:
+    def encode(self, images: Any) -> list[Any]:
+        """-> one CUDA tensor per level (batches above the profile's maximum run in chunks)."""
         import torch
 
         names = encoder_output_names(self.preset)
-        parts = []
         with torch.cuda.device(self.device):
-            for sl in self._chunks(images.shape[0]):
-                out = self.encoder({"images": self._to_device(images[sl])})
-                parts.append(self._to_host([out[n] for n in names]))
-        return [np.concatenate([p[i] for p in parts]) for i in range(len(names))]
+            x = self._to_device(images) if isinstance(images, np.ndarray) else images
+            parts = [self.encoder({"images": x[sl]}) for sl in self._chunks(x.shape[0])]
+            if len(parts) == 1:
+                return [parts[0][n] for n in names]
+            return [torch.cat([p[n] for p in parts]) for n in names]
 
-    def match(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+    def load_support(self, support: SupportSet) -> dict[str, Any]:
+        """The support inputs the engine has, as CUDA tensors in the engine's dtypes (uploaded once)."""
+        import torch
+
+        names = [n for n in self.signature.support_inputs if n in self.matcher.inputs]
+        with torch.cuda.device(self.device):
+            return {n: self._to_device(support.tensors[n]).to(self.matcher.dtypes[n]) for n in names}
+
+    def match(self, features: Sequence[Any], support: dict[str, Any], outputs: Sequence[str]) -> list[np.ndarray]:
         import torch
 
         unknown = [o for o in outputs if o not in self.matcher_outputs]
         if unknown:
             raise ValueError(f"matcher outputs {unknown}: the engine has {self.matcher_outputs}")
-        batch = next(a.shape[0] for n, a in feeds.items() if n.startswith("query_"))
-        support = {n: self._to_device(feeds[n]) for n in self.matcher_inputs if not n.startswith("query_")}
+        query = dict(zip(self.signature.query_inputs, features))
         parts = []
         with torch.cuda.device(self.device):
-            for sl in self._chunks(batch):
-                query = {n: self._to_device(feeds[n][sl]) for n in self.matcher_inputs if n.startswith("query_")}
-                out = self.matcher({**query, **support})
+            for sl in self._chunks(features[0].shape[0]):
+                out = self.matcher({**{n: q[sl] for n, q in query.items()}, **support})
                 parts.append(self._to_host([out[n] for n in outputs]))
+        if len(parts) == 1:
+            return parts[0]
         return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
+
+    def to_host(self, x: Any) -> np.ndarray | list[np.ndarray]:
+        if isinstance(x, (list, tuple)):
+            return self._to_host(list(x))
+        return self._to_host([x])[0]
+
+    def from_host(self, features: Sequence[np.ndarray]) -> list[Any]:
+        import torch
+
+        with torch.cuda.device(self.device):
+            return [self._to_device(f) for f in features]
