@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from icpd.benchmarks.stats import Summary, high_variance
 from icpd.benchmarks.timer import END_TO_END
+from icpd.io.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -23,10 +24,14 @@ __all__ = ["RANDOM_WEIGHTS_NOTE", "render_summary_table", "write_markdown_report
 
 RANDOM_WEIGHTS_NOTE = "random weights: latency only"
 CV_THRESHOLD = 0.10  # same default as stats.high_variance
+# The full table (report.md; the JSON holds the same fields and the samples)
 _COLUMNS = (
-    "scenario", "backend", "precision", "stage", "batch",
+    "scenario", "backend", "precision", "stage", "batch", "shots", "classes",
     "median ms", "p90 ms", "p99 ms", "mean ms", "std ms", "CV %", "items/s", "",
 )  # fmt: skip
+# The terminal table: one row per configuration, fits an 80-column terminal
+_COMPACT_COLUMNS = ("scenario", "shots", "classes", "batch", "backend", "e2e ms", "p90", "encoder", "matcher", "CV %")
+_COMPACT_STAGES = ("encoder", "matcher")  # stage medians shown beside the end-to-end latency
 
 
 def _backend_label(result: Mapping[str, Any]) -> str:
@@ -41,10 +46,39 @@ def _rows(doc: Mapping[str, Any]) -> list[list[str]]:
         s = Summary.from_dict(r["summary"])
         rows.append([
             str(r["scenario"]), _backend_label(r), str(r["precision"]), str(r["stage"]), str(r["batch"]),
+            str(r["shots"]), str(r["classes"]),
             f"{s.median:.3f}", f"{s.p90:.3f}", f"{s.p99:.3f}", f"{s.mean:.3f}", f"{s.std:.3f}",
             f"{s.cv * 100:.1f}", f"{s.throughput:.1f}",
             "⚠ high CV" if high_variance(s, CV_THRESHOLD) else "",
         ])  # fmt: skip
+    return rows
+
+
+def _ms(value: float) -> str:
+    """Milliseconds in at most 6 characters with 3-4 significant digits (0.123, 12.35, 1234)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def _compact_rows(doc: Mapping[str, Any]) -> list[tuple[list[str], bool]]:
+    """One row of :data:`_COMPACT_COLUMNS` per configuration (scenario, backend, precision, batch,
+    shots, classes, variant) in first-seen order, with whether its end-to-end CV is high."""
+    configs: dict[tuple[Any, ...], dict[str, Mapping[str, Any]]] = {}
+    for r in doc["results"]:
+        key = (r["scenario"], r["backend"], r["precision"], r["batch"], r["shots"], r["classes"], r.get("variant"))
+        configs.setdefault(key, {})[r["stage"]] = r
+    mixed_precision = len({r["precision"] for r in doc["results"]}) > 1
+    rows = []
+    for (scenario, _, precision, batch, shots, classes, _), stages in configs.items():
+        first = next(iter(stages.values()))
+        backend = _backend_label(first) + (f" {precision}" if mixed_precision else "")
+        e2e = stages.get(END_TO_END)
+        s = Summary.from_dict(e2e["summary"]) if e2e is not None else None
+        medians = [_ms(float(stages[st]["summary"]["median"])) if st in stages else "-" for st in _COMPACT_STAGES]
+        noisy = s is not None and bool(high_variance(s, CV_THRESHOLD))
+        cells = [str(scenario), str(shots), str(classes), str(batch), backend,
+                 _ms(s.median) if s else "-", _ms(s.p90) if s else "-", *medians,
+                 f"{s.cv * 100:.1f}" + (" ⚠" if noisy else "") if s else "-"]
+        rows.append((cells, noisy))
     return rows
 
 
@@ -53,17 +87,24 @@ def _title(doc: Mapping[str, Any], base: str, sep: str = " ") -> str:
 
 
 def render_summary_table(doc: Mapping[str, Any]) -> Table:
-    """A rich table with one row per result (latencies in ms, throughput in items/s)."""
+    """A compact rich table, one row per configuration, that fits an 80-column terminal:
+    scenario, shots, classes, batch, backend, end-to-end median and p90, the encoder and matcher
+    stage medians (ms), and the end-to-end coefficient of variation (⚠ when high). The full
+    table (every stage, p99, mean, std, throughput) is in report.md and the JSON."""
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(
-        title=_title(doc, "icpd bench"),
-        caption=f"⚠ = coefficient of variation above {CV_THRESHOLD:.0%}: numbers may be unreliable",
+        title=_title(doc, "icpd bench"), box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
+        caption=f"ms. e2e: end-to-end median, p90 of it; encoder, matcher: stage medians; ⚠: CV above "
+                f"{CV_THRESHOLD:.0%}, numbers may be unreliable. Every stage: --report, --json.",
     )
-    for i, name in enumerate(_COLUMNS):
-        table.add_column(name, justify="left" if i < 4 or name == "" else "right")
-    for row in _rows(doc):
-        table.add_row(*row[:-1], f"[yellow]{row[-1]}[/]" if row[-1] else "")
+    for i, name in enumerate(_COMPACT_COLUMNS):
+        table.add_column(name, justify="left" if i in (0, 4) else "right", no_wrap=True)
+    for cells, noisy in _compact_rows(doc):
+        *rest, cv = cells
+        table.add_row(*(Text(c) for c in rest), Text(cv, style="yellow" if noisy else ""))
     return table
 
 
@@ -210,5 +251,5 @@ def write_markdown_report(doc: Mapping[str, Any], out_dir: str | os.PathLike[str
     if stages_png is not None:
         lines += ["## Stage breakdown", "", f"![stage breakdown]({stages_png.name})", ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    write_text_atomic(report, "\n".join(lines).rstrip() + "\n")
     return report

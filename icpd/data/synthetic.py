@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from icpd.data.episodes import NUM_CLASSES, NUM_FOLDS
+from icpd.io.atomic import write_bytes_atomic, write_text_atomic
 
 Layout = Literal["isaid5i", "dlrsd5i"]
 SPLITS = ("trn", "val")
@@ -491,7 +492,7 @@ def _write(path: Path, array: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix, array, params)
     if not ok:
         raise OSError(f"could not encode {path}")
-    path.write_bytes(buf.tobytes())
+    write_bytes_atomic(path, buf.tobytes(), fsync=False)
 
 
 def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256) -> SynthSummary:
@@ -534,7 +535,7 @@ def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256
         for f, lines in enumerate(lists):
             path = out / split / "list" / f"split{f}.txt" if layout == "isaid5i" else out / "DLRSD_5i" / split / f"fold{f}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            write_text_atomic(path, "".join(line + "\n" for line in lines), fsync=False)
         summary.class_tiles[split] = counts
         summary.list_entries[split] = sum(len(x) for x in lists)
     return summary
