@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from icpd.commands.common import BackendOpt, QuietOpt
+from icpd.config import Backend
+
 if TYPE_CHECKING:
     from icpd.benchmarks.compare import CompareResult
 
@@ -40,15 +43,61 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-def _print_doc(doc: dict[str, Any]) -> None:
+_LEGACY_NAMES = ("ort-cpu", "torch-cpu", "ort-cuda", "torch-cuda", "onnxruntime", "tensorrt")  # icpd <= 0.x spellings
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+def backend_names(backends: str, device: str = "auto") -> str | tuple[str, ...]:
+    """``--backends`` (auto, or torch/ort/trt, comma-separated) and ``--device`` (auto, cpu,
+    cuda) -> what :class:`icpd.benchmarks.latency.BenchConfig` takes: ``"auto"`` or result names
+    such as ``ort-cpu``, ``torch-cuda``, ``trt``. The old spellings (``ort-cpu`` ...) are accepted.
+
+    Raises:
+        typer.BadParameter: an unknown backend or device, or trt on the CPU.
+    """
+    from icpd.config import Backend
+
+    if device not in _DEVICES:
+        raise typer.BadParameter(f"--device {device!r}: choose auto, cpu or cuda")
+    choices = ", ".join(b.value for b in Backend)
+    if backends.strip() == "auto":
+        if device == "auto":
+            return "auto"
+        from icpd.benchmarks.latency import available_backends
+
+        return tuple(n for n in available_backends() if (n == "trt" and device == "cuda") or n.endswith(f"-{device}"))
+    names: list[str] = []
+    for item in (b.strip().lower() for b in backends.split(",")):
+        if not item:
+            continue
+        if item in _LEGACY_NAMES:
+            names.append(item)
+            continue
+        if item not in {b.value for b in Backend}:
+            raise typer.BadParameter(f"unknown backend {item!r}; choose auto or a list of {choices} "
+                                     "(with --device cpu|cuda)", param_hint="--backends")
+        if item == Backend.TRT.value:
+            if device == "cpu":
+                raise typer.BadParameter("trt runs on cuda: drop it or pass --device cuda", param_hint="--backends")
+            names.append("trt")
+        else:
+            names.append(f"{item}-{'cpu' if device == 'auto' else device}")
+    if not names:
+        raise typer.BadParameter(f"no backend given; use auto or e.g. {choices}", param_hint="--backends")
+    return tuple(dict.fromkeys(names))
+
+
+def _print_doc(doc: dict[str, Any], tables: bool = True) -> None:
+    """The compact result table, device times and ratios (``tables``), then any high-variance warning."""
     from rich.table import Table
 
     from icpd.benchmarks.report import CV_THRESHOLD, render_summary_table
     from icpd.benchmarks.timer import END_TO_END
     from icpd.commands.common import console, out
 
-    out.print(render_summary_table(doc))
-    gpu = [r for r in doc["results"] if r.get("gpu_samples")]
+    if tables:
+        out.print(render_summary_table(doc))
+    gpu = [r for r in doc["results"] if r.get("gpu_samples")] if tables else []
     if gpu:
         import numpy as np
 
@@ -58,7 +107,7 @@ def _print_doc(doc: dict[str, Any]) -> None:
         for r in gpu:
             t.add_row(r["scenario"], r["backend"], f"{r['summary']['median']:.3f}", f"{np.median(r['gpu_samples']):.3f}")
         out.print(t)
-    if doc.get("ratios"):
+    if doc.get("ratios") and tables:
         t = Table(title="ratios (how each is computed: JSON \"ratios\" / report.md)")
         for col in ("ratio", "backend", "value"):
             t.add_column(col, justify="right" if col == "value" else "left")
@@ -129,10 +178,11 @@ class _Steps:
 def bench_cmd(
     ctx: typer.Context,
     checkpoint: Annotated[Path | None, typer.Option(help="Trained weights (.pt or .safetensors); default: seeded random weights (latency only).")] = None,
-    model_dir: Annotated[Path | None, typer.Option(help="An exported model dir (`icpd export`) to time as is.")] = None,
+    model_dir: Annotated[Path | None, typer.Option("--model", "-m", "--model-dir", help="Exported model directory (`icpd export`) to time as is.")] = None,
     preset: Annotated[str | None, typer.Option(help="Preset to build (default: paper; tiny with --quick).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where exported models are kept and reused (default: ~/.cache/icpd/bench).")] = None,
-    backends: Annotated[str, typer.Option(help="auto (every backend available here) or a list: ort-cpu,torch-cpu,ort-cuda,torch-cuda,trt.")] = "auto",
+    backends: Annotated[str, typer.Option(help="auto (every backend available here) or a comma-separated list of torch, ort, trt.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (cpu, and cuda where available; cpu for a --backends list), cpu or cuda; trt runs on cuda.")] = "auto",
     shots: Annotated[str, typer.Option(help="Shots of the uncached and cached scenarios, comma-separated.")] = "1,5",
     batch: Annotated[str, typer.Option(help="Tile batch sizes of the batch scenario (B > 1), comma-separated.")] = "2",
     classes: Annotated[int, typer.Option(min=1, help="N of the N-classes-per-query scenario (1: skip it).")] = 5,
@@ -144,7 +194,7 @@ def bench_cmd(
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per backend (default: the backend's own choice).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results (schema_version 1) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write report.md and PNG plots into this folder.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Time ICPD-Net scenarios (uncached episode, cached 1/5-shot, N classes, tile batches) per backend.
 
@@ -160,13 +210,13 @@ def bench_cmd(
     try:
         preset_callback(preset)
         config = BenchConfig(preset=preset, checkpoint=checkpoint, model_dir=model_dir, cache_dir=cache_dir,
-                             backends=backends, shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
+                             backends=backend_names(backends, device), shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
                              classes=classes, duration_s=duration, iterations=iterations, warmup_s=warmup,
                              quick=quick, threads=threads, rounds=rounds)
         steps = _Steps(enabled=not quiet)
         with steps.bar:
             doc = run_benchmark(config, on_step=steps)
-        _print_doc(doc)
+        _print_doc(doc, tables=not quiet)
         written = _write_outputs(doc, json_path, report)
     except (ValueError, ModelDirError, ImportError, OSError, typer.BadParameter) as e:
         fail(e)
@@ -256,7 +306,8 @@ def compare_cmd(
 def ab_cmd(
     a_model: Annotated[Path, typer.Argument(help="Baseline model dir (`icpd export`).")],
     b_model: Annotated[Path, typer.Argument(help="Candidate model dir.")],
-    backend: Annotated[str, typer.Option(help="ort-cpu (ort), torch-cpu (torch), ort-cuda, torch-cuda or trt.")] = "ort",
+    backend: BackendOpt = Backend.ORT,
+    device: Annotated[str, typer.Option(help="auto (cpu; cuda for trt), cpu or cuda.")] = "auto",
     rounds: Annotated[int | None, typer.Option(min=2, help="Measured rounds, each runs A and B once in random order (default 30; --quick 15).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer rounds (15).")] = False,
     shots: Annotated[int, typer.Option(min=1, help="Shots of the cached support.")] = 1,
@@ -277,7 +328,8 @@ def ab_cmd(
 
     try:
         tolerance = parse_fraction(max_slowdown)
-        config = ABConfig(backend=backend, rounds=rounds or (15 if quick else 30), shots=shots, batch=batch, threads=threads)
+        (name,) = backend_names(backend.value, device)
+        config = ABConfig(backend=name, rounds=rounds or (15 if quick else 30), shots=shots, batch=batch, threads=threads)
         doc = run_model_ab(a_model, b_model, config)
         if json_path is not None:
             out.print(f"wrote {dump(doc, json_path)}", highlight=False)

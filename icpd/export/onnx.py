@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
+from icpd.config import RankPriorForm
 from icpd.export.model_dir import base_meta, describe_files, write_model_json
-from icpd.export.rank_prior_onnx import RANK_PRIOR_FORMS, translation_table
+from icpd.export.rank_prior_onnx import parse_form, translation_table
 from icpd.export.validate import ErrorStats, error_stats, mask_agreement, merge
 from icpd.export.wrappers import (
     MATCHER_OUTPUTS_ALL,
@@ -85,7 +86,7 @@ def matcher_inputs(model: ICPDNet, query: torch.Tensor, support: torch.Tensor, m
 
 # -- export -------------------------------------------------------------------------------------------
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
-            dynamic_shapes: Any, rank_prior: str) -> None:
+            dynamic_shapes: Any, rank_prior: RankPriorForm) -> None:
     module.eval()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -115,15 +116,14 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[
 def export_model(
     model: ICPDNet,
     out_dir: str | os.PathLike[str],
-    rank_prior: str = "onnx",
+    rank_prior: RankPriorForm | str = RankPriorForm.TOPK,
     validate: bool = True,
     validation_runs: int = 3,
     force: bool = False,
     source: str = "",
 ) -> ExportResult:
     """Export ``model`` into ``out_dir`` (see the module docstring)."""
-    if rank_prior not in RANK_PRIOR_FORMS:
-        raise ValueError(f"--rank-prior: {rank_prior!r}; choose one of {', '.join(RANK_PRIOR_FORMS)}")
+    rank_prior = parse_form(rank_prior)  # "onnx" (the old name) is topk
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
@@ -149,7 +149,7 @@ def export_model(
         names = matcher_input_names(p, fusion)
         levels = p.num_layers + 1
         dyn = [{0: batch}] * levels + [{0: shots}] * (3 * levels) + [None] + ([{0: shots}] if fusion else [])
-        rank = "distances" if rank_prior == "onnx" else "features"  # plugin: the kernel computes distances itself
+        rank = rank_prior  # the op the form's translation rewrites (plugin: the kernel computes distances itself)
         _export(MatcherGraph(model, all_outputs=True, rank=rank), tuple(args), work / "matcher.onnx", names, MATCHER_OUTPUTS_ALL,
                 (tuple(dyn),), rank_prior)
         save_checkpoint(model, work / "model.safetensors", {"source": source} if source else None)
@@ -158,7 +158,7 @@ def export_model(
         meta.update({
             "opset": OPSET,
             "graph_version": GRAPH_VERSION,
-            "rank_prior": rank_prior,
+            "rank_prior": rank_prior.value,
             "precision": "fp32",
             "source": source,
             "preprocess": {"inputs": {"pixels": ["batch", "height", "width", 3, "uint8"]},

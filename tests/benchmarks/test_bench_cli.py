@@ -112,3 +112,35 @@ def test_bench_bad_options_exit_2(tmp_path):
     assert res.exit_code == 2 and "unknown backend 'tpu'" in res.output
     res = runner.invoke(app, ["bench", "--model-dir", str(tmp_path / "nowhere"), "--backends", "ort"])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_backend_vocabulary_is_backend_plus_device():
+    """Issue 10 section 4: one vocabulary, `--backends ort,torch --device cpu|cuda` (the Backend
+    enum's values); the old result-style names (ort-cpu ...) keep working."""
+    import typer
+
+    from icpd.commands.bench import backend_names
+
+    assert backend_names("auto") == "auto"
+    assert backend_names("ort,torch") == ("ort-cpu", "torch-cpu")
+    assert backend_names("ort,torch,trt", "cuda") == ("ort-cuda", "torch-cuda", "trt")
+    assert backend_names("trt") == ("trt",)
+    assert backend_names("ort-cpu,torch-cuda") == ("ort-cpu", "torch-cuda")
+    assert backend_names("auto", "cpu") == tuple(n for n in backend_names_available() if n.endswith("-cpu"))
+    for bad, device in (("tpu", "auto"), ("trt", "cpu"), ("ort", "gpu"), (",", "auto")):
+        with pytest.raises(typer.BadParameter):
+            backend_names(bad, device)
+
+
+def backend_names_available():
+    from icpd.benchmarks.latency import available_backends
+
+    return available_backends()
+
+
+def test_bench_model_option_is_the_model_dir(tmp_path):
+    """`--model` means an exported model directory in every command (bench called it --model-dir,
+    which stays accepted)."""
+    for flag in ("--model", "-m", "--model-dir"):
+        res = runner.invoke(app, ["bench", flag, str(tmp_path / "nowhere"), "--backends", "ort", "-q"])
+        assert res.exit_code == 2 and "error:" in res.output and "nowhere" in res.output, (flag, res.output)
