@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from icpd.benchmarks.stats import Summary, high_variance
 from icpd.benchmarks.timer import END_TO_END
+from icpd.io.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -250,5 +251,5 @@ def write_markdown_report(doc: Mapping[str, Any], out_dir: str | os.PathLike[str
     if stages_png is not None:
         lines += ["## Stage breakdown", "", f"![stage breakdown]({stages_png.name})", ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    write_text_atomic(report, "\n".join(lines).rstrip() + "\n")
     return report
