@@ -146,3 +146,73 @@ def test_predict_threshold_rule_is_infers(files, tiny_model):
     mask = cv2.imread(str(res.mask), cv2.IMREAD_UNCHANGED)
     assert mask[y, x] == 255
     np.testing.assert_array_equal(mask, merge_labels(prob[None, None], threshold)[0] * 255)
+
+
+def _commands():
+    """{"export": click command, "data synth": ..., "bench": ...}: every leaf command of `icpd`."""
+    import typer.main
+
+    found = {}
+
+    def walk(cmd, prefix):
+        subs = getattr(cmd, "commands", None)
+        if subs and prefix:  # a group with its own options (bench) counts as a command too
+            found[prefix] = cmd
+        for name, sub in (subs or {}).items():
+            walk(sub, f"{prefix} {name}".strip())
+        if not subs:
+            found[prefix] = cmd
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+LONG_COMMANDS = ("export", "cache-support", "infer", "eval", "train", "bench", "data synth")
+
+
+def test_every_long_command_has_quiet():
+    """Issue 10 section 4: every long command takes -q/--quiet."""
+    commands = _commands()
+    for name in LONG_COMMANDS + tuple(n for n in ("build", "validate", "stream") if n in commands):
+        opts = {o for p in commands[name].params for o in p.opts}
+        assert {"-q", "--quiet"} <= opts, name
+
+
+def test_model_means_the_exported_model_dir_everywhere():
+    """Issue 10 section 4: `--model` means the same thing in every command: an exported model dir."""
+    commands = _commands()
+    with_model = {n: p for n, c in commands.items() for p in c.params if "--model" in p.opts}
+    assert {"cache-support", "infer", "eval", "bench"} <= set(with_model)
+    for name, param in with_model.items():
+        assert "model dir" in param.help.lower() or "model directory" in param.help.lower(), (name, param.help)
+
+
+def test_backend_and_precision_are_enum_choices():
+    """Issue 10 section 4: --backend and --precision take the config enums' values only."""
+    res = runner.invoke(app, ["infer", "x.png", "--model", "m", "--support", "s", "--out", "o", "--backend", "ort-cpu"])
+    assert res.exit_code == 2 and "torch" in res.output and "trt" in res.output
+    res = runner.invoke(app, ["export", "--out", "o", "--random-weights", "--precision", "fp8"])
+    assert res.exit_code == 2 and "fp16" in res.output
+
+
+def test_export_rank_prior_forms_and_the_old_onnx_name(tmp_path):
+    """`--rank-prior topk|sort|plugin`; `onnx` (the old name of topk) still works, with a note."""
+    res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--rank-prior", "fast"])
+    assert res.exit_code == 2 and "topk, sort, plugin" in res.output
+    missing = tmp_path / "none.safetensors"
+    res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--checkpoint", str(missing), "--rank-prior", "onnx"])
+    assert "note: --rank-prior onnx is now called topk" in res.output
+    assert res.exit_code == 2 and "error:" in res.output and "none.safetensors" in res.output  # parsed, then refused
+
+
+def test_result_lines_are_not_wrapped_when_captured(tmp_path):
+    """Guards issue 16: result lines were wrapped at 80 columns when stdout is not a terminal (a log
+    line ended in `torch| = 3.43e-07`). A long `wrote ...` line must come out on one line."""
+    out = tmp_path / ("a-rather-long-folder-name-" * 3) / "DLRSD-5i"
+    proc = subprocess.run([sys.executable, "-m", "icpd.cli", "data", "synth", "--out", str(out), "--layout", "dlrsd5i",
+                           "--tiles", "6", "--size", "64"], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and len(lines[0]) > 80, lines
+    assert lines[0].startswith(f"wrote {out}") and "fewest tiles of any class" in lines[0]
