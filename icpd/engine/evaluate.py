@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from icpd.config import Preset
+from icpd.config import Backend, Preset
 from icpd.engine.distributed import DistContext, all_reduce_meter
 from icpd.engine.metrics import SegmentationMeter
 
 DatasetName = Literal["isaid5i", "dlrsd5i"]
 DATASETS: tuple[str, ...] = ("isaid5i", "dlrsd5i")
-BACKENDS: tuple[str, ...] = ("torch", "ort", "trt")  # ort and trt run an exported model dir (--model)
+BACKENDS: tuple[str, ...] = tuple(b.value for b in Backend)  # ort and trt run an exported model dir (--model)
 
 
 @runtime_checkable
