@@ -1,4 +1,4 @@
-"""Cut scenes larger than the model input into tiles, and blend tile predictions back.
+"""Cut scenes of any size into model-input tiles, and blend tile predictions back.
 
 Plan: tile origins sit on a regular grid with stride ``tile - overlap``; the last row and
 column are shifted so they end exactly at the image border, so every tile lies fully inside
@@ -6,6 +6,9 @@ an image that is at least tile-sized (no padding, no wasted pixels). Only an ima
 than the tile in a dimension is padded, by **reflection** (``np.pad(mode="reflect")``): zero
 padding would add a black band the model may read as shadow or water, while a mirror image
 keeps local statistics. Predictions on the padding are cropped away by :class:`Blender`.
+A scene smaller than one tile is therefore one padded tile, never stretched to the model input
+(``icpd infer`` uses this one rule for every scene size: no aspect distortion, and no jump in
+the results at the tile size).
 
 Blend: each tile's probabilities are weighted by a separable raised-cosine window that ramps
 from ~0 to 1 over ``overlap`` pixels on each side that has a neighbouring tile (sides on the
