@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -124,7 +125,8 @@ def test_predict_as_a_subprocess(files):
     exe = shutil.which("icpd")
     cmd = [exe] if exe else [sys.executable, "-m", "icpd.cli"]
     out = files / "pred_sub"
-    proc = subprocess.run([*cmd, *_predict_args(files), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*cmd, *_predict_args(files), "--out", str(out)], check=False, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (out / "query_mask.png").is_file() and "foreground" in proc.stdout
 
@@ -210,8 +212,8 @@ def test_result_lines_are_not_wrapped_when_captured(tmp_path):
     line ended in `torch| = 3.43e-07`). A long `wrote ...` line must come out on one line."""
     out = tmp_path / ("a-rather-long-folder-name-" * 3) / "DLRSD-5i"
     proc = subprocess.run([sys.executable, "-m", "icpd.cli", "data", "synth", "--out", str(out), "--layout", "dlrsd5i",
-                           "--tiles", "6", "--size", "64"], capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "COLUMNS": "80"})
+                           "--tiles", "6", "--size", "64"], check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and len(lines[0]) > 80, lines
