@@ -183,3 +183,92 @@ def test_shared_thread_pool_gives_the_same_predictions(tiny_model_dir, ship, tmp
     p.add_support(ship)
     imgs = np.random.default_rng(1).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
     np.testing.assert_allclose(np.load(out), p.predict(imgs).probs, atol=1e-6)
+
+
+def test_a_single_image_is_a_batch_of_one(predictors, ship):
+    """Defect 6: predict((H, W, 3)) used to iterate over the rows ("got (W, 3)")."""
+    p = predictors["ort"]
+    p.reset()
+    p.add_support(ship)
+    img = _scene(6, 1)[0]  # (128, 128, 3)
+    single = p.predict(img)
+    assert single.labels.shape == (1, 128, 128) and single.probs.shape == (1, 1, 128, 128)
+    np.testing.assert_array_equal(single.probs, p.predict(img[None]).probs)
+    mixed = p.predict([img, np.ascontiguousarray(img[:100]), img])  # sizes may differ within a list
+    np.testing.assert_allclose(mixed.probs[[0, 2]], np.concatenate([single.probs] * 2), atol=1e-6)
+
+
+def test_load_takes_the_backend_enum_and_refuses_unknown_names(tiny_model_dir):
+    from icpd.config import Backend
+
+    assert Predictor.load(tiny_model_dir, backend=Backend.ORT).backend_name == "ort"
+    with pytest.raises(ValueError, match=r"--backend 'onnx': choose one of torch, ort, trt"):
+        Predictor.load(tiny_model_dir, backend="onnx")
+
+
+def test_load_verify_checks_every_file_hash(tiny_model_dir, tmp_path):
+    """Predictor.load(verify=True) passes through to ModelDir.open: same-size corruption is caught."""
+    import shutil
+
+    from icpd.export.model_dir import ModelDirError
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    data = bytearray((d / "model.safetensors").read_bytes())
+    data[-100] ^= 0xFF  # same size, other content
+    (d / "model.safetensors").write_bytes(bytes(data))
+    Predictor.load(d, backend="ort")  # sizes only: opens
+    with pytest.raises(ModelDirError, match="model.safetensors"):
+        Predictor.load(d, backend="ort", verify=True)
+
+
+def test_intermediate_outputs_by_name(predictors, tiny_embeddings):
+    p = predictors["ort"]
+    p.reset()
+    for i, name in enumerate(["ship", "plane"]):
+        p.add_support(p.encode_support(list(_scene(7 + i, 1)), _masks()[i : i + 1], name, np.roll(tiny_embeddings, i, 0)))
+    imgs = _scene(8, 2)
+    g = p.preset.clip_grid
+    pred = p.predict(imgs, outputs=("query_prior", "pyramid_l3"))
+    assert set(pred.outputs) == {"query_prior", "pyramid_l3"} and pred.priors is None
+    assert pred.outputs["query_prior"].shape == (2, 2, g, g)
+    assert pred.outputs["pyramid_l3"].shape[:2] == (2, 2)
+    with_priors = p.predict(imgs, priors=True)
+    assert with_priors.outputs == {}
+    np.testing.assert_array_equal(with_priors.priors, pred.outputs["query_prior"])
+    np.testing.assert_array_equal(with_priors.probs, pred.probs)
+    with pytest.raises(ValueError, match="the matcher has logits, query_prior"):
+        p.predict(imgs, outputs=("pyramid_l9",))
+
+
+def test_encode_support_picks_the_target_from_class_embeddings(predictors, tmp_path):
+    """Stretch (issue 16): ClassEmbeddings in file order + class_name -> that class's row first,
+    the same support set as `icpd cache-support --class-name`; a name not in the file is refused."""
+    import cv2
+    import torch
+    from typer.testing import CliRunner
+
+    from icpd.cli import app
+    from icpd.model.text import ClassEmbeddings, save_class_embeddings
+
+    emb = ClassEmbeddings(torch.randn(15, 32, generator=torch.Generator().manual_seed(3)),
+                          tuple(f"c{i}" for i in range(15)))
+    p = predictors["ort"]
+    img, mask = _scene(9, 1)[0], _masks()[0]
+    s = p.encode_support([img], [mask], "c2", emb)
+    np.testing.assert_array_equal(s.tensors["class_embeddings"], emb.for_target("c2").numpy())
+    same = p.encode_support([img], [mask], "c2", emb.for_target("c2").numpy())  # an array: target first
+    assert all(np.array_equal(s.tensors[n], same.tensors[n]) for n in s.tensors)
+    with pytest.raises(ValueError, match="'boat' is not in the class embeddings; known: c0, c1"):
+        p.encode_support([img], [mask], "boat", emb)
+
+    save_class_embeddings(tmp_path / "e.safetensors", emb)
+    cv2.imwrite(str(tmp_path / "s.png"), img[..., ::-1])  # the CLI reads RGB from a BGR file
+    cv2.imwrite(str(tmp_path / "m.png"), mask * 255)
+    res = CliRunner().invoke(app, ["cache-support", "--model", str(p.model_dir.path), "--class-name", "c2",
+                                   "--image", str(tmp_path / "s.png"), "--mask", str(tmp_path / "m.png"),
+                                   "--class-embeddings", str(tmp_path / "e.safetensors"), "--out", str(tmp_path / "c2.support")])
+    assert res.exit_code == 0, res.output
+    cli = SupportSet.load(tmp_path / "c2.support", p.fingerprint)
+    for n, t in s.tensors.items():
+        np.testing.assert_allclose(cli.tensors[n], t, atol=1e-6, err_msg=n)
