@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,7 +15,7 @@ from icpd.config import Backend
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from icpd.runtime.stream import StreamSummary
+    from icpd.runtime.stream import FrameResult, StreamSummary
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
@@ -44,6 +45,31 @@ class _SigintStops:
             signal.signal(signal.SIGINT, self.previous)
 
 
+class _Status:
+    """A one-line live status on a terminal (frames out, latency), refreshed at most every 0.5 s."""
+
+    def __init__(self, console: Any, enabled: bool) -> None:
+        self.status = console.status("waiting for the first frame", spinner="dots") if enabled else None
+        self.frames, self.shown = 0, 0.0
+
+    def __call__(self, result: FrameResult) -> None:  # called by the output thread, per frame
+        self.frames += 1
+        now = time.monotonic()
+        if self.status is not None and now - self.shown >= 0.5:
+            self.shown = now
+            self.status.update(f"frame {result.frame.index}: {self.frames} segmented, "
+                               f"latency {result.latency * 1000:.0f} ms")
+
+    def __enter__(self) -> Self:
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
 def _report(summary: StreamSummary, out_path: Path | None) -> str:
     lat = summary.latency_ms
     latency = f"latency p50 {lat['p50']:.0f} / p90 {lat['p90']:.0f} / p99 {lat['p99']:.0f} ms" if lat else "no frame"
@@ -71,7 +97,7 @@ def stream_cmd(
     tile: Annotated[int | None, typer.Option(min=1, help="Tile side for frames larger than the model input (as `icpd infer`).")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line (errors and the result line still print).")] = False,
 ) -> None:
     """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
     from icpd.commands.common import console, fail, out
@@ -90,15 +116,15 @@ def stream_cmd(
         with _SigintStops(stop, console), open_source(source, fps) as src:
             predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
                                        engine_dir=engines)
-            summary = run_stream(predictor, src, options, out_path, stop=stop,
-                                 about={"model": str(model), "backend": backend.value})
+            with _Status(console, console.is_terminal and not quiet) as status:
+                summary = run_stream(predictor, src, options, out_path, on_result=status, stop=stop,
+                                     about={"model": str(model), "backend": backend.value})
     except KeyboardInterrupt:  # second Ctrl-C: outputs were finalised on the way out
         console.print("interrupted", markup=False, highlight=False)
         raise typer.Exit(code=INTERRUPTED) from None
     except (SourceError, ValueError, ImportError) as e:
         fail(e)
-    if not quiet:
-        out.print(_report(summary, out_path), markup=False, highlight=False, soft_wrap=True)
+    out.print(_report(summary, out_path), markup=False, highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise typer.Exit(code=INTERRUPTED)
 

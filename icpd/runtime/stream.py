@@ -237,7 +237,8 @@ class _Run:
                 if frame.index % opts.every:
                     self.skipped += 1
                     continue
-                if not self.frames.put(frame, self.stopping):
+                # a stop still queues this frame (it is in flight, the drain takes it); an abort does not
+                if not self.frames.put(frame, self.halt.is_set):
                     break
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread after finalising
             self.errors.append(e)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -138,8 +139,8 @@ def test_cli_every_n_processes_one_frame_in_n(model, tmp_path):
 class SlowPredictor:
     """A real Predictor whose predict() takes at least ``delay`` s more; records each call's time."""
 
-    def __init__(self, inner: Predictor, delay: float) -> None:
-        self.inner, self.delay = inner, delay
+    def __init__(self, inner: Predictor, delay: float, on_call: Callable[[int], None] | None = None) -> None:
+        self.inner, self.delay, self.on_call = inner, delay, on_call
         self.durations: list[float] = []
 
     def __getattr__(self, name: str):
@@ -147,6 +148,8 @@ class SlowPredictor:
 
     def predict(self, *args, **kwargs):
         t0 = time.perf_counter()
+        if self.on_call is not None:
+            self.on_call(len(self.durations))
         time.sleep(self.delay)
         pred = self.inner.predict(*args, **kwargs)
         self.durations.append(time.perf_counter() - t0)
@@ -187,6 +190,21 @@ def test_without_realtime_every_frame_is_processed(predictor, tmp_path):
     assert (summary.frames_in, summary.dropped, summary.frames_out) == (12, 0, 12)
     assert summary.queue_bound == 4 and 1 <= summary.queue_max_depth <= 4
     assert summary.outputs == {}
+
+
+def test_stop_drains_frames_in_flight(predictor, tmp_path):
+    """Guards the drain on stop: the frame capture holds while the queue is full is in flight too.
+    It must be queued and processed, not lost (before the fix: unprocessed == 1). The stop comes
+    while frame 1 is being predicted (0.3 s), so capture, waiting on the full queue, sees it."""
+    stop = threading.Event()
+    slow = SlowPredictor(predictor, 0.3, on_call=lambda calls: stop.set() if calls == 1 else None)
+    video = _write_video(tmp_path / "clip.avi", 20, S, S)
+    with open_source(video) as src:
+        summary = run_stream(slow, src, StreamOptions(queue_size=1), None, stop=stop)
+    assert summary.interrupted and summary.end_reason == "interrupted"
+    assert summary.unprocessed == 0 and summary.dropped == 0
+    assert summary.frames_out == summary.frames_in >= 3  # frame 0 + the queued one + the one capture held
+    assert summary.queue_max_depth == 1
 
 
 def test_frame_queue_drops_oldest_and_never_exceeds_its_bound():
