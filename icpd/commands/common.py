@@ -95,7 +95,8 @@ def parse_rank_prior(value: str | RankPriorForm) -> RankPriorForm:
 
 RANK_PRIOR_HELP = ("How the rank (NDCG) prior is written in the matcher: topk (standard ONNX, data-dependent k; "
                    "fastest on ONNX Runtime CPU), sort (standard ONNX, static shapes: TensorRT without a plugin) or "
-                   "plugin (one NdcgPrior node per level: the TensorRT plugin). `onnx` is the old name of topk.")
+                   "plugin (one NdcgPrior node per level: the TensorRT plugin). `onnx` is the old name of topk. "
+                   "Default (export): the exporter's, topk.")
 
 # -- options that mean the same thing in every command -----------------------------------------------
 ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")]
@@ -103,7 +104,7 @@ BackendOpt = Annotated[Backend, typer.Option(help="Runtime: torch (PyTorch eager
                                                   "(TensorRT engines from `icpd build`).")]
 DeviceOpt = Annotated[str, typer.Option(help="Device: cpu, cuda or cuda:N.")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")]
-PrecisionOpt = Annotated[Precision, typer.Option(help="fp32, or fp16.")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="Numeric precision: fp32 or fp16.")]
 RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(parser=parse_rank_prior, metavar="<topk|sort|plugin>",
                                                             help=RANK_PRIOR_HELP)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or notes: errors, warnings and "

@@ -12,7 +12,6 @@ from icpd.commands.common import (
     BackendOpt,
     DeviceOpt,
     ModelDirOpt,
-    PrecisionOpt,
     QuietOpt,
     RankPriorOpt,
     console,
@@ -31,7 +30,8 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[str | None, typer.Option(callback=preset_callback, help=PRESET_HELP)] = None,
         random_weights: Annotated[bool, typer.Option(help="No checkpoint: seeded random weights (latency only).")] = False,
         rank_prior: RankPriorOpt = None,
-        precision: PrecisionOpt = Precision.FP32,
+        precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 graphs with FP32 islands, for TensorRT 11 "
+                                                          "strong typing).")] = Precision.FP32,
         validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch before finishing.")] = True,
         force: Annotated[bool, typer.Option(help="Replace an existing, non-empty --out.")] = False,
         quiet: QuietOpt = False,
