@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
+from icpd.commands.common import fail, out
+
 
 def register(app: typer.Typer) -> None:
-    from icpd.commands.common import fail, out
-
     @app.command("fetch-weights")
     def fetch_weights(
         name: Annotated[str, typer.Argument(help="resnet50, vgg16 or remoteclip-vitl14.")],
@@ -24,4 +24,4 @@ def register(app: typer.Typer) -> None:
             path = resolve_weights(name, download=download, cache_dir=cache_dir)
         except FileNotFoundError as e:
             fail(e)
-        out.print(str(path))
+        out.print(str(path), markup=False, highlight=False)
