@@ -9,16 +9,17 @@ import onnx
 import pytest
 
 from icpd.export.model_dir import ModelDir, ModelDirError
-from icpd.export.onnx import OPSET, TOLERANCE, ExportError, export_model
+from icpd.export.onnx import OPSET, ExportError, export_model
+from icpd.export.validate import TOLERANCES
 from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names, matcher_input_names
 from icpd.model.checkpoint import model_fingerprint
 
 
 def test_model_dir_contents(tiny_model_dir, tiny_model):
-    md = ModelDir.open(tiny_model_dir, verify_hashes=True)
+    md = ModelDir.open(tiny_model_dir, verify=True)
     meta = md.meta
     assert meta["fingerprint"] == model_fingerprint(tiny_model)
-    assert meta["preset"]["name"] == "tiny" and meta["opset"] == OPSET and meta["rank_prior"] == "onnx"
+    assert meta["preset"]["name"] == "tiny" and meta["opset"] == OPSET and meta["rank_prior"] == "topk"
     assert meta["normalization"]["mean"] == list(tiny_model.preset.mean)
     assert set(meta["files"]) == {"preprocess", "encoder", "matcher", "weights"}
     assert meta["matcher"]["inputs"]["query_layer00"][0] == "batch"
@@ -89,8 +90,12 @@ def test_existing_output_needs_force(tiny_model, tiny_model_dir):
 
 
 def test_failed_self_check_leaves_nothing(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setitem(TOLERANCE, "logits_rel_to_scale", 0.0)
-    monkeypatch.setitem(TOLERANCE, "encoder_rel_to_scale", 0.0)
+    import dataclasses
+
+    from icpd.config import Precision
+
+    strict = dataclasses.replace(TOLERANCES[Precision.FP32], logits_rel_to_scale=0.0, encoder_rel_to_scale=0.0)
+    monkeypatch.setitem(TOLERANCES, Precision.FP32, strict)
     out = tmp_path / "m"
     with pytest.raises(ExportError, match="disagrees"):
         export_model(tiny_model, out, validation_runs=1)
@@ -124,10 +129,10 @@ def test_corrupt_onnx_file_is_named(tiny_model_dir, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_model_dir, bad)
     (bad / "matcher.onnx").write_bytes(b"\x08\x07not a model")
-    with pytest.raises(ModelDirError, match="matcher.onnx"):
+    with pytest.raises(ModelDirError, match="matcher.onnx.*bytes"):  # the size, checked on every open
         Predictor.load(bad, backend="ort")
-    with pytest.raises(ModelDirError, match="hash"):
-        ModelDir.open(bad, verify_hashes=True)
+    with pytest.raises(ModelDirError, match="matcher.onnx"):
+        ModelDir.open(bad, verify_hashes=True)  # the former name of verify=True still works
 
 
 def test_export_cli_in_process(tmp_path):
