@@ -100,8 +100,9 @@ class InferOptions:
         return self if self.tile is not None else replace(self, tile=model_size)
 
     def validate(self, model_size: int) -> int:
-        """The tile side for a model of input ``model_size`` (the values were checked when made)."""
-        return self.tile if self.tile is not None else model_size
+        """The tile side for a model of input ``model_size`` (:meth:`for_model`'s tile)."""
+        tile = self.for_model(model_size).tile
+        return model_size if tile is None else tile
 
 
 @dataclass

@@ -130,6 +130,8 @@ def test_options_are_checked_once_when_made():
     opts = InferOptions(overlap=16)
     resolved = opts.for_model(S)
     assert resolved.tile == S and resolved.for_model(64) is resolved
+    with pytest.raises(ValueError, match="--overlap 200: must satisfy 0 <= overlap < tile \\(128\\)"):
+        InferOptions(overlap=200).for_model(S)  # the default tile, the model input, is known only here
 
 
 def test_multiclass_labels_match_per_class_predictions(model, predictor, tmp_path):
