@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+
 class Backend(str, Enum):
     """Where a Predictor runs the exported model (``--backend``)."""
 

@@ -117,7 +117,7 @@ def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:([a-z]+)-)?(\d+)-([0-9a-f]{6})\.[0-9a-f]{8}")
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:([a-z0-9]+)-)?(\d+)-([0-9a-f]{6})\.[0-9a-f]{8}")
     removed = []
     host = _host_tag()
     for entry in path.parent.iterdir():

@@ -70,12 +70,12 @@ def test_atomic_dir_gets_umask_permissions(tmp_path):
     assert stat.S_IMODE((tmp_path / "m" / "model.json").stat().st_mode) == 0o640
 
 
-def _killed_run_leftover(target: Path) -> Path:
+def _killed_run_leftover(target: Path, opener: str = "atomic_dir(Path(sys.argv[1]))") -> Path:
     """The temporary folder a run killed with SIGKILL leaves behind (named with its dead pid)."""
-    code = ("import os, sys; from pathlib import Path; from icpd.io.atomic import atomic_dir\n"
-            "with atomic_dir(Path(sys.argv[1])) as w:\n"
+    code = ("import os, sys; from pathlib import Path; from icpd.io.atomic import atomic_dir, scratch_dir\n"
+            f"with {opener} as w:\n"
             "    (w / 'half').write_text('x'); print(w, flush=True); os.kill(os.getpid(), 9)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], check=False, capture_output=True, text=True)
     assert proc.returncode == -9
     leftover = Path(proc.stdout.strip())
     assert leftover.is_dir()
@@ -91,6 +91,14 @@ def test_leftovers_of_killed_runs_are_removed_on_the_next_run(tmp_path):
         (work / "f").write_text("x")
     assert not leftover.exists() and other.exists()
     assert _names(tmp_path) == [".other.123-abcdef.0011aabb", "model"]
+
+
+def test_scratch_leftovers_of_killed_runs_are_removed_too(tmp_path):
+    out = tmp_path / "m16"
+    leftover = _killed_run_leftover(out, 'scratch_dir(Path(sys.argv[1]), "fp32")')
+    assert leftover.name.startswith(".m16.fp32-")
+    with scratch_dir(out, "fp32"):
+        assert not leftover.exists()
 
 
 def test_a_live_runs_folder_is_kept(tmp_path):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 import icpd.trt
-import icpd.trt.build as build
 from icpd.runtime.engine_sidecar import EngineEnv, read_sidecar
+from icpd.trt import build
 
 
 @pytest.fixture()

@@ -24,7 +24,7 @@ def test_episodes_are_seeded_and_exercise_the_resize():
 
 def test_self_check_and_validate_share_the_harness():
     import icpd.export.onnx as export
-    import icpd.trt.validate as validate
+    from icpd.trt import validate
 
     assert export.seeded_episodes is validate.seeded_episodes
     assert validate.IOU_RULE == {"fp32": 0.999, "fp16": 0.99}
