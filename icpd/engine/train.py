@@ -38,11 +38,14 @@ from torch.utils.data.distributed import DistributedSampler
 
 from icpd.engine.distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from icpd.engine.evaluate import TorchEpisodePredictor, autocast, evaluate, make_dataset, spread_subset
+from icpd.io.artifacts import ArtifactFormat, read_json
 from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
 
 STATE_FORMAT = "icpd-train-state"
 STATE_VERSION = 1
+_STATE = ArtifactFormat(STATE_FORMAT, STATE_VERSION, "training state", "start the run afresh without --resume",
+                        required=("epoch", "config", "encoder_fingerprint", "optimizer", "scaler", "rng"))
 TRAINABLE = ("priorlearner", "hpn_learner")  # submodules the optimiser updates
 # Config fields that change what a run computes: a resumed run must agree on all of them.
 RESULT_FIELDS = (
@@ -399,9 +402,7 @@ def load_state(
     """
     from safetensors.torch import load_file, safe_open
 
-    meta = json.loads((out / "last.json").read_text(encoding="utf-8"))
-    if meta.get("format") != STATE_FORMAT or int(meta.get("format_version", 0)) > STATE_VERSION:
-        raise ValueError(f"{out / 'last.json'}: not an icpd training state of version <= {STATE_VERSION}")
+    meta = read_json(out / "last.json", _STATE, ValueError)
     stored, given = meta["config"], cfg.to_json_dict()
     diff = [f"{k}: run {stored.get(k)!r}, now {given[k]!r}" for k in RESULT_FIELDS if stored.get(k) != given[k]]
     if diff:
