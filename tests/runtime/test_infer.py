@@ -248,3 +248,19 @@ def test_trt_backend_needs_engines(tmp_path):
     (tmp_path / "c.support").write_bytes(b"x")
     with pytest.raises(ValueError, match="--engines"):
         open_predictor(tmp_path, [tmp_path / "c.support"], backend="trt")
+
+
+def test_inputs_are_listed_once(predictor, tmp_path):
+    """Guards issue 10 defect 10: `icpd infer` listed its inputs twice (once to fail early, once in
+    infer_paths). infer_paths now takes the list collect_inputs made: an image that appears in
+    the folder after listing is not picked up by a second listing."""
+    from icpd.runtime.infer import CollectedInputs, collect_inputs
+
+    (tmp_path / "in").mkdir()
+    _write(tmp_path / "in" / "a.png", _scene(64, 64))
+    listed = collect_inputs([tmp_path / "in"], tmp_path / "out")
+    assert isinstance(listed, CollectedInputs) and [p.name for p in listed.paths] == ["a.png"]
+    _write(tmp_path / "in" / "b.png", _scene(64, 64, seed=1))
+    summary = infer_paths(predictor, listed, tmp_path / "out", InferOptions())
+    assert [Path(r.path).name for r in summary.results] == ["a.png"]
+    assert not (tmp_path / "out" / "b_labels.png").exists()
