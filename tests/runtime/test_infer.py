@@ -194,6 +194,7 @@ def test_cli_geotiff_scene_keeps_its_georeferencing(model, tmp_path):
     res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
                               str(tmp_path / "scene.tif"), "--out", str(out), "-q", "--threads", "1"])
     assert res.exit_code == 0, res.output
+    assert "icpd infer ->" not in res.output and "1 of 1 scene(s) segmented" in res.output  # -q: the result line only
     png = cv2.imread(str(out / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
     with rasterio.open(out / "scene_labels.tif") as ds:  # the tiled scene, stitched, on the input's grid
         assert (ds.width, ds.height, ds.count) == (200, 300, 1)
