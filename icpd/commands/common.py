@@ -4,8 +4,8 @@ A user error (the project's own error types, bad options) prints one line on std
 without a traceback; anything else propagates and prints its traceback.
 
 Output: ``out`` (stdout) gets results, ``console`` (stderr) errors, warnings and progress.
-``-q/--quiet`` (every long command) hides progress bars, tables and informational lines;
-errors, warnings and the command's final result line still print.
+``-q/--quiet`` (every long command) hides progress bars and tables; errors, warnings (a
+deprecated spelling's note included) and the command's final result line still print.
 """
 
 from __future__ import annotations
@@ -107,5 +107,6 @@ ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the
 PrecisionOpt = Annotated[Precision, typer.Option(help="Numeric precision: fp32 or fp16.")]
 RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(parser=parse_rank_prior, metavar="<topk|sort|plugin>",
                                                             help=RANK_PRIOR_HELP)]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or notes: errors, warnings and "
-                                                              "the final result line only.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables: errors, warnings "
+                                                              "(deprecated spellings included) and the final result "
+                                                              "line only.")]
