@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from icpd.commands.common import BackendOpt, DeviceOpt, ModelDirOpt, QuietOpt, ThreadsOpt
 from icpd.config import Backend
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def _report(summary: StreamSummary, out_path: Path | None) -> str:
 def stream_cmd(
     source: Annotated[str, typer.Argument(help="Video file, folder of frames, camera index (0) or device (/dev/video0), "
                                                "or URL (rtsp://, http://).", show_default=False)],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")],
+    model: ModelDirOpt,
     support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Overlay video (.mp4 or .avi); OUT.jsonl and OUT.summary.json go beside it. Default: no files.")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Process the newest frame when inference falls behind; count the dropped ones (files play at their frame rate).")] = False,
@@ -89,15 +90,15 @@ def stream_cmd(
     fps: Annotated[float | None, typer.Option(min=0.001, help="Frame rate of a folder of frames (default 10), or override the source's.")] = None,
     queue: Annotated[int | None, typer.Option(min=1, help="Frames waiting for inference at most. Default: 1 with --realtime, else 4.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=0, help="Stop after this many source frames.")] = None,
-    backend: Annotated[Backend, typer.Option(help="Runtime (trt where installed).")] = Backend.ORT,
+    backend: BackendOpt = Backend.ORT,
     engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")] = None,
-    device: Annotated[str, typer.Option(help="Device, e.g. cpu or cuda:0.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")] = None,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel.")] = 0.5,
     tile: Annotated[int | None, typer.Option(min=1, help="Tile side for frames larger than the model input (as `icpd infer`).")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line (errors and the result line still print).")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
     from icpd.commands.common import console, fail, out
