@@ -252,6 +252,33 @@ def test_sigint_stops_cleanly_with_playable_video_and_complete_jsonl(model, tmp_
     assert f"{n} of" in stdout
 
 
+def test_a_source_cut_short_ends_the_run_cleanly_with_the_reason(model, predictor, tmp_path):
+    """A recording cut off midway (a truncated file) and a frame folder with a corrupt frame are
+    sources that stop early: exit 0, every frame before the cut processed, the reason in the summary."""
+    model_dir, supports = model
+    whole = _write_video(tmp_path / "whole.avi", 20, S, S).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole[: len(whole) // 2])
+    readable = len(_decode(cut))
+    assert 0 < readable < 20
+    out = tmp_path / "seg.mp4"
+    res = runner.invoke(app, ["stream", str(cut), "--model", str(model_dir), "--support", str(supports[0]),
+                              "--out", str(out), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(stream_paths(out)["summary"].read_text())
+    assert doc["end_reason"] == f"read error after frame {readable} of 20" and not doc["interrupted"]
+    assert doc["frames_out"] == readable == len(_jsonl(stream_paths(out)["jsonl"]))
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, rgb in enumerate(_decode(cut)[:3]):
+        cv2.imwrite(str(folder / f"f{i}.png"), rgb[:, :, ::-1])
+    (folder / "f3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with open_source(folder) as src:
+        summary = run_stream(predictor, src, StreamOptions())
+    assert summary.frames_out == 3 and summary.end_reason.startswith("frame 3 unreadable") and "f3.png" in summary.end_reason
+
+
 def test_bad_sources_exit_2_naming_them(model, tmp_path):
     model_dir, supports = model
     fake = tmp_path / "fake.mp4"
