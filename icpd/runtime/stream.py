@@ -326,10 +326,14 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         run.frames.clear()  # abandoned by an abort: counted as unprocessed
         run.results.close()
         output.join()
-    interrupted = run.stop.is_set() or any(isinstance(e, KeyboardInterrupt) for e in run.errors)
-    reason = "interrupted" if interrupted else run.end_reason
-    if run.errors and not interrupted and not reason.startswith("capture error"):
-        reason = f"error: {type(run.errors[0]).__name__}: {run.errors[0]}"
+    first_error = run.errors[0] if run.errors else None
+    interrupted = isinstance(first_error, KeyboardInterrupt) or (first_error is None and run.stop.is_set())
+    if interrupted:
+        reason = "interrupted"
+    elif first_error is not None and not run.end_reason.startswith("capture error"):
+        reason = f"error: {type(first_error).__name__}: {first_error}"
+    else:
+        reason = run.end_reason
     seconds = max(t_last - run.first_capture, 1e-9) if run.first_capture is not None and latencies else 0.0
     summary = StreamSummary(
         source=source.description, end_reason=reason, interrupted=interrupted, frames_in=run.frames_in,
@@ -346,8 +350,6 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         doc = asdict(summary) | (about or {})
         with atomic_write(paths["summary"]) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    if run.errors and not interrupted:
-        raise run.errors[0]
-    if run.errors and isinstance(run.errors[0], KeyboardInterrupt):
-        raise run.errors[0]
+    if first_error is not None:  # internal errors keep their traceback; a KeyboardInterrupt goes on up
+        raise first_error
     return summary
