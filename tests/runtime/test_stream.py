@@ -207,18 +207,23 @@ def test_stop_drains_frames_in_flight(predictor, tmp_path):
     assert summary.queue_max_depth == 1
 
 
-def test_an_inference_error_keeps_its_traceback_and_the_outputs_are_finalised(predictor, tmp_path):
+@pytest.mark.parametrize("with_stop", [False, True])
+def test_an_inference_error_keeps_its_traceback_and_the_outputs_are_finalised(predictor, tmp_path, with_stop):
     """An internal error (here the predictor's third call) is raised to the caller, not swallowed
-    into an exit code; the frames before it are in a playable video, the JSONL and the summary."""
+    into an exit code, also when a stop (Ctrl-C) came at the same time (it was swallowed then);
+    the frames before it are in a playable video, the JSONL and the summary."""
+    stop = threading.Event()
 
     def fail_third(calls: int) -> None:
         if calls == 2:
+            if with_stop:
+                stop.set()
             raise RuntimeError("backend crashed")
 
     video = _write_video(tmp_path / "clip.avi", 8, S, S)
     out = tmp_path / "seg.avi"
     with open_source(video) as src, pytest.raises(RuntimeError, match="backend crashed"):
-        run_stream(SlowPredictor(predictor, 0.0, on_call=fail_third), src, StreamOptions(), out)
+        run_stream(SlowPredictor(predictor, 0.0, on_call=fail_third), src, StreamOptions(), out, stop=stop)
     doc = json.loads(stream_paths(out)["summary"].read_text())
     assert doc["end_reason"] == "error: RuntimeError: backend crashed" and not doc["interrupted"]
     assert doc["frames_out"] == 2 == len(_jsonl(stream_paths(out)["jsonl"])) == len(_decode(out))
