@@ -1,15 +1,24 @@
-"""ONNX forms of ``icpd::ndcg_prior`` chosen at export time.
+"""ONNX forms of the rank (NDCG) prior, chosen at export time (:class:`icpd.config.RankPriorForm`).
 
-- ``standard``: plain opset-18 ops on the distance matrix the cosine prior's GEMM already gives,
-  runnable by any ONNX runtime: a ``Scan`` over the (item, shot) pairs whose body sorts that
-  pair's k nearest support pixels (TopK(largest=0, sorted=1), k = its own number of relevant
-  pixels), gathers their relevance and sums the discounts. ONNX TopK orders equal values by
-  lower index first, which is icpd's tie rule. One TopK per pair with its own k, not one with
-  the largest k of all shots: 5 shots with masks of 15, 4, 3, 7 and 5% of the image take 61
-  instead of 95 ms at 32x32 in ONNX Runtime on a 2-core CPU.
+- ``topk``: plain opset-18 ops on the distance matrix the cosine prior's GEMM already gives: a
+  ``Scan`` over the (item, shot) pairs whose body sorts that pair's k nearest support pixels
+  (TopK(largest=0, sorted=1), k = its own number of relevant pixels), gathers their relevance and
+  sums the discounts. One TopK per pair with its own k, not one with the largest k of all shots:
+  5 shots with masks of 15, 4, 3, 7 and 5% of the image take 61 instead of 95 ms at 32x32 in ONNX
+  Runtime on a 2-core CPU. TopK's K and Range's limit come from tensor *values* (ReduceSum of the
+  relevance), so TensorRT cannot build this form (it needs shape tensors there).
+- ``sort``: plain opset-18 ops with static shapes only, for TensorRT without a plugin: every
+  distance row fully sorted by one batched TopK whose K is the row length taken from ``Shape``
+  (``sorted=1``), the relevance gathered in that order, the discounts of positions p < k summed
+  (k is data, used only as a value in the mask p < k, never as a shape). TensorRT's TopK takes
+  K < 3840: the paper preset's levels have at most 32 x 32 = 1024 support pixels per shot; a
+  larger support map is reported by ``icpd check-trt`` (use the ``plugin`` form, Ns <= 4096).
 - ``plugin``: one custom node ``NdcgPrior`` (domain ``icpd``) with attributes
   ``plugin_namespace="icpd"`` and ``plugin_version="1"``, which the TensorRT ONNX parser maps
   to the icpd plugin (see ``icpd.kernels.trt_plugin``).
+
+Tie rule (every form): ONNX TopK orders equal values by lower index first, i.e. ascending support
+index, as the eager code and the CUDA kernel do.
 """
 
 from __future__ import annotations
@@ -17,10 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from icpd.config import RankPriorForm
 from icpd.kernels.trt_plugin import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 PLUGIN_DOMAIN = "icpd"
-RANK_PRIOR_FORMS = ("onnx", "plugin")
 
 
 def register_plugin_schema() -> None:
@@ -93,8 +102,8 @@ def _ndcg_item_graph():
     )
 
 
-def _standard():
-    """(from-distances translation, from-features translation) in opset-18 ops."""
+def _standard(form: RankPriorForm):
+    """(from-distances translation, from-features translation) in opset-18 ops for ``topk`` or ``sort``."""
     from onnxscript import opset18 as op
 
     def ints(*v: int):
@@ -103,9 +112,27 @@ def _standard():
     def f(x: float):
         return op.Constant(value_float=x)
 
-    def ndcg_from_distances(dist, relevance):
+    def ndcg_topk(dist, relevance):
         # dist (N, Nq, Ns), relevance (N, Ns) -> (N, Nq): one Scan step per item, each with its own k
         return op.Scan(op.Cast(dist, to=1), op.Cast(relevance, to=1), body=_ndcg_item_graph(), num_scan_inputs=2)
+
+    def ndcg_sort(dist, relevance):
+        # dist (N, Nq, Ns), relevance (N, Ns) -> (N, Nq); every shape-like input comes from Shape or a constant
+        dist = op.Cast(dist, to=1)
+        rel = op.Cast(op.Greater(op.Cast(relevance, to=1), f(0.0)), to=1)  # N Ns, 1 where relevant
+        ns = op.Shape(dist, start=2, end=3)  # (1,) the row length: a shape tensor
+        _, order = op.TopK(dist, ns, axis=-1, largest=0, sorted=1)  # N Nq Ns, full sort; ties: lower index first
+        # GatherElements does not broadcast: the relevance is expanded to the distances' shape first
+        rel_sorted = op.GatherElements(op.Expand(op.Unsqueeze(rel, ints(1)), op.Shape(dist)), order, axis=-1)
+        k = op.ReduceSum(rel, ints(-1), keepdims=1)  # N 1: k as a value, never as a shape
+        p = op.Cast(op.Range(op.Constant(value_int=0), op.Squeeze(ns, ints(0)), op.Constant(value_int=1)), to=1)
+        discount = op.Div(f(math.log(2.0)), op.Log(op.Add(p, f(2.0))))  # Ns: 1 / log2(rank + 1), rank = p + 1
+        w = op.Where(op.Less(p, k), discount, f(0.0))  # N Ns: the discounts of positions p < k
+        dcg = op.Squeeze(op.MatMul(rel_sorted, op.Unsqueeze(w, ints(-1))), ints(-1))  # N Nq
+        idcg = op.ReduceSum(w, ints(-1), keepdims=1)  # N 1: the ideal DCG, k relevant pixels first
+        return op.Where(op.Greater(k, f(0.0)), op.Div(dcg, op.Max(idcg, f(1e-30))), f(0.0))  # 0 where k = 0
+
+    ndcg_from_distances = ndcg_sort if form == RankPriorForm.SORT else ndcg_topk
 
     def ndcg_from_features(query, support, relevance):
         query = op.Cast(query, to=1)
@@ -131,16 +158,25 @@ def _plugin():
     return ndcg_prior_plugin
 
 
-def translation_table(form: str) -> dict[object, Callable]:
-    """custom_translation_table for torch.onnx.export."""
+def translation_table(form: RankPriorForm | str) -> dict[object, Callable]:
+    """custom_translation_table for torch.onnx.export: the rank-prior ops written in ``form``
+    (a :class:`RankPriorForm` or its value; ``"onnx"`` is the old name of ``topk``)."""
     import torch
 
     import icpd.model.rank_prior  # noqa: F401  (registers icpd::ndcg_prior)
 
-    if form not in RANK_PRIOR_FORMS:
-        raise ValueError(f"--rank-prior: {form!r}; choose one of {', '.join(RANK_PRIOR_FORMS)}")
-    from_distances, from_features = _standard()
+    form = parse_form(form)
+    from_distances, from_features = _standard(RankPriorForm.SORT if form == RankPriorForm.SORT else RankPriorForm.TOPK)
     return {
         torch.ops.icpd.ndcg_prior_dist.default: from_distances,
-        torch.ops.icpd.ndcg_prior.default: from_features if form == "onnx" else _plugin(),
+        torch.ops.icpd.ndcg_prior.default: _plugin() if form == RankPriorForm.PLUGIN else from_features,
     }
+
+
+def parse_form(form: RankPriorForm | str, what: str = "--rank-prior") -> RankPriorForm:
+    """``form`` as a :class:`RankPriorForm` (``"onnx"`` is topk); ValueError naming ``what`` otherwise."""
+    try:
+        return RankPriorForm(form)
+    except ValueError:
+        choices = ", ".join(f.value for f in RankPriorForm)
+        raise ValueError(f"{what} {form!r}: choose one of {choices} (onnx is the old name of topk)") from None

@@ -15,9 +15,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from icpd.config import RankPriorForm
 from icpd.model.rank_prior import ndcg_prior
 
 EPS = 1e-5  # the reference's epsilon in norms and mask areas
+EAGER = "eager"  # pair_priors(rank=EAGER): the rank prior in PyTorch (topk with the exact-tie fallback)
+# Old names of the op-level paths, still accepted: the op on the distance matrix (the standard ONNX
+# forms) and the op on features (the plugin form; on CUDA tensors the CUDA kernel).
+_LEGACY_RANK = {"distances": RankPriorForm.TOPK, "features": RankPriorForm.PLUGIN}
+_ON_DISTANCES = (RankPriorForm.TOPK, RankPriorForm.SORT)  # forms traced as icpd::ndcg_prior_dist
+
+
+def rank_path(rank: str | RankPriorForm) -> str | RankPriorForm:
+    """``rank`` of :func:`pair_priors` normalised: ``"eager"`` or a :class:`RankPriorForm`.
+
+    A form means "through the ``icpd::`` op the exporter writes in that form": ``topk`` and
+    ``sort`` trace ``icpd::ndcg_prior_dist`` on the distance matrix the cosine's GEMM already
+    made (their ONNX forms differ only in the translation table), ``plugin`` traces
+    ``icpd::ndcg_prior`` on the features (the NdcgPrior node; the CUDA kernel on CUDA tensors).
+    """
+    if rank == EAGER:
+        return EAGER
+    if isinstance(rank, str) and rank in _LEGACY_RANK:
+        return _LEGACY_RANK[rank]
+    try:
+        return RankPriorForm(rank)
+    except ValueError:
+        choices = ", ".join([EAGER, *(f.value for f in RankPriorForm)])
+        raise ValueError(f"rank: {rank!r}; expected one of {choices}") from None
 
 
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -33,34 +58,38 @@ def pair_priors(
     mask: torch.Tensor,
     s_norm: torch.Tensor | None = None,
     *,
-    rank: str = "eager",
+    rank: str | RankPriorForm = EAGER,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine and rank priors of one layer for every (item, shot).
 
     query: (B, C, Nq) query features; support: (Bs, K, C, Ns) support features with Bs = B
     (one support set per query) or Bs = 1 (one support set shared by all queries: the
     deployment case; folded into a single item of B*Nq query pixels, except in the standard
-    ONNX form, which broadcasts it over the batch);
+    ONNX forms, which broadcast it over the batch);
     mask: (Bs, K, Ns) soft support mask at the layer's size (values in [0, 1]);
     s_norm: (Bs, K, Ns) support pixel L2 norms (support-only: pass them precomputed);
-    rank: how the rank prior is computed: "eager" (topk in PyTorch), "distances" (the
-    ``icpd::ndcg_prior_dist`` op on the shared distance matrix: the standard ONNX form) or
-    "features" (the ``icpd::ndcg_prior`` op on features: the TensorRT plugin / CUDA kernel).
-    Returns cos, rank: each (B, K, Nq) float32.
+    rank: how the rank prior is computed (:func:`rank_path`): ``"eager"`` (topk in PyTorch) or
+    the :class:`RankPriorForm` the graph is exported in (``topk``/``sort``: the
+    ``icpd::ndcg_prior_dist`` op on the shared distance matrix; ``plugin``: the
+    ``icpd::ndcg_prior`` op on features, which is also the CUDA kernel in PyTorch on a GPU).
+    The old names ``"distances"`` (= topk) and ``"features"`` (= plugin) are still accepted.
+    Returns cos, rank: each (B, K, Nq) float32; every path gives the same values.
     """
+    path = rank_path(rank)
     b, c, nq = query.shape
     bs, k = support.shape[:2]
-    if bs == 1 and rank != "distances":
+    if bs == 1 and path not in _ON_DISTANCES:
         q = query.transpose(0, 1).reshape(1, c, b * nq)  # B C Nq -> 1 C (B Nq): one GEMM per shot
-        cos, ranks = _pair_priors(q, support, mask, s_norm, rank)
+        cos, ranks = _pair_priors(q, support, mask, s_norm, path)
         return cos.view(k, b, nq).transpose(0, 1), ranks.view(k, b, nq).transpose(0, 1)
-    # The standard ONNX form broadcasts a shared support set over the batch instead (one transpose
+    # The standard ONNX forms broadcast a shared support set over the batch instead (one transpose
     # of the query features fewer in the graph).
-    return _pair_priors(query, support, mask, s_norm, rank)
+    return _pair_priors(query, support, mask, s_norm, path)
 
 
 def _pair_priors(
-    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None, rank: str
+    query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, s_norm: torch.Tensor | None,
+    rank: str | RankPriorForm,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     b, c, nq = query.shape
     k, ns = support.shape[1], support.shape[3]  # support (Bs, K, C, Ns), Bs = B or 1 (broadcast)
@@ -71,23 +100,21 @@ def _pair_priors(
     if s_norm is None:
         s_norm = (support * support).sum(2).sqrt()  # (Bs, K, Ns)
     relevance = mask.expand(b, k, ns).reshape(b * k, ns)
-    if rank == "features":
+    if rank == RankPriorForm.PLUGIN:
         ranks = torch.ops.icpd.ndcg_prior(
             qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), relevance
         ).reshape(b, k, nq)
     else:
         dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0).reshape(b * k, nq, ns)  # shares the GEMM
-        if rank == "distances":
+        if rank in _ON_DISTANCES:
             ranks = torch.ops.icpd.ndcg_prior_dist(dist, relevance).reshape(b, k, nq)
-        elif rank == "eager":
-            ranks = ndcg_prior(dist, relevance > 0).reshape(b, k, nq)
         else:
-            raise ValueError(f"rank: {rank!r}; expected 'eager', 'distances' or 'features'")
+            ranks = ndcg_prior(dist, relevance > 0).reshape(b, k, nq)
     # cos_ij = max(0, G_ij) * a_i * w_j with a_i = 1 / (|q_i| + eps) > 0, w_j = m_j / (m_j |s_j| + eps) >= 0,
     # so the sum over j is one matrix-vector product.
     w = (mask / (mask * s_norm + EPS)).unsqueeze(-1)  # (B, K, Ns, 1)
     # in place where nothing needs the Gram matrix any more (eager inference; export traces out-of-place)
-    relu = gram.clamp_(min=0) if rank == "eager" and not gram.requires_grad else gram.clamp(min=0)
+    relu = gram.clamp_(min=0) if rank == EAGER and not gram.requires_grad else gram.clamp(min=0)
     cos = torch.matmul(relu, w).squeeze(-1)  # (B, K, Nq)
     q_norm = (query * query).sum(1).sqrt().unsqueeze(1)  # (B, 1, Nq); ~10x faster than .norm(dim=1) here
     cos = cos / (q_norm + EPS) / (mask.sum(-1, keepdim=True) + EPS)

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import icpd
+from icpd.config import RankPriorForm
 from icpd.export.model_dir import ModelDir, file_sha256
 from icpd.io.atomic import atomic_dir, write_bytes_atomic
 from icpd.kernels.launch import MAX_SUPPORT
 from icpd.runtime.engine_sidecar import PRECISIONS, EngineEnv, Sidecar, current_env, write_sidecar
+from icpd.trt.check import TOPK_MAX_K  # TensorRT's limit on TopK's K
 
-TOPK_MAX_K = 3840  # TensorRT's limit on TopK's K
 ENGINE_ROLES = ("encoder", "matcher")
 DEFAULT_WORKSPACE = 4 << 30  # bytes
 # TensorRT 10 layer types computed in FP32 inside an FP16 engine (names of trt.LayerType members).
@@ -83,22 +84,25 @@ def support_pixels(md: ModelDir) -> int:
 
 
 def check_rank_prior(md: ModelDir, rank_prior: str | None) -> str:
-    """The model's rank-prior form, refusing a mismatch with ``rank_prior`` or a support map TensorRT can't take."""
-    form = md.meta.get("rank_prior", "onnx")
-    if rank_prior is not None and rank_prior != form:
+    """The model's rank-prior form (a RankPriorForm value), refusing a mismatch with ``rank_prior``
+    or a support map TensorRT can't take. ``onnx`` (the old name, also in older model.json files) is topk."""
+    from icpd.export.rank_prior_onnx import parse_form
+
+    form = parse_form(md.meta.get("rank_prior", RankPriorForm.TOPK), f"{md.path / 'model.json'}: rank_prior")
+    if rank_prior is not None and parse_form(rank_prior) != form:
         raise EngineBuildError(
-            f"--rank-prior {rank_prior}: the model dir {md.path} was exported with --rank-prior {form}; the form is "
-            f"fixed at export: export again with `icpd export --rank-prior {rank_prior}` or pass --rank-prior {form}"
+            f"--rank-prior {rank_prior}: the model dir {md.path} was exported with --rank-prior {form.value}; the form is "
+            f"fixed at export: export again with `icpd export --rank-prior {rank_prior}` or pass --rank-prior {form.value}"
         )
     ns = support_pixels(md)
-    if form == "onnx" and ns > TOPK_MAX_K:
+    if form in (RankPriorForm.TOPK, RankPriorForm.SORT) and ns >= TOPK_MAX_K:
         raise EngineBuildError(
-            f"the standard rank prior sorts {ns} support pixels with TopK, beyond TensorRT's limit K <= {TOPK_MAX_K}; "
+            f"the {form.value} rank prior sorts {ns} support pixels with TopK, beyond TensorRT's limit K < {TOPK_MAX_K}; "
             "export with `icpd export --rank-prior plugin` and build with the NdcgPrior plugin"
         )
-    if form == "plugin" and ns > MAX_SUPPORT:
+    if form == RankPriorForm.PLUGIN and ns > MAX_SUPPORT:
         raise EngineBuildError(f"{ns} support pixels exceed the NdcgPrior plugin's limit of {MAX_SUPPORT}")
-    return form
+    return form.value
 
 
 def io_profiles(md: ModelDir, role: str, batch: tuple[int, int, int], shots: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -219,6 +223,11 @@ def build_engines(
     shots = check_profile(tuple(shots), "shots", MAX_SHOTS)
     md = ModelDir.open(model_dir)
     form = check_rank_prior(md, rank_prior)
+    from icpd.trt.check import TrtCompatibilityError, check_model_dir, installed_trt_version
+
+    report = check_model_dir(md.path, installed_trt_version())  # the static check, before any TensorRT parser error
+    if not report.passed:
+        raise TrtCompatibilityError(report)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise EngineBuildError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")

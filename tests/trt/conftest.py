@@ -36,3 +36,11 @@ def pytest_collection_modifyitems(config, items):
         needed = [name for name in ("trt", "gpu") if item.get_closest_marker(name) is not None and not has[name]]
         if not needed:
             item.own_markers[:] = [m for m in item.own_markers if m.name != "skip"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sort_dir(tmp_path_factory, tiny_model):
+    """The tiny model exported in the sort form (static shapes: TensorRT without a plugin)."""
+    from icpd.export.onnx import export_model
+
+    return export_model(tiny_model, tmp_path_factory.mktemp("export-sort") / "tiny", rank_prior="sort", validate=False).path

@@ -39,18 +39,34 @@ def test_io_profiles_follow_model_json(tiny_model_dir):
 
 def test_rank_prior_form_must_match_the_export(tiny_model_dir):
     md = ModelDir.open(tiny_model_dir)
-    assert check_rank_prior(md, None) == "onnx"
-    with pytest.raises(EngineBuildError, match="exported with --rank-prior onnx"):
+    assert check_rank_prior(md, None) == "topk"
+    assert check_rank_prior(md, "onnx") == "topk"  # the old name of topk, as users' scripts pass it
+    with pytest.raises(EngineBuildError, match="exported with --rank-prior topk"):
         check_rank_prior(md, "plugin")
+    with pytest.raises(ValueError, match="--rank-prior 'scan': choose one of topk, sort, plugin"):
+        check_rank_prior(md, "scan")
 
 
-def test_standard_form_beyond_topk_limit_is_refused(tiny_model_dir, tmp_path):
+def test_old_model_json_with_onnx_is_topk(tiny_model_dir, tmp_path):
+    """Model dirs exported before the rename say "rank_prior": "onnx"; they keep building as topk."""
+    d = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["rank_prior"] = "onnx"
+    (d / "model.json").write_text(json.dumps(meta))
+    md = ModelDir.open(d)
+    assert check_rank_prior(md, None) == "topk" and check_rank_prior(md, "topk") == "topk"
+
+
+@pytest.mark.parametrize("form", ["topk", "sort"])
+def test_standard_forms_beyond_topk_limit_are_refused(tiny_model_dir, tmp_path, form):
     d = tmp_path / "big"
     shutil.copytree(tiny_model_dir, d)
     meta = json.loads((d / "model.json").read_text())
     meta["matcher"]["inputs"]["support_mask_layer00"] = ["shots", 4096, "float32"]
+    meta["rank_prior"] = form
     (d / "model.json").write_text(json.dumps(meta))
     md = ModelDir.open(d)
     assert support_pixels(md) == 4096 > TOPK_MAX_K
-    with pytest.raises(EngineBuildError, match="beyond TensorRT's limit K <= 3840.*--rank-prior plugin"):
+    with pytest.raises(EngineBuildError, match=f"the {form} rank prior .*beyond TensorRT's limit K < 3840.*--rank-prior plugin"):
         check_rank_prior(md, None)
