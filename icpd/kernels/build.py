@@ -1,8 +1,8 @@
 """Compile ``ndcg_prior.cu`` with nvcc: a shared library (C ABI + cubins) and pinned PTX.
 
 * :func:`compile_kernel` runs one nvcc invocation with a ``-gencode`` per cubin arch in
-  :data:`CUBIN_ARCHS` (Jetson Xavier sm_72, Orin sm_87, A100 sm_80, RTX 30 sm_86, RTX 40/L4 sm_89,
-  H100/H200 sm_90) plus PTX for the lowest arch the nvcc offers, so a future GPU can JIT it.
+  :data:`CUBIN_ARCHS` (T4 sm_75, A100 sm_80, RTX 30 sm_86, Jetson Orin sm_87, RTX 40/L4 sm_89,
+  H100/H200 sm_90, B200 sm_100, Jetson Thor sm_110, RTX 50 sm_120; those this nvcc offers) plus PTX for the lowest arch the nvcc offers, so a future GPU can JIT it.
   Output: ``libicpd_ndcg_prior.so`` (the ``extern "C"`` launchers of ``plugin/ndcg_prior.h``,
   CUDA runtime linked statically) and the fatbin embedded in it.
 * :func:`ptx_for` returns PTX text for one virtual arch with its ``.version`` pinned to
@@ -14,9 +14,10 @@ and a driver refuses PTX newer than itself, even when every instruction in it is
 target here: JetPack 5) or to the minimum the target arch needs (sm_89/sm_90: 7.8), and then has
 ptxas assemble the result: ptxas rejects any instruction the lowered ISA or target lacks.
 
-Arch support depends on the nvcc: CUDA 13 dropped sm_72 (and compute_72), so with nvcc 13 the
-sm_72 cubin is skipped (recorded in :attr:`KernelBuild.skipped`) and the PTX target becomes
-compute_75. Build for Xavier with JetPack's own nvcc (CUDA <= 12), e.g. via ``plugin/CMakeLists.txt``.
+Arch support depends on the nvcc: CUDA 13 dropped sm_72 (and compute_72), so asking nvcc >= 13 for
+sm_72 is refused with :data:`XAVIER_ADVICE` (build for Xavier with JetPack 5's own nvcc, via
+``plugin/CMakeLists.txt``), and the PTX target becomes compute_75. Other archs an older nvcc
+lacks (sm_100+ before CUDA 12.8) are skipped and recorded in :attr:`KernelBuild.skipped`.
 
 Outputs go under the caller's ``cache_dir`` in a folder named by a hash of the sources, flags
 and nvcc version; nothing is written next to the sources.
@@ -39,12 +40,18 @@ SOURCE = Path(__file__).with_name("ndcg_prior.cu")
 HEADER = Path(__file__).parent / "plugin" / "ndcg_prior.h"
 LIBRARY_NAME = "libicpd_ndcg_prior.so"
 
-CUBIN_ARCHS = ("sm_72", "sm_87", "sm_80", "sm_86", "sm_89", "sm_90")
+# Turing .. Blackwell; sm_87 = Jetson Orin, sm_110 = Jetson Thor. Not sm_72 (Xavier): see XAVIER_ADVICE.
+CUBIN_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_87", "sm_89", "sm_90", "sm_100", "sm_110", "sm_120")
+XAVIER_ADVICE = (
+    "sm_72 (Jetson Xavier) needs JetPack 5's nvcc (CUDA 11.4, <= 12): CUDA 13 dropped sm_72. Build the plugin "
+    "on the Xavier with icpd/kernels/plugin/CMakeLists.txt (-DCMAKE_CUDA_ARCHITECTURES=72)"
+)
 PTX_ARCH_CANDIDATES = ("compute_72", "compute_75")  # lowest first: the portable PTX target
 PTX_ISA = "7.4"  # CUDA 11.4 (JetPack 5); raised per arch by _MIN_PTX_ISA
 
 # Lowest PTX ISA that can name each target (PTX ISA release notes).
-_MIN_PTX_ISA = {72: "6.1", 75: "6.3", 80: "7.0", 86: "7.1", 87: "7.4", 89: "7.8", 90: "7.8"}
+_MIN_PTX_ISA = {72: "6.1", 75: "6.3", 80: "7.0", 86: "7.1", 87: "7.4", 89: "7.8", 90: "7.8", 100: "8.6", 110: "9.0",
+                120: "8.7"}
 
 NVCC_FLAGS = (
     "-std=c++17",
@@ -174,6 +181,8 @@ def compile_kernel(
     """
     nvcc = nvcc or find_nvcc()
     version = nvcc_version(nvcc)
+    if version >= (13, 0) and any(_arch_number(a) == 72 for a in archs):
+        raise KernelBuildError(f"nvcc {version[0]}.{version[1]} cannot build for {XAVIER_ADVICE}.")
     codes = supported_codes(nvcc)
     skipped = {
         a: f"nvcc {version[0]}.{version[1]} cannot target {a}; build with a CUDA toolkit that can"

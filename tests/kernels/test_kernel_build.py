@@ -56,8 +56,7 @@ def test_library_holds_a_cubin_for_every_arch_this_nvcc_offers(kernel_build):
     for arch, why in kernel_build.skipped.items():
         assert arch in why
     if build.nvcc_version() >= (13, 0):
-        assert "sm_72" in kernel_build.skipped  # CUDA 13 dropped Xavier
-        assert kernel_build.ptx_arch == "compute_75"
+        assert kernel_build.ptx_arch == "compute_75"  # CUDA 13 dropped compute_72
     entries = build.fatbin_entries(kernel_build.fatbin.read_bytes())
     assert sorted(arch for kind, arch in entries if kind == "elf") == sorted(int(a[3:]) for a in expected)
     assert ("ptx", int(kernel_build.ptx_arch.split("_")[1])) in entries
@@ -71,6 +70,16 @@ def test_rebuild_is_served_from_the_cache(kernel_build):
     again = build.compile_kernel(kernel_build.library.parent.parent)
     assert again.library == kernel_build.library
     assert again.library.stat().st_mtime_ns == before
+
+
+@needs_nvcc
+def test_sm72_on_nvcc13_is_refused_with_the_jetpack5_advice(tmp_path):
+    """Xavier (sm_72) cannot be built by CUDA 13: the build says to use JetPack 5's nvcc (CMake)."""
+    if build.nvcc_version() < (13, 0):
+        pytest.skip("this nvcc still targets sm_72")
+    with pytest.raises(build.KernelBuildError, match=r"sm_72 \(Jetson Xavier\) needs JetPack 5's nvcc.*CMakeLists"):
+        build.compile_kernel(tmp_path, archs=("sm_72", "sm_87"))
+    assert not any(tmp_path.iterdir())  # refused before nvcc ran
 
 
 @needs_nvcc
