@@ -40,7 +40,7 @@ from icpd.model.icpd_net import ICPDNet
 
 OPSET = 18
 # Bumped whenever the exported graphs change for the same weights (caches of exports compare it).
-GRAPH_VERSION = 5
+GRAPH_VERSION = 6  # 6: CLIP resize as MatMuls, rank distances from sums of squares
 MAX_BATCH = 256
 MAX_SHOTS = 32
 
