@@ -107,6 +107,12 @@ ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the
 PrecisionOpt = Annotated[Precision, typer.Option(help="Numeric precision: fp32 or fp16.")]
 RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(parser=parse_rank_prior, metavar="<topk|sort|plugin>",
                                                             help=RANK_PRIOR_HELP)]
+EnginesOpt = Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")]
+ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel (>=).")]
+TileOpt = Annotated[int | None, typer.Option(min=1, help="Tile side in scene pixels for images larger than the model input. "
+                                                         "Default: the model input size.")]
+OverlapOpt = Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")]
+TileBatchOpt = Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables: errors, warnings "
                                                               "(deprecated spellings included) and the final result "
                                                               "line only.")]

@@ -7,7 +7,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from icpd.commands.common import BackendOpt, DeviceOpt, ModelDirOpt, QuietOpt, ThreadsOpt, console, fail, out
+from icpd.commands.common import (
+    BackendOpt,
+    DeviceOpt,
+    EnginesOpt,
+    ModelDirOpt,
+    OverlapOpt,
+    QuietOpt,
+    ThreadsOpt,
+    ThresholdOpt,
+    TileBatchOpt,
+    TileOpt,
+    console,
+    fail,
+    out,
+)
 from icpd.config import Backend
 
 if TYPE_CHECKING:
@@ -64,13 +78,13 @@ def infer_cmd(
     support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     backend: BackendOpt = Backend.ORT,
-    engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")] = None,
+    engines: EnginesOpt = None,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel (>=).")] = 0.5,
-    tile: Annotated[int | None, typer.Option(min=1, help="Tile side in scene pixels. Default: the model input size.")] = None,
-    overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
-    batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
+    threshold: ThresholdOpt = 0.5,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = 32,
+    batch: TileBatchOpt = 8,
     save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png (0..255).")] = False,
     save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,

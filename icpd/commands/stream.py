@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from icpd.commands.common import BackendOpt, DeviceOpt, ModelDirOpt, QuietOpt, ThreadsOpt
+from icpd.commands.common import (
+    BackendOpt,
+    DeviceOpt,
+    EnginesOpt,
+    ModelDirOpt,
+    OverlapOpt,
+    QuietOpt,
+    ThreadsOpt,
+    ThresholdOpt,
+    TileBatchOpt,
+    TileOpt,
+)
 from icpd.config import Backend
 
 if TYPE_CHECKING:
@@ -91,13 +102,13 @@ def stream_cmd(
     queue: Annotated[int | None, typer.Option(min=1, help="Frames waiting for inference at most. Default: 1 with --realtime, else 4.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=0, help="Stop after this many source frames.")] = None,
     backend: BackendOpt = Backend.ORT,
-    engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")] = None,
+    engines: EnginesOpt = None,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel.")] = 0.5,
-    tile: Annotated[int | None, typer.Option(min=1, help="Tile side for frames larger than the model input (as `icpd infer`).")] = None,
-    overlap: Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")] = 32,
-    batch: Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")] = 8,
+    threshold: ThresholdOpt = 0.5,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = 32,
+    batch: TileBatchOpt = 8,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
