@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from icpd.commands import bench, data, deploy, evaluate, infer, model, stream, train, trt, weights
+from icpd.commands import (
+    bench,
+    cache_support,
+    data,
+    evaluate,
+    export,
+    infer,
+    model,
+    stream,
+    train,
+    trt,
+    weights,
+)
 
 app = typer.Typer(
     name="icpd",
@@ -16,7 +28,7 @@ app = typer.Typer(
 
 # The command modules, in the order `icpd --help` lists their commands (explicit: nothing is
 # discovered at import).
-COMMAND_MODULES = (model, deploy, infer, stream, trt, bench, evaluate, train, data, weights)
+COMMAND_MODULES = (model, export, cache_support, infer, stream, trt, bench, evaluate, train, data, weights)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
