@@ -5,7 +5,14 @@ says how each input format gets there. Everything written goes through
 :func:`icpd.io.atomic.atomic_write` (files) or :func:`icpd.io.atomic.atomic_dir` (folders).
 """
 
-from icpd.io.atomic import atomic_dir, atomic_write, write_bytes_atomic
+from icpd.io.atomic import (
+    OutputPathError,
+    atomic_dir,
+    atomic_write,
+    describe_os_error,
+    ensure_writable,
+    write_bytes_atomic,
+)
 from icpd.io.inputs import list_inputs
 from icpd.io.labels import resize_label
 from icpd.io.masks import read_mask
@@ -17,9 +24,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "GeoInfo",
     "ImageError",
+    "OutputPathError",
     "Raster",
     "atomic_dir",
     "atomic_write",
+    "describe_os_error",
+    "ensure_writable",
     "list_inputs",
     "read_image",
     "read_mask",

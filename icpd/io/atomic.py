@@ -10,11 +10,16 @@
 Temporary names are hidden (``.<name>.<pid>-<host>.<random>``); the process id and a tag of the
 host in the name let a later run remove the leftovers of a killed one (:func:`remove_stale`)
 without touching those of a run still in progress.
+
+:func:`ensure_writable` checks an output location up front (a command calls it before any long
+work, so a read-only folder fails in a second, not after an hour), and :func:`describe_os_error`
+turns an ``OSError`` on a user's path into one line that names the path and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -197,3 +202,96 @@ def scratch_dir(near: str | os.PathLike[str], tag: str = "scratch") -> Iterator[
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# output locations
+
+_OS_ERROR_HINTS = {
+    errno.EACCES: "check the permissions of the folder (or choose another output location)",
+    errno.EPERM: "check the permissions and attributes of the folder (or choose another output location)",
+    errno.EROFS: "that file system is read-only; choose an output location on a writable one",
+    errno.ENOSPC: "the disk is full; free some space or choose an output location on another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or choose another output location",
+    errno.ENOENT: "check the path (relative paths start at the current folder)",
+    errno.ENOTDIR: "a part of the path is a file where a folder is needed; check the path",
+    errno.EISDIR: "it is a folder; name a file",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+}
+
+
+class OutputPathError(OSError):
+    """An output location that cannot be written; ``str()`` is the whole one-line message."""
+
+    def __str__(self) -> str:
+        return describe_os_error(self)
+
+
+def describe_os_error(err: OSError) -> str:
+    """``<path>: <reason>; <fix>`` for an ``OSError`` (one line, no exception class name).
+
+    The path is ``err.filename`` (and ``filename2`` for a rename); without a file name the
+    error's own text is used.
+    """
+    reason = err.strerror or (err.args[0] if err.args else type(err).__name__)
+    where = err.filename
+    if where is None:
+        return f"{reason}" + (f"; {_OS_ERROR_HINTS[err.errno]}" if err.errno in _OS_ERROR_HINTS else "")
+    if err.filename2 is not None:
+        where = f"{where} -> {err.filename2}"
+    hint = _OS_ERROR_HINTS.get(err.errno) if err.errno is not None else None
+    return f"{where}: {reason}" + (f"; {hint}" if hint else "")
+
+
+def _probe(folder: Path) -> None:
+    """Create and delete a hidden file in ``folder``: the only test that sees permissions, ACLs,
+    read-only mounts and immutable attributes alike (``os.access`` misses some for root)."""
+    while True:
+        probe = folder / f".icpd-write-test.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise OutputPathError(err.errno, err.strerror, str(folder)) from None
+        os.close(fd)
+        probe.unlink()
+        return
+
+
+def ensure_writable(path: str | os.PathLike[str], *, folder: bool = False, create: bool = False) -> Path:
+    """Check, before any work starts, that ``path`` can be written; return it as a ``Path``.
+
+    Args:
+        path: the output location.
+        folder: False: ``path`` is created or replaced by a rename (a file written with
+            :func:`atomic_write`, or a folder written with :func:`atomic_dir`), so its parent
+            folder must be writable. True: files are written *inside* ``path``, so ``path``
+            itself must be a writable folder (or, if it does not exist yet, be creatable).
+        create: make the missing folders (the parent, or ``path`` itself with ``folder=True``).
+            Without it, a missing parent is an error and a missing ``folder`` is checked through
+            its nearest existing ancestor.
+
+    Raises:
+        OutputPathError: (an ``OSError``: errno, strerror and filename are set; ``str()`` is a
+            one-line message with the fix) the location is read-only, not permitted, a file
+            where a folder is needed, or missing.
+    """
+    path = Path(path)
+    target = path if folder else path.parent
+    if folder and path.exists() and not path.is_dir():
+        raise OutputPathError(errno.ENOTDIR, "exists and is not a folder", str(path))
+    if create:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputPathError(err.errno, err.strerror, err.filename or str(target)) from None
+    probe_at = target
+    while not probe_at.exists():
+        if not folder:
+            raise OutputPathError(errno.ENOENT, "folder does not exist", str(target))
+        probe_at = probe_at.parent
+    if not probe_at.is_dir():
+        raise OutputPathError(errno.ENOTDIR, "is not a folder", str(probe_at))
+    _probe(probe_at)
+    return path
