@@ -11,7 +11,7 @@ deprecated spelling's note included) and the command's final result line still p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ from icpd.config import Backend, Precision, RankPriorForm, list_presets
 __all__ = [
     "PRESET_HELP",
     "BackendOpt",
+    "BandsOpt",
     "DeviceOpt",
     "ModelDirOpt",
     "PrecisionOpt",
@@ -31,6 +32,7 @@ __all__ = [
     "fail",
     "note",
     "out",
+    "parse_bands_option",
     "parse_rank_prior",
     "preset_callback",
 ]
@@ -116,3 +118,21 @@ TileBatchOpt = Annotated[int, typer.Option(min=1, help="Tiles per predictor call
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables: errors, warnings "
                                                               "(deprecated spellings included) and the final result "
                                                               "line only.")]
+
+
+def parse_bands_option(value: str | tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    """``--bands 4,3,2`` -> ``(4, 3, 2)`` (1-based band numbers of the file as R, G, B)."""
+    from icpd.io import ImageError, parse_bands
+
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        return parse_bands(value)
+    except ImageError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+BandsOpt = Annotated[Any, typer.Option(  # Any: a tuple annotation would make click take three arguments
+    "--bands", parser=parse_bands_option, metavar="R,G,B",
+    help="Bands of multi-band images to use as red, green, blue: 1-based numbers in file order, e.g. 4,3,2 "
+         "(GDAL/QGIS numbering). Needed for 4-band TIFFs (RGB+NIR); default: the file's own RGB.")]

@@ -16,7 +16,15 @@ from icpd.io.atomic import (
 from icpd.io.inputs import list_inputs
 from icpd.io.labels import resize_label
 from icpd.io.masks import read_mask
-from icpd.io.raster import GEO_EXTRA_HINT, IMAGE_SUFFIXES, GeoInfo, ImageError, Raster, read_image
+from icpd.io.raster import (
+    GEO_EXTRA_HINT,
+    IMAGE_SUFFIXES,
+    GeoInfo,
+    ImageError,
+    Raster,
+    parse_bands,
+    read_image,
+)
 from icpd.io.writers import write_geotiff_like, write_label_png, write_png
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "describe_os_error",
     "ensure_writable",
     "list_inputs",
+    "parse_bands",
     "read_image",
     "read_mask",
     "resize_label",

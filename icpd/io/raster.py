@@ -182,6 +182,27 @@ def decode(path: Path, what: str) -> tuple[np.ndarray, GeoInfo | None, str]:
     return np.ascontiguousarray(arr), geo, reader
 
 
+def parse_bands(text: str | tuple[int, ...] | None) -> tuple[int, int, int] | None:
+    """``"4,3,2"`` (the ``--bands`` option; spaces allowed) -> ``(4, 3, 2)``: three 1-based band numbers.
+
+    Whether the numbers exist in a file is checked when it is read (:func:`read_image`).
+
+    Raises:
+        ImageError: not three positive integers.
+    """
+    if text is None or isinstance(text, tuple):
+        return text
+    parts = [t.strip() for t in text.replace(" ", ",").split(",") if t.strip()]
+    try:
+        bands = tuple(int(t) for t in parts)
+    except ValueError:
+        bands = ()
+    if len(bands) != 3 or min(bands) < 1:
+        raise ImageError(f"bands {text!r}: expected three 1-based band numbers in R,G,B order, e.g. 4,3,2 "
+                         "(band 1 is the first band of the file)")
+    return bands  # type: ignore[return-value]
+
+
 def describe_array(arr: np.ndarray) -> str:
     bands = 1 if arr.ndim == 2 else arr.shape[2]
     return f"{arr.shape[0]}x{arr.shape[1]} (HxW), {bands} band(s), {arr.dtype}"
@@ -197,7 +218,8 @@ def _select_bands(arr: np.ndarray, path: Path, bands: tuple[int, ...] | None, no
         if len(bands) != 3 or not all(1 <= b <= n for b in bands):
             raise ImageError(
                 f"{path}: bands={bands} is not valid for a file with {n} band(s) ({describe_array(arr)}). "
-                f"Pass three 1-based band numbers between 1 and {n}, in R, G, B order, e.g. bands=(1, 2, 3)."
+                f"Pass three 1-based band numbers between 1 and {n}, in R, G, B order, e.g. --bands 1,2,3 "
+                "(Python: bands=(1, 2, 3))."
             )
         if bands != (1, 2, 3) or n != 3:
             notes.append(f"used bands {bands} of {n} (1-based, file order) as R, G, B")
@@ -213,8 +235,8 @@ def _select_bands(arr: np.ndarray, path: Path, bands: tuple[int, ...] | None, no
     kind = "RGBA? RGB+NIR? BGR+NIR?" if n == 4 else "multispectral?"
     raise ImageError(
         f"{path}: found {n} bands ({describe_array(arr)}); which three are red, green, blue is ambiguous "
-        f"({kind}). Pass bands=(R, G, B) with 1-based band numbers in file order, "
-        f"e.g. bands=(1, 2, 3) for the first three."
+        f"({kind}). Say which with --bands R,G,B (Python: bands=(R, G, B)), 1-based band numbers in file "
+        f"order, e.g. --bands 1,2,3 for the first three."
     )
 
 
