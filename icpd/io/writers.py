@@ -101,14 +101,28 @@ def write_label_png(
     return written
 
 
-def write_geotiff_like(src: Raster, array: np.ndarray, path: str | os.PathLike[str]) -> Path:
+def write_geotiff_like(
+    src: Raster,
+    array: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    colormap: np.ndarray | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+) -> Path:
     """Write ``array`` as a GeoTIFF with ``src``'s CRS and transform (needs rasterio).
+
+    A label map can carry its colours and class names, so GIS tools show it as a paletted,
+    named layer: ``colormap`` becomes the band's colour table (QGIS, GDAL: "Palette" band) and
+    ``class_names`` the band's metadata ``CLASS_<id>=<name>`` (GDAL metadata inside the TIFF,
+    ``gdalinfo`` lists it) plus the band description.
 
     Args:
         src: the scene the array was computed from; must carry ``geo``.
         array: (H, W) or (C, H, W), same H, W as ``src``; any dtype GDAL supports
             (uint8 labels, float32 probabilities, ...).
         path: output ``.tif``; written atomically, deflate-compressed.
+        colormap: (K, 3) uint8 RGB, row ``i`` the colour of value ``i``; single-band uint8 only.
+        class_names: names of values ``0..len - 1`` (``class_names[0]`` is the background).
 
     Raises:
         ImportError: rasterio is missing (install with ``pip install 'icpd[geo]'``).
@@ -128,6 +142,13 @@ def write_geotiff_like(src: Raster, array: np.ndarray, path: str | os.PathLike[s
             f"write_geotiff_like {path}: array shape {array.shape} does not match the source "
             f"{src.path} ({src.height}x{src.width}); expected (H, W) or (C, H, W)."
         )
+    if colormap is not None:
+        colormap = np.asarray(colormap)
+        if data.shape[0] != 1 or data.dtype != np.uint8 or colormap.ndim != 2 or colormap.shape[1] != 3:
+            raise ValueError(
+                f"write_geotiff_like {path}: a colour map needs a single-band uint8 array and a (K, 3) table, "
+                f"got {array.shape} {array.dtype} and {colormap.shape}."
+            )
     from affine import Affine  # a rasterio dependency
 
     crs = rasterio.crs.CRS.from_wkt(src.geo.crs_wkt) if src.geo.crs_wkt else None
@@ -143,6 +164,11 @@ def write_geotiff_like(src: Raster, array: np.ndarray, path: str | os.PathLike[s
     }
     with atomic_write(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data)
+        if colormap is not None:
+            dst.write_colormap(1, {i: (*(int(v) for v in colormap[i]), 255) for i in range(min(len(colormap), 256))})
+        if class_names is not None:
+            dst.update_tags(1, **{f"CLASS_{i}": str(n) for i, n in enumerate(class_names)})
+            dst.set_band_description(1, "class id: " + ", ".join(f"{i} {n}" for i, n in enumerate(class_names)))
     return path
 
 
