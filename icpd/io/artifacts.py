@@ -5,14 +5,17 @@ Each artefact carries its metadata as a JSON object with a ``format`` name and a
 ``icpd``), the checkpoint (safetensors metadata) and the TensorRT engine sidecar
 (``engines.json``). :func:`check_format` checks such an object the same way for all of them and
 raises the caller's own error type (so the CLI prints one line and exits 2) naming the file,
-the offending value and the fix.
+the offending value and the fix. :func:`check_fields` checks the types and ranges of the other
+keys (a small schema: one predicate and one description per key), so an edited value is refused
+with its name instead of crashing later with a ``KeyError`` or ``ValueError``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,3 +89,41 @@ def read_json(path: str | os.PathLike[str], fmt: ArtifactFormat, error: type[Exc
         raise error(f"{path}: not valid JSON ({err}); {fmt.fix}") from err
     check_format(meta, fmt, path, error, required)
     return meta
+
+
+# -- a small schema: key -> (predicate, what it must be) ---------------------------------------------
+Rule = tuple[Callable[[Any], bool], str]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_int(low: int = 0) -> Rule:
+    """An integer (not a bool) >= ``low``."""
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"an integer >= {low}"
+
+
+NON_EMPTY_STR: Rule = (lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"
+STR: Rule = (lambda v: isinstance(v, str)), "a string"
+SHA256: Rule = (lambda v: isinstance(v, str) and _SHA256.fullmatch(v) is not None), "64 lower-case hex digits (sha256)"
+FILE_NAME: Rule = ((lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v),
+                   "a file name without a folder")
+OBJECT: Rule = (lambda v: isinstance(v, Mapping)), "a JSON object"
+LIST: Rule = (lambda v: isinstance(v, list)), "a JSON list"
+
+
+def check_fields(meta: Mapping[str, Any], schema: Mapping[str, Rule], source: str | os.PathLike[str],
+                 error: type[Exception], fix: str, prefix: str = "") -> None:
+    """Refuse the first key of ``schema`` that is missing from ``meta`` or breaks its rule.
+
+    Args:
+        meta: a JSON object (already :func:`check_format`-ed, or a nested entry of one).
+        schema: key -> (predicate, description), e.g. ``{"shots": is_int(1)}``.
+        source: the file, named in the message.
+        error: the exception type to raise.
+        fix: what to do, e.g. "recreate it with `icpd cache-support`".
+        prefix: the path of a nested entry, e.g. ``files.matcher.``, so the message names the full key.
+    """
+    for key, (ok, what) in schema.items():
+        if key not in meta:
+            raise error(f"{source}: {prefix}{key} is missing (incomplete or altered); {fix}")
+        if not ok(meta[key]):
+            raise error(f"{source}: {prefix}{key} = {json.dumps(meta[key])[:80]} is not {what} (altered or corrupt); {fix}")

@@ -2,8 +2,11 @@
 
 File = safetensors (tensors named like the matcher's inputs) + JSON metadata under the
 ``icpd`` key: format, format version, model fingerprint, class, shots, shapes, dtype, created,
-icpd version and a content hash over every tensor. Loading refuses a cache from another model,
-an altered or truncated file, or a newer format. No pickle.
+icpd version and a content hash over every tensor **and every other metadata value** (format 2;
+format 1 hashed the tensors only, so an edited ``shots`` or ``class_name`` went unnoticed: those
+caches are refused with the command that recreates them). Loading checks the metadata against a
+schema, then the hash, and refuses a cache from another model, an altered or truncated file, or
+a newer format, naming the file and the fix. No pickle.
 """
 
 from __future__ import annotations
@@ -19,16 +22,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import icpd
-from icpd.io.artifacts import ArtifactFormat, check_format
+from icpd.io.artifacts import (
+    NON_EMPTY_STR,
+    OBJECT,
+    SHA256,
+    STR,
+    ArtifactFormat,
+    check_fields,
+    check_format,
+    is_int,
+)
 from icpd.io.atomic import atomic_write
 
 if TYPE_CHECKING:
     from icpd.export.signature import MatcherSignature
 
 SUPPORT_FORMAT = "icpd-support"
-SUPPORT_FORMAT_VERSION = 1
+SUPPORT_FORMAT_VERSION = 2  # 2: the content hash covers the metadata too
 _FORMAT = ArtifactFormat(SUPPORT_FORMAT, SUPPORT_FORMAT_VERSION, "support cache", "recreate it with `icpd cache-support`",
-                         required=("fingerprint", "class_name", "shots", "content_hash"))
+                         min_version=2, required=("fingerprint", "class_name", "shots", "content_hash"))
+_SCHEMA = {"fingerprint": SHA256, "class_name": NON_EMPTY_STR, "shots": is_int(1), "shapes": OBJECT,
+           "dtype": ((lambda v: v == "float32"), '"float32"'), "created": STR, "icpd_version": STR,
+           "content_hash": SHA256}
 
 
 RESERVED_KEYS = frozenset(
@@ -40,12 +55,17 @@ class SupportCacheError(ValueError):
     """A support cache that cannot be used with this model."""
 
 
-def content_hash(tensors: dict[str, np.ndarray]) -> str:
+def content_hash(tensors: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> str:
+    """sha256 over every tensor (name, dtype, shape, bytes) and, if given, the metadata other than
+    ``content_hash`` itself (canonical JSON: sorted keys, no spaces)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
         h.update(f"{name}|{a.dtype}|{a.shape}".encode())
         h.update(a.tobytes())
+    if meta is not None:
+        rest = {k: v for k, v in meta.items() if k != "content_hash"}
+        h.update(b"|meta|" + json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
 
@@ -74,8 +94,8 @@ class SupportSet:
             "dtype": "float32",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "icpd_version": icpd.__version__,
-            "content_hash": content_hash(self.tensors),
         }
+        meta["content_hash"] = content_hash(self.tensors, meta)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in self.tensors.items()}, str(tmp), metadata={"icpd": json.dumps(meta)})
@@ -104,9 +124,15 @@ class SupportSet:
             meta = json.loads(raw)
         except json.JSONDecodeError as e:
             raise SupportCacheError(f"support cache {path}: its icpd metadata is not valid JSON ({e}); {_FORMAT.fix}") from e
-        check_format(meta, _FORMAT, f"support cache {path}", SupportCacheError)
-        if content_hash(tensors) != meta.get("content_hash"):
-            raise SupportCacheError(f"support cache {path}: content does not match its hash (altered or corrupt); recreate it")
+        source = f"support cache {path}"
+        check_format(meta, _FORMAT, source, SupportCacheError)
+        check_fields(meta, _SCHEMA, source, SupportCacheError, _FORMAT.fix)
+        if content_hash(tensors, meta) != meta["content_hash"]:
+            raise SupportCacheError(f"{source}: its tensors or metadata do not match its content hash (altered or "
+                                    f"corrupt); {_FORMAT.fix}")
+        shapes = {k: list(v.shape) for k, v in tensors.items()}
+        if meta["shapes"] != shapes:  # a writer bug rather than an edit (the hash covers both), but never load it
+            raise SupportCacheError(f"{source}: tensor shapes {shapes} differ from its metadata {meta['shapes']}; {_FORMAT.fix}")
         if fingerprint is not None and meta.get("fingerprint") != fingerprint:
             raise SupportCacheError(
                 f"support cache {path} was made with model {str(meta.get('fingerprint'))[:12]}..., not this model "

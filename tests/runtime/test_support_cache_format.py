@@ -56,3 +56,60 @@ def test_foreign_newer_older_and_incomplete_caches_are_refused(tmp_path, change,
     with pytest.raises(SupportCacheError, match=phrase) as err:
         SupportSet.load(path)
     assert str(path) in str(err.value) and "icpd cache-support" in str(err.value)
+
+
+def _rewrite_raw(path, raw: str) -> None:
+    """Replace the cache's metadata text, keeping its tensors (what an editor of the header does)."""
+    s = SupportSet.load(path)
+    save_file(s.tensors, str(path), metadata={"icpd": raw})
+
+
+def _rehashed(change):
+    """An edit that also recomputes the content hash: only the schema can refuse it."""
+    from icpd.runtime.support_cache import content_hash
+
+    def apply(meta, tensors):
+        change(meta)
+        meta["content_hash"] = content_hash(tensors, meta)
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("edit", "phrase"),
+    [
+        (lambda m, t: m.update(shots=5), "do not match its content hash"),
+        (lambda m, t: m.update(class_name="plane"), "do not match its content hash"),
+        (lambda m, t: m.update(images=["other.png"]), "do not match its content hash"),
+        (lambda m, t: m.update(shots="two"), r'shots = "two" is not an integer >= 1'),
+        (_rehashed(lambda m: m.update(class_name="  ")), r'class_name = "  " is not a non-empty string'),
+        (_rehashed(lambda m: m.update(shots=0)), "shots = 0 is not an integer >= 1"),
+        (lambda m, t: m.update(shot=m.pop("shots")), "lacks shots"),
+        (lambda m, t: m.pop("dtype"), "dtype is missing"),
+        (lambda m, t: m.update(format_version=1), "format version 1 is older than this icpd reads"),
+    ],
+)
+def test_edited_metadata_is_refused_naming_the_file_and_the_fix(tmp_path, edit, phrase):
+    """Guards issue 12: the header was not hashed (shots 2 -> 5 accepted) and a renamed key was a KeyError."""
+    path = _support().save(tmp_path / "ship.support")
+    s = SupportSet.load(path)
+    meta = dict(s.meta)
+    edit(meta, s.tensors)
+    _rewrite_raw(path, json.dumps(meta))
+    with pytest.raises(SupportCacheError, match=phrase) as err:
+        SupportSet.load(path)
+    assert str(path) in str(err.value) and "recreate it with `icpd cache-support`" in str(err.value)
+
+
+def test_broken_metadata_json_names_the_file(tmp_path):
+    path = _support().save(tmp_path / "ship.support")
+    _rewrite_raw(path, '{"format": "icpd-support", "shots": ')
+    with pytest.raises(SupportCacheError, match="metadata is not valid JSON") as err:
+        SupportSet.load(path)
+    assert str(path) in str(err.value) and "icpd cache-support" in str(err.value)
+
+
+def test_extra_metadata_round_trips_under_the_hash(tmp_path):
+    s = _support()
+    s.meta.update(images=["a.png", "b.png"], backend="ort")
+    loaded = SupportSet.load(s.save(tmp_path / "ship.support"))
+    assert loaded.meta["images"] == ["a.png", "b.png"] and loaded.meta["backend"] == "ort"
