@@ -94,15 +94,19 @@ def available_backends() -> list[str]:
     import importlib.util
 
     has_ort = importlib.util.find_spec("onnxruntime") is not None
+    has_torch = importlib.util.find_spec("torch") is not None  # absent in a runtime-only install
     names = ["ort-cpu"] if has_ort else []
-    names.append("torch-cpu")
-    import torch
-
+    if has_torch:
+        names.append("torch-cpu")
     if has_ort:
         import onnxruntime
 
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             names.append("ort-cuda")
+    if not has_torch:
+        return names
+    import torch
+
     if torch.cuda.is_available():
         names.append("torch-cuda")
         if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("icpd.runtime.backends.trt"):
@@ -344,6 +348,7 @@ class BenchConfig:
     threads: int | None = None  # CPU threads per backend (None: the backend's default)
     seed: int = 0  # synthetic inputs
     rounds: int = 5  # > 0: a backend's scenarios interleaved, this many rounds (measure_rounds); 0: one after the other
+    precisions: tuple[str, ...] = ()  # e.g. ("fp32", "int8"): timed side by side (icpd.benchmarks.precision); (): the model's own
 
     def timing(self) -> TimingConfig:
         duration = self.duration_s if self.duration_s is not None else (0.3 if self.quick else 4.0)
@@ -357,12 +362,15 @@ class BenchConfig:
 def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[str, Any]:
     """Prepare the model, time every scenario on every backend; return a bench document
     (``schema.validate``-valid) with ``ratios``, ``warnings``, ``weights`` and ``wall_s`` added."""
+    from icpd.benchmarks.precision import check_backends, precision_ratios, prepare_precisions
     from icpd.runtime.predictor import Predictor
 
     t0 = time.perf_counter()
     specs = parse_backends(config.backends)
+    check_backends(config.precisions, specs)
     scenarios = plan_scenarios(config.shots, config.batch, config.classes)
-    total = 1 + len(specs) * (1 + len(scenarios))
+    n_prec = max(1, len(config.precisions))
+    total = 1 + len(specs) * n_prec * (1 + len(scenarios))
     done = 0
 
     def step(text: str) -> None:
@@ -371,54 +379,65 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
 
     preset = config.preset or ("tiny" if config.quick and config.checkpoint is None else None)
     model = prepare_model(preset, config.checkpoint, config.model_dir, config.cache_dir, step)
+    models = prepare_precisions(model, config.precisions, config.cache_dir, step)
     done += 1
     timing = config.timing()
     results: list[dict[str, Any]] = []
     warnings: list[str] = []
     for spec in specs:
-        step(f"{spec.name}: loading {model.path.name}")
-        predictor = Predictor.load(model.path, backend=spec.backend, device=spec.device, threads=config.threads)
-        done += 1
+        predictors = {}
+        for prec, info in models.items():
+            step(f"{spec.name}: loading {info.path.name} ({prec})")
+            predictors[prec] = Predictor.load(info.path, backend=spec.backend, device=spec.device, threads=config.threads)
+            done += 1
         hooks = _device_hooks(spec)
-        timed_all: list[tuple[Scenario, TimingResult, bool]] = []
-        if config.rounds > 0:  # interleaved: every scenario sees the same drifts of the machine
-            step(f"{spec.name}: {len(scenarios)} scenarios interleaved, {config.rounds} rounds")
-            timers = [StageTimer(sync=hooks.get("sync")) for _ in scenarios]
-            fns = [_scenario_step(predictor, sc, t, config.seed) for sc, t in zip(scenarios, timers)]
+        plan = [(prec, sc) for prec in predictors for sc in scenarios]
+        timed_all: list[tuple[str, Scenario, TimingResult, bool]] = []
+        if config.rounds > 0:  # interleaved: every scenario (and precision) sees the same drifts of the machine
+            what = f"{len(plan)} scenarios" + (f" ({' and '.join(predictors)})" if len(predictors) > 1 else "")
+            step(f"{spec.name}: {what} interleaved, warming up")
+            timers = [StageTimer(sync=hooks.get("sync")) for _ in plan]
+            fns = [_scenario_step(predictors[prec], sc, t, config.seed) for (prec, sc), t in zip(plan, timers)]
+
+            def progress(r: int, n: int, spec: BackendSpec = spec, what: str = what) -> None:
+                step(f"{spec.name}: {what} interleaved, round {r}/{n}")  # a line per round: never minutes without a word
+
             rounds = measure_rounds(fns, config.rounds, warmup_s=timing.warmup_s, stages=timers,
-                                    sync=hooks.get("sync"), seed=config.seed)
-            timed_all = [(sc, timed, False) for sc, timed in zip(scenarios, rounds)]
-            done += len(scenarios)
+                                    sync=hooks.get("sync"), seed=config.seed, on_round=progress)
+            timed_all = [(prec, sc, timed, False) for (prec, sc), timed in zip(plan, rounds)]
+            done += len(plan)
         else:
-            for sc in scenarios:
-                step(f"{spec.name}: {sc.description}")
+            for prec, sc in plan:
+                step(f"{spec.name}: {sc.description}" + (f" ({prec})" if len(predictors) > 1 else ""))
                 stages = StageTimer(sync=hooks.get("sync"))
-                fns = [_scenario_step(predictor, sc, stages, config.seed)]
+                fns = [_scenario_step(predictors[prec], sc, stages, config.seed)]
                 scoped = _reset_peak_rss()
-                timed_all.append((sc, measure(fns[0], timing, stages=stages, **hooks), scoped))
+                timed_all.append((prec, sc, measure(fns[0], timing, stages=stages, **hooks), scoped))
                 done += 1
-        for sc, timed, scoped in timed_all:
-            entries = results_from_timing(timed, scenario=sc.name, backend=spec.name, precision=model.precision,
+        for prec, sc, timed, scoped in timed_all:
+            entries = results_from_timing(timed, scenario=sc.name, backend=spec.name, precision=prec,
                                           batch=sc.batch, shots=sc.shots, classes=sc.classes,
                                           description=sc.description, peak_rss_scope="scenario" if scoped else "process")
             results += entries
             e2e = Summary.from_dict(entries[-1]["summary"])
             if (warning := high_variance(e2e)) is not None:
                 warnings.append(f"{spec.name} / {sc.label}: {warning}")
-        del predictor, fns  # free this backend's model before the next one loads
+        del predictors, fns  # free this backend's models before the next one loads
         gc.collect()
     step("done")
     doc = make_document(results, random_weights=model.random_weights)
     doc.update(
         weights={"origin": model.weights, "random": model.random_weights, "fingerprint": model.fingerprint},
         model={"preset": model.preset, "path": str(model.path), "exported_s": model.exported_s},
-        precision=model.precision,
+        precision=",".join(models),
+        models={prec: {"path": str(info.path), "fingerprint": info.fingerprint, "prepared_s": info.exported_s}
+                for prec, info in models.items()},
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         timing=asdict(timing),
         scenarios={sc.label: sc.description for sc in scenarios},
         warnings=warnings,
     )
-    doc["ratios"] = compute_ratios(doc)
+    doc["ratios"] = compute_ratios(doc) + precision_ratios(doc)
     doc["wall_s"] = time.perf_counter() - t0
     return doc
 

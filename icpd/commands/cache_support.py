@@ -39,7 +39,7 @@ def cache_support_cmd(
         emb = load_class_embeddings(class_embeddings, preset=predictor.preset).for_target(target_class or class_name)
         rasters = [read_image(p) for p in images]
         mask_arrays = [read_mask(m, like=r) for m, r in zip(masks, rasters)]
-        support = predictor.encode_support([r.pixels for r in rasters], mask_arrays, class_name, emb.numpy())
+        support = predictor.encode_support([r.pixels for r in rasters], mask_arrays, class_name, emb)
         support.meta.update({"images": [p.name for p in images], "masks": [m.name for m in masks]})
         support.save(out_path)
     except (ValueError, ModelDirError) as e:

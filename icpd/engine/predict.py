@@ -64,7 +64,7 @@ def predict_probability(
     if len(supports) != len(masks):
         raise ValueError(f"--support/--mask: {len(supports)} support images but {len(masks)} masks; give one mask per support")
     p = model.preset
-    emb = load_class_embeddings(class_embeddings, preset=p).for_target(target)
+    emb = torch.as_tensor(load_class_embeddings(class_embeddings, preset=p).for_target(target))  # a numpy array
     q = read_image(query)
     s_imgs, s_masks = [], []
     for s_path, m_path in zip(supports, masks):

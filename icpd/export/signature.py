@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from icpd.config import Preset
-from icpd.model.icpd_net import PreparedSupport
+
+if TYPE_CHECKING:  # the runtime packs numpy arrays with no torch installed
+    from icpd.model.icpd_net import PreparedSupport
 
 T = TypeVar("T")  # a tensor type: torch.Tensor, np.ndarray, an OrtValue ...
 

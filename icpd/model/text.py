@@ -3,6 +3,10 @@
 File format (the authors' released files use it too): safetensors with one tensor
 ``embeddings`` (N, D) and metadata ``classes`` ("|"-separated names in row order), ``prompt``,
 ``normalized`` ("True"/"False") and ``model``.
+
+Reading and writing need no torch (``safetensors.numpy``): a runtime-only install reads the class
+embeddings ``icpd cache-support`` puts into a support cache. Only :func:`embed_text` (the CLIP text
+tower) needs torch and open_clip.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
 from icpd.config import Preset, get_preset
 from icpd.io.atomic import atomic_write
@@ -19,9 +24,11 @@ from icpd.io.atomic import atomic_write
 
 @dataclass(frozen=True)
 class ClassEmbeddings:
-    """embeddings (N, D) float32, one row per class name in ``classes``."""
+    """embeddings (N, D), one row per class name in ``classes``: a float32 numpy array when read
+    from a file (:func:`load_class_embeddings`); a torch tensor given here stays one, so
+    :meth:`for_target` answers in the type it holds."""
 
-    embeddings: torch.Tensor
+    embeddings: Any
     classes: tuple[str, ...]
     normalized: bool = False
     model: str = ""
@@ -38,7 +45,7 @@ class ClassEmbeddings:
             raise ValueError(f"target class {target!r} is not in the class embeddings; known: {', '.join(self.classes)}")
         return names.index(target.lower())
 
-    def for_target(self, target: str | int) -> torch.Tensor:
+    def for_target(self, target: str | int) -> Any:
         """(N, D) with the target class first and the others in file order (what the network expects)."""
         i = self.index(target)
         order = [i] + [j for j in range(len(self.classes)) if j != i]
@@ -46,20 +53,23 @@ class ClassEmbeddings:
 
 
 def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | None = None) -> ClassEmbeddings:
-    """Read a class-embedding safetensors file; with ``preset``, check count and dimension."""
+    """Read a class-embedding safetensors file (numpy; no torch needed); with ``preset``, check
+    count and dimension. Returns embeddings (N, D) float32."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"class embeddings {path}: file not found; make one with `icpd embed-text`")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
             if "embeddings" not in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 raise ValueError(f"class embeddings {path}: no 'embeddings' tensor (found {list(f.keys())})")
-            emb = f.get_tensor("embeddings").float()
+            emb = np.ascontiguousarray(f.get_tensor("embeddings"), dtype=np.float32)
     except SafetensorError as e:
         raise ValueError(f"class embeddings {path}: not a safetensors file ({e})") from e
+    except TypeError as e:  # numpy has no bfloat16: such a file needs re-saving as float32
+        raise ValueError(f"class embeddings {path}: {e}; save the embeddings as float32") from e
     classes = tuple(meta["classes"].split("|")) if meta.get("classes") else tuple(str(i) for i in range(emb.shape[0]))
     if emb.ndim != 2 or emb.shape[0] != len(classes):
         raise ValueError(f"class embeddings {path}: shape {tuple(emb.shape)} does not match {len(classes)} class names")
@@ -70,13 +80,13 @@ def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | N
                 f"class embeddings {path}: shape {tuple(emb.shape)}; preset {p.name!r} needs "
                 f"({p.num_classes}, {p.embed_dim}): {p.num_classes} classes from the CLIP model of that preset"
             )
-    if not bool(torch.isfinite(emb).all()):
+    if not bool(np.isfinite(emb).all()):
         raise ValueError(f"class embeddings {path}: contains NaN/inf")
     return ClassEmbeddings(emb, classes, meta.get("normalized", "False") == "True", meta.get("model", ""))
 
 
 def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, prompt: str = "bare class name") -> Path:
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     path = Path(path)
     bad = [c for c in emb.classes if "|" in c]
@@ -85,7 +95,7 @@ def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, pr
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"classes": "|".join(emb.classes), "prompt": prompt, "normalized": str(emb.normalized), "model": emb.model}
     with atomic_write(path) as tmp:
-        save_file({"embeddings": emb.embeddings.contiguous().float()}, str(tmp), metadata=meta)
+        save_file({"embeddings": _as_float32(emb.embeddings)}, str(tmp), metadata=meta)
     return path
 
 
@@ -102,6 +112,7 @@ def embed_text(
     is normalised, their DLRSD file is not).
     """
     import open_clip
+    import torch
 
     from icpd.model.checkpoint import CheckpointError, _read_state_dict
 
@@ -125,3 +136,10 @@ def embed_text(
     if normalize:
         emb = emb / emb.norm(dim=-1, keepdim=True)
     return ClassEmbeddings(emb, tuple(classes), normalize, f"{Path(clip_weights).name} ({name or 'custom config'})")
+
+
+def _as_float32(x: Any) -> np.ndarray:
+    """A numpy array or a (CPU or device) torch tensor -> a contiguous float32 numpy array."""
+    if hasattr(x, "detach"):  # a torch tensor: through the CPU, without importing torch here
+        x = x.detach().float().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from icpd.model.icpd_net import Features, prepare_support_tensors
 from icpd.runtime.predictor import Predictor
 from icpd.runtime.support_cache import SupportSet
+from icpd.runtime.support_encoding import prepare_support_arrays
 
 
 class PredictorEpisodePredictor:
@@ -36,19 +36,19 @@ class PredictorEpisodePredictor:
         b = s.shape[0]
         # queries and supports in one encoder pass; the supports' features are prepared on the host
         feats = backend.to_host(backend.encode(np.concatenate([q, s.flatten(0, 1).numpy().astype(np.float32)])))
-        s_feats = Features.from_list([torch.from_numpy(np.ascontiguousarray(f[b:])) for f in feats])
-        masks = batch["support_masks"].float()
-        prepared = prepare_support_tensors(s_feats, masks)
+        masks = batch["support_masks"].float().numpy()  # (B, K, S, S)
+        prepared = prepare_support_arrays([f[b:] for f in feats], masks)  # as `icpd cache-support` does
+        embeddings = batch["class_embeddings"].float().numpy()
         sig = backend.signature
         out = []
         for i in range(b):  # one support set per query
-            packed = sig.pack_support(prepared, batch["class_embeddings"][i].float(), masks[i], item=i)
+            packed = sig.pack_support(prepared, embeddings[i], masks[i], item=i)
             support = _episode_support(packed, masks.shape[1], self.predictor.fingerprint)
             (logits,) = self.predictor.match([f[i : i + 1] for f in feats], support, ["logits"])
             out.append(torch.from_numpy(logits.argmax(axis=1) == 1))
         return torch.cat(out)
 
 
-def _episode_support(packed: Mapping[str, torch.Tensor], shots: int, fingerprint: str) -> SupportSet:
-    tensors = {n: np.ascontiguousarray(t.numpy(), dtype=np.float32) for n, t in packed.items()}
+def _episode_support(packed: Mapping[str, np.ndarray], shots: int, fingerprint: str) -> SupportSet:
+    tensors = {n: np.ascontiguousarray(t, dtype=np.float32) for n, t in packed.items()}
     return SupportSet("episode", fingerprint, shots, tensors)

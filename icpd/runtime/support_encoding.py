@@ -1,10 +1,15 @@
 """Support images + masks -> a ``SupportSet``: the support-only work, done once per class.
 
-Used by ``Predictor.encode_support`` (and through it ``icpd cache-support``).
+Used by ``Predictor.encode_support`` (and through it ``icpd cache-support``) and by the episode
+predictor (``icpd eval --model``). Everything here is numpy: a runtime-only install (no torch)
+makes support caches with the ONNX Runtime backend. :func:`prepare_support_arrays` is the numpy
+twin of ``icpd.model.icpd_net.prepare_support_tensors`` (tested equal).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,10 +63,7 @@ def encode_support(backend: RuntimeBackend, preset: Preset, pixels: list[np.ndar
         ship = p.encode_support([read_image("a.png")], [read_mask("a_mask.png")], "ship", emb)
         p.add_support(ship.save("ship.support"))
     """
-    import torch
-
     from icpd.io.labels import resize_label
-    from icpd.model.icpd_net import Features, prepare_support_tensors
 
     p = preset
     if len(pixels) != len(masks) or not pixels:
@@ -70,10 +72,72 @@ def encode_support(backend: RuntimeBackend, preset: Preset, pixels: list[np.ndar
         raise ValueError(f"support set {class_name!r}: every mask is empty; mark the object in at least one mask")
     emb = target_embeddings(class_embeddings, class_name, p.num_classes, p.embed_dim)
     images = backend.preprocess(image_groups(list(pixels)))
-    feats = [torch.from_numpy(np.ascontiguousarray(f)) for f in backend.to_host(backend.encode(images))]
-    m = np.stack([resize_label(np.asarray(mk).astype(np.uint8), p.image_size) for mk in masks]).astype(np.float32)
-    raw = torch.from_numpy(m)  # (K, S, S)
-    prepared = prepare_support_tensors(Features.from_list(feats), raw.unsqueeze(0))
-    packed = backend.signature.pack_support(prepared, torch.from_numpy(emb), raw)
-    tensors = {n: np.ascontiguousarray(t.numpy()) for n, t in packed.items()}
+    feats = backend.to_host(backend.encode(images))
+    raw = np.stack([resize_label(np.asarray(mk).astype(np.uint8), p.image_size) for mk in masks]).astype(np.float32)
+    prepared = prepare_support_arrays(feats, raw[None])  # (K, S, S) -> one support set (1, K, S, S)
+    packed = backend.signature.pack_support(prepared, emb, raw)
+    tensors = {n: np.ascontiguousarray(t, dtype=np.float32) for n, t in packed.items()}
     return SupportSet(class_name, fingerprint, len(pixels), tensors, {"backend": backend_name or backend.name})
+
+
+@dataclass(frozen=True)
+class PreparedSupportArrays:
+    """numpy form of ``icpd.model.icpd_net.PreparedSupport`` (what ``MatcherSignature.pack_support``
+    reads): per level l, features[l] (B, K, C_l, N_l), norms[l] (B, K, N_l), masks[l] (B, K, N_l)."""
+
+    features: list[np.ndarray]
+    norms: list[np.ndarray]
+    masks: list[np.ndarray]
+
+
+def prepare_support_arrays(features: Sequence[np.ndarray], masks: np.ndarray) -> PreparedSupportArrays:
+    """The matcher's support-only work in numpy: encoder outputs of B*K support images + masks.
+
+    features: per level, backbone maps (B*K, C_l, h_l, w_l), then the CLIP tokens (B*K, g, g, D);
+    masks: (B, K, S, S) float {0, 1}. Per level: features (B, K, C, h*w), pixel norms
+    sqrt(sum of squares) over C (``pixel_norms``), masks resized bilinear with align_corners.
+    Equal to the torch version within 1e-6 relative (rounding only; tested).
+    """
+    b, k = masks.shape[:2]
+    maps = [*features[:-1], np.moveaxis(features[-1], 3, 1)]  # N g g D -> N D g g
+    feats, norms, resized = [], [], []
+    cache: dict[tuple[int, int], np.ndarray] = {}
+    for x in maps:
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if size not in cache:
+            cache[size] = resize_masks_bilinear(masks, size).reshape(b, k, -1)
+        f = np.ascontiguousarray(x, dtype=np.float32).reshape(b, k, x.shape[1], -1)
+        feats.append(f)
+        # float64 sums: the nearest float32 to the true norm (PyTorch's float32 cascade sum is within
+        # an ulp or two of it; its summation order depends on the tensor's width and the CPU)
+        norms.append(np.sqrt(np.einsum("bkcn,bkcn->bkn", f, f, dtype=np.float64)).astype(np.float32))
+        resized.append(cache[size])
+    return PreparedSupportArrays(feats, norms, resized)
+
+
+def _linear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices i0, i1 and float32 weights w0, w1 of align_corners=True linear resizing,
+    computed as PyTorch's CPU kernel does (scale (in-1)/(out-1) and source positions in float32)."""
+    scale = np.float32((n_in - 1) / (n_out - 1)) if n_out > 1 else np.float32(0)
+    src = scale * np.arange(n_out, dtype=np.float32)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    w1 = (src - i0.astype(np.float32)).astype(np.float32)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, np.float32(1) - w1, w1
+
+
+def resize_masks_bilinear(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(..., H, W) float masks -> (..., h, w) float32, bilinear with align_corners=True, as
+    ``F.interpolate(..., mode="bilinear", align_corners=True)``: within 1 ulp, and bit-equal for
+    the downsampling a support cache does (S -> each level) with PyTorch 2.x on x86 CPUs, whose
+    kernel sums the four corner terms in this order."""
+    m = np.asarray(masks, dtype=np.float32)
+    y0, y1, wy0, wy1 = _linear_weights(m.shape[-2], size[0])
+    x0, x1, wx0, wx1 = _linear_weights(m.shape[-1], size[1])
+    wy0, wy1 = wy0[:, None], wy1[:, None]
+    top, bottom = m[..., y0, :], m[..., y1, :]
+    out = top[..., x0] * (wy0 * wx0)
+    out += top[..., x1] * (wy0 * wx1)
+    out += bottom[..., x0] * (wy1 * wx0)
+    out += bottom[..., x1] * (wy1 * wx1)
+    return out
