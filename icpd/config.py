@@ -29,6 +29,7 @@ class Precision(str, Enum):
 
     FP32 = "fp32"
     FP16 = "fp16"
+    INT8 = "int8"  # ONNX Runtime on the CPU: the encoder's MatMuls in INT8, the matcher FP32 (icpd.export.quantize)
 
 
 class RankPriorForm(str, Enum):

@@ -31,10 +31,12 @@ __all__ = [
     "ResultKey",
     "compare",
     "exit_code",
+    "incomparable",
     "render_table",
     "run_ab",
     "split_variants",
     "to_junit_xml",
+    "verdict_line",
 ]
 
 
@@ -277,3 +279,51 @@ def run_ab(
             for _ in range(iters_per_round):
                 samples[side].append(timed_call_ms(fns[side], sync, clock))
     return ABSamples(a_ms=samples["A"], b_ms=samples["B"], order=order)
+
+
+# -- what makes two documents comparable ---------------------------------------------------------------
+# machine fields of the environment block that must agree (package versions may differ: that is
+# often the change under test, and it is shown, not refused)
+_MACHINE_FIELDS = ("cpu_model", "cpu_cores_usable", "gpus", "jetson_power_mode")
+
+
+def _scenarios(doc: Mapping[str, Any]) -> set[str]:
+    labels = doc.get("scenarios")
+    if isinstance(labels, Mapping) and labels:
+        return set(labels)
+    return {f"{r['scenario']} b{r['batch']} s{r['shots']} c{r['classes']}" for r in doc["results"]}
+
+
+def _short(values: set[str], limit: int = 3) -> str:
+    items = sorted(values)
+    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def incomparable(baseline_doc: Mapping[str, Any], candidate_doc: Mapping[str, Any]) -> list[str]:
+    """Why the two documents should not be compared (empty: they may be): another preset, other
+    scenarios, or another machine (CPU model, usable cores, GPUs, Jetson power mode). One line each."""
+    problems = []
+    presets = [(d.get("model") or {}).get("preset") for d in (baseline_doc, candidate_doc)]
+    if None not in presets and presets[0] != presets[1]:
+        problems.append(f"presets differ: baseline {presets[0]}, candidate {presets[1]}")
+    sb, sc = _scenarios(baseline_doc), _scenarios(candidate_doc)
+    if sb != sc:
+        parts = [f"only in the baseline: {_short(sb - sc)}" if sb - sc else "",
+                 f"only in the candidate: {_short(sc - sb)}" if sc - sb else ""]
+        problems.append("scenarios differ (" + "; ".join(p for p in parts if p) + ")")
+    envs = [d.get("environment") or {} for d in (baseline_doc, candidate_doc)]
+    for name in _MACHINE_FIELDS:
+        a, b = envs[0].get(name), envs[1].get(name)
+        if a != b and a is not None and b is not None:
+            problems.append(f"environments differ: {name} {a!r} vs {b!r}")
+    return problems
+
+
+def verdict_line(result: CompareResult, limit: int = 5) -> str:
+    """The last line of a comparison: how many significant regressions, and which."""
+    regs = result.regressions
+    if not regs:
+        return "no significant regression"
+    names = [f"{p.key.label} (x{p.verdict.ratio:.2f})" for p in regs[:limit]]
+    more = f", +{len(regs) - limit} more" if len(regs) > limit else ""
+    return f"{len(regs)} significant regression(s): {', '.join(names)}{more}"

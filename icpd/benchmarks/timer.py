@@ -211,6 +211,7 @@ def measure_rounds(
     sync: Callable[[], Any] | None = None,
     seed: int = 0,
     clock: Clock = time.perf_counter_ns,
+    on_round: Callable[[int, int], Any] | None = None,
 ) -> list[TimingResult]:
     """Time several functions interleaved: each round calls every one once, in a seeded random order.
 
@@ -219,6 +220,7 @@ def measure_rounds(
     interleaving exposes all of them to the same drifts (as ``compare.run_ab`` does for two
     models). Each function is first warmed up for ``warmup_s`` (at least one call).
     ``stages[i]`` (optional) collects the stage times of ``fns[i]``. No CUDA-event times here.
+    ``on_round(done, rounds)`` is called after each round (progress of a long run).
     """
     if rounds < 1 or not fns:
         raise ValueError(f"need rounds >= 1 and at least one function; got rounds={rounds}, {len(fns)} functions")
@@ -228,7 +230,7 @@ def measure_rounds(
     warm = [_warm_up(fn, warmup_s, timer, sync, clock) for fn, timer in zip(fns, timers)]
     rng = random.Random(seed)
     samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
+    for r in range(rounds):
         order = list(range(len(fns)))
         rng.shuffle(order)
         for i in order:
@@ -240,6 +242,8 @@ def measure_rounds(
             if timers[i] is not None:
                 timers[i].end_iteration()
             samples[i].append((t1 - t0) / NS_PER_MS)
+        if on_round is not None:
+            on_round(r + 1, rounds)
     out = []
     for i, timer in enumerate(timers):
         stage_samples = timer.samples_ms if timer is not None else {}

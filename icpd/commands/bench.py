@@ -192,6 +192,9 @@ def bench_cmd(
     warmup: Annotated[float | None, typer.Option(min=0.0, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny preset, short budgets: a smoke run in seconds.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per backend (default: the backend's own choice).")] = None,
+    precision: Annotated[str | None, typer.Option(help="Precisions to time side by side, interleaved in the same rounds: "
+                                                       "fp32, int8 or fp32,int8 (int8: ONNX Runtime on the CPU, quantized "
+                                                       "from the FP32 model once). Default: the model's own.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results (schema_version 1) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write report.md and PNG plots into this folder.")] = None,
     quiet: QuietOpt = False,
@@ -204,21 +207,26 @@ def bench_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from icpd.benchmarks.latency import BenchConfig, run_benchmark
+    from icpd.benchmarks.precision import parse_precisions
     from icpd.commands.common import fail, out, preset_callback
     from icpd.export.model_dir import ModelDirError
+    from icpd.export.quantize import Int8ConversionError
 
     try:
         preset_callback(preset)
+        precisions = parse_precisions(precision)
+        if "int8" in precisions and backends.strip() == "auto":
+            backends, device = "ort", "cpu"  # INT8 dirs run on ONNX Runtime (CPU) only
         config = BenchConfig(preset=preset, checkpoint=checkpoint, model_dir=model_dir, cache_dir=cache_dir,
                              backends=backend_names(backends, device), shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
                              classes=classes, duration_s=duration, iterations=iterations, warmup_s=warmup,
-                             quick=quick, threads=threads, rounds=rounds)
+                             quick=quick, threads=threads, rounds=rounds, precisions=precisions)
         steps = _Steps(enabled=not quiet)
         with steps.bar:
             doc = run_benchmark(config, on_step=steps)
         _print_doc(doc, tables=not quiet)
         written = _write_outputs(doc, json_path, report)
-    except (ValueError, ModelDirError, ImportError, OSError, typer.BadParameter) as e:
+    except (ValueError, ModelDirError, Int8ConversionError, ImportError, OSError, typer.BadParameter) as e:
         fail(e)
     exported = doc["model"]["exported_s"]
     export_note = f" (export {exported:.0f} s)" if exported else ""
@@ -239,11 +247,29 @@ def _load_pair(baseline: Path, candidate: Path | None) -> tuple[dict[str, Any], 
 
 
 def _verdict(base: dict[str, Any], cand: dict[str, Any], max_slowdown: float, alpha: float,
-             junit: Path | None, report: Path | None) -> int:
-    """Compare, print the verdict table, write JUnit / report; return the exit code."""
-    from icpd.benchmarks.compare import compare, exit_code, render_table, to_junit_xml
-    from icpd.commands.common import out
+             junit: Path | None, report: Path | None, force: bool = False) -> int:
+    """Compare, print the verdict table, write JUnit / report; return the exit code.
 
+    Raises:
+        ValueError: the documents are not comparable (another preset, other scenarios, another
+            machine) and ``force`` is not set.
+    """
+    from icpd.benchmarks.compare import (
+        compare,
+        exit_code,
+        incomparable,
+        render_table,
+        to_junit_xml,
+        verdict_line,
+    )
+    from icpd.commands.common import note, out
+
+    problems = incomparable(base, cand)
+    if problems and not force:
+        raise ValueError("these results are not comparable: " + "; ".join(problems) +
+                         ". Compare runs of the same preset and scenarios on the same machine, or pass --force")
+    for line in problems:
+        note(f"compared anyway (--force): {line}")
     result = compare(base, cand, max_slowdown, alpha)
     if not result.pairs:
         raise ValueError("the two documents have no result in common (same scenario, backend, precision, stage, "
@@ -254,8 +280,8 @@ def _verdict(base: dict[str, Any], cand: dict[str, Any], max_slowdown: float, al
     if report is not None:
         out.print(f"wrote {_compare_report(base, cand, result, report)}", highlight=False)
     code = exit_code(result)
-    n = len(result.regressions)
-    out.print(f"{n} significant regression(s)" if n else "no significant regression", style="bold red" if n else "green")
+    out.print(verdict_line(result), style="bold red" if result.regressions else "green", markup=False, highlight=False,
+              soft_wrap=True)
     return code
 
 
@@ -290,13 +316,16 @@ def compare_cmd(
     alpha: Alpha = 0.01,
     junit: Junit = None,
     report: Report = None,
+    force: Annotated[bool, typer.Option(help="Compare even when presets, scenarios or machines differ (a note says which).")] = False,
 ) -> None:
-    """Exit 1 only on a significant regression (ratio above tolerance AND p < alpha), else 0."""
+    """Exit 1 only on a significant regression (ratio above tolerance AND p < alpha), else 0.
+
+    Refuses (exit 2) results of another preset, other scenarios or another machine unless --force."""
     from icpd.commands.common import fail
 
     try:
         base, cand = _load_pair(baseline, candidate)
-        code = _verdict(base, cand, parse_fraction(max_slowdown), alpha, junit, report)
+        code = _verdict(base, cand, parse_fraction(max_slowdown), alpha, junit, report, force)
     except (ValueError, OSError, typer.BadParameter) as e:
         fail(e)
     raise typer.Exit(code)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from icpd.commands.common import PRESET_HELP, QuietOpt, RankPriorOpt, console, fail, out, preset_callback
+from icpd.commands.common import PRESET_HELP, QuietOpt, RankPriorOpt, fail, out, preset_callback
+from icpd.commands.progress import step
 from icpd.config import Precision
+
+PRECISION_HELP = ("fp32; fp16 (FP16 graphs with FP32 islands, for TensorRT 11 strong typing); or int8 (CPU / ONNX "
+                  "Runtime: the encoder's MatMuls in INT8, the matcher FP32; self-checked against FP32).")
 
 
 def export_cmd(
@@ -17,49 +21,88 @@ def export_cmd(
     preset: Annotated[str | None, typer.Option(callback=preset_callback, help=PRESET_HELP)] = None,
     random_weights: Annotated[bool, typer.Option(help="No checkpoint: seeded random weights (latency only).")] = False,
     rank_prior: RankPriorOpt = None,
-    precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 graphs with FP32 islands, for TensorRT 11 "
-                                                      "strong typing).")] = Precision.FP32,
-    validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch before finishing.")] = True,
-    force: Annotated[bool, typer.Option(help="Replace an existing, non-empty --out.")] = False,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.FP32,
+    calibration: Annotated[Path | None, typer.Option(help="With --precision int8: a folder of images to calibrate on "
+                                                          "(default: built-in synthetic tiles); recorded in model.json.")] = None,
+    validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch (and INT8 against FP32) before finishing.")] = True,
+    force: Annotated[bool, typer.Option(help="Replace an existing model dir at --out.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export a trained ICPD-Net: preprocess/encoder/matcher ONNX + weights + model.json, self-checked."""
+    from icpd.export.model_dir import ModelDirError
     from icpd.export.onnx import ExportError, export_model
     from icpd.model.checkpoint import load_checkpoint, seeded_model
 
     if (checkpoint is None) == (not random_weights):
         fail(ValueError("give --checkpoint C, or --random-weights --preset P for a latency-only model"))
-    spinner = console.status(f"exporting to {out_dir} (ONNX, then the self-check) ...")
-    if not quiet and console.is_terminal:
-        spinner.start()
+    if calibration is not None and precision != Precision.INT8:
+        fail(ValueError("--calibration is for --precision int8"))
+    if calibration is not None and not calibration.is_dir():
+        fail(ValueError(f"--calibration {calibration}: not a folder; give a folder of PNG/JPEG/TIFF images"))
+    int8_check: dict[str, Any] | None = None
     try:
-        if checkpoint is not None:
-            model, source = load_checkpoint(checkpoint, preset=preset), checkpoint.name
-        else:
-            model, source = seeded_model(preset or "paper", seed=0), "random weights: latency only"
+        with step("building the model", quiet):
+            if checkpoint is not None:
+                model, source = load_checkpoint(checkpoint, preset=preset), checkpoint.name
+            else:
+                model, source = seeded_model(preset or "paper", seed=0), "random weights: latency only"
         form = {} if rank_prior is None else {"rank_prior": rank_prior}  # None: the exporter's default form
+        what = "exporting ONNX graphs" + (" and checking them against PyTorch" if validate else "")
         if precision == Precision.FP32:
-            res = export_model(model, out_dir, validate=validate, force=force, source=source, **form)
+            with step(f"{what} -> {out_dir}", quiet):
+                res = export_model(model, out_dir, validate=validate, force=force, source=source, **form)
         else:
-            from icpd.export.fp16 import Fp16ConversionError, convert_model_dir_fp16
             from icpd.io.atomic import scratch_dir
-            from icpd.trt.validate import check_fp16_against_fp32
 
             # the FP32 export it converts from lives beside --out and is removed either way
             with scratch_dir(out_dir, "fp32") as tmp:
-                try:
+                with step(f"{what} (FP32, converted next)", quiet):
                     res = export_model(model, tmp / "m", validate=validate, source=source, **form)
-                    convert_model_dir_fp16(res.path, out_dir, check=check_fp16_against_fp32 if validate else None, force=force)
-                    res.path = out_dir
-                except Fp16ConversionError as e:
-                    raise ExportError(str(e)) from e
-    except (ValueError, ExportError) as e:
+                if precision == Precision.FP16:
+                    _to_fp16(res.path, out_dir, validate, force, quiet)
+                else:
+                    int8_check = _to_int8(res.path, out_dir, calibration, validate, force, quiet)
+                res.path = out_dir
+    except (ValueError, ExportError, ModelDirError) as e:
         fail(e)
-    finally:
-        spinner.stop()
+    if int8_check is not None and not quiet:
+        from icpd.trt.validate import format_int8_check
+
+        out.print(format_int8_check(int8_check), markup=False, highlight=False, soft_wrap=True)
     worst = res.validation.get("outputs", {}).get("logits", {}).get("max_abs")
     check = f"; logits max |ORT - torch| = {worst:.2e}" if worst is not None else ""
-    out.print(f"wrote {res.path} in {res.seconds:.1f} s{check}", markup=False, highlight=False)
+    out.print(f"wrote {res.path} ({precision.value}) in {res.seconds:.1f} s{check}", markup=False, highlight=False)
+
+
+def _to_fp16(src: Path, out_dir: Path, validate: bool, force: bool, quiet: bool) -> None:
+    from icpd.export.fp16 import Fp16ConversionError, convert_model_dir_fp16
+    from icpd.export.onnx import ExportError
+    from icpd.trt.validate import check_fp16_against_fp32
+
+    try:
+        with step("converting to FP16" + (" and checking against FP32" if validate else ""), quiet):
+            convert_model_dir_fp16(src, out_dir, check=check_fp16_against_fp32 if validate else None, force=force)
+    except Fp16ConversionError as e:
+        raise ExportError(str(e)) from e
+
+
+def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool, force: bool, quiet: bool) -> dict[str, Any] | None:
+    """Quantize the FP32 export at ``src`` into ``out_dir``; the INT8 self-check's report (None without --validate)."""
+    from icpd.export.onnx import ExportError
+    from icpd.export.quantize import DEFAULT_OPTIONS, Int8ConversionError, convert_model_dir_int8
+    from icpd.trt.validate import check_int8_against_fp32
+
+    def check(fp32_dir: Path, int8_dir: Path) -> dict[str, Any]:
+        with step("INT8 self-check against FP32 (seeded episodes)", quiet):
+            return check_int8_against_fp32(fp32_dir, int8_dir)
+
+    try:
+        with step("quantizing the encoder to INT8", quiet):
+            md = convert_model_dir_int8(src, out_dir, DEFAULT_OPTIONS, calibration=calibration,
+                                        check=check if validate else None, force=force)
+    except Int8ConversionError as e:
+        raise ExportError(str(e)) from e
+    return md.meta["int8"].get("check")
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ from icpd.io.atomic import write_text_atomic
 SIDECAR_NAME = "engines.json"
 SIDECAR_FORMAT = "icpd-engines"
 SIDECAR_VERSION = 1
-PRECISIONS = tuple(p.value for p in Precision)
+PRECISIONS = tuple(p.value for p in Precision if p is not Precision.INT8)  # INT8 is ONNX Runtime (CPU) only
 _FORMAT = ArtifactFormat(SIDECAR_FORMAT, SIDECAR_VERSION, "engine sidecar", "rebuild the engines with `icpd build`",
                          required=("env", "precision", "rank_prior", "batch", "shots", "model_fingerprint"))
 _KERNELS = Path(__file__).resolve().parents[1] / "kernels"

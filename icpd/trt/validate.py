@@ -11,7 +11,9 @@ episodes (worst max, mean of means), and the argmax masks of the logits are comp
 
 Pass rule (:func:`icpd.export.validate.judge`, per the backend's precision): FP32 as strict as
 the export self-check (errors relative to each output's scale, pixel agreement >= 0.999, mean
-foreground IoU >= 0.999); FP16 by its masks (mean foreground IoU >= 0.99), errors reported.
+foreground IoU >= 0.999); FP16 by its masks (mean foreground IoU >= 0.99), errors reported;
+INT8 (an INT8 model dir's ``ort``) by the cosine of every encoder output (>= 0.999) and its
+masks (mean foreground IoU >= 0.95). The torch backend of an INT8 dir runs its FP32 weights.
 The model dir is verified first (every file's sha256 against model.json).
 TODO(dataset): add the mIoU of each backend on an iSAID-5i/DLRSD-5i fold next to the reference's
 (needs the datasets, which this check must run without).
@@ -202,14 +204,78 @@ def check_fp16_against_fp32(fp32_dir: str | os.PathLike[str], fp16_dir: str | os
     return report.as_dict()
 
 
+def check_int8_against_fp32(fp32_dir: str | os.PathLike[str], int8_dir: str | os.PathLike[str], runs: int = 3,
+                            seed: int = 0) -> dict[str, Any]:
+    """The INT8 export's self-check: ONNX Runtime (CPU) on the INT8 dir against the FP32 dir, on
+    the harness's seeded episodes.
+
+    Reports, per output, cosine similarity and max / mean absolute error (every encoder output,
+    the query prior, the logits, the pyramids), the rank prior's agreement
+    (:func:`icpd.export.validate.rank_prior_agreement`) and the argmax masks' foreground IoU and
+    pixel agreement; ``passed`` / ``failures`` by the INT8 pass rule
+    (:data:`icpd.export.validate.INT8_THRESHOLDS`).
+    """
+    from icpd.export.validate import INT8_THRESHOLDS, rank_prior_agreement
+
+    ref_dir, q_dir = ModelDir.open(fp32_dir), ModelDir.open(int8_dir)
+    ref, q = make_backend(ref_dir, "ort"), make_backend(q_dir, "ort")
+    cmp = Comparison(Precision.INT8)
+    rank: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    for ep in seeded_episodes(ref_dir.preset, runs, seed):
+        want, got = run_episode(ref, ref_dir, ep), run_episode(q, q_dir, ep)
+        for key, value in got.items():
+            if key in want:
+                cmp.add(key, value, want[key])
+        cmp.add_masks(got["logits"], want["logits"])
+        rank.append(rank_prior_agreement(got, want))
+    outputs = cmp.outputs
+    failures = cmp.failures()
+    merged_rank = ({"agreement": min(r["agreement"] for r in rank), "tolerance": rank[0]["tolerance"],
+                    "max_abs": max(r["max_abs"] for r in rank), "mean_abs": float(np.mean([r["mean_abs"] for r in rank]))}
+                   if rank and rank[0] else {})
+    return {
+        "reference": "ort fp32", "runs": runs, "seed": seed, "passed": not failures, "failures": failures,
+        "thresholds": INT8_THRESHOLDS.as_dict(),
+        "encoder": {k: {"cosine": s.cosine, "max_abs": s.max_abs, "mean_abs": s.mean_abs, "ref_max": s.ref_max}
+                    for k, s in outputs.items() if k.startswith("feat_")},
+        "query_prior_max_abs": outputs["query_prior"].max_abs if "query_prior" in outputs else None,
+        "rank_prior": merged_rank,
+        "masks": {"mean_foreground_iou": cmp.mean_iou, "min_pixel_agreement": cmp.min_pixel_agreement,
+                  "episodes": cmp.masks},
+        "outputs": {k: v.as_dict() for k, v in outputs.items()},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def format_int8_check(report: dict[str, Any]) -> str:
+    """The INT8 self-check as lines: every encoder output, the query and rank priors, the masks, the verdict."""
+    lines = [f"INT8 vs FP32 (ONNX Runtime, {report['runs']} seeded episodes):",
+             f"  {'output':<16} {'cosine':>9} {'max abs':>10} {'mean abs':>10}"]
+    for name, s in report["encoder"].items():
+        lines.append(f"  {name:<16} {s['cosine']:>9.5f} {s['max_abs']:>10.3g} {s['mean_abs']:>10.3g}")
+    if report.get("query_prior_max_abs") is not None:
+        lines.append(f"  query prior max |diff| {report['query_prior_max_abs']:.3g}")
+    r = report.get("rank_prior") or {}
+    if r:
+        lines.append(f"  rank prior: {100 * r['agreement']:.2f} % of values within {r['tolerance']} "
+                     f"(max |diff| {r['max_abs']:.3g}, mean {r['mean_abs']:.3g})")
+    m = report["masks"]
+    lines.append(f"  masks: mean foreground IoU {m['mean_foreground_iou']:.4f}, min pixel agreement "
+                 f"{m['min_pixel_agreement']:.4f} -> {'PASS' if report['passed'] else 'FAIL'}")
+    lines.extend(f"  failed: {f}" for f in report["failures"])
+    return "\n".join(lines)
+
+
 def format_report(report: ValidationReport) -> str:
     """A plain-text table: per backend, per output error stats, then the mask verdict."""
     lines = [f"reference: {report.reference}, {report.runs} seeded episodes"]
     for rep in report.backends.values():
         lines.append(f"\n[{rep.name}] precision {rep.precision}, {rep.seconds:.2f} s")
-        lines.append(f"  {'output':<16} {'max abs':>10} {'mean abs':>10} {'p99 abs':>10} {'ref max':>10}")
+        lines.append(f"  {'output':<16} {'max abs':>10} {'mean abs':>10} {'p99 abs':>10} {'ref max':>10} {'cosine':>9}")
         for name, s in rep.outputs.items():
-            lines.append(f"  {name:<16} {s.max_abs:>10.3g} {s.mean_abs:>10.3g} {s.p99_abs:>10.3g} {s.ref_max:>10.3g}")
+            lines.append(f"  {name:<16} {s.max_abs:>10.3g} {s.mean_abs:>10.3g} {s.p99_abs:>10.3g} {s.ref_max:>10.3g} "
+                         f"{s.cosine:>9.5f}")
         verdict = "PASS" if rep.passed else "FAIL"
         lines.append(f"  masks: mean foreground IoU {rep.mean_iou:.4f} (rule >= {rep.required_iou}), "
                      f"min pixel agreement {rep.min_pixel_agreement:.4f} -> {verdict}")

@@ -1,0 +1,107 @@
+"""``icpd bench --precision fp32,int8``: the same network at several precisions, timed side by side.
+
+The FP32 model dir (exported, or the one given) is the reference; an INT8 dir is quantized from it
+once (:func:`icpd.export.quantize.convert_model_dir_int8`, the export's default options) into the
+bench cache and reused while the FP32 dir and those options are unchanged. :func:`run_benchmark
+<icpd.benchmarks.latency.run_benchmark>` then interleaves every (precision, scenario) of a backend
+in the same rounds, so a drift of a busy machine reaches both precisions alike, and
+:func:`precision_ratios` adds the INT8 / FP32 speed-ups of the encoder stage and the end-to-end
+query. INT8 runs on ONNX Runtime on the CPU only (the torch backend would run the FP32 weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from icpd.benchmarks.latency import BackendSpec, ModelInfo
+
+PRECISIONS = ("fp32", "int8")  # what --precision may list here (fp16 dirs are for TensorRT: `icpd build`)
+
+
+def parse_precisions(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """``"fp32,int8"`` -> ``("fp32", "int8")``; None or empty: ``()`` (the model dir's own precision).
+
+    Raises:
+        ValueError: an unknown or repeated precision.
+    """
+    if text is None:
+        return ()
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    bad = [t for t in items if t not in PRECISIONS]
+    if bad:
+        raise ValueError(f"--precision {','.join(items)}: unknown {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"--precision {','.join(items)}: a precision is listed twice")
+    return tuple(items)
+
+
+def check_backends(precisions: tuple[str, ...], specs: list[BackendSpec]) -> None:
+    """INT8 dirs run on ONNX Runtime (CPU) only: refuse another backend with them."""
+    if "int8" in precisions:
+        other = [s.name for s in specs if (s.backend, s.device) != ("ort", "cpu")]
+        if other:
+            raise ValueError(f"--precision int8 runs on ONNX Runtime on the CPU only; --backends {','.join(other)} "
+                             "cannot run it (use --backends ort --device cpu)")
+
+
+def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir: str | Path | None,
+                       on_step: Callable[[str], None] | None = None) -> dict[str, ModelInfo]:
+    """precision -> the model dir to time at it: ``model`` itself for its own precision, an INT8
+    dir quantized from it (into ``cache_dir``, reused when current) for ``int8``.
+
+    Raises:
+        ValueError: a precision other than the model's own that cannot be made from it.
+    """
+    from icpd.benchmarks.latency import _info, default_cache_dir
+
+    note = on_step or (lambda _: None)
+    out: dict[str, ModelInfo] = {}
+    for p in precisions or (model.precision,):
+        if p == model.precision:
+            out[p] = model
+            continue
+        if (p, model.precision) != ("int8", "fp32"):
+            raise ValueError(f"--precision {p}: cannot be made from the {model.precision} model dir {model.path}; "
+                             "give an FP32 model dir (or none)")
+        out[p] = _int8_dir(model, Path(cache_dir or default_cache_dir()), note)
+        out[p] = _info(out[p].path, model.random_weights, out[p].exported_s)
+    return out
+
+
+def _int8_dir(model: ModelInfo, cache: Path, note: Callable[[str], None]) -> ModelInfo:
+    from icpd.benchmarks.latency import _info
+    from icpd.export.model_dir import ModelDir, ModelDirError
+    from icpd.export.quantize import DEFAULT_OPTIONS, convert_model_dir_int8, int8_fingerprint
+
+    path = cache / f"{model.preset}-{model.fingerprint[:12]}-int8"
+    with contextlib.suppress(ModelDirError):  # reuse: same FP32 weights, same options
+        if ModelDir.open(path).fingerprint == int8_fingerprint(model.fingerprint, DEFAULT_OPTIONS):
+            return _info(path, model.random_weights)
+    note(f"quantizing {model.path.name} to INT8 into {path} (once; later runs reuse it)")
+    t0 = time.perf_counter()
+    convert_model_dir_int8(model.path, path, DEFAULT_OPTIONS, force=True)
+    return _info(path, model.random_weights, exported_s=time.perf_counter() - t0)
+
+
+def precision_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """INT8 vs FP32 speed-ups (> 1: INT8 faster) per backend and cached scenario, from the medians of
+    the same interleaved run: the encoder stage and the end-to-end query."""
+    med: dict[tuple[str, str, str, int, int, int, str], float] = {}
+    for r in doc["results"]:
+        med[(r["backend"], r["precision"], r["scenario"], r["batch"], r["shots"], r["classes"], r["stage"])] = \
+            float(r["summary"]["median"])
+    out = []
+    for (be, prec, sc, b, k, c, stage), fp32 in sorted(med.items()):
+        if prec != "fp32" or sc != "cached" or stage not in ("encoder", "end_to_end"):
+            continue
+        int8 = med.get((be, "int8", sc, b, k, c, stage))
+        if int8:
+            what = "encoder" if stage == "encoder" else f"cached {k}-shot query"
+            out.append({"name": f"INT8 vs FP32 {what}: speed-up", "backend": be, "value": fp32 / int8,
+                        "detail": f"FP32 {stage} median / INT8 {stage} median (cached {k}-shot, one interleaved run)"})
+    return out

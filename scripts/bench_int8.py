@@ -1,0 +1,101 @@
+"""FP32 vs INT8 encoder on the CPU, paper preset (seeded weights): speed and feature agreement.
+
+    python scripts/bench_int8.py [--preset paper] [--work /tmp/int8] [--rounds 8] [--variants default,reduce_range]
+
+Exports the FP32 model dir once (into --work, reused), writes one INT8 model dir per variant
+(icpd.export.quantize), then times, interleaved in one process (every round runs every model
+once, in a seeded random order, so a drift of this loaded machine hits them all alike):
+
+- ``encoder``: the encoder stage of the cached 1-shot query (Predictor.predict's own stage timer);
+- ``cached 1-shot``: the whole cached 1-shot query, end to end.
+
+It prints medians and the FP32 / INT8 ratios, and the cosine similarity of every encoder output
+to FP32 on the built-in synthetic calibration tiles. Latency only: the weights are random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {
+    "default": {},
+    "reduce_range": {"reduce_range": True},
+    "per_channel": {"per_channel": True},
+    "per_channel_rr": {"per_channel": True, "reduce_range": True},
+    "qdq_convs": {"convs": "qdq"},
+}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/int8"))
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--variants", default="default,reduce_range")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+
+    from icpd.benchmarks.latency import query_step
+    from icpd.benchmarks.timer import StageTimer, measure_rounds
+    from icpd.export.model_dir import ModelDir, ModelDirError
+    from icpd.export.onnx import export_model
+    from icpd.export.quantize import Int8Options, calibration_images, convert_model_dir_int8
+    from icpd.model.checkpoint import seeded_model
+    from icpd.runtime.predictor import Predictor
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    fp32 = args.work / f"{args.preset}-fp32"
+    t0 = time.perf_counter()
+    try:
+        ModelDir.open(fp32)
+        print(f"reusing {fp32}", flush=True)
+    except ModelDirError:
+        print(f"exporting {fp32} ...", flush=True)
+        export_model(seeded_model(args.preset, seed=0), fp32, validate=False, force=True, source="random weights: latency only")
+        print(f"exported in {time.perf_counter() - t0:.0f} s", flush=True)
+    dirs = {"fp32": fp32}
+    for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        d = args.work / f"{args.preset}-int8-{name}"
+        t1 = time.perf_counter()
+        convert_model_dir_int8(fp32, d, Int8Options(**VARIANTS[name]), force=True)
+        print(f"int8 {name}: {d} in {time.perf_counter() - t1:.0f} s", flush=True)
+        dirs[f"int8-{name}"] = d
+
+    preds = {k: Predictor.load(d, backend="ort", threads=args.threads) for k, d in dirs.items()}
+    # feature agreement on aerial-like tiles (the built-in calibration set)
+    tiles, _ = calibration_images(None, preds["fp32"].preset.image_size)
+    ref = [preds["fp32"].to_host(preds["fp32"].encode(preds["fp32"].preprocess(t[None]))) for t in tiles[:4]]
+    agreement = {}
+    for k, p in preds.items():
+        if k == "fp32":
+            continue
+        got = [p.to_host(p.encode(p.preprocess(t[None]))) for t in tiles[:4]]
+        names = p.backend.encoder_outputs
+        agreement[k] = {n: min(cosine(g[i], r[i]) for g, r in zip(got, ref)) for i, n in enumerate(names)}
+        print(f"{k}: min cosine to FP32 per encoder output: " + json.dumps({n: round(c, 5) for n, c in agreement[k].items()}),
+              flush=True)
+
+    timers = {k: StageTimer() for k in preds}
+    fns = [query_step(p, shots=1, stages=timers[k]) for k, p in preds.items()]
+    print(f"timing {len(fns)} models interleaved, {args.rounds} rounds ...", flush=True)
+    res = measure_rounds(fns, args.rounds, warmup_s=0.0, stages=list(timers.values()))
+    med = {k: {"encoder": float(np.median(r.stage_samples_ms["encoder"])), "cached_1shot": float(np.median(r.samples_ms))}
+           for k, r in zip(preds, res)}
+    out = {"preset": args.preset, "rounds": args.rounds, "medians_ms": med, "agreement": agreement,
+           "speedup": {k: {s: med["fp32"][s] / m[s] for s in m} for k, m in med.items() if k != "fp32"}}
+    print(json.dumps(out, indent=2), flush=True)
+    (args.work / f"bench_int8_{args.preset}.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
