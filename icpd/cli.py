@@ -17,7 +17,9 @@ from icpd.commands import (
     trt,
     weights,
 )
+from icpd.commands.help_text import plain_flag_help
 
+plain_flag_help()  # flags read `--force --no-force`, not `--force --no-force <bool>`
 app = typer.Typer(
     name="icpd",
     help="Deploy ICPD-Net few-shot segmentation of remote-sensing imagery: export, cache, build, infer, bench.",

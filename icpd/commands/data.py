@@ -1,4 +1,5 @@
-"""``icpd data synth``: write a synthetic iSAID-5i / DLRSD-5i tree (tests, demos, smoke training)."""
+"""``icpd data synth``: write a synthetic iSAID-5i / DLRSD-5i tree and its class embeddings
+(tests, demos, the README's first-hour walkthrough)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import QuietOpt, fail, out
+from icpd.commands.common import QuietOpt, fail, out, preset_callback
 
 
 def register(app: typer.Typer) -> None:
@@ -20,18 +21,28 @@ def register(app: typer.Typer) -> None:
         tiles: Annotated[int, typer.Option(min=1, help="Tiles per split (trn and val each); >= 5*(K+1) for K-shot.")] = 30,
         seed: Annotated[int, typer.Option(help="Everything is a function of the seed.")] = 0,
         size: Annotated[int, typer.Option(min=32, help="Tile side in pixels (the DLRSD-5i reader expects 256).")] = 256,
-        quiet: QuietOpt = False,  # as on every long command; synth prints nothing but its result line anyway
+        preset: Annotated[str, typer.Option(
+            callback=preset_callback,
+            help="Write class_embeddings_<preset>.safetensors (15 x the preset's embedding dim) into --out for "
+                 "`icpd train` / `icpd cache-support`: synthetic (seeded random unit vectors), not text embeddings.",
+        )] = "tiny",
+        quiet: QuietOpt = False,  # as on every long command
     ) -> None:
-        """Procedurally generated aerial-like tiles with labels and fold lists."""
+        """Procedurally generated aerial-like tiles with labels, fold lists and synthetic class embeddings."""
+        from icpd.commands.progress import step
         from icpd.data import synthesize
+        from icpd.data.synthetic_embeddings import write_synthetic_embeddings
 
         try:
-            summary = synthesize(out_dir, layout, tiles, seed, size)  # type: ignore[arg-type]
+            with step(f"drawing {2 * tiles} tiles", quiet=quiet):
+                summary = synthesize(out_dir, layout, tiles, seed, size)  # type: ignore[arg-type]
+            emb = write_synthetic_embeddings(out_dir, layout, preset, seed)
         except ValueError as e:
             fail(e)
         out.print(
-            f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px); list lines "
-            f"{summary.list_entries}; fewest tiles of any class: {summary.min_class_tiles()}",
+            f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px) and {emb} (synthetic class "
+            f"embeddings for preset {preset}); list lines {summary.list_entries}; fewest tiles of any class: "
+            f"{summary.min_class_tiles()}",
             markup=False, highlight=False,
         )
 

@@ -223,7 +223,7 @@ def _draw_colorbar(rgb: np.ndarray, colormap: int) -> None:
     bar = cv2.applyColorMap(np.repeat(ramp, bar_w, 1), colormap)[:, :, ::-1]
     rgb[top:top + bar.shape[0], x0 + pad:x0 + pad + bar_w] = bar
     for value in (1.0, 0.5, 0.0):
-        y = int(round(bottom - value * (bottom - top)))
+        y = round(bottom - value * (bottom - top))
         cv2.line(rgb, (x0 + pad + bar_w, y), (x0 + pad + bar_w + 2, y), (255, 255, 255), 1)
         cv2.putText(rgb, f"{value:g}", (x0 + 2 * pad + bar_w, y + th // 2), _FONT, scale, (255, 255, 255), thick,
                     cv2.LINE_AA)
