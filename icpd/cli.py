@@ -41,7 +41,23 @@ def main() -> None:
     from icpd.runtime.backends.ort import share_thread_pool
 
     share_thread_pool()
-    app()
+    try:
+        app()
+    except ImportError as e:  # a runtime-only install (no `icpd[torch]`) running a command that needs it
+        missing = e.name or getattr(e.__cause__, "name", None) or ""
+        if missing.partition(".")[0] not in TORCH_EXTRA_MODULES:
+            raise
+        from icpd.commands.common import fail
+
+        try:
+            fail(f"this command needs {missing}, which the runtime-only install leaves out: pip install 'icpd[torch]' "
+                 "(machines without an NVIDIA GPU: pip install torch --index-url https://download.pytorch.org/whl/cpu first)")
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
+
+
+# Modules of the `torch` extra (pyproject.toml): without them only exported models run.
+TORCH_EXTRA_MODULES = frozenset({"torch", "torchvision", "open_clip", "onnx", "onnxscript", "scipy"})
 
 
 if __name__ == "__main__":

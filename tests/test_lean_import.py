@@ -13,3 +13,17 @@ def test_import_icpd_is_lean():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[] False", out
+
+
+def test_runtime_modules_import_no_torch():
+    """The ONNX Runtime path (Predictor, its backend, support caches, class embeddings, `icpd infer`'s
+    library) imports neither torch nor the exporter: a runtime-only install has neither (issue 12)."""
+    code = (
+        "import sys\n"
+        "import icpd.runtime.predictor, icpd.runtime.backends.ort, icpd.runtime.backends.trt, icpd.runtime.infer\n"
+        "import icpd.runtime.support_encoding, icpd.model.text, icpd.export.signature, icpd.model, icpd.kernels\n"
+        "from icpd.runtime import Predictor, SupportSet\n"
+        "print([m for m in ('torch', 'torchvision', 'open_clip', 'onnx', 'onnxscript', 'scipy') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -18,14 +18,16 @@ def _version(dist: str) -> str | None:
 
 def describe() -> dict[str, str]:
     """Library versions, available backends and devices."""
-    import torch
-
     info: dict[str, str] = {
         "icpd": icpd.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch": torch.__version__,
     }
+    if importlib.util.find_spec("torch") is None:  # a runtime-only install: exported models on ONNX Runtime
+        return _describe_without_torch(info)
+    import torch
+
+    info["torch"] = torch.__version__
     for dist in ("torchvision", "open_clip_torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt"):
         info[dist] = _version(dist) or "not installed"
     backends = ["torch"]
@@ -42,4 +44,21 @@ def describe() -> dict[str, str]:
         )
     else:
         info["devices"] = f"cpu ({torch.get_num_threads()} threads); no CUDA device"
+    return info
+
+
+def _describe_without_torch(info: dict[str, str]) -> dict[str, str]:
+    import os
+
+    # no square brackets: `icpd info` prints this in a rich table, whose markup would eat "[torch]"
+    info["torch"] = "not installed: a runtime-only install (icpd's torch extra adds export, training, --backend torch)"
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        info[dist] = _version(dist) or "not installed"
+    backends = []
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        backends.append(f"ort ({', '.join(ort.get_available_providers())})")
+    info["backends"] = "; ".join(backends) or "none: pip install onnxruntime"
+    info["devices"] = f"cpu ({os.cpu_count()} cores)"
     return info
