@@ -21,6 +21,11 @@ def register(app: typer.Typer) -> None:
         tiles: Annotated[int, typer.Option(min=1, help="Tiles per split (trn and val each); >= 5*(K+1) for K-shot.")] = 30,
         seed: Annotated[int, typer.Option(help="Everything is a function of the seed.")] = 0,
         size: Annotated[int, typer.Option(min=32, help="Tile side in pixels (the DLRSD-5i reader expects 256).")] = 256,
+        zoom: Annotated[float, typer.Option(
+            min=0.25, max=8.0,
+            help="Ground-resolution factor: 2 draws everything twice as long (objects cover 4x the tile area). "
+                 "The tiny preset's 128 px input needs 2 to see the small objects.",
+        )] = 1.0,
         preset: Annotated[str, typer.Option(
             callback=preset_callback,
             help="Write class_embeddings_<preset>.safetensors (15 x the preset's embedding dim) into --out for "
@@ -35,12 +40,12 @@ def register(app: typer.Typer) -> None:
 
         try:
             with step(f"drawing {2 * tiles} tiles", quiet=quiet):
-                summary = synthesize(out_dir, layout, tiles, seed, size)  # type: ignore[arg-type]
+                summary = synthesize(out_dir, layout, tiles, seed, size, zoom)  # type: ignore[arg-type]
             emb = write_synthetic_embeddings(out_dir, layout, preset, seed)
         except ValueError as e:
             fail(e)
         out.print(
-            f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px) and {emb} (synthetic class "
+            f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px, zoom {zoom:g}) and {emb} (synthetic class "
             f"embeddings for preset {preset}); list lines {summary.list_entries}; fewest tiles of any class: "
             f"{summary.min_class_tiles()}",
             markup=False, highlight=False,

@@ -17,7 +17,7 @@ pixels at 256 px). So ``tiles >= 5 * (K + 1)`` per split (30 for 5-shot) guarant
 K-shot episodes can be drawn for every class of every fold; extra classes add more. A class is
 listed for a tile when it covers at least ``MIN_PIXELS`` pixels (scaled with the tile area).
 
-Output is a pure function of ``(layout, tiles, seed, size)``: same arguments, same bytes.
+Output is a pure function of ``(layout, tiles, seed, size, zoom)``: same arguments, same bytes.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ class SynthSummary:
 class _Canvas:
     """A tile being drawn: float RGB image, class-id label, water mask, grain field."""
 
-    def __init__(self, img: np.ndarray, water: np.ndarray, rng: np.random.Generator) -> None:
+    def __init__(self, img: np.ndarray, water: np.ndarray, rng: np.random.Generator, zoom: float = 1.0) -> None:
         self.size = img.shape[0]
-        self.s = self.size / 256.0  # all lengths below are in pixels at 256 px, times s
+        self.s = self.size / 256.0 * zoom  # all lengths below are in pixels at 256 px (zoom 1), times s
         self.img = img
         self.label = np.zeros((self.size, self.size), np.uint8)
         self.water = water
@@ -421,12 +421,12 @@ def _furrows(cv: _Canvas, mask: np.ndarray, angle: float, spacing: float) -> Non
     cv.img[y:y + h, x:x + w][stripes] *= 0.85
 
 
-def _background(rng: np.random.Generator, size: int, water: bool) -> _Canvas:
+def _background(rng: np.random.Generator, size: int, water: bool, zoom: float = 1.0) -> _Canvas:
     land = [(120, 130, 85), (140, 125, 95), (110, 115, 110), (95, 125, 75)][int(rng.integers(4))]
     base = np.asarray(land, np.float32) + rng.normal(0, 10, 3).astype(np.float32)
     tone = _smooth(rng, size, 4)[..., None] - 0.5
     img = base + 50.0 * tone * np.float32([1.0, 0.9, 0.8])
-    cv = _Canvas(np.ascontiguousarray(img, dtype=np.float32), np.zeros((size, size), bool), rng)
+    cv = _Canvas(np.ascontiguousarray(img, dtype=np.float32), np.zeros((size, size), bool), rng, zoom)
     for _ in range(int(rng.integers(0, 4))):  # crop fields with furrows
         m = cv.blank()
         w, h = rng.uniform(40, 140, 2) * cv.s
@@ -449,7 +449,7 @@ def _background(rng: np.random.Generator, size: int, water: bool) -> _Canvas:
 
 
 def render_tile(
-    rng: np.random.Generator, size: int, layout: Layout, primaries: list[int], extras: list[int]
+    rng: np.random.Generator, size: int, layout: Layout, primaries: list[int], extras: list[int], zoom: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one tile.
 
@@ -459,14 +459,15 @@ def render_tile(
         layout: picks the class-to-shape-family table.
         primaries: classes guaranteed visible (at least ``MIN_PIXELS`` scaled).
         extras: classes drawn first, which may end up occluded or cut off.
+        zoom: ground-resolution factor: every length (objects, fields, roads) is ``zoom`` times longer.
 
     Returns:
         ``(size, size, 3)`` uint8 RGB image and ``(size, size)`` uint8 label of class ids.
     """
     families = ISAID_FAMILIES if layout == "isaid5i" else DLRSD_FAMILIES
     need_water = any(c in _ON_WATER[layout] for c in primaries + extras)
-    cv = _background(rng, size, need_water)
-    min_px = _min_pixels(size)
+    cv = _background(rng, size, need_water, zoom)
+    min_px = _min_pixels(size, zoom)
     for c in extras:
         families[c - 1](cv, rng, c, False)
     for c in rng.permutation(primaries).tolist():
@@ -480,8 +481,8 @@ def render_tile(
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), cv.label
 
 
-def _min_pixels(size: int) -> int:
-    return max(4, round(MIN_PIXELS * (size / 256.0) ** 2))
+def _min_pixels(size: int, zoom: float = 1.0) -> int:
+    return max(4, round(MIN_PIXELS * (size * zoom / 256.0) ** 2))
 
 
 def _write(path: Path, array: np.ndarray) -> None:
@@ -495,7 +496,7 @@ def _write(path: Path, array: np.ndarray) -> None:
     write_bytes_atomic(path, buf.tobytes(), fsync=False)
 
 
-def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256) -> SynthSummary:
+def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256, zoom: float = 1.0) -> SynthSummary:
     """Write a synthetic data set in the ``layout`` of iSAID-5i or DLRSD-5i under ``out``.
 
     Args:
@@ -504,17 +505,20 @@ def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256
         tiles: tiles per split (``trn`` and ``val`` each); ``>= 5 * (K + 1)`` for K-shot (30 for 5-shot).
         seed: everything is a function of the seed (same seed, same bytes).
         size: tile side in pixels (the DLRSD reader expects 256).
+        zoom: ground-resolution factor (default 1: a tile shows the same ground at any ``size``). 2 draws
+            everything twice as long, as imagery of twice the resolution would show it: objects cover 4x
+            the tile area. A small network input (the tiny preset's 128 px) needs it to see small objects.
 
     Returns:
         A :class:`SynthSummary` with the per-class tile counts.
     """
     if layout not in ("isaid5i", "dlrsd5i"):
         raise ValueError(f"layout must be 'isaid5i' or 'dlrsd5i', got {layout!r}")
-    if tiles < 1 or size < 32:
-        raise ValueError(f"need tiles >= 1 and size >= 32, got tiles={tiles}, size={size}")
+    if tiles < 1 or size < 32 or not 0.25 <= zoom <= 8:
+        raise ValueError(f"need tiles >= 1, size >= 32 and zoom in [0.25, 8], got tiles={tiles}, size={size}, zoom={zoom}")
     out = Path(out)
     summary = SynthSummary(out, layout, tiles, seed, size)
-    min_px = _min_pixels(size)
+    min_px = _min_pixels(size, zoom)
     for s_idx, split in enumerate(SPLITS):
         split_rng = np.random.default_rng([seed, s_idx])
         blocks = [split_rng.permutation(NUM_CLASSES) + 1 for _ in range((tiles + 4) // 5)]
@@ -525,7 +529,7 @@ def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256
             primaries = blocks[i // 5][3 * (i % 5): 3 * (i % 5) + 3].tolist()
             pool = [c for c in range(1, NUM_CLASSES + 1) if c not in primaries]
             extras = rng.choice(pool, size=int(rng.integers(0, 4)), replace=False).tolist()
-            image, label = render_tile(rng, size, layout, primaries, extras)
+            image, label = render_tile(rng, size, layout, primaries, extras, zoom)
             name = _write_tile(out, layout, split, s_idx * tiles + i, image, label)
             present = np.bincount(label.ravel(), minlength=NUM_CLASSES + 1)
             for c in range(1, NUM_CLASSES + 1):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -75,3 +76,17 @@ def test_help_as_a_user_types_it() -> None:
                           timeout=120, env={**os.environ, "COLUMNS": "200"}, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "--train-encoders" in proc.stdout and "--freeze-encoders" in proc.stdout and "<bool>" not in proc.stdout
+
+
+def test_zoom_draws_objects_larger(tmp_path: Path) -> None:
+    from icpd.data import synthesize
+
+    def foreground(zoom: float) -> float:
+        root = synthesize(tmp_path / f"z{zoom}", "isaid5i", 10, seed=2, size=96, zoom=zoom).root
+        labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((root / "trn" / "semantic_png").glob("*.png"))]
+        return float(np.mean([(lab > 0).mean() for lab in labels]))
+
+    ratio = foreground(2.0) / foreground(1.0)
+    assert 2.0 < ratio < 6.0, ratio  # lengths x2: areas ~x4 (less where objects leave the tile)
+    with pytest.raises(ValueError, match="zoom"):
+        synthesize(tmp_path / "bad", "isaid5i", 5, seed=0, zoom=0.0)
