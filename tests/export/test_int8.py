@@ -1,0 +1,165 @@
+"""INT8 model dirs (issue 13): the encoder's MatMuls in INT8, the matcher FP32, an identity of its
+own, a self-check that reports what INT8 costs, and the task-level retention on a trained model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from icpd.cli import app
+from icpd.export.model_dir import ModelDir
+from icpd.export.quantize import (
+    DEFAULT_OPTIONS,
+    Int8ConversionError,
+    Int8Options,
+    convert_model_dir_int8,
+    int8_fingerprint,
+)
+from icpd.trt.validate import check_int8_against_fp32
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory, tiny_model_dir):
+    return convert_model_dir_int8(tiny_model_dir, tmp_path_factory.mktemp("int8") / "tiny-int8", DEFAULT_OPTIONS,
+                                  check=check_int8_against_fp32).path
+
+
+def test_int8_dir_quantizes_the_encoder_only_and_has_an_identity_of_its_own(int8_dir, tiny_model_dir):
+    import onnx
+
+    src, md = ModelDir.open(tiny_model_dir), ModelDir.open(int8_dir, verify=True)
+    assert md.meta["precision"] == "int8" and md.meta["int8"]["options"] == DEFAULT_OPTIONS.as_dict()
+    assert md.meta["weights_fingerprint"] == src.fingerprint
+    assert md.fingerprint == int8_fingerprint(src.fingerprint, DEFAULT_OPTIONS) != src.fingerprint
+    assert int8_fingerprint(src.fingerprint, Int8Options()) != md.fingerprint  # the options are part of it
+    ops = {n.op_type for n in onnx.load(str(md.file("encoder")), load_external_data=False).graph.node}
+    assert "MatMulInteger" in ops and "Conv" in ops  # transformer MatMuls INT8, ResNet convs FP32
+    assert md.meta["int8"]["encoder"]["quantized_ops"]["MatMulInteger"] >= 4
+    for role in ("matcher", "preprocess", "weights"):  # byte for byte the FP32 files
+        assert md.meta["files"][role]["sha256"] == src.meta["files"][role]["sha256"]
+    calib = md.meta["int8"]["calibration"]
+    assert calib["source"] == "built-in synthetic tiles" and calib["images"] > 0 and "used_for" in calib
+
+
+def test_self_check_reports_every_figure_and_passes_its_thresholds(int8_dir, tiny_model_dir):
+    report = ModelDir.open(int8_dir).meta["int8"]["check"]
+    preset = ModelDir.open(tiny_model_dir).preset
+    assert set(report["encoder"]) == {f"feat_layer{i:02d}" for i in range(preset.num_layers)} | {"feat_clip"}
+    for name, s in report["encoder"].items():
+        assert {"cosine", "max_abs", "mean_abs"} <= set(s)
+        assert s["cosine"] >= report["thresholds"]["min_encoder_cosine"] == 0.999
+        if name != "feat_clip":  # the ResNet maps are untouched: bit-identical
+            assert s["max_abs"] == 0.0
+    assert report["encoder"]["feat_clip"]["max_abs"] > 0  # the CLIP tokens did change: INT8 is not free
+    assert 0 < report["query_prior_max_abs"] < 0.5
+    assert 0.9 <= report["rank_prior"]["agreement"] <= 1.0 and report["rank_prior"]["max_abs"] >= 0
+    assert report["masks"]["mean_foreground_iou"] >= report["thresholds"]["min_mean_iou"]
+    assert len(report["masks"]["episodes"]) == report["runs"] and report["passed"] and report["failures"] == []
+
+
+def test_the_check_refuses_int8_beyond_its_thresholds(tiny_model_dir, tmp_path):
+    """Full-range INT8 weights (no reduce_range) saturate on this model's CLIP tokens (cosine ~0.996
+    < 0.999): the conversion stops and writes nothing."""
+    out = tmp_path / "full-range"
+    with pytest.raises(Int8ConversionError, match=r"self-check failed: feat_clip: cosine similarity 0\.99\d+ < 0\.999"):
+        convert_model_dir_int8(tiny_model_dir, out, Int8Options(reduce_range=False),
+                               check=lambda a, b: check_int8_against_fp32(a, b, runs=1))
+    assert not out.exists() and not list(tmp_path.glob(".full-range*"))
+
+
+def test_support_cache_of_the_other_precision_is_refused(int8_dir, tiny_model_dir, tmp_path):
+    from icpd.runtime.predictor import Predictor
+    from icpd.runtime.support_cache import SupportCacheError, SupportSet
+
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)]
+    mask = np.zeros((128, 128), np.uint8)
+    mask[30:80, 40:90] = 1
+    emb = rng.standard_normal((15, 32)).astype(np.float32)
+    p32, p8 = Predictor.load(tiny_model_dir, backend="ort"), Predictor.load(int8_dir, backend="ort")
+    s32, s8 = (p.encode_support(pixels, [mask], "ship", emb) for p in (p32, p8))
+    # the support features are not bit-identical (why the precision is part of the identity)
+    assert not all(np.array_equal(s32.tensors[k], s8.tensors[k]) for k in s32.tensors)
+    for support, other, made in ((s32, p8, "fp32"), (s8, p32, "int8")):
+        path = support.save(tmp_path / f"{made}.support")
+        with pytest.raises(SupportCacheError, match="was made with model"):
+            SupportSet.load(path, other.fingerprint)
+        with pytest.raises((SupportCacheError, ValueError), match="made with model"):
+            other.add_support(support)
+    p8.add_support(SupportSet.load(tmp_path / "int8.support", p8.fingerprint))  # its own is accepted
+    assert p8.predict(pixels[0]).labels.shape == (1, 128, 128)
+
+
+def test_icpd_validate_covers_int8_dirs_and_export_options_are_checked(int8_dir, tmp_path):
+    res = runner.invoke(app, ["validate", "--model", str(int8_dir), "--backends", "ort", "--runs", "1"])
+    assert res.exit_code == 0, res.output
+    assert "precision int8" in res.output and "cosine" in res.output and "PASS" in res.output
+    res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--random-weights", "--preset", "tiny",
+                              "--calibration", str(tmp_path)])
+    assert res.exit_code == 2 and "--calibration is for --precision int8" in res.output
+    res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--random-weights", "--preset", "tiny",
+                              "--precision", "int8", "--calibration", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "not a folder" in res.output
+
+
+def test_calibration_folder_is_read_and_recorded(tmp_path):
+    import cv2
+
+    from icpd.export.quantize import calibration_images
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"t{i}.png"), np.full((40, 50, 3), 60 * i, np.uint8))
+    images, meta = calibration_images(tmp_path, 128)
+    assert len(images) == 3 and images[0].shape == (40, 50, 3)
+    assert meta["files"] == ["t0.png", "t1.png", "t2.png"] and meta["images"] == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Int8ConversionError, match="no .png/.jpg/.tif images"):
+        calibration_images(empty, 128)
+
+
+# -- task-level retention: a tiny model that has learned something, FP32 vs INT8 through `icpd eval` -----
+RETENTION_TOLERANCE = 0.01  # mIoU points (fractions): INT8 may lose at most 1 point (issue 13)
+
+
+@pytest.mark.slow
+def test_int8_keeps_the_miou_of_a_trained_tiny_model(tmp_path_factory):
+    """Train the tiny preset on synthetic iSAID-5i (as tests/engine/test_train.py does), export it
+    in FP32 and INT8, and score both with `icpd eval --model DIR --backend ort` on the same episodes."""
+    from rich.console import Console
+
+    from icpd.data import synthesize
+    from icpd.engine.train import TrainConfig, train
+    from icpd.export.onnx import export_model
+    from icpd.model.checkpoint import load_checkpoint
+    from tests.engine.test_train import write_embeddings
+
+    base = tmp_path_factory.mktemp("retention")
+    root = base / "iSAID-5i"
+    synthesize(root, "isaid5i", 40, seed=0, size=128)
+    emb = write_embeddings(base / "emb.safetensors")
+    cfg = TrainConfig("isaid5i", root, 0, 1, emb, base / "run", preset="tiny", epochs=9, batch_size=8, lr=1e-3,
+                      episodes_per_epoch=96, val_episodes=24, seed=0, quiet=True)
+    result = train(cfg, Console(stderr=True, quiet=True))
+    fp32 = export_model(load_checkpoint(result.best_checkpoint), base / "fp32", validate=False, source="trained").path
+    int8 = convert_model_dir_int8(fp32, base / "int8", DEFAULT_OPTIONS).path
+    scores = {}
+    for name, model in (("fp32", fp32), ("int8", int8)):
+        out = base / f"{name}.json"
+        res = runner.invoke(app, ["eval", "--dataset", "isaid5i", "--root", str(root), "--fold", "0", "--model", str(model),
+                                  "--backend", "ort", "--class-embeddings", str(emb), "--preset", "tiny",
+                                  "--json", str(out), "-q"])
+        assert res.exit_code == 0, res.output
+        scores[name] = json.loads(out.read_text())
+    print(f"retention (tiny, trained {cfg.epochs} epochs, best val mIoU {result.best_miou:.4f}): "
+          + ", ".join(f"{k} mIoU {v['miou']:.4f} FB-IoU {v['fb_iou']:.4f}" for k, v in scores.items()))
+    assert scores["fp32"]["miou"] >= 0.03  # it has learned something (all-background scores 0)
+    assert scores["int8"]["miou"] >= scores["fp32"]["miou"] - RETENTION_TOLERANCE
+    assert abs(scores["int8"]["fb_iou"] - scores["fp32"]["fb_iou"]) <= 2 * RETENTION_TOLERANCE
+    shutil.rmtree(base, ignore_errors=True)
