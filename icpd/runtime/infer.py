@@ -13,6 +13,13 @@ pixel larger than a tile sees nearly the same pixels, so results do not jump at 
 The label map is the per-pixel argmax over classes, background where the best probability is
 below the threshold (:func:`~icpd.runtime.predictor.merge_labels`, the rule of every command).
 
+Scenes run window by window (:mod:`icpd.runtime.windowed`): a TIFF is read by rasterio windows
+and blended in strips, so memory is bounded by the tile batch and the output strip, not by the
+scene size; what is written per scene is in :mod:`icpd.runtime.scene_io`. The output folder is
+checked for writing and locked for the run, and each run appends a JSONL manifest with the
+hashes of every scene's outputs, so a restarted run skips complete scenes
+(:mod:`icpd.runtime.runlog`). ``summary.json`` says whether the run was interrupted.
+
 One bad input (not an image, corrupt, unsupported bands) is recorded in the summary with its
 error and the run goes on. Every file is written atomically; an input that fails while its
 outputs are written has the ones already written removed, so no input is left half-done.
@@ -20,33 +27,25 @@ outputs are written has the ones already written removed, so no input is left ha
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-import cv2
 import numpy as np
 
-from icpd.io import (
-    ImageError,
-    Raster,
-    atomic_write,
-    list_inputs,
-    read_image,
-    write_geotiff_like,
-    write_label_png,
-    write_png,
-)
+from icpd.io import ImageError, atomic_write, list_inputs
+from icpd.io.windows import pixel_area
 from icpd.runtime.predictor import merge_labels
-from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, plan_tiles
-from icpd.runtime.viz import heatmap, overlay
+from icpd.runtime.runlog import Manifest, OutLock, check_writable, new_run_id
+from icpd.runtime.scene_io import SceneOutputs, open_source, safe_name
+from icpd.runtime.support_cache import content_hash
+from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, min_tile, plan_tiles
+from icpd.runtime.windowed import resize_maps as _resize_maps
+from icpd.runtime.windowed import run_scene
 
 if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
@@ -62,6 +61,7 @@ __all__ = [
     "infer_paths",
     "open_predictor",
     "predict_scene",
+    "safe_name",
 ]
 
 SUMMARY_NAME = "summary.json"
@@ -79,6 +79,7 @@ class InferOptions:
     save_priors: bool = False  # also write <stem>_prior_<class>.png heat maps at scene size
     alpha: float = 0.5  # opacity of the class colours in <stem>_overlay.png
     recursive: bool = False  # descend into sub-folders of folder inputs
+    bands: tuple[int, int, int] | None = None  # 1-based band numbers used as R, G, B (None: the file's rules)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -93,10 +94,23 @@ class InferOptions:
             raise ValueError(f"--batch {self.batch}: must be >= 1")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
+        if self.bands is not None and (len(self.bands) != 3 or any(b < 1 for b in self.bands)):
+            raise ValueError(f"--bands {self.bands}: pass three 1-based band numbers R,G,B, e.g. --bands 4,3,2")
 
     def for_model(self, model_size: int) -> InferOptions:
         """These options with ``tile`` resolved (None -> the model input ``model_size``), so the
-        overlap is checked against the actual tile once, here. ``self`` when the tile is set."""
+        overlap is checked against the actual tile once, here. ``self`` when the tile is set.
+
+        Raises:
+            ValueError: a tile below :func:`~icpd.runtime.tiling.min_tile` (the message says why).
+        """
+        low = min_tile(model_size)
+        if self.tile is not None and self.tile < low:
+            raise ValueError(
+                f"--tile {self.tile}: the smallest useful tile for this model is {low} px: each tile is resized "
+                f"to the model input ({model_size} px), so a smaller one is upsampled more than "
+                f"{model_size // low}x (blur, not detail) and the tile count grows as 1/tile²; "
+                f"omit --tile for {model_size}")
         return self if self.tile is not None else replace(self, tile=model_size)
 
     def validate(self, model_size: int) -> int:
@@ -129,6 +143,9 @@ class InputResult:
     tiles: int = 0
     seconds: float = 0.0  # read + predict + write, wall clock
     foreground: dict[str, float] = field(default_factory=dict)  # class -> fraction of pixels labelled with it
+    pixels: dict[str, int] = field(default_factory=dict)  # class -> pixels labelled with it ("nodata" too)
+    area: dict[str, float] | None = None  # class -> area in area_unit (georeferenced scenes)
+    area_unit: str | None = None  # e.g. "m²" for a projected CRS in metres
     outputs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # conversions made while reading
     error: str | None = None
@@ -140,6 +157,8 @@ class InferSummary:
     class_names: list[str]
     summary_path: Path
     skipped: list[str] = field(default_factory=list)  # inputs inside the output folder
+    run_id: str = ""
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[InputResult]:
@@ -158,6 +177,8 @@ class InferProgress(Protocol):
     def tiles_done(self, done: int, total: int) -> None: ...
 
     def finish_input(self, result: InputResult) -> None: ...
+
+    # optional: ``scene_planned(path, height, width, tiles)`` before a scene's tiles start
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,15 +219,6 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
 # prediction
 
 
-def _resize_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(C, h, w) float -> (C, height, width) float32, bilinear (cv2, half-pixel centres)."""
-    if maps.shape[1:] == (height, width):
-        return maps.astype(np.float32, copy=False)
-    hwc = np.ascontiguousarray(np.moveaxis(maps.astype(np.float32, copy=False), 0, -1))  # C h w -> h w C
-    out = cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.moveaxis(out.reshape(height, width, -1), -1, 0)  # H W C -> C H W
-
-
 def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOptions = InferOptions(),
                   on_tiles: Callable[[int, int], None] | None = None) -> ScenePrediction:
     """Predict every class of ``predictor`` on one (H, W, 3) uint8 RGB scene at full size.
@@ -244,11 +256,6 @@ def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOption
 # files
 
 
-def _safe_name(text: str) -> str:
-    """A class name as a file-name part: anything but letters, digits, '.', '-' becomes '_'."""
-    return re.sub(r"[^A-Za-z0-9.\-]+", "_", text).strip("_") or "class"
-
-
 def _output_stems(inputs: Sequence[Path]) -> list[str]:
     """One output stem per input: the file stem, then stem_<ext> where stems collide
     (a.png, a.tif), then stem_<ext>_<k> (same name in two folders)."""
@@ -263,36 +270,21 @@ def _output_stems(inputs: Sequence[Path]) -> list[str]:
     return out
 
 
-def _has_rasterio() -> bool:
-    return importlib.util.find_spec("rasterio") is not None
+def run_config(predictor: Predictor, options: InferOptions) -> dict[str, object]:
+    """What makes two runs' outputs the same (the manifest's resume key): options but the
+    input listing, the model fingerprint, the support sets' contents."""
+    opts = {k: v for k, v in asdict(options).items() if k != "recursive"}
+    return {"options": opts, "model": predictor.fingerprint,
+            "supports": [[s.class_name, content_hash(s.tensors)] for s in predictor.supports]}
 
 
-def write_outputs(out_dir: Path, stem: str, raster: Raster, scene: ScenePrediction, options: InferOptions) -> list[Path]:
-    """Write one scene's files; on any error the ones already written are removed, then it re-raises."""
-    written: list[Path] = []
-    try:
-        written += write_label_png(out_dir / f"{stem}_labels.png", scene.labels, like=raster)
-        if raster.geo is not None and _has_rasterio():
-            written.append(write_geotiff_like(raster, scene.labels, out_dir / f"{stem}_labels.tif"))
-        written.append(write_png(out_dir / f"{stem}_overlay.png", overlay(raster.pixels, scene.labels, options.alpha)))
-        names = [_safe_name(c) for c in scene.class_names]
-        if options.save_probs:
-            for name, p in zip(names, scene.probs):
-                written.append(write_png(out_dir / f"{stem}_prob_{name}.png", np.round(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)))
-        if options.save_priors and scene.priors is not None:
-            for name, p in zip(names, scene.priors):
-                written.append(write_png(out_dir / f"{stem}_prior_{name}.png", heatmap(np.clip(p, 0.0, 1.0))))
-    except BaseException:
-        for f in written:
-            with contextlib.suppress(OSError):
-                f.unlink()
-        raise
-    return written
-
-
-def _write_summary(path: Path, predictor: Predictor, options: InferOptions, results: list[InputResult],
-                   skipped: list[str]) -> None:
+def write_summary(path: Path, predictor: Predictor, options: InferOptions, summary: InferSummary,
+                  manifest: Path | None = None, extra: dict[str, object] | None = None) -> None:
+    results = summary.results
     doc = {
+        "run": summary.run_id,
+        "interrupted": summary.interrupted,  # True: stopped by Ctrl-C (SIGINT); inputs not listed were not run
+        "manifest": str(manifest) if manifest is not None else None,
         "model": str(predictor.model_dir.path),
         "backend": predictor.backend_name,
         "classes": predictor.class_names,
@@ -300,7 +292,8 @@ def _write_summary(path: Path, predictor: Predictor, options: InferOptions, resu
         "options": asdict(options),  # tile resolved (for_model)
         "ok": sum(r.status == "ok" for r in results),
         "failed": sum(r.status != "ok" for r in results),
-        "skipped_inside_out_dir": skipped,
+        "skipped_inside_out_dir": summary.skipped,
+        **(extra or {}),
         "inputs": [asdict(r) for r in results],
     }
     with atomic_write(path) as tmp:
@@ -355,14 +348,14 @@ def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | o
     """Segment every image in ``inputs`` (files or folders, or a :class:`CollectedInputs` listed
     already by :func:`collect_inputs` for this ``out_dir``) into ``out_dir``.
 
-    Writes per input ``<stem>_labels.png`` (+ ``.pgw``/``.aux.xml`` sidecars, and
-    ``<stem>_labels.tif`` when the input is a GeoTIFF and rasterio is installed),
-    ``<stem>_overlay.png``, optionally ``<stem>_prob_<class>.png`` and ``<stem>_prior_<class>.png``,
-    and ``summary.json`` (also when interrupted). Images already inside ``out_dir`` (outputs of
-    an earlier run) are skipped.
+    Writes per input what :mod:`icpd.runtime.scene_io` says (``<stem>_labels.png``/``.tif``,
+    ``<stem>_overlay.png``/``.tif``, ...), ``runs/<run>.jsonl`` (the manifest) and
+    ``summary.json`` (also when interrupted; then ``"interrupted": true``). Images already inside
+    ``out_dir`` are skipped, and so are scenes an earlier run completed (manifest, hash-checked).
 
     Raises:
-        ValueError: bad options, no support set, or no images found (nothing is written then).
+        ValueError: bad options, no support set, no images found, an unwritable or busy ``out_dir``
+            (nothing is written then).
         ImageError: an input path that does not exist or is not an image type.
     """
     options = options.for_model(predictor.preset.image_size)  # the tile, resolved once for every scene
@@ -370,37 +363,85 @@ def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | o
         raise ValueError("no support set: pass --support CLASS.support")
     out = Path(out_dir)
     listed = inputs if isinstance(inputs, CollectedInputs) else collect_inputs(inputs, out, options.recursive)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
+    summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped, new_run_id())
+    with OutLock(out, summary.run_id):
+        manifest = Manifest(out, summary.run_id, run_config(predictor, options))
+        try:
+            for path, stem in zip(listed.paths, _output_stems(listed.paths)):
+                done = manifest.complete(path)
+                if done is not None:
+                    result = resumed_result(done)
+                else:
+                    result, written = _infer_one(predictor, path, out, stem, options, progress)
+                    manifest.record(path, asdict(result), written)
+                summary.results.append(result)
+                if progress is not None:
+                    progress.finish_input(result)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            raise
+        finally:
+            write_summary(summary.summary_path, predictor, options, summary, manifest.path)
+    return summary
 
-    results: list[InputResult] = []
-    try:
-        for path, stem in zip(listed.paths, _output_stems(listed.paths)):
-            results.append(_infer_one(predictor, path, out, stem, options, progress))
-            if progress is not None:
-                progress.finish_input(results[-1])
-    finally:
-        _write_summary(out / SUMMARY_NAME, predictor, options, results, listed.skipped)
-    return InferSummary(results, predictor.class_names, out / SUMMARY_NAME, listed.skipped)
+
+def resumed_result(entry: dict[str, object]) -> InputResult:
+    """The :class:`InputResult` of a scene an earlier run completed (its manifest entry)."""
+    result = InputResult(**entry["result"])  # type: ignore[arg-type]
+    result.notes = [*result.notes, f"complete in run {entry['run']} (outputs checked by sha256): not redone"]
+    return result
+
+
+def scene_result(result: InputResult, outputs: SceneOutputs, class_names: list[str]) -> None:
+    """Fill ``result``'s per-class statistics from a finished scene's outputs."""
+    counts = outputs.stats.counts
+    total = max(int(outputs.source.height) * int(outputs.source.width), 1)
+    result.pixels = {c: int(counts[i + 1]) for i, c in enumerate(class_names)}
+    nodata = total - int(counts.sum())
+    if nodata:
+        result.pixels["nodata"] = nodata
+    result.foreground = {c: float(counts[i + 1]) / total for i, c in enumerate(class_names)}
+    area = pixel_area(outputs.geo)
+    if area is not None:
+        result.area = {c: float(counts[i + 1]) * area[0] for i, c in enumerate(class_names)}
+        result.area_unit = area[1]
 
 
 def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: InferOptions,
-               progress: InferProgress | None) -> InputResult:
+               progress: InferProgress | None) -> tuple[InputResult, list[Path]]:
     if progress is not None:
         progress.start_input(path)
     start = time.perf_counter()
     result = InputResult(path=str(path), status="ok")
+    written: list[Path] = []
     try:
-        raster = read_image(path)
-        result.height, result.width, result.notes = raster.height, raster.width, list(raster.notes)
-        scene = predict_scene(predictor, raster.pixels, options, progress.tiles_done if progress is not None else None)
-        result.tiles = scene.tiles
-        counts = np.bincount(scene.labels.ravel(), minlength=len(scene.class_names) + 1)
-        total = max(int(scene.labels.size), 1)
-        result.foreground = {c: float(counts[i + 1]) / total for i, c in enumerate(scene.class_names)}
-        result.outputs = [str(p) for p in write_outputs(out, stem, raster, scene, options)]
+        source, geo, notes = open_source(path, options.bands)
+        try:
+            result.height, result.width, result.notes = source.height, source.width, list(notes)
+            tile = options.validate(predictor.preset.image_size)
+            result.tiles = len(plan_tiles(source.height, source.width, tile, options.overlap))
+            planned = getattr(progress, "scene_planned", None)
+            if planned is not None:
+                planned(path, source.height, source.width, result.tiles)
+            sink = SceneOutputs(out, stem, path, source, geo, predictor.class_names, options.alpha,
+                                options.save_probs, options.save_priors)
+            try:
+                run_scene(predictor, source, tile, options.overlap, options.batch, options.threshold, sink,
+                          options.save_priors, progress.tiles_done if progress is not None else None)
+                written = sink.finish()
+            except BaseException:
+                sink.abort()
+                raise
+            scene_result(result, sink, predictor.class_names)
+            result.outputs = [str(p) for p in written]
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
     except Exception as e:  # noqa: BLE001 - one bad input must not stop the run; the error is recorded
         msg = str(e) if isinstance(e, (ImageError, ValueError, OSError)) else f"{type(e).__name__}: {e}"
         result.status = "error"
         result.error = msg if str(path) in msg else f"{path}: {msg}"
     result.seconds = round(time.perf_counter() - start, 4)
-    return result
+    return result, written
