@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from icpd.export.model_dir import ModelDir, describe_files, write_model_json
+from icpd.export.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.io.atomic import atomic_dir
 
 # Op types computed in FP32 inside an FP16 graph (the converter's own block list is added).
@@ -312,6 +312,7 @@ def convert_model_dir_fp16(
         raise Fp16ConversionError(f"--model {src.path}: precision is {src.meta.get('precision')!r}; convert an FP32 model dir")
     if out.exists() and any(out.iterdir()) and not force:
         raise Fp16ConversionError(f"--out {out}: exists and is not empty; pass force=True (--force) or choose another folder")
+    check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
     try:
         with atomic_dir(out, replace=force) as work:
             meta = json.loads(json.dumps(src.meta))

@@ -11,11 +11,20 @@ MODEL_DIR/
 
 ``model.json["files"]`` (format version 2) lists every file with its size and sha256, the ONNX
 graphs' external data (``.onnx.data``, where the weights are) included:
-``{role: {"name", "bytes", "sha256", "external_data": [{"name", "bytes", "sha256"}]}}``.
-:meth:`ModelDir.open` checks that every listed file exists with its recorded size (cheap, on every
-open: a truncated or half-copied weights file is refused at once) and, with ``verify=True``, its
-sha256 too (``icpd validate``). Version 1 dirs recorded neither for the external data: they are
-refused with "re-run icpd export".
+``{role: {"name", "bytes", "sha256", ["sample_sha256"], "external_data": [{"name", "bytes", "sha256",
+["sample_sha256"]}]}}``. :meth:`ModelDir.open` checks, on every open:
+
+* ``model.json`` against a schema (the four roles preprocess/encoder/matcher/weights present, each
+  entry a plain file name, a size and a sha256): an edited or truncated one is refused by name;
+* every listed file exists with its recorded size (a truncated or half-copied file);
+* the ONNX graphs (``*.onnx``, kilobytes to a few MB: the weights live in ``.onnx.data``) by
+  their full sha256: a graph replaced by another model's is refused;
+* the weight files (``.onnx.data``, ``model.safetensors``) by ``sample_sha256`` where model.json
+  has it: a sha256 over 16 blocks of 64 KiB spread over the file (1 MiB read, whatever the
+  size), so another model's weights of the same size are refused too. A flipped byte between
+  the blocks is only seen by the full check: ``verify=True`` (``icpd validate``) hashes every byte.
+
+Version 1 dirs recorded neither for the external data: they are refused with "re-run icpd export".
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from typing import Any
 
 import icpd
 from icpd.config import Preset
-from icpd.io.artifacts import ArtifactFormat, read_json
+from icpd.io.artifacts import FILE_NAME, LIST, OBJECT, SHA256, ArtifactFormat, check_fields, is_int, read_json
 from icpd.io.atomic import write_text_atomic
 
 MODEL_FORMAT = "icpd-model"
@@ -38,6 +47,11 @@ MODEL_FORMAT_VERSION = 2  # 2: sizes and hashes of every file, external data inc
 MODEL_JSON = "model.json"
 _FORMAT = ArtifactFormat(MODEL_FORMAT, MODEL_FORMAT_VERSION, "model description", "re-run `icpd export`",
                          min_version=2, required=("preset", "fingerprint", "files"))
+
+
+ROLES = ("preprocess", "encoder", "matcher", "weights")  # every model dir has these files
+_ENTRY = {"name": FILE_NAME, "bytes": is_int(0), "sha256": SHA256}
+SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 16, 1 << 16  # sample_sha256: 1 MiB read per file
 
 
 class ModelDirError(ValueError):
@@ -49,6 +63,23 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     with path.open("rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def sample_sha256(path: Path) -> str:
+    """sha256 over the size and ``SAMPLE_BLOCKS`` blocks of ``SAMPLE_BLOCK_BYTES`` evenly spread over
+    ``path`` (first and last included; the whole file when it is smaller): a cheap fingerprint
+    that tells two weight files of the same size apart."""
+    size = path.stat().st_size
+    h = hashlib.sha256(f"{size}|".encode())
+    with path.open("rb") as fh:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES:
+            h.update(fh.read())
+        else:
+            step = (size - SAMPLE_BLOCK_BYTES) / (SAMPLE_BLOCKS - 1)
+            for i in range(SAMPLE_BLOCKS):
+                fh.seek(round(i * step))
+                h.update(fh.read(SAMPLE_BLOCK_BYTES))
     return h.hexdigest()
 
 
@@ -95,10 +126,30 @@ class ModelDir:
         if not (path / MODEL_JSON).is_file():
             raise ModelDirError(f"model dir {path}: {MODEL_JSON} is missing; {fmt.fix}")
         meta = read_json(path / MODEL_JSON, fmt, ModelDirError)
+        _check_schema(meta, path / MODEL_JSON, fmt.fix)
         for role, entry in meta["files"].items():
             for item in [entry, *entry.get("external_data", [])]:
                 _check_file(path, role, item, verify)
         return cls(path, meta)
+
+
+def _check_schema(meta: dict[str, Any], source: Path, fix: str) -> None:
+    """``files`` holds the four roles, each entry (and its external data) a name, a size and hashes."""
+
+    def entry_rules(item: dict[str, Any]) -> dict[str, Any]:
+        optional = {"sample_sha256": SHA256, "external_data": LIST}
+        return {**_ENTRY, **{k: rule for k, rule in optional.items() if k in item}}
+
+    check_fields(meta, {"files": OBJECT}, source, ModelDirError, fix)
+    check_fields(meta["files"], dict.fromkeys(ROLES, OBJECT), source, ModelDirError, fix, prefix="files.")
+    for role, entry in meta["files"].items():
+        check_fields({role: entry}, {role: OBJECT}, source, ModelDirError, fix, prefix="files.")
+        check_fields(entry, entry_rules(entry), source, ModelDirError, fix, prefix=f"files.{role}.")
+        for i, item in enumerate(entry.get("external_data", [])):
+            where = f"files.{role}.external_data[{i}]"
+            if not isinstance(item, dict):
+                raise ModelDirError(f"{source}: {where} is not a JSON object (altered or corrupt); {fix}")
+            check_fields(item, entry_rules(item), source, ModelDirError, fix, prefix=f"{where}.")
 
 
 def _check_file(root: Path, role: str, item: dict[str, Any], verify: bool) -> None:
@@ -113,9 +164,53 @@ def _check_file(root: Path, role: str, item: dict[str, Any], verify: bool) -> No
             f"model dir {root}: {name} ({role}) has {size} bytes, model.json records {item['bytes']} "
             f"(truncated or altered); {hint}"
         )
-    if verify and file_sha256(f) != item["sha256"]:
+    if (verify or name.endswith(".onnx")) and file_sha256(f) != item["sha256"]:
         raise ModelDirError(f"model dir {root}: {name} ({role}) does not match its sha256 in model.json "
-                            f"(altered or corrupt); {hint}")
+                            f"(altered, corrupt, or another model's); {hint}")
+    if not verify and "sample_sha256" in item and sample_sha256(f) != item["sample_sha256"]:
+        raise ModelDirError(f"model dir {root}: {name} ({role}) does not match its sample_sha256 in model.json "
+                            f"(altered, or another model's weights); {hint}")
+
+
+def check_replaceable(out: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse to replace (``--force``) a folder that is neither empty nor an icpd model dir.
+
+    A model dir here is a folder whose ``model.json`` says ``"format": "icpd-model"`` (any
+    version: an old export may be replaced) and that holds nothing but model.json, the files it
+    lists and model-dir files (``*.onnx``, ``*.onnx.data``, ``*.safetensors``): anything else
+    someone put there would be deleted with it.
+
+    Raises:
+        ModelDirError: ``out`` is a file, or a folder with other content; the message lists some of it.
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ModelDirError(f"{option} {out}: is a file, not a folder; --force only replaces a model dir. "
+                            "Choose another --out or remove the file yourself")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    try:
+        meta = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise ModelDirError(f"{option} {out}: holds {shown} and is not an icpd model dir (no {MODEL_JSON} of an "
+                            "export); --force only replaces a model dir or an empty folder. Choose another --out, "
+                            "or empty it yourself")
+    files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    listed = {MODEL_JSON}
+    for entry in files.values():
+        items = [entry, *entry.get("external_data", [])] if isinstance(entry, dict) else []
+        listed.update(str(i.get("name")) for i in items if isinstance(i, dict))
+    foreign = [n for n in entries if n not in listed and not n.endswith((".onnx", ".onnx.data", ".safetensors"))]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ModelDirError(f"{option} {out}: is a model dir but also holds {shown}, which --force would delete. "
+                            "Move them out first, or choose another --out")
 
 
 def external_data_files(onnx_path: Path) -> list[str]:
@@ -151,7 +246,10 @@ def remove_unreferenced_data(path: Path) -> list[str]:
 
 def _describe(path: Path, name: str) -> dict[str, Any]:
     f = path / name
-    return {"name": name, "bytes": f.stat().st_size, "sha256": file_sha256(f)}
+    entry = {"name": name, "bytes": f.stat().st_size, "sha256": file_sha256(f)}
+    if not name.endswith(".onnx"):  # graphs are hashed in full on every open; weights by sample
+        entry["sample_sha256"] = sample_sha256(f)
+    return entry
 
 
 def describe_files(path: Path, names: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from icpd.config import Precision, RankPriorForm
-from icpd.export.model_dir import base_meta, describe_files, remove_unreferenced_data, write_model_json
+from icpd.export.model_dir import (
+    base_meta,
+    check_replaceable,
+    describe_files,
+    remove_unreferenced_data,
+    write_model_json,
+)
 from icpd.export.rank_prior_onnx import parse_form, translation_table
 from icpd.export.signature import MatcherSignature
 from icpd.export.validate import Comparison, seeded_episodes, tolerance
@@ -125,6 +131,7 @@ def export_model(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
+    check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
     t0 = time.perf_counter()
     model = model.eval()
     p = model.preset

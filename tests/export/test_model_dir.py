@@ -94,3 +94,76 @@ def test_validate_verifies_the_hashes(copy_dir):
     data.write_bytes(bytes(raw))
     with pytest.raises(ModelDirError, match=r"encoder\.onnx\.data"):
         validate_model(copy_dir, ("ort",), runs=1)
+
+
+def _flip(path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_a_replaced_graph_is_refused_on_every_open(copy_dir):
+    """Guards issue 12: a matcher.onnx of the same size but other content (another model's) was
+    used, since the hashes in model.json were never checked on load."""
+    from icpd.runtime.predictor import Predictor
+
+    graph = copy_dir / "matcher.onnx"
+    _flip(graph, graph.stat().st_size // 2)
+    for open_it in (lambda: ModelDir.open(copy_dir), lambda: Predictor.load(copy_dir, backend="ort")):
+        with pytest.raises(ModelDirError, match=r"matcher\.onnx \(matcher\) does not match its sha256 .*another model's"):
+            open_it()
+
+
+def test_other_weights_of_the_same_size_are_refused_on_every_open(copy_dir):
+    """Weights are checked by size and a sampled hash (1 MiB read) on every open: another model's
+    weights file of the same size is refused without reading every byte."""
+    meta = json.loads((copy_dir / "model.json").read_text())
+    assert all("sample_sha256" in e for e in meta["files"]["encoder"]["external_data"])
+    assert "sample_sha256" in meta["files"]["weights"] and "sample_sha256" not in meta["files"]["matcher"]
+    data = copy_dir / "encoder.onnx.data"
+    data.write_bytes(bytes(reversed(data.read_bytes())))  # same size, other content
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx\.data \(encoder\) does not match its sample_sha256"):
+        ModelDir.open(copy_dir)
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        (lambda m: m["files"].pop("matcher"), r"files\.matcher is missing \(incomplete or altered\)"),
+        (lambda m: m["files"]["matcher"].pop("sha256"), r"files\.matcher\.sha256 is missing"),
+        (lambda m: m["files"]["encoder"].update(name="../encoder.onnx"), r"files\.encoder\.name = \"\.\./encoder\.onnx\" is not a file name"),
+        (lambda m: m["files"]["weights"].update(bytes="many"), r"files\.weights\.bytes = \"many\" is not an integer >= 0"),
+        (lambda m: m["files"]["encoder"]["external_data"][0].pop("name"), r"files\.encoder\.external_data\[0\]\.name is missing"),
+        (lambda m: m.update(files=[]), r"files = \[\] is not a JSON object"),
+    ],
+)
+def test_altered_files_entries_are_refused_by_name(copy_dir, change, phrase):
+    """Guards issue 12: a model.json without its files.matcher entry crashed with KeyError: 'matcher'."""
+    meta = json.loads((copy_dir / "model.json").read_text())
+    change(meta)
+    (copy_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=phrase) as err:
+        ModelDir.open(copy_dir)
+    assert str(copy_dir / "model.json") in str(err.value) and "re-run `icpd export" in str(err.value)
+
+
+def test_force_replaces_only_a_model_dir_or_an_empty_folder(copy_dir, tmp_path, tiny_model):
+    """Guards issue 12: `icpd export --force` deleted a --out folder full of unrelated files."""
+    from icpd.export.model_dir import check_replaceable
+    from icpd.export.onnx import export_model
+
+    check_replaceable(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty")
+    check_replaceable(copy_dir)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(ModelDirError, match=r"holds holiday\.jpg and is not an icpd model dir"):
+        export_model(tiny_model, photos, force=True)  # refused before any export work
+    assert [p.name for p in photos.iterdir()] == ["holiday.jpg"]
+    (copy_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ModelDirError, match=r"also holds notes\.txt, which --force would delete"):
+        check_replaceable(copy_dir)
+    with pytest.raises(ModelDirError, match="is a file, not a folder"):
+        check_replaceable(photos / "holiday.jpg")
