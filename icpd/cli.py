@@ -38,11 +38,13 @@ for _module in COMMAND_MODULES:
 def main() -> None:
     """The ``icpd`` console script: ``app`` in a process of its own, whose ONNX Runtime sessions
     share one thread pool (``icpd.runtime.backends.ort.share_thread_pool``)."""
+    from icpd.commands.common import process_guard
     from icpd.runtime.backends.ort import share_thread_pool
 
     share_thread_pool()
     try:
-        app()
+        with process_guard():  # SIGTERM like Ctrl-C; OSError on a path -> one line, exit 2
+            app()
     except ImportError as e:  # a runtime-only install (no `icpd[torch]`) running a command that needs it
         missing = e.name or getattr(e.__cause__, "name", None) or ""
         if missing.partition(".")[0] not in TORCH_EXTRA_MODULES:

@@ -10,6 +10,10 @@ deprecated spelling's note included) and the command's final result line still p
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,11 +34,13 @@ __all__ = [
     "ThreadsOpt",
     "console",
     "fail",
+    "fail_os_error",
     "note",
     "out",
     "parse_bands_option",
     "parse_rank_prior",
     "preset_callback",
+    "process_guard",
 ]
 
 
@@ -68,6 +74,59 @@ def fail(err: Exception | str) -> NoReturn:
     # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
     console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def fail_os_error(err: OSError) -> NoReturn:
+    """``error: <path>: <reason>; <fix>`` for an ``OSError`` on a user's path, exit 2."""
+    from icpd.io import describe_os_error
+
+    fail(describe_os_error(err))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a service manager, a batch scheduler), raised like Ctrl-C so that every
+    cleanup written for Ctrl-C runs too: temporary folders removed, an infer summary marked
+    interrupted, outputs finalised."""
+
+
+SIGTERM_EXIT = 143  # the shell's code for a process ended by SIGTERM (128 + 15)
+
+
+@contextlib.contextmanager
+def process_guard() -> Iterator[None]:
+    """What the ``icpd`` console script wraps every command in (``icpd.cli.main``).
+
+    * SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread; the
+      process then exits with 143, as a process killed by SIGTERM would.
+    * An ``OSError`` that carries a file name (a read-only output folder, a full disk, a missing
+      input) becomes one ``error: <path>: <reason>; <fix>`` line and exit 2; one without a file
+      name is not about a user's path and keeps its traceback.
+    """
+    terminated = threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.set()
+        raise Terminated
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            raise
+        try:
+            fail_os_error(err)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
+    except (SystemExit, KeyboardInterrupt):  # click turns a KeyboardInterrupt into "Aborted!" + exit 1
+        if terminated.is_set():
+            raise SystemExit(SIGTERM_EXIT) from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def note(text: str) -> None:

@@ -239,7 +239,7 @@ def describe_os_error(err: OSError) -> str:
         return f"{reason}" + (f"; {_OS_ERROR_HINTS[err.errno]}" if err.errno in _OS_ERROR_HINTS else "")
     if err.filename2 is not None:
         where = f"{where} -> {err.filename2}"
-    hint = _OS_ERROR_HINTS.get(err.errno) if err.errno is not None else None
+    hint = _OS_ERROR_HINTS.get(err.errno, "check the path and its permissions") if err.errno is not None else None
     return f"{where}: {reason}" + (f"; {hint}" if hint else "")
 
 
