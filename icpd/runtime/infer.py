@@ -27,6 +27,7 @@ outputs are written has the ones already written removed, so no input is left ha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -42,7 +43,6 @@ from icpd.io.windows import pixel_area
 from icpd.runtime.predictor import merge_labels
 from icpd.runtime.runlog import Manifest, OutLock, check_writable, new_run_id
 from icpd.runtime.scene_io import SceneOutputs, open_source, safe_name
-from icpd.runtime.support_cache import content_hash
 from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, min_tile, plan_tiles
 from icpd.runtime.windowed import resize_maps as _resize_maps
 from icpd.runtime.windowed import run_scene
@@ -256,7 +256,7 @@ def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOption
 # files
 
 
-def _output_stems(inputs: Sequence[Path]) -> list[str]:
+def output_stems(inputs: Sequence[Path]) -> list[str]:
     """One output stem per input: the file stem, then stem_<ext> where stems collide
     (a.png, a.tif), then stem_<ext>_<k> (same name in two folders)."""
     stems = [p.stem for p in inputs]
@@ -275,7 +275,16 @@ def run_config(predictor: Predictor, options: InferOptions) -> dict[str, object]
     input listing, the model fingerprint, the support sets' contents."""
     opts = {k: v for k, v in asdict(options).items() if k != "recursive"}
     return {"options": opts, "model": predictor.fingerprint,
-            "supports": [[s.class_name, content_hash(s.tensors)] for s in predictor.supports]}
+            "supports": [[s.class_name, _tensors_hash(s.tensors)] for s in predictor.supports]}
+
+
+def _tensors_hash(tensors: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{a.dtype}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def write_summary(path: Path, predictor: Predictor, options: InferOptions, summary: InferSummary,
@@ -368,7 +377,7 @@ def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | o
     with OutLock(out, summary.run_id):
         manifest = Manifest(out, summary.run_id, run_config(predictor, options))
         try:
-            for path, stem in zip(listed.paths, _output_stems(listed.paths)):
+            for path, stem in zip(listed.paths, output_stems(listed.paths)):
                 done = manifest.complete(path)
                 if done is not None:
                     result = resumed_result(done)
