@@ -41,6 +41,11 @@ def main() -> None:
     from icpd.commands.common import process_guard
     from icpd.runtime.backends.ort import share_thread_pool
 
+    import sys
+
+    from icpd.commands.infer import ray_flag_argv
+
+    sys.argv = ray_flag_argv(sys.argv)  # `icpd infer --ray` with no address: Typer options need a value
     share_thread_pool()
     try:
         with process_guard():  # SIGTERM like Ctrl-C; OSError on a path -> one line, exit 2

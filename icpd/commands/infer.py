@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +21,7 @@ from icpd.commands.common import (
     TileOpt,
     console,
     fail,
+    note,
     out,
 )
 from icpd.config import Backend
@@ -33,22 +35,44 @@ if TYPE_CHECKING:
 TABLE_ROWS = 50  # longer runs: the rest is in summary.json
 
 
+LONG_SCENE_TILES = 2000  # a scene with more tiles gets a line saying so before it starts
+
+
 class _RichProgress:
-    """One bar over inputs, one over the current scene's tiles (icpd.runtime.infer.InferProgress)."""
+    """One bar over inputs, one over tiles with tiles/s and ETA (icpd.runtime.infer.InferProgress).
+    ``per_scene``: the tile bar restarts per scene (single process); else it spans the run (Ray)."""
 
-    def __init__(self, console: Console, inputs: int, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def __init__(self, console: Console, inputs: int, enabled: bool, quiet: bool, per_scene: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        self.console, self.quiet, self.per_scene = console, quiet, per_scene
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                            TextColumn("{task.fields[rate]}"),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                             console=console, disable=not enabled, transient=False)
-        self.scenes = self.bar.add_task("scenes", total=inputs)
-        self.tiles = self.bar.add_task("tiles", total=1)
+        self.scenes = self.bar.add_task("scenes", total=inputs, rate="")
+        self.tiles = self.bar.add_task("tiles", total=1, rate="")
 
     def start_input(self, path: Path) -> None:
-        self.bar.reset(self.tiles, total=1, description=f"tiles  {path.name}")
+        if self.per_scene:
+            self.bar.reset(self.tiles, total=1, description=f"tiles  {path.name}", rate="")
+
+    def scene_planned(self, path: Path, height: int, width: int, tiles: int) -> None:
+        if tiles >= LONG_SCENE_TILES and not self.quiet:
+            note(f"{path.name}: {width}x{height} px -> {tiles} tiles (see --tile)")
 
     def tiles_done(self, done: int, total: int) -> None:
-        self.bar.update(self.tiles, completed=done, total=total)
+        task = self.bar.tasks[self.tiles]
+        speed = task.speed
+        self.bar.update(self.tiles, completed=done, total=total, rate=f"{speed:.1f} tiles/s" if speed else "")
 
     def finish_input(self, result: InputResult) -> None:
         self.bar.advance(self.scenes)
@@ -88,25 +112,42 @@ def infer_cmd(
     save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png (0..255).")] = False,
     save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
+    bands: Annotated[str | None, typer.Option("--bands", help="Three 1-based band numbers used as R,G,B, e.g. 4,3,2 (for 4+ band GeoTIFFs).", show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: `--ray` alone (or `local`) starts a local Ray, `--ray auto` or `--ray ray://HOST:10001` joins a cluster. Needs icpd[ray].", show_default=False)] = None,
+    actors: Annotated[int, typer.Option("--actors", help="With --ray: predictor actors (one per GPU on a GPU cluster).", min=1)] = 1,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment scenes of any size: tiles, blends, writes <stem>_labels.png, <stem>_overlay.png, summary.json."""
+    """Segment scenes of any size, window by window: writes <stem>_labels.png/.tif, <stem>_overlay, summary.json, runs/<run>.jsonl."""
     from icpd.io import ImageError
     from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
+    from icpd.runtime.runlog import check_writable
 
     try:
-        # cheap checks first (options, then the input list: listed once, here), the model takes seconds to load
+        # cheap checks first (options, the input list: listed once, here, the output folder), the model takes seconds
         options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
-                               save_priors=save_priors, recursive=recursive)
+                               save_priors=save_priors, recursive=recursive, bands=parse_bands(bands))
         listed = collect_inputs(inputs, out_dir, recursive)
+        check_writable(out_dir)
         predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
                                    engine_dir=engines)
         options = options.for_model(predictor.preset.image_size)
-        progress = _RichProgress(console, len(listed.paths), enabled=console.is_terminal and not quiet)
+        progress = _RichProgress(console, len(listed.paths), enabled=console.is_terminal and not quiet, quiet=quiet,
+                                 per_scene=ray is None)
         with progress.bar:
-            summary = infer_paths(predictor, listed, out_dir, options, progress)
+            if ray is None:
+                summary = infer_paths(predictor, listed, out_dir, options, progress)
+            else:
+                from icpd.cluster import infer_paths_ray
+
+                summary = infer_paths_ray(predictor, model, support, listed, out_dir, options, address=ray,
+                                          actors=actors, backend=backend.value, threads=threads, progress=progress)
     except (ImageError, ValueError, ImportError) as e:
         fail(e)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {out_dir / 'summary.json'} lists the scenes done (\"interrupted\": true); "
+                      "run the same command again to go on (complete scenes are skipped)", markup=False,
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
     if not quiet:
         out.print(_table(summary))
     for r in summary.failed:
@@ -116,6 +157,33 @@ def infer_cmd(
                   markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def parse_bands(text: str | None) -> tuple[int, int, int] | None:
+    """``"4,3,2"`` -> (4, 3, 2); None stays None. Raises ValueError naming the option."""
+    if text is None:
+        return None
+    try:
+        parts = tuple(int(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise ValueError(f"--bands {text}: pass three 1-based band numbers R,G,B, e.g. --bands 4,3,2 (RGB of an RGB+NIR file: 1,2,3)")
+    return parts  # type: ignore[return-value]
+
+
+RAY_ADDRESS = re.compile(r"^(auto|local|[a-z]+://\S+|[\w.\-]+:\d+)$")
+
+
+def ray_flag_argv(argv: list[str]) -> list[str]:
+    """``--ray`` given without an address becomes ``--ray local`` (Typer options need a value):
+    the next word is an address only if it looks like one (auto, local, scheme://..., host:port)."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        if word == "--ray" and (i + 1 == len(out) or not RAY_ADDRESS.match(out[i + 1])):
+            out.insert(i + 1, "local")
+            break
+    return out
 
 
 def register(app: typer.Typer) -> None:

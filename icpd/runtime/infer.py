@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 SUMMARY_NAME = "summary.json"
+MIN_TILE_ANY = 32  # min_tile() of the smallest preset (tiny, 128 px input)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ class InferOptions:
         if self.overlap < 0 or (self.tile is not None and self.overlap >= self.tile):
             bound = f"tile ({self.tile})" if self.tile is not None else "tile"
             hint = f"; e.g. --overlap {self.tile // 4}" if self.tile is not None else ""
+            if self.tile is not None and self.tile < MIN_TILE_ANY:
+                raise ValueError(
+                    f"--tile {self.tile}: too small for any model: tiles are resized to the model input, so one below "
+                    f"a quarter of it (>= {MIN_TILE_ANY} px for every preset) is upsampled blur, and the tile count "
+                    "grows as 1/tile²; omit --tile to use the model input size")
             raise ValueError(f"--overlap {self.overlap}: must satisfy 0 <= overlap < {bound}{hint}")
         if self.batch < 1:
             raise ValueError(f"--batch {self.batch}: must be >= 1")
