@@ -38,12 +38,11 @@ for _module in COMMAND_MODULES:
 def main() -> None:
     """The ``icpd`` console script: ``app`` in a process of its own, whose ONNX Runtime sessions
     share one thread pool (``icpd.runtime.backends.ort.share_thread_pool``)."""
-    from icpd.commands.common import process_guard
-    from icpd.runtime.backends.ort import share_thread_pool
-
     import sys
 
+    from icpd.commands.common import process_guard
     from icpd.commands.infer import ray_flag_argv
+    from icpd.runtime.backends.ort import share_thread_pool
 
     sys.argv = ray_flag_argv(sys.argv)  # `icpd infer --ray` with no address: Typer options need a value
     share_thread_pool()
