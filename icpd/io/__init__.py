@@ -15,7 +15,7 @@ from icpd.io.atomic import (
 )
 from icpd.io.inputs import list_inputs
 from icpd.io.labels import resize_label
-from icpd.io.masks import read_mask
+from icpd.io.masks import read_class_mask, read_mask
 from icpd.io.raster import (
     GEO_EXTRA_HINT,
     IMAGE_SUFFIXES,
@@ -40,6 +40,7 @@ __all__ = [
     "ensure_writable",
     "list_inputs",
     "parse_bands",
+    "read_class_mask",
     "read_image",
     "read_mask",
     "resize_label",

@@ -1,4 +1,5 @@
-"""Reading binary support masks: (H, W) uint8 in {0, 1}, refused with the values found otherwise."""
+"""Reading support masks: (H, W) uint8 in {0, 1}, from a binary mask (:func:`read_mask`) or one
+class of a class-id label map (:func:`read_class_mask`); refused with the values found otherwise."""
 
 from __future__ import annotations
 
@@ -73,7 +74,69 @@ def read_mask(path: str | os.PathLike[str], like: Raster | None = None) -> np.nd
     return np.ascontiguousarray(mask)
 
 
-# --------------------------------------------------------------------------------------------
-# writing
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """The palette indices of a palette PNG (class ids in many label maps), or None for other files.
+    cv2 expands palettes to colours, so Pillow reads these when it is installed."""
+    with path.open("rb") as fh:
+        head = fh.read(26)
+    if path.suffix.lower() != ".png" or len(head) < 26 or head[25] != 3:  # IHDR colour type 3 = palette
+        return None
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImageError(
+            f"label {path} is a palette PNG; reading its palette indices as class ids needs Pillow (pip install "
+            "pillow), or save the label map as a single-channel (grayscale) PNG of class ids"
+        ) from None
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def read_class_mask(path: str | os.PathLike[str], class_id: int, like: Raster | None = None) -> np.ndarray:
+    """Read one class of a class-id label map as a binary mask, (H, W) uint8 in {0, 1}.
+
+    Accepted: single-channel integer files (8 or 16 bit), palette PNGs (the palette indices are the
+    class ids), and RGB/RGBA files whose colour channels are equal (the value is the class id).
+    Colour-coded label maps are refused.
+
+    Args:
+        path: the label file (PNG or TIFF; JPEG compression changes class ids).
+        class_id: the class to take (pixels equal to it become 1).
+        like: the image the label belongs to; its height and width must match.
+
+    Raises:
+        ImageError: missing/corrupt file, colour-coded or float labels, ``class_id`` absent from
+            the file (the message lists the ids present), or a size that differs from ``like``.
+    """
+    path = Path(path)
+    arr, _, _ = decode(path, "label")
+    palette = _palette_indices(path)
+    if palette is not None:
+        arr = palette
+    if arr.ndim == 3:
+        if arr.shape[2] == 4 and path.suffix.lower() == ".png":
+            arr = arr[:, :, :3]
+        if arr.shape[2] != 1 and not (arr == arr[:, :, :1]).all():
+            raise ImageError(
+                f"label {path}: {describe_array(arr)} with channels that differ: a colour-coded label map? "
+                "Save a single-channel PNG whose pixel values are the class ids, or pass a binary --mask instead."
+            )
+        arr = arr[:, :, 0]
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ImageError(f"label {path}: {describe_array(arr)}; label maps hold integer class ids. "
+                         "Save it as an 8- or 16-bit single-channel PNG.")
+    mask = (arr == class_id).astype(np.uint8)
+    if not mask.any():
+        is_jpeg = " JPEG compression alters class ids: save label maps as PNG." if path.suffix.lower() in (".jpg", ".jpeg") else ""
+        raise ImageError(
+            f"label {path}: class id {class_id} does not occur; the ids present are "
+            f"{_format_values(np.unique(arr))}. Check --class-id (the pixel value of the class in this file).{is_jpeg}"
+        )
+    if like is not None and mask.shape != like.pixels.shape[:2]:
+        raise ImageError(
+            f"label {path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {like.path} is "
+            f"{like.height}x{like.width}. Labels must match their image pixel for pixel."
+        )
+    return np.ascontiguousarray(mask)
 
 

@@ -21,25 +21,34 @@ there from the formats people actually hand us, and records each conversion it m
   scaled by 255 and rounded. Anything else (reflectance > 1, dB, NaN nodata) is refused.
 * **Any other dtype** (int8, int16, int32, uint32, ...) is refused.
 
-Pixels are returned as stored: EXIF orientation is ignored, so an image and its mask stay
-aligned. Decoding uses ``cv2.imdecode`` on the file's bytes (same codecs as ``cv2.imread``,
-but it works with non-ASCII paths and lets us tell "can't read the file" from "not an image").
+* **EXIF orientation** of JPEGs is applied, as every viewer does (a phone photo taken upright
+  is stored sideways with a tag saying so), and noted. Masks are read as stored (PNG has none).
 
-GeoTIFF georeferencing (CRS + affine transform) is read when rasterio is installed
-(``pip install 'icpd[geo]'``); without it, TIFFs still load, just without ``geo``. rasterio is
-always imported lazily, inside the function that needs it.
+Decoding uses ``cv2.imdecode`` on the file's bytes (same codecs as ``cv2.imread``, but it works
+with non-ASCII paths and lets us tell "can't read the file" from "not an image"), with OpenCV's
+log level at ERROR while it runs (its libtiff warnings, e.g. "Unknown field with tag 33550" for
+every GeoTIFF key, are noise to a user).
+
+TIFFs are read with rasterio when it is installed (``pip install 'icpd[geo]'``): pixels in file
+band order plus georeferencing (CRS + affine transform); OpenCV is the fallback for files
+rasterio cannot open. Without rasterio, TIFFs still load through OpenCV, just without ``geo``.
+rasterio is always imported lazily, inside the function that needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import cv2
 import numpy as np
+
+from icpd.io.exif import ORIENTATION_TEXT, apply_orientation, jpeg_orientation
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
@@ -144,29 +153,44 @@ def _check_file(path: Path, what: str) -> bytes:
     return data
 
 
-def decode(path: Path, what: str) -> tuple[np.ndarray, GeoInfo | None, str]:
-    """Decode ``path`` to (H, W) or (H, W, bands) in **file band order**, plus geo and reader."""
-    data = _check_file(path, what)
-    buf = np.frombuffer(data, dtype=np.uint8)
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's log level at ERROR for the block (it is process-wide: restored afterwards)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _cv2_decode(data: bytes) -> np.ndarray | None:
+    """(H, W) or (H, W, bands) in file band order, or None when OpenCV cannot decode ``data``."""
+    try:
+        with quiet_opencv():
+            arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
-        arr = None
+        return None
     if arr is not None and arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]  # cv2 BGR(A) -> file order RGB(A)
-    reader = "cv2"
+    return arr
 
-    geo = None
+
+def decode(path: Path, what: str) -> tuple[np.ndarray, GeoInfo | None, str]:
+    """Decode ``path`` to (H, W) or (H, W, bands) in **file band order**, plus geo and reader
+    ("rasterio" for TIFFs when it is installed and can open the file, else "cv2")."""
+    data = _check_file(path, what)
+    arr, geo, reader = None, None, "cv2"
     is_tiff = path.suffix.lower() in TIFF_SUFFIXES
     rasterio = import_rasterio() if is_tiff else None
     if rasterio is not None:
         try:
-            geo, rio_pixels = _read_geo(rasterio, path, read_pixels=arr is None)
+            geo, arr = _read_geo(rasterio, path, read_pixels=True)
+            reader = "rasterio"
         except rasterio.errors.RasterioError:
-            rio_pixels = None
-        if arr is None and rio_pixels is not None:
-            arr, reader = rio_pixels, "rasterio"
-
+            arr = None  # OpenCV may still read it
+    if arr is None:
+        arr = _cv2_decode(data)
     if arr is None:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             fix = f"icpd reads {', '.join(IMAGE_SUFFIXES)} files."
@@ -240,6 +264,15 @@ def _select_bands(arr: np.ndarray, path: Path, bands: tuple[int, ...] | None, no
     )
 
 
+def ordinal(value: float) -> str:
+    """2 -> "2nd", 98 -> "98th", 1 -> "1st", 11 -> "11th", 2.5 -> "2.5th"."""
+    if value != int(value):
+        return f"{value:g}th"
+    n = int(value)
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _stretch_uint16(arr: np.ndarray, notes: list[str]) -> np.ndarray:
     """uint16 -> uint8 by the joint 2nd..98th percentile stretch, via a 65536-entry lookup table."""
     hist = np.bincount(arr.ravel(), minlength=65536)
@@ -254,7 +287,7 @@ def _stretch_uint16(arr: np.ndarray, notes: list[str]) -> np.ndarray:
         return np.full(arr.shape, round(lo / 257), dtype=np.uint8)
     lut = np.clip((np.arange(65536, dtype=np.float64) - lo) * (255.0 / (hi - lo)), 0, 255)
     notes.append(
-        f"uint16: stretched [{lo}, {hi}] ({lo_q:g}th..{hi_q:g}th percentile over all bands) "
+        f"uint16: stretched [{lo}, {hi}] ({ordinal(lo_q)}..{ordinal(hi_q)} percentile over all bands) "
         "to [0, 255], clipped"
     )
     return np.round(lut).astype(np.uint8)[arr]
@@ -305,10 +338,15 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
             out-of-range float, unsupported dtype); the message names the file and the fix.
     """
     path = Path(path)
-    arr, geo, reader = decode(path, "image")
+    arr, geo, _ = decode(path, "image")
     notes: list[str] = []
-    if reader != "cv2":
-        notes.append(f"decoded with {reader}")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        with path.open("rb") as fh:
+            orientation = jpeg_orientation(fh.read(1 << 16))  # EXIF lives in the first 64 KiB
+        if orientation != 1:
+            arr = np.ascontiguousarray(apply_orientation(arr, orientation))
+            notes.append(f"EXIF orientation {orientation}: {ORIENTATION_TEXT[orientation]} to show it upright, "
+                         "as image viewers do")
     arr = _select_bands(arr, path, bands, notes)
     arr = _to_uint8(arr, path, notes)
     return Raster(pixels=np.ascontiguousarray(arr), path=path, geo=geo, notes=tuple(notes))

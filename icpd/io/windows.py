@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from icpd.io.atomic import atomic_write
-from icpd.io.raster import STRETCH_PERCENTILES, GeoInfo, ImageError, _select_bands, _to_uint8, import_rasterio
+from icpd.io.raster import (
+    STRETCH_PERCENTILES,
+    GeoInfo,
+    ImageError,
+    _select_bands,
+    _to_uint8,
+    import_rasterio,
+    ordinal,
+)
 
 __all__ = ["BLOCK", "CACHE_MB", "WindowReader", "WindowWriter", "pixel_area"]
 
@@ -136,7 +144,7 @@ class WindowReader:
             notes.append(f"uint16 constant image ({lo}): mapped by /257")
             return np.full(65536, round(lo / 257), dtype=np.uint8)
         lut = np.clip((np.arange(65536, dtype=np.float64) - lo) * (255.0 / (hi - lo)), 0, 255)
-        notes.append(f"uint16: stretched [{lo}, {hi}] ({lo_q:g}th..{hi_q:g}th percentile over all bands) "
+        notes.append(f"uint16: stretched [{lo}, {hi}] ({ordinal(lo_q)}..{ordinal(hi_q)} percentile over all bands) "
                      "to [0, 255], clipped")
         return np.round(lut).astype(np.uint8)
 
