@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import QuietOpt, fail, out, preset_callback
+from icpd.commands.common import QuietOpt, fail, fail_os_error, out, preset_callback
 
 
 def register(app: typer.Typer) -> None:
@@ -37,13 +37,19 @@ def register(app: typer.Typer) -> None:
         from icpd.commands.progress import step
         from icpd.data import synthesize
         from icpd.data.synthetic_embeddings import write_synthetic_embeddings
+        from icpd.io import ensure_writable
 
         try:
+            ensure_writable(out_dir, folder=True)  # before drawing the tiles
             with step(f"drawing {2 * tiles} tiles", quiet=quiet):
                 summary = synthesize(out_dir, layout, tiles, seed, size, zoom)  # type: ignore[arg-type]
             emb = write_synthetic_embeddings(out_dir, layout, preset, seed)
         except ValueError as e:
             fail(e)
+        except OSError as e:  # on a path: one line, exit 2
+            if e.filename is None:
+                raise
+            fail_os_error(e)
         out.print(
             f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px, zoom {zoom:g}) and {emb} (synthetic class "
             f"embeddings for preset {preset}); list lines {summary.list_entries}; fewest tiles of any class: "

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from icpd.commands.common import PRESET_HELP, QuietOpt, RankPriorOpt, fail, out, preset_callback
+from icpd.commands.common import (
+    PRESET_HELP,
+    QuietOpt,
+    RankPriorOpt,
+    fail,
+    fail_os_error,
+    out,
+    preset_callback,
+)
 from icpd.commands.progress import step
 from icpd.config import Precision
 
@@ -39,6 +47,7 @@ def export_cmd(
         fail(ValueError("--calibration is for --precision int8"))
     if calibration is not None and not calibration.is_dir():
         fail(ValueError(f"--calibration {calibration}: not a folder; give a folder of PNG/JPEG/TIFF images"))
+    _check_out(out_dir, force)
     int8_check: dict[str, Any] | None = None
     try:
         with step("building the model", quiet):
@@ -65,6 +74,10 @@ def export_cmd(
                 res.path = out_dir
     except (ValueError, ExportError, ModelDirError) as e:
         fail(e)
+    except OSError as e:  # on a path: one line, exit 2
+        if e.filename is None:
+            raise
+        fail_os_error(e)
     if int8_check is not None and not quiet:
         from icpd.trt.validate import format_int8_check
 
@@ -103,6 +116,22 @@ def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool,
     except Int8ConversionError as e:
         raise ExportError(str(e)) from e
     return md.meta["int8"].get("check")
+
+
+def _check_out(out_dir: Path, force: bool) -> None:
+    """Before minutes of work: --out can be written (the export is assembled next to it) and,
+    with --force, is a model dir or an empty folder (nothing else is replaced)."""
+    from icpd.export.model_dir import ModelDirError, check_replaceable
+    from icpd.io import ensure_writable
+
+    try:
+        ensure_writable(out_dir.parent, folder=True)
+        if force:
+            check_replaceable(out_dir)
+    except OSError as e:
+        fail_os_error(e)
+    except ModelDirError as e:
+        fail(e)
 
 
 def register(app: typer.Typer) -> None:
