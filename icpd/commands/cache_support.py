@@ -3,50 +3,120 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from icpd.commands.common import BackendOpt, DeviceOpt, ModelDirOpt, QuietOpt, console, fail, out
+from icpd.commands.common import (
+    BackendOpt,
+    BandsOpt,
+    DeviceOpt,
+    ModelDirOpt,
+    QuietOpt,
+    fail,
+    fail_os_error,
+    note,
+    out,
+)
 from icpd.config import Backend
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from icpd.runtime.support_cache import SupportSet
+
+
+def _existing_class(path: Path) -> str:
+    """' (class NAME)' for an existing support cache, '' for anything else: for the refusal message."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return f" (a support cache of class {json.loads((f.metadata() or {})['icpd'])['class_name']!r})"
+    except Exception:  # noqa: BLE001 - any unreadable file: the message just names it
+        return ""
 
 
 def cache_support_cmd(
     model: ModelDirOpt,
     class_name: Annotated[str, typer.Option(help="Name of the class (label in outputs).")],
     images: Annotated[list[Path], typer.Option("--image", "--images", help="Support image; repeat for K shots.")],
-    masks: Annotated[list[Path], typer.Option("--mask", "--masks", help="Its mask (0/1 or 0/255); one per --image, same order.")],
-    class_embeddings: Annotated[Path, typer.Option(help="Class embeddings (.safetensors from `icpd embed-text`).")],
+    class_embeddings: Annotated[Path, typer.Option(help="Class embeddings (.safetensors from `icpd embed-text` or "
+                                                        "`icpd data synth`).")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Support cache file to write (e.g. ship.support).")],
+    masks: Annotated[list[Path] | None, typer.Option("--mask", "--masks", help="Binary mask (0/1 or 0/255) of an "
+                                                     "--image; one per --image, same order. Or use --label.")] = None,
+    labels: Annotated[list[Path] | None, typer.Option("--label", help="Class-id label map of an --image (pixel value "
+                                                      "= class id); one per --image, same order, with --class-id.")] = None,
+    class_id: Annotated[int | None, typer.Option(min=0, help="The class's pixel value in the --label files.")] = None,
     target_class: Annotated[str | None, typer.Option(help="Row of the class in the embeddings (default: --class-name).")] = None,
+    bands: BandsOpt = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
     backend: BackendOpt = Backend.ORT,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
 ) -> None:
-    """Encode a class's support images once and cache what the matcher needs."""
-    from icpd.export.model_dir import ModelDirError
-    from icpd.io import read_image, read_mask
+    """Encode a class's support images once and cache what the matcher needs (masks: --mask, or --label + --class-id)."""
+    from icpd.io import OutputPathError, ensure_writable, read_class_mask, read_image, read_mask
+
+    masks, labels = masks or [], labels or []
+    if bool(masks) == bool(labels):
+        fail("give the supports' masks: --mask for binary masks, or --label with --class-id for class-id label maps "
+             "(one per --image, not both)")
+    given, kind = (masks, "--mask") if masks else (labels, "--label")
+    if len(images) != len(given):
+        fail(f"--image/{kind}: {len(images)} images but {len(given)} {kind} files; give one per image, in the same order")
+    if labels and class_id is None:
+        fail("--label needs --class-id N: the pixel value of the class in the label maps")
+    if masks and class_id is not None:
+        fail("--class-id goes with --label (class-id label maps); --mask files are binary already")
+    if out_path.is_dir():
+        fail(f"--out {out_path}: is a folder; name the support cache file, e.g. {out_path / (class_name + '.support')}")
+    if out_path.exists() and not force:
+        fail(f"--out {out_path} exists{_existing_class(out_path)}; pass --force to replace it or choose another file")
+    try:
+        ensure_writable(out_path.parent, folder=True)  # before minutes of encoding, not after (save makes the folder)
+    except OutputPathError as err:
+        fail(err)
+
+    try:
+        rasters = [read_image(p, bands=bands) for p in images]
+        for r in rasters:
+            for line in r.notes:  # grayscale, RGBA, uint16, bands: the user sees what was done to the pixels
+                note(f"{r.path}: {line}")
+        if masks:
+            mask_arrays = [read_mask(m, like=r) for m, r in zip(masks, rasters)]
+        else:
+            mask_arrays = [read_class_mask(m, class_id, like=r) for m, r in zip(labels, rasters)]
+        support = _encode(model, backend, device, class_embeddings, target_class or class_name, class_name,
+                          [r.pixels for r in rasters], mask_arrays, quiet)
+        support.meta.update({"images": [p.name for p in images], "masks": [m.name for m in given]})
+        if labels:
+            support.meta["class_id"] = class_id
+        support.save(out_path)
+    except ValueError as e:
+        fail(e)
+    except OSError as e:
+        if e.filename is None:
+            raise
+        fail_os_error(e)
+    out.print(f"wrote {out_path}: class {class_name!r}, {support.shots} shot(s)", markup=False, highlight=False)
+
+
+def _encode(model: Path, backend: Backend, device: str, class_embeddings: Path, target: str, class_name: str,
+            pixels: list[np.ndarray], masks: list[np.ndarray], quiet: bool) -> SupportSet:
+    """Load the model and encode the supports, each long step with its spinner."""
+    from icpd.commands.progress import step
     from icpd.model.text import load_class_embeddings
     from icpd.runtime.predictor import Predictor
 
-    if len(images) != len(masks):
-        fail(ValueError(f"--image/--mask: {len(images)} images but {len(masks)} masks; give one mask per image"))
-    spinner = console.status(f"encoding {len(images)} support image(s) of {class_name!r} ...")
-    if not quiet and console.is_terminal:
-        spinner.start()
-    try:
+    with step(f"loading {model} ({backend.value})", quiet=quiet):
         predictor = Predictor.load(model, backend=backend.value, device=device)
-        emb = load_class_embeddings(class_embeddings, preset=predictor.preset).for_target(target_class or class_name)
-        rasters = [read_image(p) for p in images]
-        mask_arrays = [read_mask(m, like=r) for m, r in zip(masks, rasters)]
-        support = predictor.encode_support([r.pixels for r in rasters], mask_arrays, class_name, emb)
-        support.meta.update({"images": [p.name for p in images], "masks": [m.name for m in masks]})
-        support.save(out_path)
-    except (ValueError, ModelDirError) as e:
-        fail(e)
-    finally:
-        spinner.stop()
-    out.print(f"wrote {out_path}: class {class_name!r}, {support.shots} shot(s)", markup=False, highlight=False)
+    emb = load_class_embeddings(class_embeddings, preset=predictor.preset).for_target(target)
+    with step(f"encoding {len(pixels)} support image(s) of {class_name!r}", quiet=quiet):
+        return predictor.encode_support(pixels, masks, class_name, emb)
 
 
 def register(app: typer.Typer) -> None:
