@@ -167,3 +167,16 @@ def test_force_replaces_only_a_model_dir_or_an_empty_folder(copy_dir, tmp_path, 
         check_replaceable(copy_dir)
     with pytest.raises(ModelDirError, match="is a file, not a folder"):
         check_replaceable(photos / "holiday.jpg")
+
+
+def test_exported_dir_and_files_follow_the_umask(tiny_model_dir):
+    """Guards issue 12: model dirs were 0700 and model.safetensors 0600 whatever the umask, so a
+    service account could not read a model another user exported."""
+    import stat
+
+    from icpd.io.atomic import _umask
+
+    mask = _umask()  # the fixture exported under this process's umask
+    assert stat.S_IMODE(tiny_model_dir.stat().st_mode) == 0o777 & ~mask
+    for f in tiny_model_dir.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask, f.name

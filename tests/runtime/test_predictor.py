@@ -108,7 +108,7 @@ def test_altered_truncated_and_newer_caches_are_refused(ship, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(newer), "numpy") as f:
-        assert json.loads(f.metadata()["icpd"])["format_version"] == 1  # save() writes the current version
+        assert json.loads(f.metadata()["icpd"])["format_version"] == 2  # save() writes the current version
     from safetensors.numpy import save_file
 
     meta = {**s.meta, "format_version": 99}
@@ -215,9 +215,12 @@ def test_load_verify_checks_every_file_hash(tiny_model_dir, tmp_path):
     d = tmp_path / "m"
     shutil.copytree(tiny_model_dir, d)
     data = bytearray((d / "model.safetensors").read_bytes())
-    data[-100] ^= 0xFF  # same size, other content
+    from icpd.export.model_dir import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS
+
+    step = (len(data) - SAMPLE_BLOCK_BYTES) / (SAMPLE_BLOCKS - 1)
+    data[SAMPLE_BLOCK_BYTES + int(step - SAMPLE_BLOCK_BYTES) // 2] ^= 0xFF  # same size, between two sampled blocks
     (d / "model.safetensors").write_bytes(bytes(data))
-    Predictor.load(d, backend="ort")  # sizes only: opens
+    Predictor.load(d, backend="ort")  # sizes and sampled blocks only: opens
     with pytest.raises(ModelDirError, match="model.safetensors"):
         Predictor.load(d, backend="ort", verify=True)
 
