@@ -54,7 +54,7 @@ def test_jpeg_exif_orientation_is_applied_like_viewers(tmp_path, orientation):
     rgb = np.zeros((24, 40, 3), np.uint8)
     rgb[:8, :10] = (255, 0, 0)  # a red corner shows where the top-left went
     rgb[16:, 30:] = (0, 0, 255)
-    ok, enc = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    _, enc = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
     path = tmp_path / "photo.jpg"
     path.write_bytes(_with_orientation(enc.tobytes(), orientation))
     assert jpeg_orientation(path.read_bytes()) == orientation
