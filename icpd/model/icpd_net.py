@@ -105,17 +105,32 @@ class ICPDNet(nn.Module):
         self.eval()
 
     def train(self, mode: bool = True) -> ICPDNet:
-        """Frozen encoders stay in eval mode (BatchNorm statistics, dropout) while training."""
+        """Encoders stay in eval mode (BatchNorm statistics, dropout) while training, trainable or not."""
         super().train(mode)
         self.backbone.eval()
         self.cross_modal_visual_backbone.eval()
         return self
 
+    def set_encoders_trainable(self, trainable: bool) -> ICPDNet:
+        """Let gradients reach the encoders (default: frozen, as the authors train).
+
+        For the tiny preset only (``icpd.engine.train``): it has no pretrained weights, and its
+        random encoders give similarity priors too weak to segment anything; training them with
+        the rest is the pretrained-free way to useful features. BatchNorm keeps its statistics.
+        """
+        for encoder in (self.backbone, self.cross_modal_visual_backbone):
+            encoder.requires_grad_(trainable)
+        return self
+
+    @property
+    def encoders_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
     # -- encoder --------------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> Features:
         """(N, 3, S, S) normalised images -> Features (13 backbone maps + CLIP token grid)."""
         checks.check_images("images", images, self.preset)
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoders_trainable):
             return self.encode_unchecked(images)
 
     def encode_unchecked(self, images: torch.Tensor) -> Features:
