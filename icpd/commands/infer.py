@@ -120,14 +120,14 @@ def infer_cmd(
     """Segment scenes of any size, window by window: writes <stem>_labels.png/.tif, <stem>_overlay, summary.json, runs/<run>.jsonl."""
     from icpd.io import ImageError
     from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
-    from icpd.runtime.runlog import check_writable
+    from icpd.io import OutputPathError, ensure_writable
 
     try:
         # cheap checks first (options, the input list: listed once, here, the output folder), the model takes seconds
         options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
                                save_priors=save_priors, recursive=recursive, bands=parse_bands(bands))
         listed = collect_inputs(inputs, out_dir, recursive)
-        check_writable(out_dir)
+        ensure_writable(out_dir, folder=True)  # checked, not created: a run refused later leaves no folder
         predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
                                    engine_dir=engines)
         options = options.for_model(predictor.preset.image_size)
@@ -141,7 +141,7 @@ def infer_cmd(
 
                 summary = infer_paths_ray(predictor, model, support, listed, out_dir, options, address=ray,
                                           actors=actors, backend=backend.value, threads=threads, progress=progress)
-    except (ImageError, ValueError, ImportError) as e:
+    except (ImageError, ValueError, ImportError, OutputPathError) as e:
         fail(e)
     except KeyboardInterrupt:
         console.print(f"interrupted: {out_dir / 'summary.json'} lists the scenes done (\"interrupted\": true); "
