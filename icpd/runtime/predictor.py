@@ -151,8 +151,30 @@ class Predictor:
     # -- support sets ------------------------------------------------------------------------------
     def encode_support(self, pixels: list[np.ndarray], masks: list[np.ndarray], class_name: str,
                        class_embeddings: Any) -> SupportSet:
-        """K support images + their masks -> a SupportSet for this model (see
-        :func:`icpd.runtime.support_encoding.encode_support` for shapes and the embeddings rule)."""
+        """K support images + their masks -> the SupportSet of ``class_name`` for this model.
+
+        Args:
+            pixels: K uint8 RGB images, each (H, W, 3); sizes may differ (each is resized to the
+                model's S x S input, as queries are).
+            masks: K arrays (H, W) matching their images, 1 (or any non-zero) on the class, 0
+                elsewhere; at least one not empty.
+            class_name: the class to segment. With a ``ClassEmbeddings`` it picks the target row
+                (case-insensitive; a name not in it is refused, listing the names it has).
+            class_embeddings: ``icpd.model.text.ClassEmbeddings`` with its class names, rows in
+                file order (what ``load_class_embeddings`` returns), or a bare (15, D) array that
+                already has the target class first (taken as it is).
+
+        Returns:
+            A SupportSet (per level features (K, C, N), norms (K, N), soft masks (K, N); class
+            embeddings (15, D), target first). ``add_support`` it, or ``save`` it as a cache file
+            that ``icpd cache-support`` would have written.
+
+        Example::
+
+            emb = load_class_embeddings("isaid.safetensors", preset=p.preset)
+            ship = p.encode_support([img1, img2], [mask1, mask2], "ship", emb)
+            p.add_support(ship)
+        """
         return encode_support(self.backend, self.preset, pixels, masks, class_name, class_embeddings,
                               self.fingerprint, self.backend_name)
 

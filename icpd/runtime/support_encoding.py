@@ -32,13 +32,19 @@ def target_embeddings(class_embeddings: Any, class_name: str, num_classes: int, 
     from icpd.model.text import ClassEmbeddings
 
     if isinstance(class_embeddings, ClassEmbeddings):
-        emb = class_embeddings.for_target(class_name).numpy()
-    else:
-        emb = np.asarray(class_embeddings.numpy() if hasattr(class_embeddings, "numpy") else class_embeddings)
+        class_embeddings = class_embeddings.for_target(class_name)  # numpy from a file, torch if built so
+    emb = _as_numpy(class_embeddings)
     if emb.shape != (num_classes, embed_dim):
         raise ValueError(f"class embeddings: shape {emb.shape}; expected ({num_classes}, {embed_dim}) "
                          "(`icpd embed-text` for this model's preset)")
     return np.ascontiguousarray(emb, np.float32)
+
+
+def _as_numpy(array: Any) -> np.ndarray:
+    """A numpy array, a torch tensor (on any device) or a nested list -> numpy, without importing torch."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
 
 
 def encode_support(backend: RuntimeBackend, preset: Preset, pixels: list[np.ndarray], masks: list[np.ndarray],

@@ -252,7 +252,7 @@ def test_encode_support_picks_the_target_from_class_embeddings(predictors, tmp_p
     from typer.testing import CliRunner
 
     from icpd.cli import app
-    from icpd.model.text import ClassEmbeddings, save_class_embeddings
+    from icpd.model.text import ClassEmbeddings, load_class_embeddings, save_class_embeddings
 
     emb = ClassEmbeddings(torch.randn(15, 32, generator=torch.Generator().manual_seed(3)),
                           tuple(f"c{i}" for i in range(15)))
@@ -266,6 +266,9 @@ def test_encode_support_picks_the_target_from_class_embeddings(predictors, tmp_p
         p.encode_support([img], [mask], "boat", emb)
 
     save_class_embeddings(tmp_path / "e.safetensors", emb)
+    from_file = load_class_embeddings(tmp_path / "e.safetensors", preset=p.preset)  # numpy rows, as users get them
+    loaded = p.encode_support([img], [mask], "c2", from_file)
+    assert all(np.array_equal(s.tensors[n], loaded.tensors[n]) for n in s.tensors)
     cv2.imwrite(str(tmp_path / "s.png"), img[..., ::-1])  # the CLI reads RGB from a BGR file
     cv2.imwrite(str(tmp_path / "m.png"), mask * 255)
     res = CliRunner().invoke(app, ["cache-support", "--model", str(p.model_dir.path), "--class-name", "c2",
