@@ -38,9 +38,10 @@ for _module in COMMAND_MODULES:
 def main() -> None:
     """The ``icpd`` console script: ``app`` in a process of its own, whose ONNX Runtime sessions
     share one thread pool (``icpd.runtime.backends.ort.share_thread_pool``)."""
+    import os
     import sys
 
-    from icpd.commands.common import process_guard
+    from icpd.commands.common import SIGTERM_EXIT, process_guard
     from icpd.commands.infer import ray_flag_argv
     from icpd.runtime.backends.ort import share_thread_pool
 
@@ -49,6 +50,15 @@ def main() -> None:
     try:
         with process_guard():  # SIGTERM like Ctrl-C; OSError on a path -> one line, exit 2
             app()
+    except SystemExit as done:
+        if done.code != SIGTERM_EXIT:
+            raise
+        # Stopped by SIGTERM: the cleanup has run (temporary folders removed, files closed). Skip
+        # the interpreter's finalisation, where threads of torch or ONNX Runtime stopped mid-work
+        # can crash the process (CI once saw SIGSEGV instead of 143 after an export was stopped).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(SIGTERM_EXIT)
     except ImportError as e:  # a runtime-only install (no `icpd[torch]`) running a command that needs it
         missing = e.name or getattr(e.__cause__, "name", None) or ""
         if missing.partition(".")[0] not in TORCH_EXTRA_MODULES:
