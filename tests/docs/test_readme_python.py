@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _python_block() -> str:
     text = README.read_text(encoding="utf-8")
     section = text[text.index("From Python"):]
-    match = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    match = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert match, "README: no ```python block after 'From Python'"
     return match.group(1)
 
