@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import onnx
 import pytest
 from onnx import TensorProto
@@ -138,5 +140,8 @@ def test_export_cli_precision_fp16(tmp_path):
     meta = json.loads((out / "model.json").read_text())
     assert meta["precision"] == "fp16" and meta["preset"]["name"] == "tiny"
     assert [p.name for p in tmp_path.iterdir()] == ["m16"]  # the FP32 intermediate is gone
+    # every long step says what it does and how long it took (issue 12: export printed nothing for minutes)
+    assert re.search(r"building the model: done in \d+\.\d s", res.output), res.output
+    assert re.search(r"converting to FP16 and checking against FP32: done in \d+\.\d s", res.output), res.output
     res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp8", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "fp8" in res.output
