@@ -28,7 +28,7 @@ DATA=$DIR/data
 EMB=$DATA/class_embeddings_tiny.safetensors
 # 1. 200 training and 200 validation tiles of 128 px (the tiny preset's input size) at zoom 4, so
 #    the objects span several cells of the tiny network's 16x16 feature grid.
-step synth icpd data synth --out "$DATA" --tiles 200 --size 128 --zoom 4 -q
+step synth icpd data synth --out "$DATA" --tiles 200 --size 128 --zoom 4
 # 2. Fold 0: classes 6-15 train, 1-5 (ship, storage tank, baseball diamond, tennis court,
 #    basketball court) are never seen in training and score the validation. The tiny preset's
 #    random encoders train too (its default); lr 1e-3 (the authors' 1e-4 is for pretrained encoders).
@@ -49,7 +49,7 @@ support_for() {  # support_for CLASS_ID NAME OUT
     tile=$(tiles "$1" 1)
     icpd cache-support --model "$DIR/model" --class-name "$2" --image "$DATA/val/images/$tile.png" \
         --label "$DATA/val/semantic_png/${tile}_instance_color_RGB.png" --class-id "$1" \
-        --class-embeddings "$EMB" --out "$3" -q
+        --class-embeddings "$EMB" --out "$3"
 }
 step cache-support support_for 5 "basketball court" "$DIR/basketball_court.support"
 step cache-support support_for 2 "storage tank" "$DIR/storage_tank.support"
@@ -57,5 +57,5 @@ step cache-support support_for 2 "storage tank" "$DIR/storage_tank.support"
 #    and prior heat maps.
 mapfile -t SCENES < <({ tiles 5 4 | tail -n 3; tiles 2 4 | tail -n 3; } | sort -u | sed "s|^|$DATA/val/images/|; s|\$|.png|")
 step infer icpd infer --model "$DIR/model" --support "$DIR/basketball_court.support" \
-    --support "$DIR/storage_tank.support" "${SCENES[@]}" --out "$DIR/results" --save-probs --save-priors -q
+    --support "$DIR/storage_tank.support" "${SCENES[@]}" --out "$DIR/results" --save-probs --save-priors
 echo "done: $DIR/eval.json (novel-class mIoU, FB-IoU), $DIR/results/*_overlay.png; step times in $TIMES"
