@@ -3,7 +3,7 @@
 Pipeline (Ray Data, streaming, order preserved)::
 
     (scene, tile batch) items --map(read_tiles)--> pixels (B, T, T, 3)    CPU tasks: decode
-        --map_batches(TilePredictor, concurrency=actors)--> probs (B, N, S, S)   one Predictor per actor
+        --map_batches(TilePredictor, ActorPoolStrategy(actors))--> probs (B, N, S, S)   one Predictor per actor
         --> driver: SceneBlend per scene (strip blending) -> SceneOutputs (files), manifest line
 
 * The tile batches are those of single-process ``icpd infer`` (same plan, same batch size) and
@@ -60,6 +60,7 @@ RAY_EXTRA_HINT = "pip install 'icpd[ray]'"
 # Test hook: "PATH:N" makes an actor exit hard at its N-th batch while PATH exists (PATH is
 # removed first, so the restarted actor runs on): fault injection for the retry test.
 FAULT_ENV = "ICPD_RAY_FAULT"
+DECODE_CPUS = 0.5  # logical CPUs of one tile-decode task (Ray's bookkeeping: they are light)
 
 
 def _import_ray():  # -> the ray module
@@ -84,6 +85,13 @@ def init_ray(address: str | None, actors: int) -> bool:
     else:
         ray.init(address=address, **kwargs)
     return True
+
+
+def actor_cpus(ray: Any, actors: int) -> float:
+    """Logical CPUs each predictor actor asks for: 1, or less where ``actors`` would take every
+    CPU of the cluster and leave none to the decode tasks (the pipeline would then wait forever)."""
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    return min(1.0, (total - DECODE_CPUS) / actors) if total > DECODE_CPUS else total / (actors + 1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -255,11 +263,13 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
         ctx.execution_options.preserve_order = True  # scenes arrive whole and in order: strip blending
         ctx.enable_progress_bars = False  # the CLI draws its own (scenes, tiles/s, ETA)
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours
         refs = [ray.put(Path(s).read_bytes()) for s in supports]  # the object store, fetched once per actor
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64 * max(actors, 1)))
-        ds = ds.map(read_tiles, num_cpus=0.5)
+        ds = ds.map(read_tiles, num_cpus=DECODE_CPUS)
         ds = ds.map_batches(
-            TilePredictor, batch_size=1, concurrency=actors, num_cpus=1,
+            TilePredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=actor_cpus(ray, actors),
             fn_constructor_kwargs={"model_dir": model_dir, "supports": refs, "backend": backend,
                                    "threads": threads or 1, "threshold": options.threshold,
                                    "priors": options.save_priors, "fault": os.environ.get(FAULT_ENV)})
