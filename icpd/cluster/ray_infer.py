@@ -25,6 +25,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict
@@ -115,13 +116,13 @@ def read_tiles(item: dict[str, Any]) -> dict[str, Any]:
 class TilePredictor:
     """Ray Data callable class: a Predictor (and its support sets) per actor, loaded once."""
 
-    def __init__(self, model_dir: str, supports: list[Any], backend: str, threads: int | None,
-                 threshold: float, priors: bool, fault: str | None = None) -> None:
+    def __init__(self, model_dir: str, supports: list[Any], load: dict[str, Any], threshold: float, priors: bool,
+                 fault: str | None = None) -> None:
         import ray
 
         from icpd.runtime.predictor import Predictor
 
-        self.predictor = Predictor.load(model_dir, backend=backend, threads=threads)
+        self.predictor = Predictor.load(model_dir, **load)
         with tempfile.TemporaryDirectory(prefix="icpd-support-") as tmp:
             for i, data in enumerate(ray.get(list(supports))):  # from the object store
                 path = Path(tmp) / f"{i}.support"
@@ -161,33 +162,61 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 class _Scene:
-    """Driver-side state of one scene: its blend, its outputs, its result."""
+    """Driver-side state of one scene: its plan, and from its first batch on its blend and outputs.
+
+    The scene is opened once to plan it and closed again: an archive of hundreds of scenes would
+    otherwise hold every file open (and every PNG decoded) in the driver from the start. It is
+    reopened when its first batch comes back (a second header read; for uint16 GeoTIFFs a second
+    histogram pass, for PNG/JPEG a second decode).
+    """
 
     def __init__(self, path: Path, stem: str, out: Path, predictor: Predictor, options: InferOptions) -> None:
         self.path, self.result, self.start = path, InputResult(path=str(path), status="ok"), time.perf_counter()
-        self.source, geo, notes = open_source(path, options.bands)
-        tile = int(options.tile)  # resolved by for_model
-        self.batches = plan_batches(self.source.height, self.source.width, tile, options.overlap, options.batch)
-        self.result.height, self.result.width, self.result.notes = self.source.height, self.source.width, list(notes)
+        source, self.geo, notes = open_source(path, options.bands)
+        height, width = source.height, source.width
+        _close(source)
+        self.tile = int(options.tile)  # resolved by for_model
+        self.batches = plan_batches(height, width, self.tile, options.overlap, options.batch)
+        self.result.height, self.result.width, self.result.notes = height, width, list(notes)
         self.result.tiles = sum(len(b) for b in self.batches)
-        self.blend = SceneBlend(self.source.height, self.source.width, len(predictor.class_names), tile,
-                                options.overlap, options.threshold, options.save_priors, self.batches)
+        self.stem, self.out, self.classes, self.options = stem, out, predictor.class_names, options
+        self.source: Any = None
+        self.blend: SceneBlend | None = None
         self.sink: SceneOutputs | None = None
-        self.args = (out, stem, path, self.source, geo, predictor.class_names, options.alpha, options.save_probs,
-                     options.save_priors)
 
     def add(self, probs: np.ndarray, priors: np.ndarray | None) -> None:
+        o = self.options
         if self.sink is None:
             self.start = time.perf_counter()  # first batch back: the scene's own time starts
-            self.sink = SceneOutputs(*self.args)
+            self.source = open_source(self.path, o.bands)[0]
+            self.blend = SceneBlend(self.source.height, self.source.width, len(self.classes), self.tile, o.overlap,
+                                    o.threshold, o.save_priors, self.batches)
+            self.sink = SceneOutputs(self.out, self.stem, self.path, self.source, self.geo, self.classes, o.alpha,
+                                     o.save_probs, o.save_priors)
         for rows in self.blend.add(probs, priors):
             self.sink(*rows)
 
+    @property
+    def done(self) -> bool:
+        return self.blend is not None and self.blend.done
+
     def close(self) -> None:
-        if self.sink is not None and not self.blend.done:
+        if self.sink is not None and not self.done:
             self.sink.abort()
-        with contextlib.suppress(Exception):
-            getattr(self.source, "close", lambda: None)()
+        _close(self.source)
+        self.source = self.blend = self.sink = None  # closed twice (the run's finally): a no-op
+
+
+def _close(source: Any) -> None:
+    with contextlib.suppress(Exception):
+        getattr(source, "close", lambda: None)()
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost ``SomeError: message`` line of a Ray error's text (it nests the remote traceback)."""
+    lines = [ln.strip() for ln in str(error).splitlines()]
+    causes = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    return causes[-1] if causes else (lines[0] if lines else type(error).__name__)
 
 
 def _fail(result: InputResult, path: Path, e: BaseException) -> None:
@@ -198,12 +227,16 @@ def _fail(result: InputResult, path: Path, e: BaseException) -> None:
 def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], supports: list[Path],
                     listed: CollectedInputs, out_dir: str | os.PathLike[str], options: InferOptions,
                     address: str | None = None, actors: int = 1, backend: str = "ort", threads: int | None = None,
-                    progress: InferProgress | None = None) -> InferSummary:
+                    progress: InferProgress | None = None, device: str = "cpu",
+                    engine_dir: str | os.PathLike[str] | None = None) -> InferSummary:
     """:func:`icpd.runtime.infer.infer_paths` on Ray: same outputs, summary, manifest and resume.
 
     ``predictor`` (loaded in the driver with ``supports``) gives class names, fingerprints and
     sizes; the actors load their own from ``model_dir``. ``actors``: predictor actors (one per
-    GPU on a GPU cluster); ``threads``: ONNX Runtime threads per actor (default 1).
+    GPU on a GPU cluster); ``threads``: ONNX Runtime threads per actor (default 1). ``device``
+    other than ``cpu``: each actor asks Ray for one GPU and uses the one Ray gives it (``cuda``,
+    as Ray sets ``CUDA_VISIBLE_DEVICES``); ``engine_dir``: TensorRT engines (``backend="trt"``),
+    at the same path on every node.
     """
     ray = _import_ray()
     options = options.for_model(predictor.preset.image_size)
@@ -215,8 +248,10 @@ def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], sup
         with OutLock(out, summary.run_id):
             manifest = Manifest(out, summary.run_id, run_config(predictor, options))
             try:
-                _run(ray, predictor, str(model_dir), supports, listed, out, options, actors, backend, threads,
-                     progress, summary, manifest)
+                load = {"backend": backend, "threads": threads or 1,
+                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": engine_dir}
+                _run(ray, predictor, str(model_dir), supports, listed, out, options, actors, load, progress, summary,
+                     manifest)
             except KeyboardInterrupt:
                 summary.interrupted = True
                 raise
@@ -230,7 +265,7 @@ def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], sup
 
 
 def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], listed: CollectedInputs, out: Path,
-         options: InferOptions, actors: int, backend: str, threads: int | None, progress: InferProgress | None,
+         options: InferOptions, actors: int, load: dict[str, Any], progress: InferProgress | None,
          summary: InferSummary, manifest: Manifest) -> None:
     results: dict[int, InputResult] = {}
     scenes: dict[int, _Scene] = {}
@@ -264,14 +299,15 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
         ctx.enable_progress_bars = False  # the CLI draws its own (scenes, tiles/s, ETA)
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours
+        logging.getLogger("ray.data.exceptions").setLevel(logging.CRITICAL)  # its stack dump: we raise one line
         refs = [ray.put(Path(s).read_bytes()) for s in supports]  # the object store, fetched once per actor
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64 * max(actors, 1)))
         ds = ds.map(read_tiles, num_cpus=DECODE_CPUS)
         ds = ds.map_batches(
             TilePredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=actor_cpus(ray, actors),
-            fn_constructor_kwargs={"model_dir": model_dir, "supports": refs, "backend": backend,
-                                   "threads": threads or 1, "threshold": options.threshold,
+            num_cpus=actor_cpus(ray, actors), num_gpus=0 if load["device"] == "cpu" else 1,
+            fn_constructor_kwargs={"model_dir": model_dir, "supports": refs, "load": load,
+                                   "threshold": options.threshold,
                                    "priors": options.save_priors, "fault": os.environ.get(FAULT_ENV)})
         # no max_restarts / max_task_retries here: Ray Data's actor pools default to -1 / -1
         # (restart dead actors, retry their tasks), and passing them is deprecated in Ray 2.60
@@ -289,7 +325,7 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
                         raise ValueError(str(row["error"]))
                     pri = np.asarray(row["priors"]) if options.save_priors else None
                     scene.add(np.asarray(row["probs"]), pri)
-                    if scene.blend.done:
+                    if scene.done:
                         written = scene.sink.finish() if scene.sink is not None else []
                         scene_result(scene.result, scene.sink, predictor.class_names)
                         scene.result.outputs = [str(p) for p in written]
@@ -301,6 +337,10 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
                     _fail(scene.result, scene.path, e)
                     scene.close()
                     finish(i)
+        except ray.exceptions.RayError as e:  # an actor that cannot start, a batch that raises: not retried
+            raise ValueError(f"--ray: the run stopped: {_cause(e)}. Every node needs the model dir ({model_dir}) "
+                             "and the scenes at the same paths; scenes completed so far are in the manifest "
+                             "(run again to go on)") from None
         finally:
             for s in scenes.values():
                 s.close()

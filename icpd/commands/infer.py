@@ -140,7 +140,8 @@ def infer_cmd(
                 from icpd.cluster import infer_paths_ray
 
                 summary = infer_paths_ray(predictor, model, support, listed, out_dir, options, address=ray,
-                                          actors=actors, backend=backend.value, threads=threads, progress=progress)
+                                          actors=actors, backend=backend.value, threads=threads, progress=progress,
+                                          device=device, engine_dir=engines)
     except (ImageError, ValueError, ImportError, OutputPathError) as e:
         fail(e)
     except KeyboardInterrupt:

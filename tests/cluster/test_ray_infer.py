@@ -136,3 +136,14 @@ def test_restarted_run_skips_complete_scenes_and_redoes_partial_ones(local_ray, 
     assert redone == {"big.tif": False, "mid.png": True, "small.png": True}
     assert len(list((out / "runs").glob("*.jsonl"))) == 2
     assert_same_outputs(out, reference[0])
+
+
+def test_an_actor_that_cannot_start_stops_the_run_with_one_clear_error(local_ray, model, scenes, tmp_path):
+    """A node without the model dir: the actors die in their constructor; the run stops (no endless
+    restarts) with a ValueError naming the cause, and the summary is still written."""
+    _, supports, predictor = model
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"--ray: the run stopped: .*model dir /nonexistent/icpd-model"):
+        infer_paths_ray(predictor, "/nonexistent/icpd-model", supports, collect_inputs([scenes], out), out, OPTIONS,
+                        threads=1)
+    assert json.loads((out / "summary.json").read_text())["inputs"] == []
