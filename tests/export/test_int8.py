@@ -128,38 +128,65 @@ def test_calibration_folder_is_read_and_recorded(tmp_path):
 RETENTION_TOLERANCE = 0.01  # mIoU points (fractions): INT8 may lose at most 1 point (issue 13)
 
 
+class _AllForeground:
+    def predict_episodes(self, batch):
+        import torch
+
+        return torch.ones(batch["query_mask"].shape, dtype=torch.bool)
+
+
 @pytest.mark.slow
 def test_int8_keeps_the_miou_of_a_trained_tiny_model(tmp_path_factory):
-    """Train the tiny preset on synthetic iSAID-5i (as tests/engine/test_train.py does), export it
-    in FP32 and INT8, and score both with `icpd eval --model DIR --backend ort` on the same episodes."""
+    """Train the tiny preset briefly on synthetic iSAID-5i (the README's first-hour recipe, 2 of its
+    30 epochs), export it in FP32 and INT8, and score both with `icpd eval --model DIR --backend ort`
+    on the same 60 validation episodes.
+
+    Measured (1 thread, seeded, so the same every run here): FP32 mIoU 0.2513 / FB-IoU 0.5646 (the
+    training's own validation of these episodes in PyTorch: 0.2513; all-foreground 0.1009,
+    all-background 0), INT8 the same to 4 decimals; on the README's fully trained model both score
+    0.3396. ~100 s on a loaded 2-core machine, the ONNX export ~45 s of it."""
+    import torch
     from rich.console import Console
 
     from icpd.data import synthesize
+    from icpd.data.synthetic_embeddings import write_synthetic_embeddings
+    from icpd.engine.evaluate import evaluate, make_dataset, spread_subset
     from icpd.engine.train import TrainConfig, train
     from icpd.export.onnx import export_model
     from icpd.model.checkpoint import load_checkpoint
-    from tests.engine.test_train import write_embeddings
+    from icpd.model.text import load_class_embeddings
 
     base = tmp_path_factory.mktemp("retention")
     root = base / "iSAID-5i"
-    synthesize(root, "isaid5i", 40, seed=0, size=128)
-    emb = write_embeddings(base / "emb.safetensors")
-    cfg = TrainConfig("isaid5i", root, 0, 1, emb, base / "run", preset="tiny", epochs=9, batch_size=8, lr=1e-3,
-                      episodes_per_epoch=96, val_episodes=24, seed=0, quiet=True)
-    result = train(cfg, Console(stderr=True, quiet=True))
+    synthesize(root, "isaid5i", 200, seed=0, size=128, zoom=4)  # zoom 4: objects the 128 px input can see
+    emb = write_synthetic_embeddings(root, "isaid5i", "tiny")
+    cfg = TrainConfig("isaid5i", root, 0, 1, emb, base / "run", preset="tiny", epochs=2, batch_size=8, lr=1e-3,
+                      episodes_per_epoch=256, val_episodes=60, seed=0, quiet=True)  # encoders train (tiny default)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny net's ops are too small for 2 threads; under load 2 were 5-10x slower
+    try:
+        result = train(cfg, Console(stderr=True, quiet=True))
+    finally:
+        torch.set_num_threads(threads)
     fp32 = export_model(load_checkpoint(result.best_checkpoint), base / "fp32", validate=False, source="trained").path
     int8 = convert_model_dir_int8(fp32, base / "int8", DEFAULT_OPTIONS).path
     scores = {}
     for name, model in (("fp32", fp32), ("int8", int8)):
         out = base / f"{name}.json"
         res = runner.invoke(app, ["eval", "--dataset", "isaid5i", "--root", str(root), "--fold", "0", "--model", str(model),
-                                  "--backend", "ort", "--class-embeddings", str(emb), "--preset", "tiny",
-                                  "--json", str(out), "-q"])
+                                  "--backend", "ort", "--class-embeddings", str(emb), "--episodes", "60", "--json", str(out), "-q"])
         assert res.exit_code == 0, res.output
         scores[name] = json.loads(out.read_text())
-    print(f"retention (tiny, trained {cfg.epochs} epochs, best val mIoU {result.best_miou:.4f}): "
+    val = spread_subset(make_dataset("isaid5i", root, 0, "val", 1, load_class_embeddings(emb).embeddings, "tiny"), 60)
+    all_fg = evaluate(_AllForeground(), val, 8).miou
+    print(f"retention (tiny, {cfg.epochs} x {cfg.episodes_per_epoch} training episodes, val mIoU {result.best_miou:.4f}; "
+          f"all-foreground {all_fg:.4f}): "
           + ", ".join(f"{k} mIoU {v['miou']:.4f} FB-IoU {v['fb_iou']:.4f}" for k, v in scores.items()))
-    assert scores["fp32"]["miou"] >= 0.03  # it has learned something (all-background scores 0)
+    assert scores["fp32"]["episodes"] == scores["int8"]["episodes"] == len(val)
+    # it has learned something (all-background scores 0, all-foreground `all_fg`), and ORT FP32 scores
+    # what PyTorch scored on the same episodes during training
+    assert scores["fp32"]["miou"] >= max(0.2, 2 * all_fg)
+    assert scores["fp32"]["miou"] == pytest.approx(result.best_miou, abs=0.005)
     assert scores["int8"]["miou"] >= scores["fp32"]["miou"] - RETENTION_TOLERANCE
     assert abs(scores["int8"]["fb_iou"] - scores["fp32"]["fb_iou"]) <= 2 * RETENTION_TOLERANCE
     shutil.rmtree(base, ignore_errors=True)
