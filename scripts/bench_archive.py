@@ -10,8 +10,8 @@ Prints numbers, asserts nothing:
     fresh child process, its ``ru_maxrss`` read with ``RUSAGE_CHILDREN`` by a wrapper process
     that starts nothing else. The bound stated is ``--bound-mib``.
 (b) throughput on the same ``--scenes`` GeoTIFF scenes: single-process ``infer_paths`` vs
-    ``infer_paths_ray`` with 1 and 2 actors on a local Ray started once (its start-up is not
-    counted; each run's actor start and model load are), rounds interleaved (single, ray-1,
+    ``infer_paths_ray`` with 1 and 2 actors on a local Ray started once by ``init_ray``, as
+    `icpd infer --ray` starts it (its start-up is not counted; each run's actor start and model load are), rounds interleaved (single, ray-1,
     ray-2, single, ...) so a load change on the machine hits every variant alike. The predictor
     has 1 ONNX Runtime thread everywhere (``--threads``), so the ratio measures the pipeline,
     not a thread count. Each run writes into a fresh folder (no resume).
@@ -109,7 +109,9 @@ def throughput(model_dir: Path, supports: list[Path], scenes: list[Path], work: 
 
     predictor = open_predictor(model_dir, supports, threads=threads)
     options = InferOptions()
-    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    from icpd.cluster.ray_infer import init_ray
+
+    init_ray(None, actors=2)  # the local Ray `icpd infer --ray` starts (workers at the caller's priority)
     rates: dict[str, list[float]] = {"single": [], "ray-1": [], "ray-2": []}
     try:
         for r in range(rounds):

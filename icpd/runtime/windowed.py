@@ -84,9 +84,20 @@ class _Strips:
 
 
 def read_batch(source: SceneSource, chunk: Sequence[Tile], strips: _Strips | None = None) -> np.ndarray:
-    """(B, tile, tile, 3) uint8: the tiles of ``chunk`` read from ``source`` (padded by reflection)."""
-    strips = strips or _Strips(source)
-    return np.stack([pad_tile(strips.patch(t), t.size) for t in chunk])
+    """(B, tile, tile, 3) uint8: the tiles of ``chunk`` read from ``source`` (padded by reflection).
+
+    With ``strips`` (a scene read batch after batch) full-width strips are read once per tile row
+    and shared; without (one batch on its own, as a Ray task reads it) one window per tile row
+    spans just the batch's tiles: a full-width strip per batch would read a 20,000 px wide scene
+    ~26 times over. The pixels are the same either way (conversions are per pixel)."""
+    if strips is not None:
+        return np.stack([pad_tile(strips.patch(t), t.size) for t in chunk])
+    spans: dict[int, tuple[int, int, int]] = {}  # tile row y -> (h, x0, x1)
+    for t in chunk:
+        h, x0, x1 = spans.get(t.y, (t.h, t.x, t.x + t.w))
+        spans[t.y] = (h, min(x0, t.x), max(x1, t.x + t.w))
+    rows = {y: (x0, source.read(y, x0, h, x1 - x0)) for y, (h, x0, x1) in spans.items()}
+    return np.stack([pad_tile(rows[t.y][1][:, t.x - rows[t.y][0] : t.x - rows[t.y][0] + t.w], t.size) for t in chunk])
 
 
 @dataclass
