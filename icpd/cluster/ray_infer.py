@@ -79,7 +79,8 @@ def init_ray(address: str | None, actors: int) -> bool:
     ray = _import_ray()
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    # ERROR: Ray's start-up warnings (token authentication, ...) are not the user's business here
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True}
     if address in (None, "local"):
         # Ray runs its workers at nice 15 unless told otherwise: on a machine shared with other
         # work the predictor actors then lose the CPU to everything else (measured: an actor took
