@@ -40,6 +40,15 @@ import icpd
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
 from icpd.benchmarks.schema import make_document, make_result, results_from_timing
 from icpd.benchmarks.stats import Summary, high_variance
+from icpd.benchmarks.subjects import (  # re-exported: backends and the model identity (shared with precision.py)
+    BACKENDS,
+    BackendSpec,
+    ModelInfo,
+    available_backends,
+    default_cache_dir,
+    model_info,
+    parse_backends,
+)
 from icpd.benchmarks.timer import END_TO_END, StageTimer, TimingConfig, TimingResult, measure, measure_rounds
 
 if TYPE_CHECKING:
@@ -70,99 +79,6 @@ THRESHOLD = 0.5  # foreground probability a class needs to win a pixel (Predicto
 OnStep = Callable[[str, int, int], None]  # (description, steps done, steps in total)
 
 
-@dataclass(frozen=True)
-class BackendSpec:
-    """A backend as results name it (``ort-cpu``) and as Predictor.load takes it."""
-
-    name: str  # label in results, e.g. "ort-cpu"
-    backend: str  # Predictor.load backend: "ort", "torch" or "trt"
-    device: str  # "cpu" or "cuda"
-
-
-BACKENDS = {
-    "ort-cpu": BackendSpec("ort-cpu", "ort", "cpu"),
-    "torch-cpu": BackendSpec("torch-cpu", "torch", "cpu"),
-    "ort-cuda": BackendSpec("ort-cuda", "ort", "cuda"),
-    "torch-cuda": BackendSpec("torch-cuda", "torch", "cuda"),
-    "trt": BackendSpec("trt", "trt", "cuda"),
-}
-_ALIASES = {"ort": "ort-cpu", "onnxruntime": "ort-cpu", "torch": "torch-cpu", "tensorrt": "trt"}
-
-
-def available_backends() -> list[str]:
-    """Backends that can run here: CPU ones always, CUDA ones only with a device and the libraries."""
-    import importlib.util
-
-    has_ort = importlib.util.find_spec("onnxruntime") is not None
-    has_torch = importlib.util.find_spec("torch") is not None  # absent in a runtime-only install
-    names = ["ort-cpu"] if has_ort else []
-    if has_torch:
-        names.append("torch-cpu")
-    if has_ort:
-        import onnxruntime
-
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            names.append("ort-cuda")
-    if not has_torch:
-        return names
-    import torch
-
-    if torch.cuda.is_available():
-        names.append("torch-cuda")
-        if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("icpd.runtime.backends.trt"):
-            names.append("trt")
-    return names
-
-
-def parse_backends(names: str | list[str] | tuple[str, ...] | None) -> list[BackendSpec]:
-    """``"auto"``/None: every available backend; else comma-separated names (``ort`` == ``ort-cpu``)."""
-    if names is None or names == "auto" or names == ["auto"]:
-        names = available_backends()
-    elif isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    specs = []
-    for name in names:
-        key = _ALIASES.get(name, name)
-        if key not in BACKENDS:
-            raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
-        specs.append(BACKENDS[key])
-    if not specs:
-        raise ValueError("--backends: no backend given; use auto or e.g. ort-cpu,torch-cpu")
-    return specs
-
-
-# -- the model under test -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelInfo:
-    """The model directory a run uses and where its weights came from."""
-
-    path: Path
-    preset: str
-    fingerprint: str
-    random_weights: bool
-    weights: str  # "random weights: latency only", a checkpoint name, or the export's source
-    precision: str  # e.g. "fp32", from model.json
-    exported_s: float | None = None  # export time when this run exported, None when reused
-
-
-def default_cache_dir() -> Path:
-    """``icpd.config.cache_root() / "bench"`` (``~/.cache/icpd/bench`` by default)."""
-    from icpd.config import cache_root
-
-    return cache_root() / "bench"
-
-
-def _info(path: Path, random_weights: bool, exported_s: float | None = None) -> ModelInfo:
-    from icpd.export.model_dir import ModelDir
-
-    md = ModelDir.open(path)
-    source = str(md.meta.get("source") or "")
-    random_weights = random_weights or source == RANDOM_WEIGHTS_NOTE
-    return ModelInfo(path, md.preset.name, md.fingerprint, random_weights,
-                     RANDOM_WEIGHTS_NOTE if random_weights else (source or "unknown"),
-                     str(md.meta.get("precision", "fp32")), exported_s)
-
-
 def prepare_model(
     preset: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -178,7 +94,7 @@ def prepare_model(
     if model_dir is not None:
         if checkpoint is not None:
             raise ValueError("give --model-dir or --checkpoint, not both")
-        return _info(Path(model_dir), random_weights=False)
+        return model_info(Path(model_dir), random_weights=False)
     from icpd.export.onnx import export_model
     from icpd.model.checkpoint import load_checkpoint, model_fingerprint, seeded_model
 
@@ -193,7 +109,7 @@ def prepare_model(
     from icpd.export.onnx import GRAPH_VERSION
 
     with contextlib.suppress(ModelDirError):
-        info = _info(path, random_weights=checkpoint is None)
+        info = model_info(path, random_weights=checkpoint is None)
         meta = ModelDir.open(path).meta
         fresh = meta.get("graph_version") == GRAPH_VERSION and meta.get("icpd_version") == icpd.__version__
         if info.fingerprint == fingerprint and fresh:  # same weights, exported by this icpd's graphs
@@ -201,7 +117,7 @@ def prepare_model(
     note(f"exporting to {path} (once; later runs reuse it)")
     t0 = time.perf_counter()
     export_model(model, path, validation_runs=1, force=True, source=source)
-    return _info(path, random_weights=checkpoint is None, exported_s=time.perf_counter() - t0)
+    return model_info(path, random_weights=checkpoint is None, exported_s=time.perf_counter() - t0)
 
 
 # -- inputs and the query path ------------------------------------------------------------------------
@@ -522,7 +438,7 @@ def run_model_ab(baseline_dir: str | os.PathLike[str], candidate_dir: str | os.P
     from icpd.runtime.predictor import Predictor
 
     (spec,) = parse_backends(config.backend)
-    infos = [_info(Path(d), random_weights=False) for d in (baseline_dir, candidate_dir)]
+    infos = [model_info(Path(d), random_weights=False) for d in (baseline_dir, candidate_dir)]
     steps = [
         query_step(Predictor.load(i.path, backend=spec.backend, device=spec.device, threads=config.threads),
                    config.shots, config.batch, seed=config.seed)

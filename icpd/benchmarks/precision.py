@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from icpd.benchmarks.latency import BackendSpec, ModelInfo
+    from icpd.benchmarks.subjects import BackendSpec, ModelInfo
 
 PRECISIONS = ("fp32", "int8")  # what --precision may list here (fp16 dirs are for TensorRT: `icpd build`)
 
@@ -57,7 +57,7 @@ def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir:
     Raises:
         ValueError: a precision other than the model's own that cannot be made from it.
     """
-    from icpd.benchmarks.latency import _info, default_cache_dir
+    from icpd.benchmarks.subjects import default_cache_dir, model_info
 
     note = on_step or (lambda _: None)
     out: dict[str, ModelInfo] = {}
@@ -69,23 +69,23 @@ def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir:
             raise ValueError(f"--precision {p}: cannot be made from the {model.precision} model dir {model.path}; "
                              "give an FP32 model dir (or none)")
         out[p] = _int8_dir(model, Path(cache_dir or default_cache_dir()), note)
-        out[p] = _info(out[p].path, model.random_weights, out[p].exported_s)
+        out[p] = model_info(out[p].path, model.random_weights, out[p].exported_s)
     return out
 
 
 def _int8_dir(model: ModelInfo, cache: Path, note: Callable[[str], None]) -> ModelInfo:
-    from icpd.benchmarks.latency import _info
+    from icpd.benchmarks.subjects import model_info
     from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.quantize import DEFAULT_OPTIONS, convert_model_dir_int8, int8_fingerprint
 
     path = cache / f"{model.preset}-{model.fingerprint[:12]}-int8"
     with contextlib.suppress(ModelDirError):  # reuse: same FP32 weights, same options
         if ModelDir.open(path).fingerprint == int8_fingerprint(model.fingerprint, DEFAULT_OPTIONS):
-            return _info(path, model.random_weights)
+            return model_info(path, model.random_weights)
     note(f"quantizing {model.path.name} to INT8 into {path} (once; later runs reuse it)")
     t0 = time.perf_counter()
     convert_model_dir_int8(model.path, path, DEFAULT_OPTIONS, force=True)
-    return _info(path, model.random_weights, exported_s=time.perf_counter() - t0)
+    return model_info(path, model.random_weights, exported_s=time.perf_counter() - t0)
 
 
 def precision_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
