@@ -20,7 +20,8 @@ rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra
 ray = pytest.importorskip("ray", reason="ray (the icpd[ray] extra) is not installed")
 pytest.importorskip("ray.data", reason="ray[data] (the icpd[ray] extra) is not installed")
 from icpd.cluster.ray_infer import FAULT_ENV, infer_paths_ray
-from tests.runtime.test_windowed import make_supports, scene, write_tif
+from tests.runtime.supports import make_supports
+from tests.runtime.test_windowed import scene, write_tif
 
 runner = CliRunner()
 # batch 2: the 300 x 200 scene (6 tiles of 128 px, 3 x 2) is 3 predictor batches, so blending

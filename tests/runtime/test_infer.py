@@ -20,6 +20,7 @@ from icpd.cli import app
 from icpd.runtime.infer import InferOptions, infer_paths, predict_scene
 from icpd.runtime.predictor import Predictor, merge_labels
 from icpd.runtime.tiling import extract_tiles, plan_tiles
+from tests.runtime.supports import make_supports
 
 runner = CliRunner()
 S = 128  # tiny preset input size
@@ -33,17 +34,8 @@ def model(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("infer")
     export_model(seeded_model("tiny", 0), d / "model", validate=False)
-    p = Predictor.load(d / "model", backend="ort", threads=1)
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 255, (2, S, S, 3), dtype=np.uint8)
-    masks = [np.zeros((S, S), np.uint8) for _ in range(2)]
-    masks[0][20:60, 30:70] = 1
-    masks[1][50:90, 10:40] = 1
-    emb = np.random.default_rng(1).standard_normal((15, 32)).astype(np.float32)
-    supports = {}
-    for k, name in enumerate(("ship", "storage tank")):
-        s = p.encode_support([imgs[k]], [masks[k]], name, np.roll(emb, k, 0))
-        supports[name] = s.save(d / f"{name.replace(' ', '_')}.support")
+    names = ("ship", "storage tank")
+    supports = dict(zip(names, make_supports(d / "model", d, names)))
     return d / "model", supports
 
 

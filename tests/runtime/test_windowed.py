@@ -20,6 +20,7 @@ from icpd.runtime.infer import InferOptions, infer_paths, predict_scene
 from icpd.runtime.predictor import Predictor
 from icpd.runtime.runlog import LOCK_NAME
 from icpd.runtime.tiling import Blender, StripBlender, plan_tiles
+from tests.runtime.supports import make_supports
 
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
 from affine import Affine
@@ -27,19 +28,6 @@ from affine import Affine
 runner = CliRunner()
 S = 128  # tiny preset input size
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)  # 0.5 m pixels: 0.25 m² each
-
-
-def make_supports(model_dir: Path, folder: Path) -> list[Path]:
-    """Two support caches ("ship", "tank") for the tiny model, as in test_infer.py."""
-    p = Predictor.load(model_dir, backend="ort", threads=1)
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 255, (2, S, S, 3), dtype=np.uint8)
-    masks = [np.zeros((S, S), np.uint8) for _ in range(2)]
-    masks[0][20:60, 30:70] = 1
-    masks[1][50:90, 10:40] = 1
-    emb = np.random.default_rng(1).standard_normal((15, 32)).astype(np.float32)
-    return [p.encode_support([imgs[k]], [masks[k]], name, np.roll(emb, k, 0)).save(folder / f"{name}.support")
-            for k, name in enumerate(("ship", "tank"))]
 
 
 def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
