@@ -22,10 +22,11 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from icpd.io.atomic import ensure_writable
 
 __all__ = ["LOCK_NAME", "RUNS_DIR", "Manifest", "OutLock", "check_writable", "file_sha256", "new_run_id"]
 
@@ -34,19 +35,16 @@ RUNS_DIR = "runs"
 
 
 def check_writable(out: Path) -> None:
-    """Create ``out`` (and parents) and write a probe file there.
+    """Create ``out`` (and parents) and check it can be written (``icpd.io.ensure_writable``).
 
     Raises:
-        ValueError: the folder cannot be created or written (the message names it and why).
+        ValueError: the folder cannot be created or written (the message names it, why, and the fix).
     """
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".icpd-probe-"):
-            pass
+        ensure_writable(out, folder=True, create=True)
     except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise ValueError(f"--out {out}: cannot write there ({why}); pass a writable folder or fix its "
-                         "permissions") from None
+        raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc}); pass a writable folder or fix "
+                         "its permissions") from None
 
 
 def new_run_id() -> str:
