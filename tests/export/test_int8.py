@@ -63,11 +63,21 @@ def test_self_check_reports_every_figure_and_passes_its_thresholds(int8_dir, tin
     assert len(report["masks"]["episodes"]) == report["runs"] and report["passed"] and report["failures"] == []
 
 
-def test_the_check_refuses_int8_beyond_its_thresholds(tiny_model_dir, tmp_path):
-    """Full-range INT8 weights (no reduce_range) saturate on this model's CLIP tokens (cosine ~0.996
-    < 0.999): the conversion stops and writes nothing."""
+def test_the_check_refuses_int8_beyond_its_thresholds(tiny_model_dir, tmp_path, monkeypatch):
+    """An INT8 dir beyond the pass rule's bounds is refused: the conversion stops and writes nothing.
+
+    How far INT8 drifts depends on the CPU's kernels (full-range weights saturate on AVX2 without
+    VNNI, cosine ~0.98, and do not with VNNI, ~0.9999), so the bound is raised to one no INT8
+    encoder meets (cosine 0.99999; the untouched ResNet maps do) instead of relying on this CPU saturating."""
+    from dataclasses import replace
+
+    from icpd.export import validate
+    from icpd.export.validate import Precision
+
+    strict = replace(validate.TOLERANCES[Precision.INT8], min_encoder_cosine=0.99999)
+    monkeypatch.setitem(validate.TOLERANCES, Precision.INT8, strict)
     out = tmp_path / "full-range"
-    with pytest.raises(Int8ConversionError, match=r"self-check failed: feat_clip: cosine similarity 0\.99\d+ < 0\.999"):
+    with pytest.raises(Int8ConversionError, match=r"self-check failed: feat_clip: cosine similarity 0\.9\d+ < 0\.99999 \("):
         convert_model_dir_int8(tiny_model_dir, out, Int8Options(reduce_range=False),
                                check=lambda a, b: check_int8_against_fp32(a, b, runs=1))
     assert not out.exists() and not list(tmp_path.glob(".full-range*"))
