@@ -118,9 +118,8 @@ def infer_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment scenes of any size, window by window: writes <stem>_labels.png/.tif, <stem>_overlay, summary.json, runs/<run>.jsonl."""
-    from icpd.io import ImageError
+    from icpd.io import ImageError, OutputPathError, ensure_writable
     from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
-    from icpd.io import OutputPathError, ensure_writable
 
     try:
         # cheap checks first (options, the input list: listed once, here, the output folder), the model takes seconds
