@@ -167,7 +167,8 @@ class _Trainer:
 
     def log(self, msg: str, force: bool = False) -> None:
         if self.ctx.is_main and (force or not self.cfg.quiet):
-            self.console.print(msg)
+            # unwrapped into logs (a path or a metric split over two lines cannot be grepped)
+            self.console.print(msg, soft_wrap=not self.console.is_terminal)
 
     # -- setup -----------------------------------------------------------------------------------
     def _check_out(self) -> None:

@@ -70,8 +70,8 @@ def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int 
         opts.register_custom_ops_library(register_ort_custom_op())
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    if threads:  # with the shared pool ONNX Runtime ignores it (the pool has its size)
-        opts.intra_op_num_threads = threads
+    if threads and not _shared_pool["wanted"]:  # the shared pool has its size (set above); setting it
+        opts.intra_op_num_threads = threads        # per session too makes ONNX Runtime warn that it ignores it
     provider_options = None
     providers = providers_for(device)
     if device.startswith("cuda:"):

@@ -30,8 +30,9 @@ def test_synth_train_eval(tmp_path: Path):
                               "--epochs", "1", "--batch-size", "4", "--episodes-per-epoch", "4", "--val-episodes", "5",
                               "--lr", "1e-3"])
     assert res.exit_code == 0, res.output
-    # the tiny preset trains its random encoders by default, and says so (rich wraps lines)
-    assert "the encoders train with the prior learner" in " ".join(res.output.split())
+    # the tiny preset trains its random encoders by default, and says so on one line (not wrapped
+    # at 80 columns when captured)
+    assert "tiny preset: the encoders train with the prior learner and decoder (--freeze-encoders: keep them fixed)\n" in res.output
     assert "best val mIoU" in res.output
     assert (run / "best.pt").is_file() and (run / "best.safetensors").is_file()
     out_json = tmp_path / "scores.json"
