@@ -28,6 +28,7 @@ VARIANTS = {
     "per_channel": {"per_channel": True},
     "per_channel_rr": {"per_channel": True, "reduce_range": True},
     "qdq_convs": {"convs": "qdq"},
+    "qdq_convs_rr": {"convs": "qdq", "reduce_range": True},  # the export's default + INT8 ResNet convs
 }
 
 
@@ -91,7 +92,12 @@ def main() -> None:
     res = measure_rounds(fns, args.rounds, warmup_s=0.0, stages=list(timers.values()))
     med = {k: {"encoder": float(np.median(r.stage_samples_ms["encoder"])), "cached_1shot": float(np.median(r.samples_ms))}
            for k, r in zip(preds, res)}
-    out = {"preset": args.preset, "rounds": args.rounds, "medians_ms": med, "agreement": agreement,
+    from icpd.benchmarks.env import collect_environment
+
+    environment = collect_environment()
+    print(f"CPU: {environment['cpu_model']}, INT8 features {environment['cpu_int8_flags']}, "
+          f"{environment['cpu_cores_usable']} usable cores", flush=True)
+    out = {"preset": args.preset, "rounds": args.rounds, "environment": environment, "medians_ms": med, "agreement": agreement,
            "speedup": {k: {s: med["fp32"][s] / m[s] for s in m} for k, m in med.items() if k != "fp32"}}
     print(json.dumps(out, indent=2), flush=True)
     (args.work / f"bench_int8_{args.preset}.json").write_text(json.dumps(out, indent=2))

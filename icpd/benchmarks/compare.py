@@ -284,7 +284,7 @@ def run_ab(
 # -- what makes two documents comparable ---------------------------------------------------------------
 # machine fields of the environment block that must agree (package versions may differ: that is
 # often the change under test, and it is shown, not refused)
-_MACHINE_FIELDS = ("cpu_model", "cpu_cores_usable", "gpus", "jetson_power_mode")
+_MACHINE_FIELDS = ("cpu_model", "cpu_int8_flags", "cpu_cores_usable", "gpus", "jetson_power_mode")
 
 
 def _scenarios(doc: Mapping[str, Any]) -> set[str]:
@@ -301,7 +301,7 @@ def _short(values: set[str], limit: int = 3) -> str:
 
 def incomparable(baseline_doc: Mapping[str, Any], candidate_doc: Mapping[str, Any]) -> list[str]:
     """Why the two documents should not be compared (empty: they may be): another preset, other
-    scenarios, or another machine (CPU model, usable cores, GPUs, Jetson power mode). One line each."""
+    scenarios, or another machine (CPU model and INT8 features, usable cores, GPUs, Jetson power mode). One line each."""
     problems = []
     presets = [(d.get("model") or {}).get("preset") for d in (baseline_doc, candidate_doc)]
     if None not in presets and presets[0] != presets[1]:

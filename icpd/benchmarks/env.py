@@ -74,6 +74,24 @@ def _cpu_model() -> str | None:
     return platform.processor() or platform.machine() or None
 
 
+# CPU features that decide ONNX Runtime's INT8 kernels: on x86 AVX2 without VNNI the u8 x s8 pair
+# sums saturate at int16 (why INT8 exports use 7-bit weights) and INT8 gained 1.15x; with VNNI /
+# AMX one instruction does the int32 dot product (2.08x measured, README "INT8 on CPU"); ARM dot
+# product (asimddp) and i8mm play that part on Jetson-class cores. "AMD EPYC" alone does not say which.
+INT8_CPU_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def _cpu_int8_flags() -> list[str] | None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return None
+    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo.read_text(errors="replace"), re.MULTILINE)
+    if match is None:
+        return None
+    have = set(match.group(1).split())
+    return [flag for flag in INT8_CPU_FLAGS if flag in have]
+
+
 def _usable_cores() -> int | None:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -130,13 +148,15 @@ def _jetson_power_mode() -> str | None:
 def collect_environment() -> dict[str, Any]:
     """Describe this machine for a bench result's ``environment`` block. Never raises.
 
-    Keys: ``cpu_model``, ``cpu_cores`` (logical), ``cpu_cores_usable`` (affinity),
+    Keys: ``cpu_model``, ``cpu_int8_flags`` (which of :data:`INT8_CPU_FLAGS` the CPU has; None
+    where /proc/cpuinfo is missing), ``cpu_cores`` (logical), ``cpu_cores_usable`` (affinity),
     ``cpu_governor``, ``ram_bytes``, ``os``, ``python``, ``packages`` (name -> version or None),
     ``gpus`` (list of ``{"name", "driver"}`` or None), ``jetson_power_mode``, ``env``
     (variable -> value or None).
     """
     return {
         "cpu_model": _safe(_cpu_model),
+        "cpu_int8_flags": _safe(_cpu_int8_flags),
         "cpu_cores": _safe(os.cpu_count),
         "cpu_cores_usable": _safe(_usable_cores),
         "cpu_governor": _safe(_cpu_governor),

@@ -12,7 +12,7 @@ from icpd.benchmarks import env
 from icpd.benchmarks.env import ENV_VARS, PACKAGES, collect_environment
 
 KEYS = {
-    "cpu_model", "cpu_cores", "cpu_cores_usable", "cpu_governor", "ram_bytes", "os", "python",
+    "cpu_model", "cpu_int8_flags", "cpu_cores", "cpu_cores_usable", "cpu_governor", "ram_bytes", "os", "python",
     "packages", "gpus", "jetson_power_mode", "env",
 }  # fmt: skip
 
@@ -26,6 +26,22 @@ def test_expected_keys_and_json_serialisable(monkeypatch: pytest.MonkeyPatch) ->
     assert info["packages"]["numpy"] is not None  # installed here
     assert isinstance(info["cpu_cores"], int) and info["python"].count(".") == 2
     json.dumps(info)
+
+
+def test_int8_flags_are_read_from_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Two "AMD EPYC" machines differ in what decides INT8 speed: the flags say which."""
+    real = Path("/proc/cpuinfo")
+    fake = {"/proc/cpuinfo": "processor : 0\nmodel name : AMD EPYC\nflags : fpu sse avx2 avx512f avx512_vnni\n"}
+    monkeypatch.setattr(env.Path, "exists", lambda self: str(self) in fake or Path.is_file(self))
+    monkeypatch.setattr(env.Path, "read_text", lambda self, **kw: fake[str(self)])
+    assert collect_environment()["cpu_int8_flags"] == ["avx2", "avx512_vnni"]
+    fake["/proc/cpuinfo"] = "processor : 0\nFeatures : fp asimd asimddp\n"  # ARM (Jetson Orin's Cortex-A78AE)
+    assert collect_environment()["cpu_int8_flags"] == ["asimddp"]
+    fake["/proc/cpuinfo"] = "processor : 0\n"
+    assert collect_environment()["cpu_int8_flags"] is None
+    monkeypatch.undo()
+    if real.exists() and "flags" in real.read_text():  # this machine (x86 Linux): a list, never null
+        assert isinstance(collect_environment()["cpu_int8_flags"], list)
 
 
 def test_failures_become_null(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,9 @@ def test_compare_refuses_other_preset_scenarios_or_machine_unless_forced(tmp_pat
     moved = _doc(env={**MACHINE, "cpu_model": "Intel Xeon", "cpu_cores_usable": 8})
     problems = incomparable(_doc(), moved)
     assert any("cpu_model" in p for p in problems) and any("cpu_cores_usable" in p for p in problems)
+    no_vnni = _doc(env={**MACHINE, "cpu_int8_flags": ["avx2"]})  # the same "AMD EPYC" without VNNI
+    assert incomparable(_doc(env={**MACHINE, "cpu_int8_flags": ["avx2", "avx512_vnni"]}), no_vnni) == [
+        "environments differ: cpu_int8_flags ['avx2', 'avx512_vnni'] vs ['avx2']"]
     assert incomparable(_doc(), _doc(scale=2.0)) == []  # same preset, scenarios, machine: comparable
     assert incomparable(_doc(env={}), _doc()) == []  # a document without an environment is not refused for it
 
