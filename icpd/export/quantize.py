@@ -23,8 +23,10 @@ fingerprint is kept as ``"weights_fingerprint"``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -151,7 +153,7 @@ def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: _R
 
     from icpd.export.fp16 import _save
 
-    with tempfile.TemporaryDirectory(prefix="icpd-int8-", dir=dst.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="icpd-int8-", dir=dst.parent) as tmp, _quiet_quantizer():
         stage = src
         try:
             if options.convs == "qdq":
@@ -175,6 +177,25 @@ def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: _R
         # re-saved under its final name: the quantizer names its data file after the temporary file
         _save(model, dst)
     return {"quantized_ops": quantized_nodes(model), "op_types": ["MatMul", "Gemm"] + (["Conv"] if options.convs == "qdq" else [])}
+
+
+class _PreprocessAdvice(logging.Filter):
+    """Drops the quantizer's "Please consider to run pre-processing" line (root logger, every call):
+    the encoder is exported already optimised and shape-inferred, and the line reached users' terminals."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    advice = _PreprocessAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def convert_model_dir_int8(

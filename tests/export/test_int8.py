@@ -47,6 +47,19 @@ def test_int8_dir_quantizes_the_encoder_only_and_has_an_identity_of_its_own(int8
     assert calib["source"] == "built-in synthetic tiles" and calib["images"] > 0 and "used_for" in calib
 
 
+def test_the_quantizers_preprocessing_advice_is_not_printed(tiny_model_dir, tmp_path, caplog):
+    """onnxruntime.quantization logs "Please consider to run pre-processing" on the root logger on
+    every call; it reached `icpd export --precision int8` users' terminals. Other lines still pass."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        convert_model_dir_int8(tiny_model_dir, tmp_path / "q", DEFAULT_OPTIONS)
+        logging.getLogger().warning("a warning of someone else's")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("pre-processing" in m for m in messages)
+    assert "a warning of someone else's" in messages
+
+
 def test_self_check_reports_every_figure_and_passes_its_thresholds(int8_dir, tiny_model_dir):
     report = ModelDir.open(int8_dir).meta["int8"]["check"]
     preset = ModelDir.open(tiny_model_dir).preset
