@@ -91,8 +91,10 @@ def test_cache_support_infer_and_bench_run_without_torch(tiny_model_dir, inputs,
     assert emb.shape == (15, 32) and np.array_equal(emb[0], tiny_embeddings[3])  # c3's row first, read without torch
 
     res = icpd_without_torch("infer", "--model", str(tiny_model_dir), "--support", "c3.support", "q.png", "--out", "out",
-                             "-q", cwd=inputs)
+                             "-q", "--threads", "1", cwd=inputs)
     assert res.returncode == 0, res.stderr
+    # --threads sizes the command's one shared ORT pool; sessions do not repeat it (ORT warned once per session)
+    assert "global thread pool" not in res.stderr, res.stderr
     labels = cv2.imread(str(inputs / "out" / "q_labels.png"), cv2.IMREAD_UNCHANGED)
     assert labels.shape == (150, 170)
     assert json.loads((inputs / "out" / "summary.json").read_text())
