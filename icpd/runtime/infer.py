@@ -44,6 +44,7 @@ from icpd.runtime.predictor import merge_labels
 from icpd.runtime.runlog import Manifest, OutLock, check_writable, new_run_id
 from icpd.runtime.scene_io import SceneOutputs, open_source, safe_name
 from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, min_tile, plan_tiles
+from icpd.runtime.viz import colour_hex
 from icpd.runtime.windowed import resize_maps as _resize_maps
 from icpd.runtime.windowed import run_scene
 
@@ -304,6 +305,7 @@ def write_summary(path: Path, predictor: Predictor, options: InferOptions, summa
         "backend": predictor.backend_name,
         "classes": predictor.class_names,
         "labels": {str(i + 1): c for i, c in enumerate(predictor.class_names)} | {"0": "background"},
+        "colours": {c: colour_hex(i + 1) for i, c in enumerate(predictor.class_names)},  # of the overlays
         "options": asdict(options),  # tile resolved (for_model)
         "ok": sum(r.status == "ok" for r in results),
         "failed": sum(r.status != "ok" for r in results),

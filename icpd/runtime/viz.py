@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["OVERLAY_PALETTE", "PALETTE", "colorize_labels", "heatmap", "overlay", "overlay_palette", "voc_palette"]
+__all__ = ["LEGEND_MAX_FRACTION", "OVERLAY_PALETTE", "PALETTE", "colorize_labels", "colour_hex", "heatmap", "overlay", "overlay_palette", "voc_palette"]
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -89,6 +89,13 @@ OVERLAY_PALETTE: np.ndarray = overlay_palette()
 OVERLAY_PALETTE.flags.writeable = False
 
 
+def colour_hex(label: int, palette: np.ndarray | None = None) -> str:
+    """``"#rrggbb"`` of ``label`` in :func:`overlay`'s colours (``palette[label % len(palette)]``)."""
+    palette = OVERLAY_PALETTE if palette is None else np.asarray(palette)
+    r, g, b = (int(c) for c in palette[label % len(palette)])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def overlay(
     image: np.ndarray,
     label_map: np.ndarray,
@@ -105,7 +112,9 @@ def overlay(
     are unchanged except under an outline or the legend. Outlines (full colour, on the labelled
     side of each region's border, ``max(1, min(H, W) // 256)`` px) keep small objects visible where
     a tint alone is lost. The legend (a dark box with a swatch and name per class) goes in the
-    corner that covers the fewest labelled pixels.
+    corner that covers the fewest labelled pixels, unless it would cover more than
+    :data:`LEGEND_MAX_FRACTION` of the picture (a 128 px tile with two names: 23 % of it): then
+    none is drawn, and the names and colours are in ``summary.json`` (``"labels"``, ``"colours"``).
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -150,6 +159,7 @@ def _inner_edges(labels: np.ndarray, width: int) -> np.ndarray:
 
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+LEGEND_MAX_FRACTION = 0.2  # a legend that would hide more of the scene than this is left out
 
 
 def _text_scale(h: int, w: int) -> tuple[float, int]:
@@ -167,6 +177,8 @@ def _draw_legend(out: np.ndarray, fg: np.ndarray, names: list[str], palette: np.
     sw = th + base  # swatch side
     text_w = max(cv2.getTextSize(n, _FONT, scale, thick)[0][0] for n in names)
     box_w, box_h = min(w, pad * 3 + sw + text_w), min(h, pad * 2 + row * len(names))
+    if box_w * box_h > LEGEND_MAX_FRACTION * h * w:
+        return  # the scene matters more; summary.json names the colours
     corners = [(0, 0), (w - box_w, 0), (0, h - box_h), (w - box_w, h - box_h)]
     x0, y0 = min(corners, key=lambda c: int(fg[c[1]:c[1] + box_h, c[0]:c[0] + box_w].sum()))
     region = out[y0:y0 + box_h, x0:x0 + box_w]

@@ -210,6 +210,15 @@ def test_cli_bad_input_is_recorded_and_others_still_run(model, tmp_path):
     assert status["good.png"]["status"] == "ok" and status["good.png"]["tiles"] == 4
     assert status["broken.png"]["status"] == "error" and "broken.png" in status["broken.png"]["error"]
     assert doc["failed"] == 1 and doc["classes"] == ["ship", "storage tank"]
+    # the overlay's colours by class (small overlays have no legend), as in the overlay itself
+    overlay_px = cv2.cvtColor(cv2.imread(str(out / "good_overlay.png")), cv2.COLOR_BGR2RGB)
+    labels = cv2.imread(str(out / "good_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert set(doc["colours"]) == {"ship", "storage tank"}
+    present = [(k, name) for k, name in ((1, "ship"), (2, "storage tank")) if (labels == k).any()]
+    assert present, "this scene's labels are all background"
+    for k, name in present:  # outlines are drawn in the class colour, unblended
+        rgb = tuple(int(doc["colours"][name][i:i + 2], 16) for i in (1, 3, 5))
+        assert (overlay_px[labels == k] == rgb).all(-1).any(), name
 
 
 def test_cli_missing_support_exits_2_naming_it(model, tmp_path):

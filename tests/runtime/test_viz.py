@@ -9,7 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from icpd.runtime.viz import OVERLAY_PALETTE, PALETTE, colorize_labels, heatmap, overlay, voc_palette
+from icpd.runtime.viz import (
+    LEGEND_MAX_FRACTION,
+    OVERLAY_PALETTE,
+    PALETTE,
+    colorize_labels,
+    colour_hex,
+    heatmap,
+    overlay,
+    voc_palette,
+)
 
 
 def test_palette_fixed_and_distinct() -> None:
@@ -116,6 +125,21 @@ def test_overlay_legend_names_each_class_in_an_empty_corner() -> None:
     assert (box == 255).all(-1).sum() >= 20  # white text
     more = overlay(image, labels, class_names=["ship", "storage tank", "a much longer class name"])
     assert (more != plain).any(-1).sum() > changed.shape[0]  # the box grows with the names
+
+
+def test_a_legend_that_would_hide_much_of_a_small_tile_is_left_out() -> None:
+    """A 128 px tile: two names would cover 23 % of it (over LEGEND_MAX_FRACTION)."""
+    image = np.full((128, 128, 3), 100, np.uint8)
+    labels = np.zeros((128, 128), np.int64)
+    labels[40:80, 40:80] = 1
+    names = ["basketball court", "storage tank"]
+    assert np.array_equal(overlay(image, labels, class_names=names), overlay(image, labels))
+    big = np.full((512, 512, 3), 100, np.uint8)
+    big_labels = cv2.resize(labels, (512, 512), interpolation=cv2.INTER_NEAREST)
+    changed = (overlay(big, big_labels, class_names=names) != overlay(big, big_labels)).any(-1)
+    assert 0 < changed.mean() <= LEGEND_MAX_FRACTION  # drawn where it fits
+    r, g, b = OVERLAY_PALETTE[1]
+    assert colour_hex(1) == f"#{r:02x}{g:02x}{b:02x}"
 
 
 def test_heatmap_colorbar() -> None:
