@@ -21,7 +21,6 @@ from icpd.commands.common import (
     TileOpt,
     console,
     fail,
-    note,
     out,
 )
 from icpd.config import Backend
@@ -65,9 +64,13 @@ class _RichProgress:
         if self.per_scene:
             self.bar.reset(self.tiles, total=1, description=f"tiles  {path.name}", rate="")
 
+    def _note(self, text: str) -> None:
+        if not self.quiet:  # markup off: file names may hold [..]
+            self.console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+
     def scene_planned(self, path: Path, height: int, width: int, tiles: int) -> None:
-        if tiles >= LONG_SCENE_TILES and not self.quiet:
-            note(f"{path.name}: {width}x{height} px -> {tiles} tiles (see --tile)")
+        if tiles >= LONG_SCENE_TILES:
+            self._note(f"{path.name}: {width}x{height} px -> {tiles} tiles (see --tile)")
 
     def tiles_done(self, done: int, total: int) -> None:
         task = self.bar.tasks[self.tiles]
@@ -76,6 +79,8 @@ class _RichProgress:
 
     def finish_input(self, result: InputResult) -> None:
         self.bar.advance(self.scenes)
+        for line in result.notes:  # grayscale, RGBA, uint16, --bands, EXIF rotation, resumed: not only in summary.json
+            self._note(f"{Path(result.path).name}: {line}")
 
 
 def _table(summary: InferSummary) -> Table:

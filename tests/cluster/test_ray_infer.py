@@ -5,6 +5,7 @@ manifest. One Ray (2 logical CPUs) is started for the module and shut down after
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,23 @@ runner = CliRunner()
 # batch 2: the 300 x 200 scene (6 tiles of 128 px, 3 x 2) is 3 predictor batches, so blending
 # spans batches and a fault can strike in the middle of a scene
 OPTIONS = InferOptions(overlap=32, batch=2, save_probs=True)
+
+
+# each test here takes under 10 s (fault injection and retry included); a retry that hangs must fail
+# the test, not hang CI (issue 14: "bounded in time")
+TIME_LIMIT_S = 180
+
+
+@pytest.fixture(autouse=True)
+def time_bound():
+    def expire(signum, frame):
+        raise TimeoutError(f"a Ray test ran past {TIME_LIMIT_S} s: a retry or an actor start hung")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TIME_LIMIT_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

@@ -143,5 +143,8 @@ def test_export_cli_precision_fp16(tmp_path):
     # every long step says what it does and how long it took (issue 12: export printed nothing for minutes)
     assert re.search(r"building the model: done in \d+\.\d s", res.output), res.output
     assert re.search(r"converting to FP16 and checking against FP32: done in \d+\.\d s", res.output), res.output
+    # the result line stays one line when captured (issue 16: it was wrapped at 80 columns in logs)
+    result = re.search(rf"^wrote {re.escape(str(out))} \(fp16\) in [\d.]+ s; .*\d$", res.output, re.MULTILINE)
+    assert result and len(result.group(0)) > 80, res.output
     res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp8", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "fp8" in res.output

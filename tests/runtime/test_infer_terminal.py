@@ -1,0 +1,74 @@
+"""What `icpd infer` shows on a terminal: conversion notes, the tile count of a long scene, and the
+progress bars (scenes done / total, tiles per second, ETA). Driven through the CLI with its
+stderr console swapped for a terminal console that writes into a buffer."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from icpd.cli import app
+from icpd.commands import infer as infer_command
+from tests.runtime.supports import make_supports
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def supports(tiny_model_dir, tmp_path_factory):
+    return make_supports(tiny_model_dir, tmp_path_factory.mktemp("supports"))
+
+
+def _terminal(monkeypatch) -> io.StringIO:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=160, color_system=None)
+    monkeypatch.setattr(infer_command, "console", console)
+    return buffer
+
+
+def _scenes(folder: Path) -> list[Path]:
+    rng = np.random.default_rng(3)
+    folder.mkdir()
+    gray, rgb = folder / "gray.png", folder / "rgb.png"
+    cv2.imwrite(str(gray), rng.integers(0, 255, (140, 150), dtype=np.uint8))  # single channel: a conversion
+    cv2.imwrite(str(rgb), rng.integers(0, 255, (300, 260, 3), dtype=np.uint8))
+    return [gray, rgb]
+
+
+def _infer(model_dir: Path, supports: list[Path], inputs: list[Path], out: Path, *extra: str):
+    args = ["infer", "--model", str(model_dir), "--support", str(supports[0]), "--support", str(supports[1]),
+            *map(str, inputs), "--out", str(out), "--threads", "1", *extra]
+    return runner.invoke(app, args)
+
+
+def test_conversion_notes_tile_count_and_progress_reach_the_terminal(tiny_model_dir, supports, tmp_path, monkeypatch):
+    inputs = _scenes(tmp_path / "in")
+    monkeypatch.setattr(infer_command, "LONG_SCENE_TILES", 6)  # rgb.png (300 x 260) has more tiles than this
+    shown = _terminal(monkeypatch)
+    res = _infer(tiny_model_dir, supports, inputs, tmp_path / "out", "--batch", "1")  # 9 tile updates: a rate
+    assert res.exit_code == 0, res.output
+    text = shown.getvalue()
+    notes = re.findall(r"note: [^\x1b\n]*", text)  # on a terminal, bar redraws share their lines
+    assert any(line.startswith("note: gray.png: ") and "grayscale" in line for line in notes), text
+    assert any(line.startswith("note: rgb.png: 260x300 px -> ") and line.endswith(" tiles (see --tile)")
+               for line in notes), text
+    assert not any(line.startswith("note: gray.png: 150x140") for line in notes)  # under the threshold: no count
+    assert "scenes" in text and "2/2" in text and "tiles/s" in text and "ETA" in text, text
+
+
+def test_quiet_shows_no_notes_and_no_bars(tiny_model_dir, supports, tmp_path, monkeypatch):
+    inputs = _scenes(tmp_path / "in")
+    monkeypatch.setattr(infer_command, "LONG_SCENE_TILES", 1)
+    shown = _terminal(monkeypatch)
+    res = _infer(tiny_model_dir, supports, inputs, tmp_path / "out", "-q")
+    assert res.exit_code == 0, res.output
+    text = shown.getvalue()
+    assert "note:" not in text and "tiles/s" not in text
+    assert "2 of 2 scene(s) segmented" in text  # the result line still prints
