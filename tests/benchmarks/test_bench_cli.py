@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,10 @@ def test_bench_quick_as_a_subprocess_writes_json_and_report(cache_dir, tmp_path)
     assert RANDOM_WEIGHTS_NOTE in text and "## Ratios" in text
     assert (report / "stages.png").stat().st_size > 0 and len(list(report.glob("latency_*.png"))) == 4
     assert RANDOM_WEIGHTS_NOTE in proc.stdout and "ratios" in proc.stdout
+    # not a terminal: one line per step on stderr, counted, in order (it went 25 min without a line)
+    steps = [(int(d), int(t)) for d, t in re.findall(r"^\[(\d+)/(\d+)\] \S", proc.stderr, re.MULTILINE)]
+    assert len(steps) >= 4 and len({t for _, t in steps}) == 1, proc.stderr
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and steps[-1][0] <= steps[-1][1], proc.stderr
 
 
 def _doc(scale: float = 1.0, n: int = 20):
