@@ -35,6 +35,7 @@ def test_int8_dir_quantizes_the_encoder_only_and_has_an_identity_of_its_own(int8
 
     src, md = ModelDir.open(tiny_model_dir), ModelDir.open(int8_dir, verify=True)
     assert md.meta["precision"] == "int8" and md.meta["int8"]["options"] == DEFAULT_OPTIONS.as_dict()
+    assert "VNNI" in md.meta["int8"]["why"]  # the choice is recorded with its reason
     assert md.meta["weights_fingerprint"] == src.fingerprint
     assert md.fingerprint == int8_fingerprint(src.fingerprint, DEFAULT_OPTIONS) != src.fingerprint
     assert int8_fingerprint(src.fingerprint, Int8Options()) != md.fingerprint  # the options are part of it
