@@ -1,5 +1,5 @@
 """What `icpd infer` shows on a terminal: conversion notes, the tile count of a long scene, and the
-progress bars (scenes done / total, tiles per second, ETA). Driven through the CLI with its
+progress bars (scenes done / total, tiles per second, ETA), and a real Ctrl-C. Driven through the CLI with its
 stderr console swapped for a terminal console that writes into a buffer."""
 
 from __future__ import annotations
@@ -72,3 +72,49 @@ def test_quiet_shows_no_notes_and_no_bars(tiny_model_dir, supports, tmp_path, mo
     text = shown.getvalue()
     assert "note:" not in text and "tiles/s" not in text
     assert "2 of 2 scene(s) segmented" in text  # the result line still prints
+
+
+def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir, supports, tmp_path):
+    """Ctrl-C (a real SIGINT to the console script) after the first scenes: exit 130, one line
+    saying how to go on, summary.json "interrupted": true with the scenes done, no temporaries;
+    the same command again does the rest and skips what was complete."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(5)
+    scenes = tmp_path / "in"
+    scenes.mkdir()
+    for i in range(16):
+        cv2.imwrite(str(scenes / f"s{i:02d}.png"), rng.integers(0, 255, (448, 448, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    code = "import sys; from icpd.cli import main; sys.argv = ['icpd', *sys.argv[1:]]; main()"
+    args = [sys.executable, "-c", code, "infer", str(scenes), "--model", str(tiny_model_dir),
+            "--support", str(supports[0]), "--support", str(supports[1]), "--out", str(out),
+            "--threads", "1", "--batch", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    def recorded() -> int:  # scenes the run's manifest holds as complete
+        return sum(len(f.read_text().splitlines()) for f in (out / "runs").glob("*.jsonl")) if (out / "runs").is_dir() else 0
+
+    while recorded() < 2:  # two scenes are complete
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no scene was complete within 120 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: " in err and "run the same command again" in err, err
+    doc = json.loads((out / "summary.json").read_text())
+    done = [r for r in doc["inputs"] if r["status"] == "ok"]
+    assert doc["interrupted"] is True and 2 <= len(done) < 16, doc["inputs"]
+    assert not [p.name for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
+
+    again = subprocess.run([*args, "-q"], capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["interrupted"] is False and doc["ok"] == 16
+    skipped = {Path(r["path"]).name for r in doc["inputs"] if any("not redone" in n for n in r["notes"])}
+    assert {Path(r["path"]).name for r in done} <= skipped
