@@ -81,11 +81,14 @@ def _cpu_model() -> str | None:
 INT8_CPU_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
-def _cpu_int8_flags() -> list[str] | None:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return None
-    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo.read_text(errors="replace"), re.MULTILINE)
+def _cpu_int8_flags(cpuinfo_text: str | None = None) -> list[str] | None:
+    """Which of INT8_CPU_FLAGS the CPU has, from /proc/cpuinfo (or the text given); None: unknown."""
+    if cpuinfo_text is None:
+        cpuinfo = Path("/proc/cpuinfo")
+        if not cpuinfo.exists():
+            return None
+        cpuinfo_text = cpuinfo.read_text(errors="replace")
+    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo_text, re.MULTILINE)
     if match is None:
         return None
     have = set(match.group(1).split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +36,7 @@ TABLE_ROWS = 50  # longer runs: the rest is in summary.json
 
 
 LONG_SCENE_TILES = 2000  # a scene with more tiles gets a line saying so before it starts
+NOTE_REPEATS = 3  # the same conversion note is printed for this many scenes, then counted (a 10,000-scene run)
 
 
 class _RichProgress:
@@ -59,6 +61,8 @@ class _RichProgress:
                             console=console, disable=not enabled, transient=False)
         self.scenes = self.bar.add_task("scenes", total=inputs, rate="")
         self.tiles = self.bar.add_task("tiles", total=1, rate="")
+        self.seen: Counter[str] = Counter()  # note text -> scenes that had it
+        self.resumed = 0
 
     def start_input(self, path: Path) -> None:
         if self.per_scene:
@@ -78,9 +82,24 @@ class _RichProgress:
         self.bar.update(self.tiles, completed=done, total=total, rate=f"{speed:.1f} tiles/s" if speed else "")
 
     def finish_input(self, result: InputResult) -> None:
+        from icpd.runtime.infer import RESUMED_NOTE_END
+
         self.bar.advance(self.scenes)
-        for line in result.notes:  # grayscale, RGBA, uint16, --bands, EXIF rotation, resumed: not only in summary.json
-            self._note(f"{Path(result.path).name}: {line}")
+        if any(line.endswith(RESUMED_NOTE_END) for line in result.notes):
+            self.resumed += 1  # its notes were shown by the run that made it; counted in close()
+            return
+        for line in result.notes:  # grayscale, RGBA, uint16, --bands, EXIF rotation: not only in summary.json
+            self.seen[line] += 1
+            if self.seen[line] <= NOTE_REPEATS:
+                self._note(f"{Path(result.path).name}: {line}")
+
+    def close(self) -> None:
+        """The counts of what finish_input did not print one by one."""
+        for line, scenes in self.seen.items():
+            if scenes > NOTE_REPEATS:
+                self._note(f"{scenes - NOTE_REPEATS} more scene(s): {line} (each scene's notes: summary.json)")
+        if self.resumed:
+            self._note(f"{self.resumed} scene(s) complete in earlier runs (outputs checked by sha256): not redone")
 
 
 def _table(summary: InferSummary) -> Table:
@@ -146,6 +165,7 @@ def infer_cmd(
                 summary = infer_paths_ray(predictor, model, support, listed, out_dir, options, address=ray,
                                           actors=actors, backend=backend.value, threads=threads, progress=progress,
                                           device=device, engine_dir=engines)
+        progress.close()
     except (ImageError, ValueError, ImportError, OutputPathError) as e:
         fail(e)
     except KeyboardInterrupt:

@@ -403,10 +403,13 @@ def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | o
     return summary
 
 
+RESUMED_NOTE_END = ": not redone"  # how a scene done by an earlier run is marked in its notes
+
+
 def resumed_result(entry: dict[str, object]) -> InputResult:
     """The :class:`InputResult` of a scene an earlier run completed (its manifest entry)."""
     result = InputResult(**entry["result"])  # type: ignore[arg-type]
-    result.notes = [*result.notes, f"complete in run {entry['run']} (outputs checked by sha256): not redone"]
+    result.notes = [*result.notes, f"complete in run {entry['run']} (outputs checked by sha256){RESUMED_NOTE_END}"]
     return result
 
 

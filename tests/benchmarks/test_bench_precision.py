@@ -48,6 +48,7 @@ def test_compare_refuses_other_preset_scenarios_or_machine_unless_forced(tmp_pat
     no_vnni = _doc(env={**MACHINE, "cpu_int8_flags": ["avx2"]})  # the same "AMD EPYC" without VNNI
     assert incomparable(_doc(env={**MACHINE, "cpu_int8_flags": ["avx2", "avx512_vnni"]}), no_vnni) == [
         "environments differ: cpu_int8_flags ['avx2', 'avx512_vnni'] vs ['avx2']"]
+    assert incomparable(_doc(), no_vnni) == []  # a document from before the flags were recorded: comparable
     assert incomparable(_doc(), _doc(scale=2.0)) == []  # same preset, scenarios, machine: comparable
     assert incomparable(_doc(env={}), _doc()) == []  # a document without an environment is not refused for it
 

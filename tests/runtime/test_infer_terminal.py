@@ -63,6 +63,25 @@ def test_conversion_notes_tile_count_and_progress_reach_the_terminal(tiny_model_
     assert "scenes" in text and "2/2" in text and "tiles/s" in text and "ETA" in text, text
 
 
+def test_repeated_notes_are_counted_and_resumed_scenes_summed_up(tiny_model_dir, supports, tmp_path, monkeypatch):
+    """An archive of grayscale scenes: the note is shown for NOTE_REPEATS scenes, then counted; a
+    rerun shows one line for the scenes it skipped, not their notes again."""
+    scenes = tmp_path / "in"
+    scenes.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(5):
+        cv2.imwrite(str(scenes / f"g{i}.png"), rng.integers(0, 255, (100, 90), dtype=np.uint8))
+    shown = _terminal(monkeypatch)
+    assert _infer(tiny_model_dir, supports, [scenes], tmp_path / "out").exit_code == 0
+    notes = re.findall(r"note: [^\x1b\n]*", shown.getvalue())
+    assert notes == [f"note: g{i}.png: grayscale: replicated to R, G, B" for i in range(infer_command.NOTE_REPEATS)] + [
+        "note: 2 more scene(s): grayscale: replicated to R, G, B (each scene's notes: summary.json)"], notes
+    shown = _terminal(monkeypatch)
+    assert _infer(tiny_model_dir, supports, [scenes], tmp_path / "out").exit_code == 0
+    notes = re.findall(r"note: [^\x1b\n]*", shown.getvalue())
+    assert notes == ["note: 5 scene(s) complete in earlier runs (outputs checked by sha256): not redone"], notes
+
+
 def test_quiet_shows_no_notes_and_no_bars(tiny_model_dir, supports, tmp_path, monkeypatch):
     inputs = _scenes(tmp_path / "in")
     monkeypatch.setattr(infer_command, "LONG_SCENE_TILES", 1)
@@ -94,17 +113,23 @@ def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir,
     args = [sys.executable, "-c", code, "infer", str(scenes), "--model", str(tiny_model_dir),
             "--support", str(supports[0]), "--support", str(supports[1]), "--out", str(out),
             "--threads", "1", "--batch", "1"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+
     def recorded() -> int:  # scenes the run's manifest holds as complete
         return sum(len(f.read_text().splitlines()) for f in (out / "runs").glob("*.jsonl")) if (out / "runs").is_dir() else 0
 
-    while recorded() < 2:  # two scenes are complete
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no scene was complete within 120 s"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while recorded() < 2:  # two scenes are complete
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no scene was complete within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:  # a failed wait leaves no icpd process writing into tmp_path
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted: " in err and "run the same command again" in err, err
     doc = json.loads((out / "summary.json").read_text())
