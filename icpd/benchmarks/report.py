@@ -202,7 +202,7 @@ def _environment_rows(env: Mapping[str, Any]) -> list[list[str]]:
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "none"
         elif isinstance(value, list):
-            value = "; ".join(str(v) for v in value)
+            value = "; ".join(str(v) for v in value) or "none"  # e.g. cpu_int8_flags of a CPU with none of them
         rows.append([name, "unknown" if value is None else str(value)])
     return rows
 

@@ -27,7 +27,8 @@ def doc(random_weights: bool) -> dict[str, Any]:
         scenario="1shot-256", backend="torch-cpu", precision="fp16", stage="encoder",
         batch=4, shots=1, classes=1, samples_ms=[2.0, 2.1, 2.2],
     ))  # fmt: skip
-    return make_document(results, environment={"cpu_model": "test cpu", "gpus": None, "env": {"OMP": "2"}},
+    return make_document(results, environment={"cpu_model": "test cpu", "cpu_int8_flags": [], "gpus": None,
+                                                "env": {"OMP": "2"}},
                          random_weights=random_weights)  # fmt: skip
 
 
@@ -102,6 +103,7 @@ def test_markdown_report_with_plots(tmp_path: Path) -> None:
     assert text.startswith(f"# icpd bench report ({RANDOM_WEIGHTS_NOTE})")
     assert "5shot\\|512" in text  # pipes escaped inside the Markdown table
     assert "## Environment" in text and "test cpu" in text
+    assert "| cpu_int8_flags | none |" in text  # an empty list is said, not an empty cell
     assert "### Warnings" in text and "onnxruntime-cpu" in text
     pngs = sorted(p.name for p in report.parent.glob("*.png"))
     assert pngs == ["latency_1shot-256.png", "latency_5shot_512.png", "stages.png"]
