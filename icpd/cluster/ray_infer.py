@@ -90,7 +90,14 @@ def init_ray(address: str | None, actors: int) -> bool:
         # one CPU per actor plus room for the decode tasks (logical CPUs: Ray's bookkeeping only)
         ray.init(num_cpus=max(os.cpu_count() or 1, actors + 1), **kwargs)
     else:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:  # no cluster there (or none running, for `auto`): the user's address
+            raise ValueError(
+                f"--ray {address}: could not join a Ray cluster there ({exc}). Check the address `ray start --head` "
+                "printed (`auto`: one running on this machine); a cluster with token authentication needs its token "
+                "here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head prints it); --ray alone starts a local Ray"
+            ) from exc
     return True
 
 
@@ -255,9 +262,10 @@ def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], sup
             manifest = Manifest(out, summary.run_id, run_config(predictor, options))
             try:
                 load = {"backend": backend, "threads": threads or 1,
-                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": engine_dir}
-                _run(ray, predictor, str(model_dir), supports, listed, out, options, actors, load, progress, summary,
-                     manifest)
+                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": None if engine_dir is None else str(Path(engine_dir).resolve())}
+                # absolute: workers on other nodes (or a joined cluster's workers here) have their own cwd
+                _run(ray, predictor, str(Path(model_dir).resolve()), supports, listed, out, options, actors, load,
+                     progress, summary, manifest)
             except KeyboardInterrupt:
                 summary.interrupted = True
                 raise
@@ -287,7 +295,7 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
             results[i] = InputResult(path=str(path), status="error")
             _fail(results[i], path, e)
             continue
-        items += [{"scene": i, "batch": j, "path": str(path), "bands": options.bands,
+        items += [{"scene": i, "batch": j, "path": str(Path(path).resolve()), "bands": options.bands,
                    "tiles": [(t.y, t.x, t.h, t.w, t.size) for t in chunk]} for j, chunk in enumerate(scene.batches)]
     total_tiles = sum(s.result.tiles for s in scenes.values())
     tiles_done = 0

@@ -179,3 +179,49 @@ def test_an_actor_that_cannot_start_stops_the_run_with_one_clear_error(local_ray
         infer_paths_ray(predictor, "/nonexistent/icpd-model", supports, collect_inputs([scenes], out), out, OPTIONS,
                         threads=1)
     assert json.loads((out / "summary.json").read_text())["inputs"] == []
+
+
+def test_ray_auto_from_another_process_joins_the_running_cluster_with_relative_paths(local_ray, model, scenes,
+                                                                                     reference, tmp_path):
+    """`icpd infer --ray auto` in a process of its own joins the cluster already running on this
+    machine (this module's) and gives the single-process outputs. Its paths are relative to its
+    own folder, which the cluster's workers do not share (they were sent as given and the actors
+    failed with "model dir model: not a directory")."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    model_dir, supports, _ = model
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model").symlink_to(model_dir)
+    (work / "scenes").symlink_to(scenes)
+    for s in supports:
+        shutil.copy(s, work / s.name)
+    code = "import sys; from icpd.cli import main; sys.argv = ['icpd', *sys.argv[1:]]; main()"
+    args = [sys.executable, "-c", code, "infer", "scenes", "--model", "model",
+            *[a for s in supports for a in ("--support", s.name)], "--out", "out", "--overlap", "32", "--batch", "2",
+            "--save-probs", "--threads", "1", "-q", "--ray", "auto"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=150, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 of 3 scene(s) segmented" in proc.stderr
+    assert json.loads((work / "out" / "summary.json").read_text())["ray"]["address"] == "auto"
+    assert_same_outputs(work / "out", reference[0])
+
+
+def test_an_address_where_no_cluster_answers_is_one_clear_error(monkeypatch):
+    """ray.init's ConnectionError (no cluster, wrong port, a token the cluster refuses) becomes the
+    user's error naming --ray and its value, with what to check."""
+    from icpd.cluster import ray_infer
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ValueError, match=r"^--ray 10\.0\.0\.9:6379: could not join a Ray cluster there \(Failed to "
+                                         r"connect to Ray cluster at 10\.0\.0\.9:6379\)\. Check the address") as err:
+        ray_infer.init_ray("10.0.0.9:6379", 1)
+    assert "RAY_AUTH_TOKEN" in str(err.value) and "--ray alone starts a local Ray" in str(err.value)
