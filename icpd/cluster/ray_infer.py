@@ -261,9 +261,10 @@ def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], sup
         with OutLock(out, summary.run_id):
             manifest = Manifest(out, summary.run_id, run_config(predictor, options))
             try:
+                # absolute paths: workers on other nodes (or a joined cluster's workers here) have their own cwd
+                engines = None if engine_dir is None else str(Path(engine_dir).resolve())
                 load = {"backend": backend, "threads": threads or 1,
-                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": None if engine_dir is None else str(Path(engine_dir).resolve())}
-                # absolute: workers on other nodes (or a joined cluster's workers here) have their own cwd
+                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": engines}
                 _run(ray, predictor, str(Path(model_dir).resolve()), supports, listed, out, options, actors, load,
                      progress, summary, manifest)
             except KeyboardInterrupt:
@@ -295,7 +296,8 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
             results[i] = InputResult(path=str(path), status="error")
             _fail(results[i], path, e)
             continue
-        items += [{"scene": i, "batch": j, "path": str(Path(path).resolve()), "bands": options.bands,
+        where = str(Path(path).resolve())  # absolute: the decode tasks run in the workers' own cwd
+        items += [{"scene": i, "batch": j, "path": where, "bands": options.bands,
                    "tiles": [(t.y, t.x, t.h, t.w, t.size) for t in chunk]} for j, chunk in enumerate(scene.batches)]
     total_tiles = sum(s.result.tiles for s in scenes.values())
     tiles_done = 0

@@ -129,9 +129,9 @@ def process_guard() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def note(text: str) -> None:
-    """One informational line on stderr (markup off: paths may hold [..])."""
-    console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+def note(text: str, to: Console | None = None) -> None:
+    """One informational line on stderr, or on ``to`` (markup off: paths may hold [..])."""
+    (to or console).print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 # -- the rank-prior form: topk | sort | plugin, and the old spelling `onnx` (= topk) ------------------

@@ -22,6 +22,7 @@ from icpd.commands.common import (
     TileOpt,
     console,
     fail,
+    note,
     out,
 )
 from icpd.config import Backend
@@ -69,8 +70,8 @@ class _RichProgress:
             self.bar.reset(self.tiles, total=1, description=f"tiles  {path.name}", rate="")
 
     def _note(self, text: str) -> None:
-        if not self.quiet:  # markup off: file names may hold [..]
-            self.console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+        if not self.quiet:
+            note(text, self.console)
 
     def scene_planned(self, path: Path, height: int, width: int, tiles: int) -> None:
         if tiles >= LONG_SCENE_TILES:
@@ -82,10 +83,8 @@ class _RichProgress:
         self.bar.update(self.tiles, completed=done, total=total, rate=f"{speed:.1f} tiles/s" if speed else "")
 
     def finish_input(self, result: InputResult) -> None:
-        from icpd.runtime.infer import RESUMED_NOTE_END
-
         self.bar.advance(self.scenes)
-        if any(line.endswith(RESUMED_NOTE_END) for line in result.notes):
+        if result.resumed_from is not None:
             self.resumed += 1  # its notes were shown by the run that made it; counted in close()
             return
         for line in result.notes:  # grayscale, RGBA, uint16, --bands, EXIF rotation: not only in summary.json

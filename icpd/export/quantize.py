@@ -70,20 +70,19 @@ class Int8Options:
         return asdict(self)
 
 
-# what `icpd export --precision int8` uses, chosen by measurement (README, "INT8 on CPU"): 7-bit
-# weights. On AVX2 without VNNI full-range weights saturate the u8 x s8 pair sums (CLIP token cosine
-# 0.980 < 0.999); with VNNI (one int32 dot product) both are equally fast (2.08x vs 2.10x the FP32
-# encoder), so the range that is safe on every x86 CPU costs nothing where VNNI exists. Per tensor.
+# what `icpd export --precision int8` uses, and why (recorded in model.json as int8.why)
 DEFAULT_OPTIONS = Int8Options(reduce_range=True)
+DEFAULT_OPTIONS_WHY = (
+    "the export's default, by measurement (README 'INT8 on CPU'): 7-bit weights do not saturate the u8 x s8 pair "
+    "sums of AVX2 kernels without VNNI (full range: CLIP token cosine 0.980 there, below 0.999) and are as fast as "
+    "full range with VNNI (2.08x vs 2.10x the FP32 encoder); per tensor; ResNet convolutions FP32 (static QDQ "
+    "gained 1 % and cost ResNet cosine 0.994)"
+)
 
 
 def options_reason(options: Int8Options) -> str:
-    """Why these options, as recorded in model.json (the measurements: README, "INT8 on CPU")."""
-    if options == DEFAULT_OPTIONS:
-        return ("the export's default: 7-bit weights do not saturate AVX2 kernels without VNNI (full range: CLIP "
-                "token cosine 0.980 there) and are as fast as full range with VNNI (2.08x vs 2.10x the FP32 encoder); "
-                "ResNet convolutions FP32 (static QDQ gained 1 % and cost ResNet cosine 0.994)")
-    return "chosen by the caller (not the export's default)"
+    """Why these options, as recorded in model.json."""
+    return DEFAULT_OPTIONS_WHY if options == DEFAULT_OPTIONS else "chosen by the caller (not the export's default)"
 
 
 def int8_fingerprint(weights_fingerprint: str, options: Int8Options) -> str:

@@ -156,6 +156,7 @@ class InputResult:
     outputs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # conversions made while reading
     error: str | None = None
+    resumed_from: str | None = None  # the earlier run whose complete outputs this scene kept (not redone)
 
 
 @dataclass
@@ -403,13 +404,11 @@ def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | o
     return summary
 
 
-RESUMED_NOTE_END = ": not redone"  # how a scene done by an earlier run is marked in its notes
-
-
 def resumed_result(entry: dict[str, object]) -> InputResult:
     """The :class:`InputResult` of a scene an earlier run completed (its manifest entry)."""
     result = InputResult(**entry["result"])  # type: ignore[arg-type]
-    result.notes = [*result.notes, f"complete in run {entry['run']} (outputs checked by sha256){RESUMED_NOTE_END}"]
+    result.resumed_from = str(entry["run"])
+    result.notes = [*result.notes, f"complete in run {entry['run']} (outputs checked by sha256): not redone"]
     return result
 
 
