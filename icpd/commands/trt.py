@@ -31,6 +31,13 @@ def user_errors() -> tuple[type[Exception], ...]:
             Fp16ConversionError, OrtExtensionsUnavailableError)
 
 
+def _progress_line(line: str) -> None:
+    """One line of `icpd build` progress on stderr (called from TensorRT's builder threads too)."""
+    from icpd.commands.common import console
+
+    console.print(f"build: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     from icpd.commands.common import console, fail, out
 
@@ -45,19 +52,26 @@ def register(app: typer.Typer) -> None:
         workspace: Annotated[float, typer.Option(help="Builder workspace limit in GiB.")] = 4.0,
         plugin_library: Annotated[Path | None, typer.Option(help="C++ NdcgPrior plugin (.so) instead of the AOT plugin.")] = None,
         force: Annotated[bool, typer.Option(help="Replace an existing, non-empty --out.")] = False,
+        opt_level: Annotated[int | None, typer.Option(
+            "--opt-level", help="Builder optimisation level 0-5 (TensorRT's default 3; lower builds faster).")] = None,
+        timing_cache: Annotated[Path | None, typer.Option(
+            help="Timing cache file, read if present and saved after the build [default: OUT/timing.cache].")] = None,
         quiet: QuietOpt = False,
     ) -> None:
         """Build TensorRT engines (encoder + matcher) for a model dir; writes engines.json beside them.
 
         The model dir's graphs are checked first (`icpd check-trt`): a graph TensorRT cannot build
-        stops the build with the table of violations (exit 2) instead of a parser error."""
+        stops the build with the table of violations (exit 2) instead of a parser error. Build
+        phases are reported on stderr (unless -q); the timing cache makes a rebuild on the same GPU
+        and TensorRT faster."""
         from icpd.trt.build import build_engines, parse_profile
         from icpd.trt.check import TrtCompatibilityError
 
         try:
             res = build_engines(model, out_dir, precision=precision, batch=parse_profile(batch, "batch"),
                                 shots=parse_profile(shots, "shots"), rank_prior=rank_prior.value if rank_prior else None,
-                                workspace=int(workspace * (1 << 30)), plugin_library=plugin_library, force=force)
+                                workspace=int(workspace * (1 << 30)), plugin_library=plugin_library, force=force,
+                                opt_level=opt_level, timing_cache=timing_cache, progress=None if quiet else _progress_line)
         except TrtCompatibilityError as e:
             console.print(e.report.format_table(), markup=False, highlight=False, soft_wrap=True)
             fail(f"{model}: TensorRT {e.report.trt_version} cannot build these graphs (the violations above); "

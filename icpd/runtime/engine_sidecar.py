@@ -63,11 +63,12 @@ class Sidecar:
     shots: tuple[int, int, int]  # optimization profile (min, opt, max) of the support shots
     model_fingerprint: str  # model.json "fingerprint" of the weights the engines were built from
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> {"name", "sha256", "bytes"}
-    strongly_typed: bool = False  # built as a strongly typed network (TensorRT 11, or an FP16 ONNX)
+    strongly_typed: bool = False  # a strongly typed network (every build now; older sidecars may say false)
     model_dir: str = ""  # where the model dir was when the engines were built (informational)
     build_seconds: float = 0.0
     icpd_version: str = ""
     plugin: str = ""  # "" (no plugin), "aot" (PTX embedded in the engine) or "library:/path/libicpd_ndcg_prior_plugin.so"
+    opt_level: int | None = None  # builder optimisation level (None: TensorRT's default, 3)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,7 +85,7 @@ class Sidecar:
                 batch=tuple(d["batch"]), shots=tuple(d["shots"]), model_fingerprint=d["model_fingerprint"],
                 engines=d.get("engines", {}), strongly_typed=bool(d.get("strongly_typed", False)),
                 model_dir=d.get("model_dir", ""), build_seconds=float(d.get("build_seconds", 0.0)),
-                icpd_version=d.get("icpd_version", ""), plugin=d.get("plugin", ""),
+                icpd_version=d.get("icpd_version", ""), plugin=d.get("plugin", ""), opt_level=d.get("opt_level"),
             )
         except (KeyError, TypeError) as err:
             raise EngineMismatchError(f"{source}: engine sidecar is incomplete ({err!r}); {_FORMAT.fix}") from err

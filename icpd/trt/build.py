@@ -1,14 +1,23 @@
 """``icpd build``: TensorRT engines for a model dir's encoder and matcher, through the ONNX parser.
 
-Precision:
+Precision, one route on TensorRT 10.x and 11.x:
 
-- ``fp32``: a plain network (TF32 off, so FP32 means FP32).
-- ``fp16`` on TensorRT 10: the FP32 ONNX with ``BuilderFlag.FP16`` and FP32 constraints on the
-  sensitive layers (normalisation, softmax, reductions, TopK, the rank-prior plugin, the output
-  heads) enforced with ``OBEY_PRECISION_CONSTRAINTS``.
-- ``fp16`` on TensorRT 11 (no weak typing), or from an FP16 model dir on any version: a
-  strongly typed network from the FP16 ONNX (``icpd.export.fp16``); an FP32 model dir is
-  converted first, into ``ENGINE_DIR/fp16-model``.
+- every network is strongly typed (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``, since 10.0;
+  11.x is strongly typed anyway): each tensor's type is the ONNX graph's, nothing is left to the
+  builder. ``BuilderFlag.TF32`` is cleared wherever it exists (TensorRT enables it by default),
+  so FP32 layers compute in FP32.
+- ``fp32``: the FP32 ONNX as it is.
+- ``fp16``: the FP16 ONNX of :mod:`icpd.export.fp16` (LayerNorm, softmax, reductions, the rank
+  prior with its distance chain back to the Gram MatMul and the output heads stay FP32). An
+  FP32 model dir is converted first, into ``ENGINE_DIR/fp16-model``. The weakly typed route of
+  10.x (``BuilderFlag.FP16`` + ``OBEY_PRECISION_CONSTRAINTS``, deprecated in 10.x and gone in 11)
+  is not used: it ordered near-tied distances in FP16 and disagreed with 11.x engines.
+
+Build time: ``opt_level`` sets the builder optimisation level (0-5, TensorRT's default 3; lower
+builds faster). A timing cache (``timing.cache`` in the engine dir by default) is loaded when
+present and saved after the build, so a rebuild on the same GPU and TensorRT skips the kernel
+timing it already did. Where TensorRT has ``IProgressMonitor`` (10.x, 11.x) the build reports
+its phases through ``progress``.
 
 The query batch and the support shots are dynamic: one optimization profile per engine with
 ``--batch MIN,OPT,MAX`` / ``--shots MIN,OPT,MAX``. The preprocess graph gets no engine: the
@@ -25,7 +34,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +51,8 @@ from icpd.trt.check import TOPK_MAX_K  # TensorRT's limit on TopK's K
 
 ENGINE_ROLES = ("encoder", "matcher")
 DEFAULT_WORKSPACE = 4 << 30  # bytes
-# TensorRT 10 layer types computed in FP32 inside an FP16 engine (names of trt.LayerType members).
-FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE", "TOPK", "PLUGIN_V3", "PLUGIN_V2", "PLUGIN")
+MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (TensorRT 10.3 and 11.1 headers)
+TIMING_CACHE_NAME = "timing.cache"  # in the engine dir unless --timing-cache names another file
 
 
 class EngineBuildError(RuntimeError):
@@ -123,11 +134,13 @@ def tensorrt_major(version: str) -> int:
 def _load_plugin(trt: Any, builder: Any, plugin_library: str | os.PathLike[str] | None, cache_dir: Path) -> str:
     """Make ``icpd::NdcgPrior`` known to TensorRT; returns how ("library PATH" or "aot compute_XX")."""
     if plugin_library is not None:
-        lib = Path(plugin_library)
-        if not lib.is_file():
-            raise EngineBuildError(f"--plugin-library {lib}: no such file; build it with icpd/kernels/plugin/CMakeLists.txt")
-        builder.get_plugin_registry().load_library(str(lib))
-        return f"library {lib}"
+        from icpd.kernels.tensorrt import PluginLibraryError, load_plugin_library
+
+        try:
+            load_plugin_library(trt, builder.get_plugin_registry(), plugin_library)
+        except PluginLibraryError as err:
+            raise EngineBuildError(str(err)) from err
+        return f"library {plugin_library}"
     from icpd.kernels.trt_plugin import TensorRTUnavailableError, register_plugin
 
     try:
@@ -135,7 +148,7 @@ def _load_plugin(trt: Any, builder: Any, plugin_library: str | os.PathLike[str] 
     except (TensorRTUnavailableError, RuntimeError) as err:
         raise EngineBuildError(
             f"the model uses the NdcgPrior rank-prior plugin and it could not be registered ({err}). Pass "
-            "--plugin-library libicpd_ndcg_prior_plugin.so (C++ plugin), or export with --rank-prior onnx"
+            "--plugin-library libicpd_ndcg_prior_plugin.so (C++ plugin), or export with --rank-prior sort"
         ) from err
     return f"aot {reg.ptx_arch}"
 
@@ -145,47 +158,124 @@ def _plugin_source(plugin_library: str | os.PathLike[str] | None) -> str:
     return f"library:{Path(plugin_library).resolve()}" if plugin_library else "aot"
 
 
-def _constrain_fp32(trt: Any, network: Any, logger_name: str = "") -> int:
-    """TensorRT 10 weak typing: pin sensitive layers (and layers writing network outputs) to FP32."""
-    types = {getattr(trt.LayerType, t) for t in FP32_LAYER_TYPES if hasattr(trt.LayerType, t)}
-    pinned = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        writes_output = any(layer.get_output(j).is_network_output for j in range(layer.num_outputs))
-        if layer.type not in types and not writes_output:
-            continue
-        layer.precision = trt.float32
-        for j in range(layer.num_outputs):
-            if layer.get_output(j).dtype in (trt.float32, trt.float16):
-                layer.set_output_type(j, trt.float32)
-        pinned += 1
-    return pinned
+@dataclass(frozen=True)
+class BuildOptions:
+    """Builder settings shared by both engines of one ``icpd build``."""
+
+    workspace: int = DEFAULT_WORKSPACE  # bytes of builder workspace
+    opt_level: int | None = None  # builder optimisation level 0-5; None: TensorRT's default (3)
+    plugin_library: str | os.PathLike[str] | None = None  # C++ NdcgPrior plugin instead of the AOT plugin
+    verbose: bool = False  # TensorRT's VERBOSE log
 
 
-def build_engine(trt: Any, onnx_path: Path, out_path: Path, profiles: dict[str, tuple], strongly_typed: bool,
-                 weak_fp16: bool, workspace: int, plugin: bool, plugin_library: Any, cache_dir: Path, verbose: bool = False) -> None:
-    """Parse one ONNX file, set its profile and precision, build and write the serialized engine."""
-    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+def progress_monitor(trt: Any, report: Callable[[str], None]) -> Any | None:
+    """An ``IProgressMonitor`` that reports top-level build phases (and their direct children) to
+    ``report``; None where this TensorRT has no ``IProgressMonitor``.
+
+    TensorRT calls it from its own threads: the methods take a lock and never raise.
+    """
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class _Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self._lock = threading.Lock()
+            self._parents: dict[str, str | None] = {}
+            self._steps: dict[str, int] = {}
+            self._started: dict[str, float] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            with self._lock:
+                self._parents[phase_name] = parent_phase
+                depth = 0 if parent_phase is None else 1 + (self._parents.get(parent_phase, None) is not None)
+                if depth <= 1:
+                    self._steps[phase_name] = num_steps
+                    self._started[phase_name] = time.perf_counter()
+                    report(f"{'  ' * depth}{phase_name} ({num_steps} step{'s' if num_steps != 1 else ''})")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self._lock:
+                n = self._steps.get(phase_name, 0)
+                every = max(1, n // 10)  # at most ~10 lines per phase
+                if self._parents.get(phase_name, "") is None and n > 1 and (step + 1) % every == 0:
+                    report(f"{phase_name}: {step + 1}/{n}")
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self._lock:
+                t0 = self._started.pop(phase_name, None)
+                if t0 is not None and self._parents.get(phase_name, "") is None:
+                    report(f"{phase_name}: done in {time.perf_counter() - t0:.1f} s")
+                self._parents.pop(phase_name, None)
+
+    return _Monitor()
+
+
+class TimingCache:
+    """TensorRT's kernel timing cache for one ``icpd build``: loaded from ``path`` if it exists,
+    handed from one engine's build to the next, written back to ``save_to`` at the end."""
+
+    def __init__(self, path: Path, report: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.blob = path.read_bytes() if path.is_file() else b""
+        self.report = report or (lambda _line: None)
+        self.loaded = bool(self.blob)
+
+    def attach(self, config: Any) -> None:
+        """Give ``config`` a cache made from the current blob (a fresh one if TensorRT refuses it)."""
+        cache = config.create_timing_cache(self.blob)
+        if cache is None or not config.set_timing_cache(cache, False):
+            if self.blob:
+                self.report(f"timing cache {self.path}: made on another GPU or TensorRT; starting a fresh one")
+            self.blob = b""
+            cache = config.create_timing_cache(b"")
+            if cache is None or not config.set_timing_cache(cache, False):
+                raise EngineBuildError("TensorRT refused an empty timing cache (see its log above)")
+
+    def collect(self, config: Any) -> None:
+        """Keep what ``config``'s build added to the cache."""
+        cache = config.get_timing_cache()
+        if cache is not None:
+            self.blob = bytes(cache.serialize())
+
+    def save(self, dest: Path) -> None:
+        if self.blob:
+            write_bytes_atomic(dest, self.blob)
+
+
+def _network_flags(trt: Any) -> int:
+    """Strongly typed (TensorRT >= 10.0); 11.x deprecated the flag (always strongly typed) and may drop it."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def build_engine(trt: Any, onnx_path: Path, out_path: Path, profiles: dict[str, tuple], options: BuildOptions,
+                 plugin: bool, cache_dir: Path, timing: TimingCache | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+    """Parse one ONNX file as a strongly typed network, set its profile and builder settings, build and
+    write the serialized engine."""
+    logger = trt.Logger(trt.Logger.VERBOSE if options.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     if plugin:
-        _load_plugin(trt, builder, plugin_library, cache_dir)
-    flags = 0
-    if strongly_typed:
-        # required on TensorRT 10 for an FP16 ONNX; accepted and ignored on 11 (always strongly typed)
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+        _load_plugin(trt, builder, options.plugin_library, cache_dir)
+    network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):  # reads the external .data beside it
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
-    if not strongly_typed and hasattr(trt.BuilderFlag, "TF32") and not weak_fp16:
-        config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32
-    if weak_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        _constrain_fp32(trt, network)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default, strongly typed too: FP32 means FP32
+    if options.opt_level is not None:
+        config.builder_optimization_level = options.opt_level
+    if timing is not None:
+        timing.attach(config)
+    monitor = progress_monitor(trt, progress) if progress is not None else None
+    if monitor is not None:
+        config.progress_monitor = monitor  # must outlive the build: held here until it returns
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in profiles.items():
         profile.set_shape(name, lo, opt, hi)
@@ -193,7 +283,16 @@ def build_engine(trt: Any, onnx_path: Path, out_path: Path, profiles: dict[str, 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build {out_path.name} from {onnx_path.name} (see its log above)")
+    if timing is not None:
+        timing.collect(config)
     write_bytes_atomic(out_path, bytes(serialized))
+
+
+def check_opt_level(opt_level: int | None) -> int | None:
+    if opt_level is not None and not 0 <= opt_level <= MAX_OPT_LEVEL:
+        raise ValueError(f"--opt-level {opt_level}: choose 0 (fastest build) to {MAX_OPT_LEVEL} (slowest, "
+                         "fastest engine); TensorRT's default is 3")
+    return opt_level
 
 
 def build_engines(
@@ -208,11 +307,20 @@ def build_engines(
     cache_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
     verbose: bool = False,
+    opt_level: int | None = None,
+    timing_cache: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Build ``encoder.engine`` and ``matcher.engine`` + ``engines.json`` into ``out_dir`` (see the module docstring).
 
+    Args:
+        opt_level: builder optimisation level 0-5 (None: TensorRT's default, 3).
+        timing_cache: timing cache file, read if present and written after the build; default
+            ``out_dir/timing.cache``.
+        progress: called with one line per build phase (TensorRT's ``IProgressMonitor``, where it exists).
+
     Raises:
-        ValueError: bad precision or profiles; EngineBuildError; TensorRTUnavailableError; ModelDirError.
+        ValueError: bad precision, profiles or opt level; EngineBuildError; TensorRTUnavailableError; ModelDirError.
     """
     from icpd.export.onnx import MAX_BATCH, MAX_SHOTS
     from icpd.trt import import_tensorrt
@@ -221,6 +329,7 @@ def build_engines(
         raise ValueError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     batch = check_profile(tuple(batch), "batch", MAX_BATCH)
     shots = check_profile(tuple(shots), "shots", MAX_SHOTS)
+    options = BuildOptions(workspace, check_opt_level(opt_level), plugin_library, verbose)
     md = ModelDir.open(model_dir)
     form = check_rank_prior(md, rank_prior)
     from icpd.trt.check import TrtCompatibilityError, check_model_dir, installed_trt_version
@@ -237,14 +346,14 @@ def build_engines(
     onnx_fp16 = md.meta.get("precision") == "fp16"
     if precision == "fp32" and onnx_fp16:
         raise EngineBuildError(f"--precision fp32 from the FP16 model dir {md.path}: build from the FP32 model dir")
-    strongly_typed = onnx_fp16 or tensorrt_major(env.tensorrt_version) >= 11
-    weak_fp16 = precision == "fp16" and not strongly_typed
+    cache_path = Path(timing_cache) if timing_cache else out / TIMING_CACHE_NAME
+    timing = TimingCache(cache_path, progress)
     # Everything is written into a temporary folder next to ``out``, renamed to ``out`` only when the
     # engines and engines.json are complete: a failed or interrupted build leaves the old engines.
     with atomic_dir(out, replace=force) as work:
         cache = Path(cache_dir) if cache_dir else work / ".kernel-cache"
         source = md
-        if precision == "fp16" and strongly_typed and not onnx_fp16:
+        if precision == "fp16" and not onnx_fp16:
             from icpd.export.fp16 import convert_model_dir_fp16
 
             source = convert_model_dir_fp16(md.path, work / "fp16-model", force=True)
@@ -252,17 +361,22 @@ def build_engines(
         plugin_source = ""
         for role in ENGINE_ROLES:
             path = work / f"{role}.engine"
-            plugin_source = plugin_source or (_plugin_source(plugin_library) if form == "plugin" and role == "matcher" else "")
-            build_engine(trt, source.file(role), path, io_profiles(source, role, batch, shots), strongly_typed, weak_fp16,
-                         workspace, plugin=(form == "plugin" and role == "matcher"), plugin_library=plugin_library,
-                         cache_dir=cache, verbose=verbose)
+            uses_plugin = form == "plugin" and role == "matcher"
+            plugin_source = plugin_source or (_plugin_source(plugin_library) if uses_plugin else "")
+            if progress is not None:
+                progress(f"building {path.name} from {source.file(role).name}")
+            build_engine(trt, source.file(role), path, io_profiles(source, role, batch, shots), options,
+                         plugin=uses_plugin, cache_dir=cache, timing=timing, progress=progress)
             engines[role] = {"name": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
         sidecar = Sidecar(
             env=env, precision=precision, rank_prior=form, batch=batch, shots=shots, model_fingerprint=md.fingerprint,
-            engines=engines, strongly_typed=strongly_typed, model_dir=str(md.path.resolve()),
+            engines=engines, strongly_typed=True, model_dir=str(md.path.resolve()),
             build_seconds=time.perf_counter() - t0, icpd_version=icpd.__version__, plugin=plugin_source,
+            opt_level=options.opt_level,
         )
         write_sidecar(work, sidecar)
         if cache_dir is None:
             shutil.rmtree(cache, ignore_errors=True)
+        inside = cache_path.parent.resolve() == out.resolve()
+        timing.save(work / cache_path.name if inside else cache_path)
     return BuildResult(out, sidecar, sidecar.build_seconds)

@@ -2,7 +2,10 @@
 
 Device buffers are torch CUDA tensors (no pycuda): each call sets the input shapes
 (``context.set_input_shape``), binds every tensor's ``data_ptr()`` (``set_tensor_address``) and
-enqueues on torch's current stream (``execute_async_v3``). Images and query features stay on the
+enqueues on the backend's own CUDA stream (``execute_async_v3``): every call of the backend
+(preprocessing, uploads, both engines, the copies back) runs under ``torch.cuda.stream(stream)``,
+so nothing waits on the legacy default stream, which TensorRT warns forces extra
+synchronisation; latency measured around a backend call ends with that stream's synchronisation. Images and query features stay on the
 GPU from preprocessing to the last class's matcher pass; a class's support tensors are uploaded
 once (``load_support``), in the engine's input dtypes. Only the matcher's requested outputs come
 back, through pinned host memory after one synchronisation. With
@@ -46,10 +49,12 @@ def _torch_dtype(trt: Any, dtype: Any) -> Any:
 class TrtEngine:
     """One deserialised engine with its execution context; tensors in and out are torch CUDA tensors."""
 
-    def __init__(self, trt: Any, runtime: Any, path: Path, device: Any, cuda_graphs: bool = False) -> None:
+    def __init__(self, trt: Any, runtime: Any, path: Path, device: Any, stream: Any, cuda_graphs: bool = False) -> None:
+        """``stream``: the ``torch.cuda.Stream`` every enqueue goes to (its ``cuda_stream`` handle)."""
         self.trt = trt
         self.path = path
         self.device = device
+        self.stream = stream
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"{path}: TensorRT could not deserialise it (see its log); rebuild with `icpd build`")
@@ -86,7 +91,7 @@ class TrtEngine:
         import torch
 
         feeds = {n: feeds[n].to(self.device, self.dtypes[n]).contiguous() for n in self.inputs}
-        stream = torch.cuda.current_stream(self.device)
+        stream = self.stream
         if not self.cuda_graphs:
             outs = self._bind(feeds)
             self._enqueue(stream)
@@ -146,11 +151,16 @@ class TrtBackend:
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         if self.sidecar.plugin.startswith("library:"):  # C++ plugin: its creators must be registered before deserialising
-            self.runtime.get_plugin_registry().load_library(self.sidecar.plugin.removeprefix("library:"))
+            from icpd.kernels.tensorrt import load_plugin_library
+
+            load_plugin_library(trt, self.runtime.get_plugin_registry(), self.sidecar.plugin.removeprefix("library:"),
+                                what=f"{self.engine_dir / 'engines.json'}: plugin library")
         self.preset = model_dir.preset
         with torch.cuda.device(self.device):
-            self.encoder = TrtEngine(trt, self.runtime, self.engine_dir / self.sidecar.engines["encoder"]["name"], self.device, cuda_graphs)
-            self.matcher = TrtEngine(trt, self.runtime, self.engine_dir / self.sidecar.engines["matcher"]["name"], self.device, cuda_graphs)
+            self.stream = torch.cuda.Stream(self.device)  # the backend's own: see the module docstring
+            engines = {role: self.engine_dir / self.sidecar.engines[role]["name"] for role in ("encoder", "matcher")}
+            self.encoder = TrtEngine(trt, self.runtime, engines["encoder"], self.device, self.stream, cuda_graphs)
+            self.matcher = TrtEngine(trt, self.runtime, engines["matcher"], self.device, self.stream, cuda_graphs)
         self.signature = MatcherSignature.for_preset(self.preset)
         self.matcher_outputs = [n for n in MATCHER_OUTPUTS if n in self.matcher.outputs]
         self.max_batch = self.sidecar.batch[2]
@@ -165,10 +175,24 @@ class TrtBackend:
         import torch
 
         host = [torch.empty(t.shape, dtype=torch.float32, pin_memory=True) for t in tensors]
-        for h, t in zip(host, tensors):
-            h.copy_(t.float(), non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()
+        with self._on_stream():
+            for h, t in zip(host, tensors):
+                h.copy_(t.float(), non_blocking=True)
+        self.stream.synchronize()
         return [h.numpy() for h in host]
+
+    def _on_stream(self) -> Any:
+        """This backend's device and stream as torch's current ones (allocations, copies and enqueues)."""
+        import contextlib
+
+        import torch
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.cuda.device(self.device))
+        # tensors a caller made on its own stream are complete before this stream reads them
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        stack.enter_context(torch.cuda.stream(self.stream))
+        return stack
 
     def _chunks(self, n: int) -> list[slice]:
         return [slice(i, min(i + self.max_batch, n)) for i in range(0, n, self.max_batch)]
@@ -180,7 +204,7 @@ class TrtBackend:
 
         from icpd.export.wrappers import preprocess_pixels
 
-        with torch.no_grad(), torch.cuda.device(self.device):
+        with torch.no_grad(), self._on_stream():
             return torch.cat([preprocess_pixels(self._to_device(p), self.preset) for p in pixels])
 
     def encode(self, images: Any) -> list[Any]:
@@ -188,7 +212,7 @@ class TrtBackend:
         import torch
 
         names = encoder_output_names(self.preset)
-        with torch.cuda.device(self.device):
+        with self._on_stream():
             x = self._to_device(images) if isinstance(images, np.ndarray) else images
             parts = [self.encoder({"images": x[sl]}) for sl in self._chunks(x.shape[0])]
             if len(parts) == 1:
@@ -197,21 +221,19 @@ class TrtBackend:
 
     def load_support(self, support: SupportSet) -> dict[str, Any]:
         """The support inputs the engine has, as CUDA tensors in the engine's dtypes (uploaded once)."""
-        import torch
 
         names = [n for n in self.signature.support_inputs if n in self.matcher.inputs]
-        with torch.cuda.device(self.device):
+        with self._on_stream():
             return {n: self._to_device(support.tensors[n]).to(self.matcher.dtypes[n]) for n in names}
 
     def match(self, features: Sequence[Any], support: dict[str, Any], outputs: Sequence[str]) -> list[np.ndarray]:
-        import torch
 
         unknown = [o for o in outputs if o not in self.matcher_outputs]
         if unknown:
             raise ValueError(f"matcher outputs {unknown}: the engine has {self.matcher_outputs}")
         query = dict(zip(self.signature.query_inputs, features))
         parts = []
-        with torch.cuda.device(self.device):
+        with self._on_stream():
             for sl in self._chunks(features[0].shape[0]):
                 out = self.matcher({**{n: q[sl] for n, q in query.items()}, **support})
                 parts.append(self._to_host([out[n] for n in outputs]))
@@ -225,7 +247,6 @@ class TrtBackend:
         return self._to_host([x])[0]
 
     def from_host(self, features: Sequence[np.ndarray]) -> list[Any]:
-        import torch
 
-        with torch.cuda.device(self.device):
+        with self._on_stream():
             return [self._to_device(f) for f in features]
