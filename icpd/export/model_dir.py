@@ -6,7 +6,9 @@ MODEL_DIR/
   preprocess.onnx     pixels (B,H,W,3) uint8 -> images (B,3,S,S) float32
   encoder.onnx (+ encoder.onnx.data)
   matcher.onnx (+ matcher.onnx.data)
-  model.safetensors   the weights (the torch backend runs from these)
+  model.safetensors   the weights (the torch backend runs from these); absent from a runtime-only
+                      dir (``icpd export --runtime-only``, ``"runtime_only": true``), which ONNX
+                      Runtime and TensorRT run and the torch backend refuses
 ```
 
 ``model.json["files"]`` (format version 2) lists every file with its size and sha256, the ONNX
@@ -14,8 +16,9 @@ graphs' external data (``.onnx.data``, where the weights are) included:
 ``{role: {"name", "bytes", "sha256", ["sample_sha256"], "external_data": [{"name", "bytes", "sha256",
 ["sample_sha256"]}]}}``. :meth:`ModelDir.open` checks, on every open:
 
-* ``model.json`` against a schema (the four roles preprocess/encoder/matcher/weights present, each
-  entry a plain file name, a size and a sha256): an edited or truncated one is refused by name;
+* ``model.json`` against its whole schema (:mod:`icpd.export.model_schema`: every key, nested preset
+  fields included, with its type and range; no unknown keys; each file entry a plain file name, a
+  size and a sha256): an edited or truncated one is refused by key path, value and expected type;
 * every listed file exists with its recorded size (a truncated or half-copied file);
 * the ONNX graphs (``*.onnx``, kilobytes to a few MB: the weights live in ``.onnx.data``) by
   their full sha256: a graph replaced by another model's is refused;
@@ -39,7 +42,8 @@ from typing import Any
 
 import icpd
 from icpd.config import Preset
-from icpd.io.artifacts import FILE_NAME, LIST, OBJECT, SHA256, ArtifactFormat, check_fields, is_int, read_json
+from icpd.export.model_schema import check_model_meta
+from icpd.io.artifacts import ArtifactFormat, read_json
 from icpd.io.atomic import write_text_atomic
 
 MODEL_FORMAT = "icpd-model"
@@ -49,8 +53,8 @@ _FORMAT = ArtifactFormat(MODEL_FORMAT, MODEL_FORMAT_VERSION, "model description"
                          min_version=2, required=("preset", "fingerprint", "files"))
 
 
-ROLES = ("preprocess", "encoder", "matcher", "weights")  # every model dir has these files
-_ENTRY = {"name": FILE_NAME, "bytes": is_int(0), "sha256": SHA256}
+ROLES = ("preprocess", "encoder", "matcher", "weights")  # every model dir has these files (a runtime-only one: not weights)
+RUNTIME_ROLES = ROLES[:3]  # what ONNX Runtime and TensorRT read
 SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 16, 1 << 16  # sample_sha256: 1 MiB read per file
 
 
@@ -96,8 +100,21 @@ class ModelDir:
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
 
+    @property
+    def runtime_only(self) -> bool:
+        """Exported with ``--runtime-only``: no PyTorch weights (``model.safetensors``)."""
+        return bool(self.meta.get("runtime_only", False))
+
     def file(self, role: str) -> Path:
-        """The main file of ``role`` (preprocess, encoder, matcher, weights)."""
+        """The main file of ``role`` (preprocess, encoder, matcher, weights).
+
+        Raises:
+            ModelDirError: ``weights`` of a runtime-only dir (the message says how to get them).
+        """
+        if role == "weights" and self.runtime_only:
+            raise ModelDirError(f"model dir {self.path} is runtime-only (exported with --runtime-only): it has no "
+                                "model.safetensors, the PyTorch weights; export without --runtime-only to get them, "
+                                "or use the ONNX Runtime or TensorRT backend (--backend ort)")
         return self.path / self.meta["files"][role]["name"]
 
     def role_files(self, role: str) -> list[Path]:
@@ -126,30 +143,11 @@ class ModelDir:
         if not (path / MODEL_JSON).is_file():
             raise ModelDirError(f"model dir {path}: {MODEL_JSON} is missing; {fmt.fix}")
         meta = read_json(path / MODEL_JSON, fmt, ModelDirError)
-        _check_schema(meta, path / MODEL_JSON, fmt.fix)
+        check_model_meta(meta, path / MODEL_JSON, ModelDirError, fmt.fix)
         for role, entry in meta["files"].items():
             for item in [entry, *entry.get("external_data", [])]:
                 _check_file(path, role, item, verify)
         return cls(path, meta)
-
-
-def _check_schema(meta: dict[str, Any], source: Path, fix: str) -> None:
-    """``files`` holds the four roles, each entry (and its external data) a name, a size and hashes."""
-
-    def entry_rules(item: dict[str, Any]) -> dict[str, Any]:
-        optional = {"sample_sha256": SHA256, "external_data": LIST}
-        return {**_ENTRY, **{k: rule for k, rule in optional.items() if k in item}}
-
-    check_fields(meta, {"files": OBJECT}, source, ModelDirError, fix)
-    check_fields(meta["files"], dict.fromkeys(ROLES, OBJECT), source, ModelDirError, fix, prefix="files.")
-    for role, entry in meta["files"].items():
-        check_fields({role: entry}, {role: OBJECT}, source, ModelDirError, fix, prefix="files.")
-        check_fields(entry, entry_rules(entry), source, ModelDirError, fix, prefix=f"files.{role}.")
-        for i, item in enumerate(entry.get("external_data", [])):
-            where = f"files.{role}.external_data[{i}]"
-            if not isinstance(item, dict):
-                raise ModelDirError(f"{source}: {where} is not a JSON object (altered or corrupt); {fix}")
-            check_fields(item, entry_rules(item), source, ModelDirError, fix, prefix=f"{where}.")
 
 
 def _check_file(root: Path, role: str, item: dict[str, Any], verify: bool) -> None:

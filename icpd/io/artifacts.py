@@ -7,7 +7,10 @@ Each artefact carries its metadata as a JSON object with a ``format`` name and a
 raises the caller's own error type (so the CLI prints one line and exits 2) naming the file,
 the offending value and the fix. :func:`check_fields` checks the types and ranges of the other
 keys (a small schema: one predicate and one description per key), so an edited value is refused
-with its name instead of crashing later with a ``KeyError`` or ``ValueError``.
+with its name instead of crashing later with a ``KeyError`` or ``ValueError``. :func:`check_schema`
+checks a whole nested document (:class:`Obj`, :class:`ListOf`, :class:`MapOf` of rules): every key
+path, its type (a bool is not an integer, 18.0 is not an integer) and, in a closed object, no key
+this icpd does not know.
 """
 
 from __future__ import annotations
@@ -127,3 +130,93 @@ def check_fields(meta: Mapping[str, Any], schema: Mapping[str, Rule], source: st
             raise error(f"{source}: {prefix}{key} is missing (incomplete or altered); {fix}")
         if not ok(meta[key]):
             raise error(f"{source}: {prefix}{key} = {json.dumps(meta[key])[:80]} is not {what} (altered or corrupt); {fix}")
+
+
+NUMBER: Rule = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), "a number"
+BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
+
+
+def one_of(*values: Any) -> Rule:
+    """Exactly one of ``values`` (strings: compared as strings, so 1 is not "1")."""
+    return (lambda v: any(type(v) is type(x) and v == x for x in values)), "one of " + ", ".join(json.dumps(x) for x in values)
+
+
+def either(*rules: Rule) -> Rule:
+    return (lambda v: any(ok(v) for ok, _ in rules)), " or ".join(what for _, what in rules)
+
+
+# -- nested documents ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object: ``fields`` key -> schema; ``optional`` keys may be absent; ``open``: keys not in
+    ``fields`` are allowed (a third party's config, a free-form report), else they are refused."""
+
+    fields: Mapping[str, Schema]
+    optional: frozenset[str] = frozenset()
+    open: bool = False
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A JSON list whose items follow ``item``; ``length``: exactly that many."""
+
+    item: Schema
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A JSON object with any keys (e.g. tensor names), every value following ``value``."""
+
+    value: Schema
+
+
+Schema = Rule | Obj | ListOf | MapOf
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value)[:80]
+
+
+def check_schema(value: Any, schema: Schema, source: str | os.PathLike[str], error: type[Exception], fix: str,
+                 path: str = "") -> None:
+    """Refuse the first key path of ``value`` (a parsed JSON document) that breaks ``schema``.
+
+    The message names ``source``, the key path (``preset.image_size``, ``files.encoder.external_data[0].bytes``),
+    the value found, what it must be, and ``fix``; an unknown key in a closed :class:`Obj` is refused too.
+
+    Raises:
+        error: a key missing, of the wrong type or out of range, or unknown.
+    """
+    where = path or "the document"
+    if isinstance(schema, tuple):
+        ok, what = schema
+        if not ok(value):
+            raise error(f"{source}: {where} = {_show(value)} is not {what} (altered or corrupt); {fix}")
+    elif isinstance(schema, ListOf):
+        n = schema.length
+        if not isinstance(value, list) or (n is not None and len(value) != n):
+            what = "a JSON list" + (f" of {n} items" if n is not None else "")
+            raise error(f"{source}: {where} = {_show(value)} is not {what} (altered or corrupt); {fix}")
+        for i, item in enumerate(value):
+            check_schema(item, schema.item, source, error, fix, f"{path}[{i}]")
+    else:
+        if not isinstance(value, Mapping):
+            raise error(f"{source}: {where} = {_show(value)} is not a JSON object (altered or corrupt); {fix}")
+        if isinstance(schema, MapOf):
+            for key, item in value.items():
+                check_schema(item, schema.value, source, error, fix, f"{path}.{key}" if path else key)
+            return
+        for key, sub in schema.fields.items():
+            full = f"{path}.{key}" if path else key
+            if key not in value:
+                if key in schema.optional:
+                    continue
+                raise error(f"{source}: {full} is missing (incomplete or altered); {fix}")
+            check_schema(value[key], sub, source, error, fix, full)
+        unknown = [k for k in value if k not in schema.fields]
+        if unknown and not schema.open:
+            full = f"{path}.{unknown[0]}" if path else unknown[0]
+            known = ", ".join(schema.fields)
+            raise error(f"{source}: unknown key {full} = {_show(value[unknown[0]])} (altered, or written by a newer icpd; "
+                        f"{where if path else 'the top level'} has {known}); remove it, or {fix}")
