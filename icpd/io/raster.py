@@ -1,14 +1,19 @@
-"""Reading scenes and masks, writing results without leaving half-written files.
+"""Reading scenes as (H, W, 3) uint8 RGB, saying what was converted and refusing what is ambiguous.
 
 Every image that reaches the model is an (H, W, 3) uint8 RGB array. :func:`read_image` gets
-there from the formats people actually hand us, and records each conversion it made in
-``Raster.notes`` so the CLI can tell the user. The rules:
+there from the formats people actually hand us (decoded by :mod:`icpd.io.decoding`, the same way
+with or without the geo extra), and records each conversion it made in ``Raster.notes`` so the
+CLI can tell the user. Every refusal states the file's real size (HxW), band count and pixel
+type. The rules (the window reader :class:`icpd.io.windows.WindowReader` applies the same ones,
+through the same functions):
 
 * **Bands.** Band numbers are **1-based and in file order** (GDAL / rasterio / QGIS
   convention: "band 4 is NIR"). One band is replicated to RGB. Three bands are taken as RGB.
-  Four bands in a PNG are RGBA (PNG has no other 4-channel layout): alpha is dropped. Four
-  bands in a TIFF are ambiguous (RGBA? RGB+NIR? BGR+NIR?) and are refused unless the caller
-  says which to use with ``bands=(1, 2, 3)``; so are 2 or more than 4 bands.
+  The alpha band of a PNG (grayscale+alpha, RGBA) is dropped, noted. Palette files are read as
+  their colours (3 bands), CMYK JPEGs as RGB, noted. Four bands in a TIFF are ambiguous (RGBA?
+  RGB+NIR? BGR+NIR?), even when band 4 is declared alpha (GDAL declares it for every 4-band
+  uint8 GeoTIFF it writes); so are 2 or more than 4 bands, and CMYK TIFFs: all are refused
+  unless the caller says which to use with ``bands=(1, 2, 3)``.
 * **uint8** is used as is.
 * **uint16** is linearly stretched so that the image's own 2nd percentile maps to 0 and its
   98th percentile to 255 (clipped), with one pair of limits for all three bands. Why not
@@ -20,60 +25,44 @@ there from the formats people actually hand us, and records each conversion it m
 * **float** (float16/32/64) is accepted only when every value is finite and in [0, 1], then
   scaled by 255 and rounded. Anything else (reflectance > 1, dB, NaN nodata) is refused.
 * **Any other dtype** (int8, int16, int32, uint32, ...) is refused.
-
 * **EXIF orientation** of JPEGs is applied, as every viewer does (a phone photo taken upright
   is stored sideways with a tag saying so), and noted. Masks are read as stored (PNG has none).
 
-Decoding uses ``cv2.imdecode`` on the file's bytes (same codecs as ``cv2.imread``, but it works
-with non-ASCII paths and lets us tell "can't read the file" from "not an image"), with OpenCV's
-log level at ERROR while it runs (its libtiff warnings, e.g. "Unknown field with tag 33550" for
-every GeoTIFF key, are noise to a user).
-
-TIFFs are read with rasterio when it is installed (``pip install 'icpd[geo]'``): pixels in file
-band order plus georeferencing (CRS + affine transform); OpenCV is the fallback for files
-rasterio cannot open. Without rasterio, TIFFs still load through OpenCV, just without ``geo``.
-rasterio is always imported lazily, inside the function that needs it.
+TIFFs are read with rasterio when it is installed (``pip install 'icpd[geo]'``): pixels plus
+georeferencing (CRS + affine transform). Without it the same pixels come from tifffile, and a
+GeoTIFF's georeferencing is dropped with a note saying which extra keeps it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-import cv2
 import numpy as np
 
+from icpd.io.decoding import (
+    GEO_EXTRA_HINT,
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    GeoInfo,
+    ImageError,
+    Layout,
+    decode_file,
+    import_rasterio,
+    quiet_opencv,
+)
 from icpd.io.exif import ORIENTATION_TEXT, apply_orientation, jpeg_orientation
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
-GEO_EXTRA_HINT = "pip install 'icpd[geo]'"
+__all__ = [
+    "GEO_EXTRA_HINT", "IMAGE_SUFFIXES", "STRETCH_PERCENTILES", "TIFF_SUFFIXES", "GeoInfo", "ImageError", "Layout",
+    "Raster", "decode", "describe_array", "import_rasterio", "parse_bands", "plan_bands", "quiet_opencv",
+    "read_image", "to_uint8",
+]
 
 # Percentiles of the uint16 -> uint8 stretch (see the module docstring for why).
 STRETCH_PERCENTILES: tuple[float, float] = (2.0, 98.0)
-
-
-class ImageError(ValueError):
-    """An input image or mask that icpd cannot use; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class GeoInfo:
-    """Georeferencing of a raster, as plain data (no rasterio objects).
-
-    ``transform`` is the affine ``(a, b, c, d, e, f)`` in rasterio/``affine`` order, mapping
-    the top-left corner of pixel (row, col) to ``x = a*col + b*row + c``,
-    ``y = d*col + e*row + f`` in CRS units. ``crs_wkt`` is the CRS as WKT, or None when the
-    file has a transform but no CRS.
-    """
-
-    crs_wkt: str | None
-    transform: tuple[float, float, float, float, float, float]
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,109 +90,14 @@ class Raster:
         return int(self.pixels.shape[1])
 
 
-# --------------------------------------------------------------------------------------------
-# optional rasterio
-
-
-def import_rasterio(needed_for: str | None = None) -> ModuleType | None:
-    """Import rasterio lazily. Returns None when missing, or raises if ``needed_for`` is set."""
-    try:
-        import rasterio
-    except ImportError as exc:
-        if needed_for is None:
-            return None
-        raise ImportError(
-            f"{needed_for} needs rasterio, which is not installed. Install the geo extra: {GEO_EXTRA_HINT}"
-        ) from exc
-    return rasterio
-
-
-def _read_geo(
-    rasterio: ModuleType, path: Path, read_pixels: bool
-) -> tuple[GeoInfo | None, np.ndarray | None]:
-    """CRS/transform of ``path`` and, if asked (cv2 failed), its pixels (H, W, bands) in file order."""
-    with warnings.catch_warnings():
-        # A plain (non-geo) TIFF is fine: that's what geo=None means.
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path) as ds:
-            transform = tuple(float(v) for v in tuple(ds.transform)[:6])
-            crs = ds.crs
-            geo = None
-            if crs is not None or transform != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
-                geo = GeoInfo(crs_wkt=crs.to_wkt() if crs is not None else None, transform=transform)
-            pixels = np.moveaxis(ds.read(), 0, -1) if read_pixels else None  # bands H W -> H W bands
-    return geo, pixels
-
-
-# --------------------------------------------------------------------------------------------
-# decoding
-
-
-def _check_file(path: Path, what: str) -> bytes:
-    if not path.exists():
-        raise ImageError(f"{what} {path} does not exist. Check the path (relative to {Path.cwd()}).")
-    if not path.is_file():
-        raise ImageError(f"{what} {path} is not a file (a folder?). Pass an image file.")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{what} {path} could not be read: {exc.strerror}. Check its permissions.") from exc
-    if not data:
-        raise ImageError(f"{what} {path} is empty (0 bytes). Re-export or re-copy the file.")
-    return data
-
-
-@contextlib.contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """OpenCV's log level at ERROR for the block (it is process-wide: restored afterwards)."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-
-
-def _cv2_decode(data: bytes) -> np.ndarray | None:
-    """(H, W) or (H, W, bands) in file band order, or None when OpenCV cannot decode ``data``."""
-    try:
-        with quiet_opencv():
-            arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
-    if arr is not None and arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]  # cv2 BGR(A) -> file order RGB(A)
-    return arr
-
-
 def decode(path: Path, what: str) -> tuple[np.ndarray, GeoInfo | None, str]:
-    """Decode ``path`` to (H, W) or (H, W, bands) in **file band order**, plus geo and reader
-    ("rasterio" for TIFFs when it is installed and can open the file, else "cv2")."""
-    data = _check_file(path, what)
-    arr, geo, reader = None, None, "cv2"
-    is_tiff = path.suffix.lower() in TIFF_SUFFIXES
-    rasterio = import_rasterio() if is_tiff else None
-    if rasterio is not None:
-        try:
-            geo, arr = _read_geo(rasterio, path, read_pixels=True)
-            reader = "rasterio"
-        except rasterio.errors.RasterioError:
-            arr = None  # OpenCV may still read it
-    if arr is None:
-        arr = _cv2_decode(data)
-    if arr is None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            fix = f"icpd reads {', '.join(IMAGE_SUFFIXES)} files."
-        elif is_tiff and rasterio is None:
-            fix = (
-                "OpenCV cannot decode this TIFF (more than 4 bands or an unusual layout?); "
-                f"installing the geo extra lets icpd read it with rasterio: {GEO_EXTRA_HINT}"
-            )
-        else:
-            fix = "Is it truncated (an interrupted copy or download?) or not really an image? Re-export it."
-        head = data[:8]
-        raise ImageError(f"{what} {path} could not be decoded as an image (starts with {head!r}). {fix}")
-    return np.ascontiguousarray(arr), geo, reader
+    """(H, W) or (H, W, bands) as OpenCV lays a PNG out (grayscale+alpha as 4 bands), plus geo and
+    reader; for mask and label files. Scenes use :func:`read_image`, which knows the file's layout."""
+    dec = decode_file(path, what)
+    arr = dec.pixels
+    if dec.layout.kind == "grayscale+alpha" and path.suffix.lower() == ".png":
+        arr = arr[:, :, [0, 0, 0, 1]]
+    return (arr[:, :, 0] if arr.shape[2] == 1 else arr), dec.geo, dec.reader
 
 
 def parse_bands(text: str | tuple[int, ...] | None) -> tuple[int, int, int] | None:
@@ -228,39 +122,53 @@ def parse_bands(text: str | tuple[int, ...] | None) -> tuple[int, int, int] | No
 
 
 def describe_array(arr: np.ndarray) -> str:
+    """``"300x400 (HxW), 4 band(s), uint16"`` of a decoded (H, W) or (H, W, bands) array."""
     bands = 1 if arr.ndim == 2 else arr.shape[2]
     return f"{arr.shape[0]}x{arr.shape[1]} (HxW), {bands} band(s), {arr.dtype}"
 
 
-def _select_bands(arr: np.ndarray, path: Path, bands: tuple[int, ...] | None, notes: list[str]) -> np.ndarray:
-    """(H, W) or (H, W, n) in file order -> (H, W, 3), following the band rules above."""
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    n = arr.shape[2]
+def _format(path: Path) -> str:
+    return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "TIFF")
+
+
+def plan_bands(layout: Layout, path: Path, bands: Sequence[int] | None) -> tuple[tuple[int, int, int], list[str]]:
+    """The three 1-based band numbers (of the decoded bands, file order) to use as R, G, B, and
+    the notes saying so, following the band rules above.
+
+    Raises:
+        ImageError: invalid ``bands``, or an ambiguous layout without ``bands``; the message
+            states the file's size, band count and pixel type and what to pass.
+    """
+    n, what = layout.count, f"image {path}: {layout.describe()}"
     if bands is not None:
         bands = tuple(int(b) for b in bands)
         if len(bands) != 3 or not all(1 <= b <= n for b in bands):
             raise ImageError(
-                f"{path}: bands={bands} is not valid for a file with {n} band(s) ({describe_array(arr)}). "
-                f"Pass three 1-based band numbers between 1 and {n}, in R, G, B order, e.g. --bands 1,2,3 "
-                "(Python: bands=(1, 2, 3))."
+                f"{what}; bands={bands} is not valid for a file with {n} band(s). Pass three 1-based band "
+                f"numbers between 1 and {n}, in R, G, B order, e.g. --bands {','.join(str(min(i, n)) for i in (1, 2, 3))} "
+                f"(Python: bands=({', '.join(str(min(i, n)) for i in (1, 2, 3))}))."
             )
-        if bands != (1, 2, 3) or n != 3:
-            notes.append(f"used bands {bands} of {n} (1-based, file order) as R, G, B")
-        return arr[:, :, [b - 1 for b in bands]]
+        notes = [] if bands == (1, 2, 3) and n == 3 else [f"used bands {bands} of {n} (1-based, file order) as R, G, B"]
+        return bands, notes  # type: ignore[return-value]
     if n == 1:
-        notes.append("grayscale: replicated to R, G, B")
-        return np.repeat(arr, 3, axis=2)
+        return (1, 1, 1), ["grayscale: replicated to R, G, B"]
+    if n == 2 and layout.alpha:
+        return (1, 1, 1), [(f"grayscale+alpha {_format(path)}: alpha band dropped (transparent pixels keep "
+                            "their grey values), grey replicated to R, G, B")]
     if n == 3:
-        return arr
-    if n == 4 and path.suffix.lower() == ".png":
-        notes.append("RGBA PNG: alpha channel dropped (transparent pixels keep their colour values)")
-        return arr[:, :, :3]
+        return (1, 2, 3), []
+    if n == 4 and layout.alpha:
+        return (1, 2, 3), [f"RGBA {_format(path)}: alpha channel dropped (transparent pixels keep their colour values)"]
+    if layout.kind == "CMYK":
+        raise ImageError(f"{what}: a CMYK TIFF (print colours), not red, green, blue bands. Convert it to RGB, "
+                         "or pick three bands with --bands (Python: bands=(...)), 1-based in file order.")
     kind = "RGBA? RGB+NIR? BGR+NIR?" if n == 4 else "multispectral?"
+    if layout.kind.endswith("declared alpha"):
+        kind += f" Band {n} is declared alpha, which GDAL does by default for 4-band uint8 files"
     raise ImageError(
-        f"{path}: found {n} bands ({describe_array(arr)}); which three are red, green, blue is ambiguous "
-        f"({kind}). Say which with --bands R,G,B (Python: bands=(R, G, B)), 1-based band numbers in file "
-        f"order, e.g. --bands 1,2,3 for the first three."
+        f"{what}: found {n} bands; which three are red, green, blue is ambiguous ({kind}). Say which with "
+        f"--bands R,G,B (Python: bands=(R, G, B)), 1-based band numbers in file order, e.g. --bands 1,2,3 for the "
+        "first three."
     )
 
 
@@ -273,52 +181,63 @@ def ordinal(value: float) -> str:
     return f"{n}{suffix}"
 
 
-def _stretch_uint16(arr: np.ndarray, notes: list[str]) -> np.ndarray:
-    """uint16 -> uint8 by the joint 2nd..98th percentile stretch, via a 65536-entry lookup table."""
-    hist = np.bincount(arr.ravel(), minlength=65536)
+def stretch_lut(hist: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The uint16 -> uint8 lookup table (65536,) of the joint 2nd..98th percentile stretch, from the
+    histogram (65536,) of the used bands; the note gives the limits."""
     cdf = np.cumsum(hist)
     lo_q, hi_q = STRETCH_PERCENTILES
     lo = int(np.searchsorted(cdf, cdf[-1] * lo_q / 100.0))
     hi = int(np.searchsorted(cdf, cdf[-1] * hi_q / 100.0))
     if hi <= lo:  # almost constant image: fall back to the full range present
-        lo, hi = int(arr.min()), int(arr.max())
+        present = np.flatnonzero(hist)
+        lo, hi = int(present[0]), int(present[-1])
     if hi <= lo:  # constant image: keep its level on the 8-bit scale
         notes.append(f"uint16 constant image ({lo}): mapped by /257")
-        return np.full(arr.shape, round(lo / 257), dtype=np.uint8)
+        return np.full(65536, round(lo / 257), dtype=np.uint8)
     lut = np.clip((np.arange(65536, dtype=np.float64) - lo) * (255.0 / (hi - lo)), 0, 255)
     notes.append(
         f"uint16: stretched [{lo}, {hi}] ({ordinal(lo_q)}..{ordinal(hi_q)} percentile over all bands) "
         "to [0, 255], clipped"
     )
-    return np.round(lut).astype(np.uint8)[arr]
+    return np.round(lut).astype(np.uint8)
 
 
-def _to_uint8(arr: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
+def float_note(dtype: np.dtype, lo: float, hi: float, nonfinite: int, layout: Layout, path: Path) -> str:
+    """The note for float pixels in [0, 1]; ImageError (with the file's layout) for anything else."""
+    if nonfinite:
+        raise ImageError(
+            f"image {path}: {layout.describe()}; the float pixels contain {nonfinite} NaN/inf value(s) (nodata?). "
+            "Fill them and rescale to [0, 1], or convert to uint8, e.g. gdal_translate -ot Byte -scale -a_nodata 0."
+        )
+    if lo < 0.0 or hi > 1.0:
+        raise ImageError(
+            f"image {path}: {layout.describe()}; the float pixels are in [{lo:g}, {hi:g}]; icpd only accepts float "
+            "imagery in [0, 1]. Rescale it to [0, 1] or convert to uint8, e.g. gdal_translate -ot Byte -scale."
+        )
+    return f"{np.dtype(dtype)} in [0, 1]: scaled by 255 and rounded to uint8"
+
+
+def check_dtype(dtype: np.dtype, layout: Layout, path: Path) -> None:
+    """ImageError for a pixel type icpd does not read (all but uint8, uint16 and float)."""
+    if dtype not in (np.uint8, np.uint16) and not np.issubdtype(dtype, np.floating):
+        raise ImageError(
+            f"image {path}: {layout.describe()}; unsupported pixel type {np.dtype(dtype)}. icpd reads uint8, "
+            "uint16 and float in [0, 1]. Convert it, e.g. gdal_translate -ot Byte -scale."
+        )
+
+
+def to_uint8(arr: np.ndarray, layout: Layout, path: Path, notes: list[str]) -> np.ndarray:
+    """(H, W, 3) of the used bands -> uint8 by the dtype rules above; notes appended."""
+    check_dtype(arr.dtype, layout, path)
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
-        return _stretch_uint16(arr, notes)
-    if np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(arr)
-        if not finite.all():
-            raise ImageError(
-                f"{path}: float image ({describe_array(arr)}) contains {int((~finite).sum())} NaN/inf "
-                "value(s) (nodata?). Fill them and rescale to [0, 1], or convert to uint8, e.g. "
-                "gdal_translate -ot Byte -scale -a_nodata 0."
-            )
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ImageError(
-                f"{path}: float image ({describe_array(arr)}) has values in [{lo:g}, {hi:g}]; icpd only "
-                "accepts float imagery in [0, 1]. Rescale it to [0, 1] or convert to uint8, e.g. "
-                "gdal_translate -ot Byte -scale."
-            )
-        notes.append(f"{arr.dtype} in [0, 1]: scaled by 255 and rounded to uint8")
-        return np.round(arr.astype(np.float32) * 255.0).astype(np.uint8)
-    raise ImageError(
-        f"{path}: unsupported pixel type {arr.dtype} ({describe_array(arr)}). icpd reads uint8, uint16 "
-        "and float in [0, 1]. Convert it, e.g. gdal_translate -ot Byte -scale."
-    )
+        return stretch_lut(np.bincount(arr.ravel(), minlength=65536), notes)[arr]
+    finite = np.isfinite(arr)
+    nonfinite = int(arr.size - np.count_nonzero(finite))
+    lo, hi = (float(arr.min()), float(arr.max())) if not nonfinite else (0.0, 0.0)
+    notes.append(float_note(arr.dtype, lo, hi, nonfinite, layout, path))
+    return np.round(arr.astype(np.float32) * 255.0).astype(np.uint8)
 
 
 def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None = None) -> Raster:
@@ -327,7 +246,8 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
     Args:
         path: the image file.
         bands: three **1-based** band numbers in file order to use as R, G, B; required for
-            TIFFs with 2 or 4+ bands, optional otherwise (e.g. ``(3, 2, 1)`` for a BGR file).
+            files with 2 or 4+ bands and no declared alpha, optional otherwise (e.g. ``(3, 2, 1)``
+            for a BGR file).
 
     Returns:
         a :class:`Raster` with ``pixels`` (H, W, 3) uint8, ``geo`` for GeoTIFFs when rasterio
@@ -335,20 +255,21 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
 
     Raises:
         ImageError: missing/unreadable/corrupt file, or pixels it refuses (ambiguous bands,
-            out-of-range float, unsupported dtype); the message names the file and the fix.
+            out-of-range float, unsupported dtype); the message names the file, its size, band
+            count and pixel type, and the fix.
     """
     path = Path(path)
-    arr, geo, _ = decode(path, "image")
-    notes: list[str] = []
+    dec = decode_file(path, "image")
+    arr, notes = dec.pixels, list(dec.notes)
     if path.suffix.lower() in (".jpg", ".jpeg"):
         with path.open("rb") as fh:
             orientation = jpeg_orientation(fh.read(1 << 16))  # EXIF lives in the first 64 KiB
         if orientation != 1:
             arr = np.ascontiguousarray(apply_orientation(arr, orientation))
             notes.append(f"EXIF orientation {orientation}: {ORIENTATION_TEXT[orientation]} to show it upright, "
-                         "as image viewers do")
-    arr = _select_bands(arr, path, bands, notes)
-    arr = _to_uint8(arr, path, notes)
-    return Raster(pixels=np.ascontiguousarray(arr), path=path, geo=geo, notes=tuple(notes))
-
-
+                         f"as image viewers do (stored {dec.layout.height}x{dec.layout.width}, now "
+                         f"{arr.shape[0]}x{arr.shape[1]} HxW)")
+    indexes, band_notes = plan_bands(dec.layout, path, bands)
+    notes += band_notes
+    arr = to_uint8(arr[:, :, [i - 1 for i in indexes]], dec.layout, path, notes)
+    return Raster(pixels=np.ascontiguousarray(arr), path=path, geo=dec.geo, notes=tuple(notes))

@@ -1,11 +1,13 @@
 """GeoTIFF scenes read and written window by window (rasterio), for scenes larger than memory.
 
 :class:`WindowReader` returns any window of a scene as (h, w, 3) uint8 RGB with **the same
-conversions as** :func:`icpd.io.raster.read_image` (bands 1-based in file order, grayscale
-replicated, 4+ bands refused without ``bands``, uint16 stretched by the scene's joint 2nd..98th
-percentile, float in [0, 1] scaled), so a window equals the same slice of the whole-scene read,
-byte for byte. The uint16 histogram is gathered in one pass over full-width strips when the
-scene is opened. GDAL's block cache is capped (``GDAL_CACHEMAX``): it counts in the process's RSS.
+conversions, notes and refusals as** :func:`icpd.io.raster.read_image` (through the same
+functions: the file's layout, :func:`~icpd.io.raster.plan_bands`, the uint16 stretch table, the
+float check), so a window equals the same slice of the whole-scene read, byte for byte, with or
+without rasterio for the whole-scene read. The uint16 histogram and the float range are gathered
+in one pass over full-width strips when the scene is opened, so a scene is refused before its
+first window, never halfway. GDAL's block cache is capped (``GDAL_CACHEMAX``): it counts in the
+process's RSS.
 
 :class:`WindowWriter` writes a GeoTIFF strip by strip into a hidden temporary file next to the
 target (tiled 256 x 256, deflate, BIGTIFF when needed), keeps the source's CRS, transform and a
@@ -26,21 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from icpd.io.atomic import atomic_write
+from icpd.io.decoding import apply_palette, geo_of, rasterio_layout
 from icpd.io.raster import (
-    STRETCH_PERCENTILES,
     GeoInfo,
     ImageError,
-    _select_bands,
-    _to_uint8,
+    check_dtype,
+    float_note,
     import_rasterio,
-    ordinal,
+    plan_bands,
+    stretch_lut,
 )
 
 __all__ = ["BLOCK", "CACHE_MB", "WindowReader", "WindowWriter", "pixel_area"]
 
 BLOCK = 256  # internal tile side of written GeoTIFFs (GDAL's COG default)
 CACHE_MB = 64  # GDAL block cache per process, MB: bounded so that RSS does not grow with the scene
-STRIP_ROWS = 512  # rows per pass when gathering the uint16 histogram
+STRIP_ROWS = 512  # rows per pass when gathering the uint16 histogram or the float range
 
 
 def _env():  # -> rasterio.Env
@@ -72,15 +75,17 @@ def pixel_area(geo: GeoInfo | None) -> tuple[float, str] | None:
 
 @dataclass(frozen=True)
 class _Conversion:
-    indexes: tuple[int, int, int]  # 1-based band numbers used as R, G, B
+    indexes: tuple[int, int, int]  # 1-based band numbers used as R, G, B (of the palette's colours, if any)
     lut: np.ndarray | None  # uint16 -> uint8 stretch table, or None
+    palette: np.ndarray | None  # (entries, 3) uint8 colours of a palette file, or None
 
 
 class WindowReader:
     """One scene opened for window reads. Use as a context manager.
 
-    Attributes: ``path``, ``height``, ``width``, ``geo`` (:class:`GeoInfo` or None), ``nodata``
-    (the file's nodata value or None), ``notes`` (conversions, as ``Raster.notes``).
+    Attributes: ``path``, ``height``, ``width``, ``layout`` (:class:`~icpd.io.decoding.Layout`),
+    ``geo`` (:class:`GeoInfo` or None), ``nodata`` (the file's nodata value or None), ``notes``
+    (conversions, as ``Raster.notes``).
     """
 
     def __init__(self, path: str | os.PathLike[str], bands: Sequence[int] | None = None) -> None:
@@ -98,77 +103,70 @@ class WindowReader:
             self._env.__exit__(None, None, None)
             raise ImageError(f"image {self.path} could not be opened as a GeoTIFF ({exc}). Re-export it.") from exc
         try:
-            self._conv, self.notes = self._plan(bands)
+            self.layout, palette = rasterio_layout(rasterio, self._ds)
+            self.height, self.width = self.layout.height, self.layout.width
+            self._conv, self.notes = self._plan(bands, palette)
         except BaseException:
             self.close()
             raise
-        ds = self._ds
-        self.height, self.width = int(ds.height), int(ds.width)
-        transform = tuple(float(v) for v in tuple(ds.transform)[:6])
-        self.geo = None
-        if ds.crs is not None or transform != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
-            self.geo = GeoInfo(crs_wkt=ds.crs.to_wkt() if ds.crs is not None else None, transform=transform)
-        self.nodata = None if ds.nodata is None else float(ds.nodata)
+        self.geo = geo_of(self._ds)
+        self.nodata = None if self._ds.nodata is None else float(self._ds.nodata)
 
-    def _plan(self, bands: Sequence[int] | None) -> tuple[_Conversion, tuple[str, ...]]:
-        ds, notes = self._ds, []
-        n, dtype = int(ds.count), np.dtype(ds.dtypes[0])
-        # the in-memory rules, applied to a 1x1 stand-in whose values are the band positions
-        probe = _select_bands(np.arange(n, dtype=np.int64).reshape(1, 1, n), self.path,
-                              tuple(bands) if bands is not None else None, notes)
-        indexes = tuple(int(i) + 1 for i in probe[0, 0])
-        lut = None
+    def _plan(self, bands: Sequence[int] | None, palette: np.ndarray | None) -> tuple[_Conversion, tuple[str, ...]]:
+        """The whole-scene read's conversions (same functions, same order of notes), checked up front."""
+        notes: list[str] = []
+        if palette is not None:
+            notes.append(apply_palette(np.zeros((1, 1), np.uint8), palette)[1])
+        indexes, band_notes = plan_bands(self.layout, self.path, tuple(bands) if bands is not None else None)
+        notes += band_notes
+        conv = _Conversion(indexes, None, palette)
+        dtype = np.dtype(np.uint8) if palette is not None else self.layout.dtype
+        check_dtype(dtype, self.layout, self.path)
         if dtype == np.uint16:
-            lut = self._stretch_lut(indexes, notes)
-        elif dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
-            _to_uint8(np.zeros((1, 1, 3), dtype), self.path, notes)  # raises the in-memory refusal
-        if dtype != np.uint8 and np.issubdtype(dtype, np.floating):
-            notes.append(f"{dtype} in [0, 1]: scaled by 255 and rounded to uint8")
-        return _Conversion(indexes, lut), tuple(notes)
+            hist = np.zeros(65536, dtype=np.int64)
+            for y, h in iter_strips(self.height, STRIP_ROWS):
+                hist += np.bincount(self._raw(y, 0, h, self.width, conv).ravel(), minlength=65536)
+            conv = _Conversion(indexes, stretch_lut(hist, notes), None)
+        elif np.issubdtype(dtype, np.floating):
+            lo, hi, nonfinite = np.inf, -np.inf, 0
+            for y, h in iter_strips(self.height, STRIP_ROWS):
+                raw = self._raw(y, 0, h, self.width, conv)
+                finite = np.isfinite(raw)
+                nonfinite += int(raw.size - np.count_nonzero(finite))
+                if finite.any():
+                    lo, hi = min(lo, float(raw[finite].min())), max(hi, float(raw[finite].max()))
+            notes.append(float_note(dtype, lo, hi, nonfinite, self.layout, self.path))
+        return conv, tuple(notes)
 
-    def _stretch_lut(self, indexes: tuple[int, ...], notes: list[str]) -> np.ndarray:
-        """The stretch of ``raster._stretch_uint16`` from a histogram gathered strip by strip."""
-        hist = np.zeros(65536, dtype=np.int64)
-        lo_v, hi_v = 65535, 0
-        for y in range(0, self._ds.height, STRIP_ROWS):
-            raw = self._raw(y, 0, min(STRIP_ROWS, self._ds.height - y), self._ds.width, indexes)
-            hist += np.bincount(raw.ravel(), minlength=65536)
-            lo_v, hi_v = min(lo_v, int(raw.min())), max(hi_v, int(raw.max()))
-        cdf = np.cumsum(hist)
-        lo_q, hi_q = STRETCH_PERCENTILES
-        lo = int(np.searchsorted(cdf, cdf[-1] * lo_q / 100.0))
-        hi = int(np.searchsorted(cdf, cdf[-1] * hi_q / 100.0))
-        if hi <= lo:
-            lo, hi = lo_v, hi_v
-        if hi <= lo:
-            notes.append(f"uint16 constant image ({lo}): mapped by /257")
-            return np.full(65536, round(lo / 257), dtype=np.uint8)
-        lut = np.clip((np.arange(65536, dtype=np.float64) - lo) * (255.0 / (hi - lo)), 0, 255)
-        notes.append(f"uint16: stretched [{lo}, {hi}] ({ordinal(lo_q)}..{ordinal(hi_q)} percentile over all bands) "
-                     "to [0, 255], clipped")
-        return np.round(lut).astype(np.uint8)
-
-    def _raw(self, y: int, x: int, h: int, w: int, indexes: Sequence[int]) -> np.ndarray:
+    def _raw(self, y: int, x: int, h: int, w: int, conv: _Conversion) -> np.ndarray:
+        """(h, w, 3) of the used bands in the file's pixel type (palette colours looked up)."""
         from rasterio.windows import Window
 
-        data = self._ds.read(indexes=list(indexes), window=Window(x, y, w, h))  # (3, h, w)
-        return np.moveaxis(data, 0, -1)  # C h w -> h w C
+        window = Window(x, y, w, h)
+        if conv.palette is not None:
+            colours, _ = apply_palette(self._ds.read(1, window=window), conv.palette)  # (h, w, 3)
+            return colours[:, :, [i - 1 for i in conv.indexes]]
+        return np.moveaxis(self._ds.read(indexes=list(conv.indexes), window=window), 0, -1)  # C h w -> h w C
 
     def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         """Rows ``y..y+h``, columns ``x..x+w`` as (h, w, 3) uint8 RGB (converted as read_image)."""
         if y < 0 or x < 0 or h < 1 or w < 1 or y + h > self.height or x + w > self.width:
             raise ValueError(f"WindowReader.read: window y={y} x={x} h={h} w={w} outside {self.height}x{self.width}.")
-        raw = self._raw(y, x, h, w, self._conv.indexes)
+        raw = self._raw(y, x, h, w, self._conv)
         if self._conv.lut is not None:
             return np.ascontiguousarray(self._conv.lut[raw])
-        return np.ascontiguousarray(_to_uint8(raw, self.path, []))
+        if raw.dtype != np.uint8:  # float in [0, 1], checked over the whole scene when opened
+            raw = np.round(raw.astype(np.float32) * 255.0).astype(np.uint8)
+        return np.ascontiguousarray(raw)
 
     def nodata_mask(self, y: int, h: int) -> np.ndarray | None:
         """(h, W) bool: pixels of rows ``y..y+h`` whose three used bands all equal nodata; None
         when the file declares no nodata value."""
         if self.nodata is None:
             return None
-        raw = self._raw(y, 0, h, self.width, self._conv.indexes)
+        from rasterio.windows import Window
+
+        raw = np.moveaxis(self._ds.read(indexes=sorted(set(self._conv.indexes)), window=Window(0, y, self.width, h)), 0, -1)
         return np.all(raw == np.asarray(self.nodata, dtype=raw.dtype), axis=-1)
 
     def close(self) -> None:

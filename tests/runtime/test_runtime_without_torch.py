@@ -1,6 +1,6 @@
 """A runtime-only install runs exported models without torch (issue 12 section 4).
 
-The runtime-only dependencies are numpy, onnxruntime, opencv, safetensors, typer and rich; export,
+The runtime-only dependencies are numpy, onnxruntime, opencv, safetensors, typer, rich and tifffile; export,
 training and the torch backend come with the ``torch`` extra. torch is installed here, so the
 commands run in subprocesses where the ``torch`` extra's modules cannot be found: ``PathFinder`` is
 replaced by one that answers "not installed" for them (``import torch`` raises
@@ -152,7 +152,8 @@ def test_runtime_dependencies_leave_torch_to_an_extra():
     def names(reqs: list[str]) -> set[str]:
         return {r.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip() for r in reqs}
 
-    assert names(project["dependencies"]) == {"numpy", "onnxruntime", "opencv-python-headless", "safetensors", "typer", "rich"}
+    assert names(project["dependencies"]) == {"numpy", "onnxruntime", "opencv-python-headless", "safetensors", "typer", "rich",
+                                               "tifffile"}
     extras = project["optional-dependencies"]
     assert {"torch", "torchvision", "open_clip_torch", "onnx", "onnxscript"} <= names(extras["torch"])
     assert "icpd[torch]" in extras["dev"]
