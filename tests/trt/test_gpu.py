@@ -35,25 +35,48 @@ def test_cuda_op_falls_back_beyond_the_kernel_limit(tmp_path):
     torch.testing.assert_close(got, ndcg_prior_op(q, s, r), rtol=0, atol=1e-5)
 
 
+def _plugin_library_or_skip() -> str | None:
+    """The C++ plugin library for TensorRT < 10.9 ($ICPD_PLUGIN_LIBRARY), None for the AOT plugin."""
+    import os
+
+    import tensorrt as trt
+
+    from icpd.kernels.trt_plugin import MIN_TENSORRT
+    from icpd.trt.build import tensorrt_major
+
+    lib = os.environ.get("ICPD_PLUGIN_LIBRARY")
+    minor = int(trt.__version__.split(".")[1])
+    if lib is None and (tensorrt_major(trt.__version__), minor) < MIN_TENSORRT:
+        pytest.skip(f"TensorRT {trt.__version__} has no AOT plugins: set ICPD_PLUGIN_LIBRARY to the C++ plugin "
+                    "built with icpd/kernels/plugin/CMakeLists.txt")
+    return lib
+
+
 @pytest.mark.gpu
 @pytest.mark.trt
+@pytest.mark.parametrize("form", ["sort", "plugin"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_build_and_validate_engines(tiny_model_dir, tmp_path, precision):
+def test_build_and_validate_engines(tiny_sort_dir, tiny_plugin_dir, tmp_path, precision, form):
+    """Both forms TensorRT can build (the default topk form is refused by the static check)."""
     from icpd.runtime.engine_sidecar import read_sidecar
     from icpd.trt.build import build_engines
     from icpd.trt.validate import validate_model
 
-    res = build_engines(tiny_model_dir, tmp_path / "engines", precision=precision, batch=(1, 2, 2), shots=(1, 1, 3))
+    model_dir = tiny_sort_dir if form == "sort" else tiny_plugin_dir
+    library = _plugin_library_or_skip() if form == "plugin" else None
+    res = build_engines(model_dir, tmp_path / "engines", precision=precision, batch=(1, 2, 2), shots=(1, 1, 3),
+                        plugin_library=library)
     sidecar = read_sidecar(res.path)
     assert sidecar.precision == precision and set(sidecar.engines) == {"encoder", "matcher"}
-    report = validate_model(tiny_model_dir, ("trt",), engine_dir=res.path, runs=2, device="cuda")
+    assert sidecar.rank_prior == form and sidecar.strongly_typed
+    report = validate_model(model_dir, ("trt",), engine_dir=res.path, runs=2, device="cuda")
     trt = report.backends["trt"]
     assert trt.passed, trt.as_dict()
 
 
 @pytest.mark.gpu
 @pytest.mark.trt
-def test_trt_backend_refuses_engines_of_another_model(tiny_model_dir, tmp_path):
+def test_trt_backend_refuses_engines_of_another_model(tiny_sort_dir, tmp_path):
     import dataclasses
 
     from icpd.export.model_dir import ModelDir
@@ -61,7 +84,20 @@ def test_trt_backend_refuses_engines_of_another_model(tiny_model_dir, tmp_path):
     from icpd.runtime.engine_sidecar import EngineMismatchError, read_sidecar, write_sidecar
     from icpd.trt.build import build_engines
 
-    res = build_engines(tiny_model_dir, tmp_path / "engines", precision="fp32", batch=(1, 1, 1), shots=(1, 1, 1))
+    res = build_engines(tiny_sort_dir, tmp_path / "engines", precision="fp32", batch=(1, 1, 1), shots=(1, 1, 1))
     write_sidecar(res.path, dataclasses.replace(read_sidecar(res.path), model_fingerprint="0" * 64))
     with pytest.raises(EngineMismatchError, match="Rebuild them"):
-        TrtBackend(ModelDir.open(tiny_model_dir), res.path, "cuda")
+        TrtBackend(ModelDir.open(tiny_sort_dir), res.path, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.trt
+def test_trt_backend_runs_on_its_own_stream(tiny_sort_dir, tmp_path):
+    from icpd.export.model_dir import ModelDir
+    from icpd.runtime.backends.trt import TrtBackend
+    from icpd.trt.build import build_engines
+
+    res = build_engines(tiny_sort_dir, tmp_path / "engines", precision="fp32", batch=(1, 1, 1), shots=(1, 1, 1))
+    backend = TrtBackend(ModelDir.open(tiny_sort_dir), res.path, "cuda")
+    assert backend.stream != torch.cuda.default_stream(backend.device)
+    assert backend.encoder.stream is backend.stream and backend.matcher.stream is backend.stream

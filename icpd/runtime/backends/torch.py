@@ -31,6 +31,10 @@ class TorchBackend:
         from icpd.export.wrappers import MatcherGraph
         from icpd.model.checkpoint import load_checkpoint
 
+        if "weights" not in files:  # a runtime-only model dir (`icpd export --runtime-only`)
+            raise ValueError(f"model dir {files['encoder'].parent} is runtime-only: it has no model.safetensors, the "
+                             "PyTorch weights the torch backend runs from; export without --runtime-only, or pass "
+                             "--backend ort")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
         self.threads = threads
@@ -52,15 +56,21 @@ class TorchBackend:
 
     @contextmanager
     def _scope(self) -> Iterator[None]:
-        """No autograd, and ``threads`` intra-op threads for this call only (restored afterwards)."""
+        """No autograd, no TF32, and ``threads`` intra-op threads for this call only (restored afterwards).
+
+        TF32 (on by default for cuDNN convolutions) would make the FP32 backend round matmul and
+        convolution inputs to 10-bit mantissas on Ampere and newer GPUs."""
         previous = torch.get_num_threads()
         change = bool(self.threads) and self.threads != previous
+        tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         if change:
             torch.set_num_threads(self.threads)  # type: ignore[arg-type]
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         try:
             with torch.no_grad():
                 yield
         finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
             if change:
                 torch.set_num_threads(previous)
 
