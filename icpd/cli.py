@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from icpd.commands import (
@@ -18,6 +20,7 @@ from icpd.commands import (
     weights,
 )
 from icpd.commands.help_text import plain_flag_help
+from icpd.commands.usage_errors import IcpdGroup
 
 plain_flag_help()  # flags read `--force --no-force`, not `--force --no-force <bool>`
 app = typer.Typer(
@@ -26,7 +29,33 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=IcpdGroup,  # click's usage errors as one `error:` line, exit 2 (icpd/commands/usage_errors.py)
 )
+
+
+def _print_version(value: bool) -> None:
+    """``icpd --version``: ``icpd 0.1.0`` from the installed package's metadata; imports nothing heavy."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from icpd.commands.common import out
+
+    try:
+        text = version("icpd")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        from icpd import __version__ as text
+    out.print(f"icpd {text}", markup=False, highlight=False)
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version (icpd X.Y.Z) and exit.")] = False,
+) -> None:
+    """Deploy ICPD-Net few-shot segmentation of remote-sensing imagery: export, cache, build, infer, bench."""
+
 
 # The command modules, in the order `icpd --help` lists their commands (explicit: nothing is
 # discovered at import).
@@ -43,13 +72,15 @@ def main() -> None:
 
     from icpd.commands.common import SIGTERM_EXIT, process_guard
     from icpd.commands.infer import ray_flag_argv
-    from icpd.runtime.backends.ort import share_thread_pool
 
     sys.argv = ray_flag_argv(sys.argv)  # `icpd infer --ray` with no address: Typer options need a value
-    share_thread_pool()
+    if sys.argv[1:] != ["--version"]:  # `icpd --version` stays instant: no numpy, no ONNX Runtime
+        from icpd.runtime.backends.ort import share_thread_pool
+
+        share_thread_pool()
     try:
         with process_guard():  # SIGTERM like Ctrl-C; OSError on a path -> one line, exit 2
-            app()
+            app(prog_name="icpd")  # `icpd infer --help` in messages, however it was started
     except SystemExit as done:
         if done.code != SIGTERM_EXIT:
             raise

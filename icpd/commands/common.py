@@ -40,6 +40,7 @@ __all__ = [
     "parse_bands_option",
     "parse_rank_prior",
     "preset_callback",
+    "print_error",
     "process_guard",
 ]
 
@@ -69,10 +70,15 @@ def preset_callback(value: str | None) -> str | None:
     return value
 
 
-def fail(err: Exception | str) -> NoReturn:
-    """Print ``err`` as a one-line user error on stderr and exit with code 2."""
+def print_error(err: Exception | str) -> None:
+    """``error: <err>`` as one line on stderr (every user error, click's usage errors included)."""
     # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
     console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+def fail(err: Exception | str) -> NoReturn:
+    """Print ``err`` as a one-line user error on stderr and exit with code 2."""
+    print_error(err)
     raise typer.Exit(code=2)
 
 
