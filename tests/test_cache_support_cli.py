@@ -102,3 +102,75 @@ def test_bands_and_conversion_notes(tiny_model_dir, files, tmp_path):
         np.testing.assert_array_equal(v, ref.tensors[k])  # bands 1,2,3 of the RGBN file are the RGB image
     res = _run(tiny_model_dir, files, tmp_path / "g.support", *args, str(files / "gray.png"))
     assert res.exit_code == 0 and "note: " in res.output and "grayscale: replicated" in _flat(res.output)
+
+
+# ------------------------------------------------------------------------ one run per --out (issue 20)
+
+
+def test_concurrent_runs_to_one_file_exactly_one_writes(tiny_model_dir, files, tmp_path):
+    """Guards issue 20: three concurrent runs to one --out without --force all printed "wrote" (the
+    last writer won). Real processes, as a user starts them: one writes, the others exit 2 with one
+    line (the lock's holder, or, if one starts after the writer finished, the existing file)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "c.support"
+    args = [sys.executable, "-m", "icpd.cli", "cache-support", "--model", str(tiny_model_dir), "--class-name", "c3",
+            "--class-embeddings", str(files / "e.safetensors"), "--out", str(out), "--image", str(files / "s.png"),
+            "--mask", str(files / "m3.png"), "-q"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    wrote = [r for r in results if r[0] == 0]
+    assert len(wrote) == 1 and wrote[0][1].startswith(f"wrote {out}"), results
+    for code, stdout, stderr in results:
+        if code == 0:
+            continue
+        line = _flat(stderr)
+        assert code == 2 and stdout == "" and "Traceback" not in stderr and line.startswith("error: "), stderr
+        assert (f"{out} is being written by another `icpd cache-support` run (pid " in line
+                or f"--out {out} exists (a support cache of class 'c3'); pass --force" in line), line
+    assert SupportSet.load(out).class_name == "c3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.support"]  # no lock, no temporaries left
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_run_in_progress_refuses_the_next_at_once(files, tmp_path, force):
+    """A second run, --force or not, is refused before any work: the model dir here cannot be loaded,
+    so the lock's message (naming the holder's pid) shows nothing else ran."""
+    import os
+
+    from icpd.io.atomic import exclusive_lock
+
+    (tmp_path / "empty_model").mkdir()
+    out = tmp_path / "c.support"
+    with exclusive_lock(out, "cache-support"):
+        res = _run(tmp_path / "empty_model", files, out, "--image", str(files / "s.png"), "--mask", str(files / "m3.png"),
+                   *(["--force"] if force else []))
+    assert res.exit_code == 2, res.output
+    assert _flat(res.output).startswith(f"error: {out} is being written by another `icpd cache-support` run "
+                                        f"(pid {os.getpid()} on ")
+    assert not out.exists()
+
+
+def test_a_file_made_meanwhile_is_not_replaced_without_force(tiny_model_dir, files, tmp_path, monkeypatch):
+    """Without --force the finished cache is linked into place: a file another program created at
+    --out while the supports were encoded is kept, and the run says so (exit 2)."""
+    import safetensors.numpy
+
+    out = tmp_path / "c.support"
+    real = safetensors.numpy.save_file
+
+    def save_while_another_writes(tensors, filename, metadata=None):
+        real(tensors, filename, metadata=metadata)
+        out.write_bytes(b"made by someone else")  # between the temporary file and its placement
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", save_while_another_writes)
+    res = _run(tiny_model_dir, files, out, "--image", str(files / "s.png"), "--mask", str(files / "m3.png"))
+    assert res.exit_code == 2 and "wrote" not in res.output
+    assert _flat(res.output).startswith(f"error: --out {out}: created by another program while the supports were "
+                                        "encoded; it was left as it is")
+    assert out.read_bytes() == b"made by someone else"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.support"]  # no lock, no temporaries left
+    monkeypatch.setattr(safetensors.numpy, "save_file", real)
+    res = _run(tiny_model_dir, files, out, "--image", str(files / "s.png"), "--mask", str(files / "m3.png"), "--force")
+    assert res.exit_code == 0 and SupportSet.load(out).class_name == "c3"

@@ -23,6 +23,7 @@ from icpd.config import Backend
 if TYPE_CHECKING:
     import numpy as np
 
+    from icpd.io import Raster
     from icpd.runtime.support_cache import SupportSet
 
 
@@ -59,43 +60,46 @@ def cache_support_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Encode a class's support images once and cache what the matcher needs (masks: --mask, or --label + --class-id)."""
-    from icpd.io import OutputPathError, ensure_writable, read_class_mask, read_image, read_mask
+    from icpd.io import OutputPathError, ensure_writable
+    from icpd.io.atomic import exclusive_lock
+    from icpd.runtime.validation import check_class_name, check_counts
 
     masks, labels = masks or [], labels or []
     if bool(masks) == bool(labels):
         fail("give the supports' masks: --mask for binary masks, or --label with --class-id for class-id label maps "
              "(one per --image, not both)")
     given, kind = (masks, "--mask") if masks else (labels, "--label")
-    if len(images) != len(given):
-        fail(f"--image/{kind}: {len(images)} images but {len(given)} {kind} files; give one per image, in the same order")
+    try:  # the library's checks, with its words: `Predictor.encode_support` refuses the same
+        check_class_name(class_name)
+    except ValueError as e:
+        fail(f"--class-name: {e}")
+    try:
+        check_counts(len(images), len(given), "mask" if masks else "label map")
+    except ValueError as e:
+        fail(f"--image/{kind}: {e}")
     if labels and class_id is None:
         fail("--label needs --class-id N: the pixel value of the class in the label maps")
     if masks and class_id is not None:
         fail("--class-id goes with --label (class-id label maps); --mask files are binary already")
     if out_path.is_dir():
         fail(f"--out {out_path}: is a folder; name the support cache file, e.g. {out_path / (class_name + '.support')}")
-    if out_path.exists() and not force:
-        fail(f"--out {out_path} exists{_existing_class(out_path)}; pass --force to replace it or choose another file")
     try:
         ensure_writable(out_path.parent, folder=True)  # before minutes of encoding, not after (save makes the folder)
     except OutputPathError as err:
         fail(err)
-
     try:
-        rasters = [read_image(p, bands=bands) for p in images]
-        for r in rasters:
-            for line in r.notes:  # grayscale, RGBA, uint16, bands: the user sees what was done to the pixels
-                note(f"{r.path}: {line}")
-        if masks:
-            mask_arrays = [read_mask(m, like=r) for m, r in zip(masks, rasters)]
-        else:
-            mask_arrays = [read_class_mask(m, class_id, like=r) for m, r in zip(labels, rasters)]
-        support = _encode(model, backend, device, class_embeddings, target_class or class_name, class_name,
-                          [r.pixels for r in rasters], mask_arrays, quiet)
-        support.meta.update({"images": [p.name for p in images], "masks": [m.name for m in given]})
-        if labels:
-            support.meta["class_id"] = class_id
-        support.save(out_path)
+        # one run per --out, taken before any work: a second run is refused at once, --force or not
+        with exclusive_lock(out_path, "cache-support"):
+            if out_path.exists() and not force:
+                fail(f"--out {out_path} exists{_existing_class(out_path)}; pass --force to replace it or choose another file")
+            support = _read_and_encode(model, class_name, images, given, bool(labels), class_id, class_embeddings,
+                                       target_class, bands, backend, device, quiet)
+            support.save(out_path, overwrite=force)  # without --force: never replaces a file made meanwhile
+    except FileExistsError as e:
+        if Path(e.filename or "") != out_path:
+            fail_os_error(e)
+        fail(f"--out {out_path}: created by another program while the supports were encoded; it was left as it is. "
+             "Pass --force to replace it, or choose another file")
     except ValueError as e:
         fail(e)
     except OSError as e:
@@ -105,8 +109,32 @@ def cache_support_cmd(
     out.print(f"wrote {out_path}: class {class_name!r}, {support.shots} shot(s)", markup=False, highlight=False)
 
 
+def _read_and_encode(model: Path, class_name: str, images: list[Path], given: list[Path], labels: bool,
+                     class_id: int | None, class_embeddings: Path, target_class: str | None, bands: tuple[int, int, int] | None,
+                     backend: Backend, device: str, quiet: bool) -> SupportSet:
+    """Read the supports (conversion notes on the terminal), encode them, note what was done to them."""
+    from icpd.io import read_class_mask, read_image, read_mask
+
+    rasters = [read_image(p, bands=bands) for p in images]
+    for r in rasters:
+        for line in r.notes:  # grayscale, RGBA, uint16, bands: the user sees what was done to the pixels
+            note(f"{r.path}: {line}")
+    if labels:
+        mask_arrays = [read_class_mask(m, class_id, like=r) for m, r in zip(given, rasters)]  # type: ignore[arg-type]
+    else:
+        mask_arrays = [read_mask(m, like=r) for m, r in zip(given, rasters)]
+    support = _encode(model, backend, device, class_embeddings, target_class or class_name, class_name, rasters,
+                      mask_arrays, quiet)
+    for line in support.notes:  # e.g. a support smaller than the model input, upscaled
+        note(line)
+    support.meta.update({"images": [p.name for p in images], "masks": [m.name for m in given]})
+    if labels:
+        support.meta["class_id"] = class_id
+    return support
+
+
 def _encode(model: Path, backend: Backend, device: str, class_embeddings: Path, target: str, class_name: str,
-            pixels: list[np.ndarray], masks: list[np.ndarray], quiet: bool) -> SupportSet:
+            rasters: list[Raster], masks: list[np.ndarray], quiet: bool) -> SupportSet:
     """Load the model and encode the supports, each long step with its spinner."""
     from icpd.commands.progress import step
     from icpd.model.text import load_class_embeddings
@@ -115,8 +143,8 @@ def _encode(model: Path, backend: Backend, device: str, class_embeddings: Path, 
     with step(f"loading {model} ({backend.value})", quiet=quiet):
         predictor = Predictor.load(model, backend=backend.value, device=device)
     emb = load_class_embeddings(class_embeddings, preset=predictor.preset).for_target(target)
-    with step(f"encoding {len(pixels)} support image(s) of {class_name!r}", quiet=quiet):
-        return predictor.encode_support(pixels, masks, class_name, emb)
+    with step(f"encoding {len(rasters)} support image(s) of {class_name!r}", quiet=quiet):
+        return predictor.encode_support(rasters, masks, class_name, emb)  # Rasters: messages name the files
 
 
 def register(app: typer.Typer) -> None:

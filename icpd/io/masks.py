@@ -1,5 +1,7 @@
 """Reading support masks: (H, W) uint8 in {0, 1}, from a binary mask (:func:`read_mask`) or one
-class of a class-id label map (:func:`read_class_mask`); refused with the values found otherwise."""
+class of a class-id label map (:func:`read_class_mask`); refused with the values found otherwise.
+:func:`check_mask` is the binary-mask rule itself, shared by files and in-memory arrays
+(``Predictor.encode_support``), so both are refused in the same words."""
 
 from __future__ import annotations
 
@@ -17,36 +19,47 @@ def _format_values(values: np.ndarray, limit: int = 8) -> str:
     return "{" + shown + more + "}"
 
 
-def read_mask(path: str | os.PathLike[str], like: Raster | None = None) -> np.ndarray:
-    """Read a binary mask as (H, W) uint8 in {0, 1}.
+MASK_RULE = "0/1 or 0/255"  # the values a binary mask may hold (a file, an array: one rule)
 
-    Accepted: single-channel, or RGB/RGBA whose colour channels are equal (alpha ignored), of
-    any integer type, holding only 0/1 or only 0/255 (an all-0 mask is empty, all-255 or
-    all-1 is full). Anything else is refused with the values found.
+
+def check_mask(arr: np.ndarray, source: str, image_size: tuple[int, int] | None = None, image_source: str = "",
+               hint: str = "") -> np.ndarray:
+    """The binary-mask rule, for a decoded file (:func:`read_mask`) and an in-memory array
+    (``Predictor.encode_support``) alike: one rule, the same words.
 
     Args:
-        path: the mask file (PNG recommended: JPEG compression changes mask values).
-        like: the image the mask belongs to; its height and width must match.
+        arr: (H, W), or (H, W, C) whose channels are equal; integer (or bool) holding only 0/1
+            or only 0/255 (all 0: empty, all 1 or all 255: full).
+        source: what the messages call it, e.g. ``"mask a_mask.png"`` or ``"support set 'ship': mask 2 of 3"``.
+        image_size: (H, W) of the image the mask belongs to; the mask must match it.
+        image_source: what the messages call that image (e.g. its path).
+        hint: appended to the non-binary refusal (e.g. that JPEG alters mask values).
+
+    Returns:
+        (H, W) uint8 in {0, 1}, C-contiguous.
 
     Raises:
-        ImageError: missing/corrupt file, non-binary values, differing channels, float
-            dtype, or a size that differs from ``like``.
+        ImageError: differing channels, another shape, a float dtype, non-binary values, or a
+            size other than ``image_size``; the message gives the values found and the fix.
     """
-    path = Path(path)
-    arr, _, _ = decode(path, "mask")
+    if not isinstance(arr, np.ndarray):
+        raise ImageError(f"{source}: got {type(arr).__name__}; expected a numpy array (H, W) of {MASK_RULE} "
+                         "(icpd.io.read_mask reads mask files)")
     if arr.ndim == 3:
-        if arr.shape[2] == 4 and path.suffix.lower() == ".png":
-            arr = arr[:, :, :3]  # RGBA PNG: the alpha is not part of the mask
         if arr.shape[2] != 1 and not (arr == arr[:, :, :1]).all():
             raise ImageError(
-                f"mask {path}: {describe_array(arr)} with channels that differ, so it is not a binary "
+                f"{source}: {describe_array(arr)} with channels that differ, so it is not a binary "
                 "mask. Save a single-channel (grayscale) PNG with 0 = background, 255 (or 1) = object."
             )
         arr = arr[:, :, 0]
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ImageError(f"{source}: shape {arr.shape}; expected one (H, W) mask of {MASK_RULE} per image")
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
         raise ImageError(
-            f"mask {path}: {describe_array(arr)}; masks must be integer 0/1 or 0/255. "
-            "Threshold it and save as a uint8 PNG, e.g. ((prob > 0.5) * 255).astype('uint8')."
+            f"{source}: {describe_array(arr)}; masks must be integer {MASK_RULE}. "
+            "Threshold it, e.g. ((prob > 0.5) * 255).astype('uint8'), and save it as a uint8 PNG."
         )
     if arr.dtype in (np.uint8, np.uint16):
         values = np.flatnonzero(np.bincount(arr.ravel()))  # exact and O(N), unlike np.unique's sort
@@ -58,20 +71,44 @@ def read_mask(path: str | os.PathLike[str], like: Raster | None = None) -> np.nd
     elif found <= {0, 255}:
         mask = (arr == 255).astype(np.uint8)
     else:
-        is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-        jpeg = " JPEG compression alters mask values: save masks as PNG." if is_jpeg else ""
         raise ImageError(
-            f"mask {path}: values {_format_values(values)} are not binary; expected only 0/1 or "
+            f"{source}: values {_format_values(values)} are not binary; expected only 0/1 or "
             "only 0/255. If this is a class-index map, save the class you want as a binary mask, "
-            f"e.g. ((labels == k) * 255).astype('uint8').{jpeg}"
+            f"e.g. ((labels == k) * 255).astype('uint8').{hint}"
         )
-    if like is not None and mask.shape != like.pixels.shape[:2]:
+    if image_size is not None and mask.shape != tuple(image_size):
+        its = f"its image {image_source}" if image_source else "its image"
         raise ImageError(
-            f"mask {path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
-            f"{like.path} is {like.height}x{like.width}. Masks must match their image pixel for "
-            "pixel: re-export the mask at the image's size (don't resize binary masks with interpolation)."
+            f"{source} is {mask.shape[0]}x{mask.shape[1]} (HxW) but {its} is {image_size[0]}x{image_size[1]}. "
+            "Masks must match their image pixel for pixel: re-export the mask at the image's size (don't "
+            "resize binary masks with interpolation)."
         )
     return np.ascontiguousarray(mask)
+
+
+def read_mask(path: str | os.PathLike[str], like: Raster | None = None) -> np.ndarray:
+    """Read a binary mask as (H, W) uint8 in {0, 1}.
+
+    Accepted (:func:`check_mask`'s rule): single-channel, or RGB/RGBA whose colour channels are
+    equal (a PNG's alpha ignored), of any integer type, holding only 0/1 or only 0/255 (an all-0
+    mask is empty, all-255 or all-1 is full). Anything else is refused with the values found.
+
+    Args:
+        path: the mask file (PNG recommended: JPEG compression changes mask values).
+        like: the image the mask belongs to; its height and width must match.
+
+    Raises:
+        ImageError: missing/corrupt file, non-binary values, differing channels, float
+            dtype, or a size that differs from ``like``.
+    """
+    path = Path(path)
+    arr, _, _ = decode(path, "mask")
+    if arr.ndim == 3 and arr.shape[2] == 4 and path.suffix.lower() == ".png":
+        arr = arr[:, :, :3]  # RGBA PNG: the alpha is not part of the mask
+    is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    return check_mask(arr, f"mask {path}", None if like is None else like.pixels.shape[:2],
+                      str(like.path) if like is not None and like.path is not None else "",
+                      hint=" JPEG compression alters mask values: save masks as PNG." if is_jpeg else "")
 
 
 def _palette_indices(path: Path) -> np.ndarray | None:

@@ -202,6 +202,7 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
         ValueError (ModelDirError, SupportCacheError, ...): a missing or unusable path, named.
     """
     from icpd.runtime.predictor import Predictor
+    from icpd.runtime.validation import DuplicateClassError
 
     if not supports:
         raise ValueError("no support set given: pass --support CLASS.support (made by `icpd cache-support`)")
@@ -215,11 +216,10 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
         raise ValueError("--backend trt: pass --engines ENGINE_DIR (from `icpd build`)")
     predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads, engine_dir=engine_dir)
     for s in supports:
-        predictor.add_support(s)
-    names = predictor.class_names
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"--support: class {dupes[0]!r} is given more than once; pass each class once")
+        try:
+            predictor.add_support(s)
+        except DuplicateClassError as e:  # the library's words (Predictor.add_support), the option in front
+            raise ValueError(f"--support {s}: {e}") from None
     return predictor
 
 

@@ -31,6 +31,13 @@ from icpd.export.model_dir import ModelDir
 from icpd.runtime.backends.protocol import Features, Images, RuntimeBackend, SupportHandle, image_groups
 from icpd.runtime.support_cache import SupportCacheError, SupportSet, check_inputs
 from icpd.runtime.support_encoding import encode_support
+from icpd.runtime.validation import (
+    DuplicateClassError,
+    InputError,
+    check_shots,
+    check_threads,
+    check_threshold,
+)
 
 BACKENDS = tuple(b.value for b in Backend)  # kept name: ("torch", "ort", "trt")
 STAGES = ("preprocessing", "encoder", "matcher", "postprocessing")  # the stage names a timer sees
@@ -65,7 +72,8 @@ def softmax_foreground(logits: np.ndarray) -> np.ndarray:
 
 
 def merge_labels(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """(B, N, H, W) probabilities -> (B, H, W) labels: argmax + 1, 0 where the max < threshold."""
+    """(B, N, H, W) probabilities -> (B, H, W) labels: argmax + 1, 0 where the max < threshold (in [0, 1])."""
+    threshold = check_threshold(threshold)
     if probs.shape[1] == 0:
         return np.zeros((probs.shape[0], *probs.shape[2:]), np.uint8)
     best = probs.argmax(axis=1)
@@ -96,7 +104,8 @@ class Predictor:
         try:
             kind = Backend(backend)
         except ValueError:
-            raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
+            raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
+        threads = check_threads(threads)
         md = ModelDir.open(model_dir, verify=verify)
         files = {role: md.file(role) for role in md.meta["files"]}
         from icpd.export.signature import MatcherSignature
@@ -122,14 +131,31 @@ class Predictor:
         return type(self)(self.model_dir, self.backend, self.backend_name)
 
     # -- session state -------------------------------------------------------------------------
-    def add_support(self, support: SupportSet | str | os.PathLike[str]) -> SupportSet:
-        """Add one class (a SupportSet or the path of a cache file); refuses other models' caches.
-        Its tensors go to the backend's device here, once."""
+    def add_support(self, support: SupportSet | str | os.PathLike[str], *, replace: bool = False) -> SupportSet:
+        """Add one class (a SupportSet or the path of a cache file); its tensors go to the backend's
+        device here, once. Classes are labelled in the order added (``labels`` i + 1 for the i-th).
+
+        Refused (ValueError): another model's cache, one whose shots the backend cannot take, and a
+        class whose name (ignoring case) this Predictor already has (``DuplicateClassError``), unless
+        ``replace=True``: then the new set takes the old one's place, keeping its label, as a dict
+        assignment would (a new name is simply added).
+        """
         if not isinstance(support, SupportSet):
             support = SupportSet.load(support, self.fingerprint)
         self._check(support)
-        self._handles.append(self.backend.load_support(support))
-        self.supports.append(support)
+        key = support.class_name.casefold()
+        same = [i for i, s in enumerate(self.supports) if s.class_name.casefold() == key]
+        if same and not replace:
+            old = self.supports[same[0]]
+            raise DuplicateClassError(
+                f"class {support.class_name!r} is given twice (already added as {old.class_name!r}, {old.shots} "
+                f"shot(s), label {same[0] + 1}); give each class once")
+        handle = self.backend.load_support(support)
+        if same:
+            self.supports[same[0]], self._handles[same[0]] = support, handle
+        else:
+            self.supports.append(support)
+            self._handles.append(handle)
         return support
 
     def _check(self, support: SupportSet) -> None:
@@ -139,6 +165,7 @@ class Predictor:
                 f"{self.fingerprint[:12]}...; recreate it with `icpd cache-support --model {self.model_dir.path}`"
             )
         check_inputs(support, self.backend.signature)
+        check_shots(support.shots, self.backend, f"support set {support.class_name!r}")
 
     def reset(self) -> None:
         self.supports.clear()
@@ -149,25 +176,30 @@ class Predictor:
         return [s.class_name for s in self.supports]
 
     # -- support sets ------------------------------------------------------------------------------
-    def encode_support(self, pixels: list[np.ndarray], masks: list[np.ndarray], class_name: str,
+    def encode_support(self, pixels: Sequence[Any], masks: Sequence[Any], class_name: str,
                        class_embeddings: Any) -> SupportSet:
         """K support images + their masks -> the SupportSet of ``class_name`` for this model.
 
+        The inputs are checked as ``icpd cache-support`` checks them, with the same messages
+        (:mod:`icpd.runtime.validation`); nothing is added to this Predictor (``add_support`` does).
+
         Args:
-            pixels: K uint8 RGB images, each (H, W, 3); sizes may differ (each is resized to the
-                model's S x S input, as queries are).
-            masks: K arrays (H, W) matching their images, 1 (or any non-zero) on the class, 0
-                elsewhere; at least one not empty.
-            class_name: the class to segment. With a ``ClassEmbeddings`` it picks the target row
-                (case-insensitive; a name not in it is refused, listing the names it has).
+            pixels: K uint8 RGB images, each (H, W, 3), or ``Raster``s from ``icpd.io.read_image``;
+                sizes may differ (each is resized to the model's S x S input; a side below S / 4 is
+                refused, a smaller one than S is upscaled and noted in ``notes``). K within the
+                model's shots (1 to 32; a TensorRT engine's profile).
+            masks: K arrays (H, W) of their images' sizes, integer or bool, holding only 0/1 or
+                only 0/255 (``icpd.io.read_mask``'s rule); at least one not empty.
+            class_name: the class to segment, a non-empty name. With a ``ClassEmbeddings`` it picks
+                the target row (case-insensitive; a name not in it is refused, listing the names it has).
             class_embeddings: ``icpd.model.text.ClassEmbeddings`` with its class names, rows in
                 file order (what ``load_class_embeddings`` returns), or a bare (15, D) array that
                 already has the target class first (taken as it is).
 
         Returns:
             A SupportSet (per level features (K, C, N), norms (K, N), soft masks (K, N); class
-            embeddings (15, D), target first). ``add_support`` it, or ``save`` it as a cache file
-            that ``icpd cache-support`` would have written.
+            embeddings (15, D), target first; ``notes``: what was done to the supports). ``add_support``
+            it, or ``save`` it as a cache file that ``icpd cache-support`` would have written.
 
         Example::
 
@@ -179,15 +211,20 @@ class Predictor:
                               self.fingerprint, self.backend_name)
 
     # -- prediction stages ---------------------------------------------------------------------------
-    def preprocess(self, images: np.ndarray | Sequence[np.ndarray], timer: StageTimer | None = None) -> Images:
-        """uint8 RGB images ((H, W, 3), (B, H, W, 3), or a list of (H, W, 3) of any sizes) -> (B, 3, S, S)
-        float32 in the backend's form (``to_host`` for an array)."""
+    def preprocess(self, images: Any, timer: StageTimer | None = None) -> Images:
+        """uint8 RGB images ((H, W, 3), (B, H, W, 3), or a list of (H, W, 3) of any sizes; a ``Raster``
+        wherever an image goes) -> (B, 3, S, S) float32 in the backend's form (``to_host`` for an array)."""
         groups = image_groups(images)
         with _stage(timer, "preprocessing"):
             return self.backend.preprocess(groups)
 
     def encode(self, images: Images | np.ndarray, timer: StageTimer | None = None) -> Features:
         """(B, 3, S, S) images (``preprocess``'s, or a host float32 array) -> features in the backend's form."""
+        if isinstance(images, np.ndarray):
+            s = self.preset.image_size
+            if images.ndim != 4 or images.shape[1:] != (3, s, s) or images.dtype != np.float32 or not len(images):
+                raise ValueError(f"encode: images of shape {images.shape}, {images.dtype}; expected (B, 3, {s}, {s}) "
+                                 "float32 normalised images (what preprocess() returns, to_host() for an array)")
         with _stage(timer, "encoder"):
             return self.backend.encode(images)
 
@@ -228,23 +265,28 @@ class Predictor:
             return Prediction(probs, merge_labels(probs, threshold), self.class_names, stacked.get("query_prior"), stacked)
 
     def _check_outputs(self, outputs: Sequence[str]) -> None:
+        if isinstance(outputs, str):
+            raise InputError(f"outputs {outputs!r}: give a sequence of names, e.g. ({outputs!r},)")
         unknown = [o for o in outputs if o not in self.backend.matcher_outputs]
         if unknown:
             raise ValueError(f"outputs {unknown}: the matcher has {', '.join(self.backend.matcher_outputs)}")
 
-    def predict(self, images: np.ndarray | Sequence[np.ndarray], threshold: float = 0.5, priors: bool = False, *,
+    def predict(self, images: Any, threshold: float = 0.5, priors: bool = False, *,
                 outputs: Sequence[str] = (), timer: StageTimer | None = None) -> Prediction:
         """Label every pixel of ``images`` with the added classes.
 
-        images: (B, H, W, 3) or (H, W, 3) uint8 RGB, or a list of (H, W, 3) of any sizes.
-        threshold: foreground probability a class needs to win a pixel. priors: also return the
+        images: (B, H, W, 3) or (H, W, 3) uint8 RGB, or a list of (H, W, 3) of any sizes (a ``Raster``
+        from ``icpd.io.read_image`` wherever an image goes).
+        threshold: foreground probability in [0, 1] a class needs to win a pixel. priors: also return the
         query priors (B, N, g, g) as ``Prediction.priors``. outputs: matcher outputs to return by
         name in ``Prediction.outputs`` (B, N, ...): ``query_prior`` (B, N, g, g), ``pyramid_l4``,
         ``pyramid_l3``, ``pyramid_l2`` (the prior pyramid), ``logits`` (B, N, 2, S, S).
         timer: times the stages (module docstring).
         """
+        threshold = check_threshold(threshold)  # every argument is checked before any work
         if not self.supports:
-            raise ValueError("no support set: call add_support() (CLI: --support CLASS.support) before predict()")
+            raise ValueError("no support set: call add_support() before predict()")
+        self._check_outputs(outputs)
         priors_out = ["query_prior"] if priors else []
         wanted = list(dict.fromkeys(["logits", *priors_out, *outputs]))
         features = self.encode(self.preprocess(images, timer), timer)

@@ -11,9 +11,11 @@ a newer format, naming the file and the fix. No pickle.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +81,19 @@ class SupportSet:
     tensors: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    @property
+    def notes(self) -> list[str]:
+        """What was done to the support images while encoding (e.g. one upscaled to the model
+        input), one line each; saved with the cache (``meta["notes"]``)."""
+        return [str(n) for n in self.meta.get("notes", [])]
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Write the cache to ``path``, complete or not at all (a temporary file renamed into place).
+
+        ``overwrite=False``: never replace a file at ``path``, also one created by someone else
+        while this one was being written (the finished file is hard-linked into place, which fails
+        if the name exists): raises ``FileExistsError`` naming ``path`` and leaves it as it is.
+        """
         from safetensors.numpy import save_file
 
         path = Path(path)
@@ -97,8 +111,18 @@ class SupportSet:
         }
         meta["content_hash"] = content_hash(self.tensors, meta)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.tensors.items()}, str(tmp), metadata={"icpd": json.dumps(meta)})
+        if not overwrite and path.exists():  # at once, before the work of writing
+            raise _exists(path)
+        staging = path if overwrite else path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with atomic_write(staging) as tmp:
+                save_file({k: np.ascontiguousarray(v) for k, v in self.tensors.items()}, str(tmp),
+                          metadata={"icpd": json.dumps(meta)})
+            if not overwrite:
+                _place_exclusive(staging, path)
+        finally:
+            if not overwrite:
+                staging.unlink(missing_ok=True)
         self.meta = meta
         return path
 
@@ -139,6 +163,27 @@ class SupportSet:
                 f"({fingerprint[:12]}...); recreate it with `icpd cache-support --model <this model dir>`"
             )
         return cls(meta["class_name"], meta["fingerprint"], int(meta["shots"]), tensors, meta)
+
+
+def _exists(path: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "exists (made by another program while this cache was being written?); it was "
+                           "left as it is: choose another file, or replace it on purpose", str(path))
+
+
+def _place_exclusive(staging: Path, path: Path) -> None:
+    """Give the finished ``staging`` file the name ``path`` unless that name exists (FileExistsError)."""
+    try:
+        os.link(staging, path)  # atomic and exclusive: fails if the name exists
+    except FileExistsError:
+        raise _exists(path) from None
+    except OSError as err:  # a file system without hard links: claim the name, then replace the claim
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            raise _exists(path) from None
+        os.replace(staging, path)
 
 
 def check_inputs(support: SupportSet, signature: MatcherSignature) -> None:

@@ -1,7 +1,8 @@
 """Support images + masks -> a ``SupportSet``: the support-only work, done once per class.
 
 Used by ``Predictor.encode_support`` (and through it ``icpd cache-support``) and by the episode
-predictor (``icpd eval --model``). Everything here is numpy: a runtime-only install (no torch)
+predictor (``icpd eval --model``). Its inputs are checked by :mod:`icpd.runtime.validation`, the
+checks the CLI makes too. Everything here is numpy: a runtime-only install (no torch)
 makes support caches with the ONNX Runtime backend. :func:`prepare_support_arrays` is the numpy
 twin of ``icpd.model.icpd_net.prepare_support_tensors`` (tested equal).
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from icpd.runtime.backends.protocol import image_groups
 from icpd.runtime.support_cache import SupportSet
+from icpd.runtime.validation import check_class_name, check_shots, check_supports
 
 if TYPE_CHECKING:
     from icpd.config import Preset
@@ -47,14 +49,16 @@ def _as_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def encode_support(backend: RuntimeBackend, preset: Preset, pixels: list[np.ndarray], masks: list[np.ndarray],
+def encode_support(backend: RuntimeBackend, preset: Preset, pixels: Sequence[Any], masks: Sequence[Any],
                    class_name: str, class_embeddings: Any, fingerprint: str, backend_name: str = "") -> SupportSet:
     """K support images + masks -> the SupportSet of ``class_name`` for the model ``backend`` runs
     (``Predictor.encode_support`` fills in backend, preset, fingerprint and backend name).
 
     Args:
-        pixels: K uint8 RGB images, each (H, W, 3) (sizes may differ).
-        masks: K masks, each (H, W) with 1 on the class, 0 elsewhere (at least one not empty).
+        pixels: K uint8 RGB images, each (H, W, 3), or ``Raster``s from ``icpd.io.read_image``
+            (sizes may differ; each side at least ``image_size / 4``).
+        masks: K masks, each (H, W) of its image's size, integer or bool, only 0/1 or only 0/255
+            (the rule ``icpd.io.read_mask`` applies to files); at least one not empty.
         class_name: the class's name (the target row when ``class_embeddings`` is a ``ClassEmbeddings``).
         class_embeddings: ``icpd.model.text.ClassEmbeddings`` (from ``load_class_embeddings``), or a
             (15, D) array with the target class first (see :func:`target_embeddings`).
@@ -62,6 +66,12 @@ def encode_support(backend: RuntimeBackend, preset: Preset, pixels: list[np.ndar
     Returns:
         A SupportSet whose tensors are the matcher's support inputs: per level features (K, C, N),
         norms (K, N), soft masks (K, N); class_embeddings (15, D); raw masks (K, S, S) if the preset fuses.
+        ``notes``: what was done to the supports (one line per support upscaled to the model input).
+
+    Raises:
+        ValueError: any input :func:`icpd.runtime.validation.check_supports` refuses, a class name
+            :func:`~icpd.runtime.validation.check_class_name` refuses, or a number of shots
+            outside the model's range (:func:`~icpd.runtime.validation.check_shots`).
 
     Example::
 
@@ -72,18 +82,19 @@ def encode_support(backend: RuntimeBackend, preset: Preset, pixels: list[np.ndar
     from icpd.io.labels import resize_label
 
     p = preset
-    if len(pixels) != len(masks) or not pixels:
-        raise ValueError(f"support set {class_name!r}: {len(pixels)} images and {len(masks)} masks; give one mask per image")
-    if all(int(np.asarray(m).sum()) == 0 for m in masks):
-        raise ValueError(f"support set {class_name!r}: every mask is empty; mark the object in at least one mask")
+    class_name = check_class_name(class_name)
+    images, binary, notes = check_supports(pixels, masks, class_name, p.image_size)
+    check_shots(len(images), backend, f"support set {class_name!r}")
     emb = target_embeddings(class_embeddings, class_name, p.num_classes, p.embed_dim)
-    images = backend.preprocess(image_groups(list(pixels)))
-    feats = backend.to_host(backend.encode(images))
-    raw = np.stack([resize_label(np.asarray(mk).astype(np.uint8), p.image_size) for mk in masks]).astype(np.float32)
+    feats = backend.to_host(backend.encode(backend.preprocess(image_groups(images))))
+    raw = np.stack([resize_label(mk, p.image_size) for mk in binary]).astype(np.float32)
     prepared = prepare_support_arrays(feats, raw[None])  # (K, S, S) -> one support set (1, K, S, S)
     packed = backend.signature.pack_support(prepared, emb, raw)
     tensors = {n: np.ascontiguousarray(t, dtype=np.float32) for n, t in packed.items()}
-    return SupportSet(class_name, fingerprint, len(pixels), tensors, {"backend": backend_name or backend.name})
+    meta: dict[str, Any] = {"backend": backend_name or backend.name}
+    if notes:
+        meta["notes"] = notes
+    return SupportSet(class_name, fingerprint, len(images), tensors, meta)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""The README's Python section runs as written (issue 16): the array path, the target picked from
-ClassEmbeddings by name, intermediate outputs by name. Only the file names are laid out here."""
+"""The README's Python section runs as written (issues 16, 20): the block is executed verbatim in
+an empty namespace, so a name it uses but does not define, or a call that fails (a ``Raster``
+from ``read_image`` passed to ``encode_support`` gave "images: got object ()"), fails this test.
+Only the files it names are laid out here."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,10 +23,15 @@ def _python_block() -> str:
     return match.group(1)
 
 
+def _write_rgb(path: Path, rgb: np.ndarray) -> None:
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]))  # cv2 writes BGR
+
+
 @pytest.fixture()
 def readme_files(tmp_path, monkeypatch, tiny_model_dir):
-    """The paths the README names, made from the tiny model: models/isaid_f0, plane.support and
-    isaid.safetensors (15 named classes, ship third: file order is not target-first)."""
+    """The paths the README names, made from the tiny model: models/isaid_f0, plane.support,
+    isaid.safetensors (15 named classes, ship third: file order is not target-first), two support
+    images with their masks (one smaller than the model input) and two scenes of other sizes."""
     import torch
 
     from icpd.model.text import ClassEmbeddings, save_class_embeddings
@@ -40,25 +48,35 @@ def readme_files(tmp_path, monkeypatch, tiny_model_dir):
     mask[30:70, 40:90] = 1
     plane = p.encode_support([rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)], [mask], "plane", emb)
     plane.save(tmp_path / "plane.support")
+    for name, (h, w) in {"s1": (128, 128), "s2": (160, 96)}.items():
+        _write_rgb(tmp_path / f"{name}.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        m = np.zeros((h, w), np.uint8)
+        m[h // 4 : h // 2, w // 4 : w // 2] = 255
+        assert cv2.imwrite(str(tmp_path / f"{name}_mask.png"), m)
+    _write_rgb(tmp_path / "scene1.png", rng.integers(0, 256, (200, 150, 3), dtype=np.uint8))
+    _write_rgb(tmp_path / "scene2.png", rng.integers(0, 256, (90, 300, 3), dtype=np.uint8))
     monkeypatch.chdir(tmp_path)
     return emb
 
 
 def test_readme_python_section_runs_as_written(readme_files):
-    rng = np.random.default_rng(1)
-    m1, m2 = np.zeros((128, 128), np.uint8), np.zeros((160, 96), np.uint8)
-    m1[10:50, 20:60] = 1
-    m2[40:120, 30:70] = 1
-    env = {"img1": rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), "mask1": m1,
-           "img2": rng.integers(0, 256, (160, 96, 3), dtype=np.uint8), "mask2": m2,
-           "images": rng.integers(0, 256, (2, 200, 150, 3), dtype=np.uint8)}
+    env: dict = {"__name__": "readme"}  # nothing else: the block defines every name it uses
     exec(compile(_python_block(), str(README), "exec"), env)  # noqa: S102 - our own README
     p, pred, ship = env["p"], env["pred"], env["ship"]
     assert p.class_names == ["plane", "ship"]
+    assert ship.shots == 2
     # the "ship" row (third in the file) became the target row
     np.testing.assert_array_equal(ship.tensors["class_embeddings"], readme_files.for_target("ship").numpy())
     assert not np.array_equal(ship.tensors["class_embeddings"][0], readme_files.for_target("plane").numpy()[0])
+    # s2.png (160x96) is narrower than the model input: upscaled, and said so
+    assert ship.notes == [("image s2.png: 160x96 px (HxW) upscaled to the model input 128x128 (x1.3); "
+                           "supports of at least 128 px a side keep their detail")]
     g = p.preset.clip_grid
     assert pred.outputs["query_prior"].shape == (2, 2, g, g)
     assert pred.outputs["pyramid_l3"].shape[:2] == (2, 2)
-    assert pred.labels.shape[0] == 2 and pred.probs.shape[:2] == (2, 2)
+    assert pred.labels.shape == (2, 128, 128) and pred.probs.shape[:2] == (2, 2)
+    # the Rasters gave exactly what their pixels give
+    from icpd.io import read_image
+
+    arrays = [read_image(f"scene{i}.png").pixels for i in (1, 2)]
+    np.testing.assert_array_equal(p.predict(arrays).probs, p.predict(env["images"]).probs)

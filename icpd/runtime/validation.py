@@ -1,0 +1,153 @@
+"""What ``Predictor`` and ``icpd cache-support`` accept: one set of checks, one set of messages.
+
+Every public input of :class:`~icpd.runtime.predictor.Predictor` (images, support images and
+masks, class names, shots, thresholds, thread counts) goes through these functions, and the
+commands call the same ones (prefixing their option's name), so the CLI and Python refuse the same
+things in the same words. The messages name the value and the fix, never a command-line flag.
+
+Masks follow :func:`icpd.io.masks.check_mask` (the rule ``read_mask`` applies to files: integer or
+bool, only 0/1 or only 0/255, the size of its image). Support images must be at least
+:func:`min_support_side` pixels a side; smaller ones than the model input are upscaled, and the
+support set's ``notes`` say so.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icpd.io.masks import check_mask
+from icpd.io.raster import Raster, describe_array
+
+if TYPE_CHECKING:
+    from icpd.runtime.backends.protocol import RuntimeBackend
+
+MAX_SHOTS = 32  # the shots axis the export declares (icpd.export.onnx.MAX_SHOTS, not imported: it needs torch; tested equal)
+MIN_SUPPORT_DIVISOR = 4  # a support side below S / 4 would be upsampled more than 4x (as for tiles: tiling.MIN_TILE_DIVISOR)
+IMAGE_FORM = "a uint8 RGB array (H, W, 3) or an icpd.io.Raster (icpd.io.read_image reads files into that form)"
+
+
+class InputError(ValueError, TypeError):
+    """An input the Predictor refuses: a ``ValueError`` (what the commands report as a user error) and,
+    for a value of the wrong type, a ``TypeError`` too, so either ``except`` catches it."""
+
+
+class DuplicateClassError(InputError):
+    """A class added to a ``Predictor`` that already has a class of that name."""
+
+
+def check_threshold(threshold: Any) -> float:
+    """A foreground-probability threshold in [0, 1] -> float; anything else (2, -0.1, NaN, "0.5") is refused."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= float(threshold) <= 1.0:
+        raise InputError(f"threshold {threshold!r}: must be in [0, 1] (the foreground probability a class needs to "
+                         "win a pixel; 0.5 is the default)")
+    return float(threshold)
+
+
+def check_threads(threads: Any) -> int | None:
+    """CPU threads of a backend: None (its own choice) or an int >= 1."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise InputError(f"threads {threads!r}: must be a whole number >= 1 (None: the backend's own choice)")
+    return int(threads)
+
+
+def check_class_name(name: Any) -> str:
+    """A class name: a non-empty string without control characters (it labels tables, files and JSON lines)."""
+    if not isinstance(name, str):
+        raise InputError(f"class name {name!r}: must be a string (it labels the outputs), not {type(name).__name__}")
+    if not name.strip():
+        raise InputError(f"class name {name!r}: empty; name the class (it labels the outputs), e.g. 'ship'")
+    if any(not c.isprintable() for c in name):
+        raise InputError(f"class name {name!r}: holds a control character (a newline, a tab, ...); use a plain name")
+    return name
+
+
+def check_counts(n_images: int, n_masks: int, noun: str = "mask") -> None:
+    """One mask per support image, at least one image."""
+    if n_images == 0 and n_masks == 0:
+        raise InputError(f"no support image given; give at least one image and its {noun}")
+    if n_images != n_masks:
+        raise InputError(f"{n_images} image(s) but {n_masks} {noun}(s); give one {noun} per image, in the same order")
+
+
+def rgb_pixels(image: Any, source: str) -> np.ndarray:
+    """An image as the model takes it: (H, W, 3) uint8 RGB. A ``Raster`` (``read_image``'s) gives its pixels."""
+    if isinstance(image, Raster):
+        image = image.pixels
+    if isinstance(image, (str, os.PathLike)):
+        raise InputError(f"{source}: got the path {os.fspath(image)!r}; expected {IMAGE_FORM}, "
+                         "e.g. read_image(path)")
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{source}: got {type(image).__name__}; expected {IMAGE_FORM}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        got = describe_array(image) if image.ndim in (2, 3) else f"shape {image.shape}, {image.dtype}"
+        raise InputError(f"{source}: {got}; expected {IMAGE_FORM}")
+    return image
+
+
+def shot_range(backend: RuntimeBackend) -> tuple[int, int, str]:
+    """(min, max) shots the backend's matcher takes and where that limit comes from: a TensorRT
+    engine's optimization profile (its ``sidecar``), else the shots axis the export declares."""
+    sidecar = getattr(backend, "sidecar", None)
+    if sidecar is not None:
+        lo, _, hi = sidecar.shots
+        return int(lo), int(hi), "the TensorRT engines' shots profile (`icpd build` sets it)"
+    return 1, MAX_SHOTS, "the shots the exported model declares"
+
+
+def check_shots(shots: int, backend: RuntimeBackend, what: str) -> None:
+    """Refuse a support set of ``shots`` images that the backend's matcher cannot take."""
+    lo, hi, why = shot_range(backend)
+    if not lo <= shots <= hi:
+        raise InputError(f"{what}: {shots} shot(s); this model takes {lo} to {hi} ({why}); "
+                         f"give between {lo} and {hi} support images")
+
+
+def min_support_side(image_size: int) -> int:
+    """The smallest support side a model of input ``image_size`` accepts (S / 4: upsampled more is blur)."""
+    return max(1, image_size // MIN_SUPPORT_DIVISOR)
+
+
+def check_supports(images: Sequence[Any], masks: Sequence[Any], class_name: str,
+                   image_size: int) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """K support images + masks -> ((H, W, 3) uint8 pixels, (H, W) uint8 {0, 1} masks, notes).
+
+    Refuses: a count mismatch, an image not in the model's form (:func:`rgb_pixels`), a mask
+    off the binary rule or of another size than its image (:func:`icpd.io.masks.check_mask`),
+    a support smaller than :func:`min_support_side` on a side (a 1 px support carries nothing),
+    and masks that are all empty. ``notes``: one line per support upscaled to the model input.
+    """
+    what = f"support set {class_name!r}"
+    if isinstance(images, (np.ndarray, Raster)) or isinstance(masks, np.ndarray):
+        raise InputError(f"{what}: give the images and the masks as lists (one entry per shot), e.g. [img], [mask]")
+    try:
+        check_counts(len(images), len(masks))
+    except InputError as e:
+        raise InputError(f"{what}: {e}") from None
+    k, low = len(images), min_support_side(image_size)
+    pixels, binary, notes = [], [], []
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        path = image.path if isinstance(image, Raster) else None
+        name = f"image {path}" if path is not None else f"image {i + 1} of {k}"
+        px = rgb_pixels(image, f"{what}: {name}")
+        binary.append(check_mask(mask, f"{what}: mask {i + 1} of {k}", px.shape[:2], "" if path is None else str(path)))
+        h, w = px.shape[:2]
+        if min(h, w) < low:
+            raise InputError(
+                f"{what}: {name} is {h}x{w} px (HxW), too small to be a support: each support is resized to the "
+                f"model input ({image_size}x{image_size} px), so a side below {low} px is upsampled more than "
+                f"{MIN_SUPPORT_DIVISOR}x (blur, not detail); give a window of at least {low}x{low} px around the object"
+            )
+        if min(h, w) < image_size:
+            notes.append(f"{name}: {h}x{w} px (HxW) upscaled to the model input {image_size}x{image_size} "
+                         f"(x{image_size / min(h, w):.2g}); supports of at least {image_size} px a side keep their detail")
+        pixels.append(px)
+    if not any(m.any() for m in binary):
+        raise InputError(f"{what}: every mask is empty; mark the object in at least one mask")
+    return pixels, binary, notes
