@@ -44,7 +44,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         return read_raster(path).pixels
     except ImageError as e:
-        raise DatasetError(f"image file {e}; check the data set root and the list files") from e
+        raise DatasetError(f"{e}; check the data set root and the list files") from e  # e starts "image PATH"
 
 
 def read_label(path: str | Path, max_label: int = 15) -> np.ndarray:

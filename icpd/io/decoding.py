@@ -44,6 +44,7 @@ TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 GEO_EXTRA_HINT = "pip install 'icpd[geo]'"
 GEO_TAGS = (33550, 33922, 34264, 34735)  # ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory
 LOSSY = ("JPEG", "OJPEG", "WEBP", "JPEGXL", "JPEG2000", "LERC")  # TIFF codecs whose decoders differ: no OpenCV fallback
+BAND_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}  # decoded band counts, in words
 NO_GEO_NOTE = ("GeoTIFF georeferencing (CRS, transform) not kept: reading it needs rasterio "
                f"({GEO_EXTRA_HINT}); outputs are not georeferenced")
 
@@ -96,7 +97,7 @@ class Layout:
     def describe(self) -> str:
         """``"300x400 (HxW), 4 band(s), uint16"``; the kind in brackets after the band count."""
         kind = f" ({self.kind})" if self.kind else ""
-        read_as = "" if self.decoded is None else f", read as {self.decoded} bands ({'RGBA'[:self.decoded]})"
+        read_as = "" if self.decoded is None else f", read as {self.decoded} bands ({BAND_NAMES[self.decoded]})"
         return f"{self.height}x{self.width} (HxW), {self.bands} band(s){kind}, {np.dtype(self.dtype)}{read_as}"
 
 
@@ -137,11 +138,11 @@ def quiet_opencv() -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_tifffile() -> Iterator[None]:
-    """tifffile's logger at ERROR for the block: its warnings about odd tags are noise to a user,
-    and what it cannot read is said in our own words."""
+    """tifffile's logger silenced for the block (it is process-wide: restored afterwards). It logs
+    broken tags of readable files as errors: noise to a user; what it cannot read, we say."""
     logger = logging.getLogger("tifffile")
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
@@ -196,9 +197,9 @@ def _png(data: bytes, arr: np.ndarray) -> tuple[np.ndarray, Layout, list[str]]:
         notes.append(f"palette PNG: index colours looked up in its palette ({n} bands)")
         kind = f"palette, {depth}-bit indices" + (" with transparency" if n == 4 else "")
         return arr, Layout(height, width, 1, np.dtype(np.uint8), kind, n == 4, decoded=n), notes
-    kind = {4: "grayscale+alpha", 6: "RGBA"}.get(colour, "with transparency (tRNS)" if n in (2, 4) else "")
-    if depth < 8:
-        kind = f"{depth}-bit grayscale"
+    if colour in (0, 2) and n in (2, 4):  # a transparent colour key (tRNS), made into an alpha band
+        return arr, Layout(height, width, n - 1, dtype, "transparent colour key (tRNS)", True, decoded=n), notes
+    kind = {4: "grayscale+alpha", 6: "RGBA"}.get(colour, f"{depth}-bit grayscale" if depth < 8 else "")
     return arr, Layout(height, width, n, dtype, kind, alpha=n in (2, 4)), notes
 
 

@@ -26,9 +26,9 @@ from icpd.io.decoding import NO_GEO_NOTE
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
 tifffile = pytest.importorskip("tifffile", reason="tifffile (a runtime dependency) is not installed")
 
-from rasterio.transform import from_origin  # noqa: E402
+from rasterio.transform import from_origin
 
-from icpd.io.windows import WindowReader  # noqa: E402
+from icpd.io.windows import WindowReader
 
 H, W = 300, 400  # the scene size
 TRANSFORM = from_origin(500000.0, 4600000.0, 10.0, 10.0)
@@ -107,8 +107,8 @@ def test_multiband_geotiff_reads_the_same_with_and_without_rasterio(tmp_path, mo
         assert notes == band_notes
     elif dtype == "uint16":
         lo, hi = _expected_uint16_limits(used)
-        assert notes == [*band_notes, f"uint16: stretched [{lo}, {hi}] (2nd..98th percentile over all bands) "
-                                      "to [0, 255], clipped"]
+        assert notes == [*band_notes, (f"uint16: stretched [{lo}, {hi}] (2nd..98th percentile over all bands) "
+                                      "to [0, 255], clipped")]
         expected = np.clip(np.round((used.astype(np.float64) - lo) * (255.0 / (hi - lo))), 0, 255)
         np.testing.assert_array_equal(pixels, expected.astype(np.uint8))
     else:
