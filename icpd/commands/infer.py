@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from icpd.runtime.infer import InferSummary, InputResult
 
 TABLE_ROWS = 50  # longer runs: the rest is in summary.json
+SOME_INPUTS_FAILED = 1  # exit code: the run finished, some scenes failed (README "Exit codes")
 
 
 LONG_SCENE_TILES = 2000  # a scene with more tiles gets a line saying so before it starts
@@ -177,10 +178,11 @@ def infer_cmd(
     for r in summary.failed:
         console.print(f"error: {r.error}", style="red", markup=False, highlight=False, soft_wrap=True)
     ok = len(summary.results) - len(summary.failed)
-    console.print(f"{ok} of {len(summary.results)} scene(s) segmented; wrote {summary.summary_path}",
-                  markup=False, highlight=False, soft_wrap=True)
+    # the result line goes where every command's goes (stdout); the scenes' errors above stay on stderr
+    out.print(f"{ok} of {len(summary.results)} scene(s) segmented; wrote {summary.summary_path}",
+              markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=SOME_INPUTS_FAILED)
 
 
 def parse_bands(text: str | None) -> tuple[int, int, int] | None:

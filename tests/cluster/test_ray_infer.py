@@ -206,7 +206,7 @@ def test_ray_auto_from_another_process_joins_the_running_cluster_with_relative_p
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=150, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "3 of 3 scene(s) segmented" in proc.stderr
+    assert "3 of 3 scene(s) segmented" in proc.stdout
     assert json.loads((work / "out" / "summary.json").read_text())["ray"]["address"] == "auto"
     assert_same_outputs(work / "out", reference[0])
 

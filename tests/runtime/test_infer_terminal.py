@@ -90,7 +90,7 @@ def test_quiet_shows_no_notes_and_no_bars(tiny_model_dir, supports, tmp_path, mo
     assert res.exit_code == 0, res.output
     text = shown.getvalue()
     assert "note:" not in text and "tiles/s" not in text
-    assert "2 of 2 scene(s) segmented" in text  # the result line still prints
+    assert "2 of 2 scene(s) segmented" in res.stdout  # the result line still prints (stdout, like every command's)
 
 
 def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir, supports, tmp_path):
