@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         from icpd.engine.evaluate import EvalConfig, result_table, run_evaluation
+        from icpd.engine.metrics import format_score
 
         cfg = EvalConfig(
             dataset, root, fold, shot, checkpoint, preset, class_embeddings, backend.value, batch_size, workers, device,
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
         name = checkpoint.name if checkpoint is not None else f"{model.name} ({backend.value})"
         if not quiet:
             out.print(result_table(result, f"{dataset} fold {fold}, {shot}-shot: {name}"))
-        out.print(f"mIoU {100 * result.miou:.2f}  FB-IoU {100 * result.fb_iou:.2f}  "
+        out.print(f"mIoU {format_score(result.miou)}  FB-IoU {format_score(result.fb_iou)}  "
                   f"({result.episodes} episodes, {result.episodes_per_second:.1f} episodes/s)", highlight=False)
         if json_out is not None and not quiet:
             out.print(f"wrote {json_out}", markup=False, highlight=False)

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
 
         The tiny preset on a synthetic set (`icpd data synth`) in about 10 minutes on 2 cores: see the README's
         "A first hour" section for the options that get there."""
+        from icpd.engine.metrics import format_score
         from icpd.engine.train import TrainConfig, train
 
         cfg = TrainConfig(
@@ -60,6 +61,6 @@ def register(app: typer.Typer) -> None:
         except (ValueError, OSError) as e:
             fail(e)
         out.print(
-            f"best val mIoU {100 * result.best_miou:.2f} at epoch {result.best_epoch}; wrote {result.best_checkpoint} "
+            f"best val mIoU {format_score(result.best_miou)} at epoch {result.best_epoch}; wrote {result.best_checkpoint} "
             f"and {result.best_pt}", markup=False, highlight=False,
         )

@@ -312,12 +312,14 @@ def result_table(result: EvalResult, title: str = "novel classes") -> Any:
     """A ``rich.table.Table``: one row per class, then mIoU and FB-IoU."""
     from rich.table import Table
 
+    from icpd.engine.metrics import format_score
+
     table = Table(title=title)
-    for col, justify in (("class", "right"), ("name", "left"), ("IoU %", "right"), ("episodes", "right")):
+    for col, justify in (("class", "right"), ("name", "left"), ("IoU", "right"), ("episodes", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for c, row in result.per_class.items():
-        table.add_row(str(c), str(row.get("name", "")), f"{100 * row['iou']:.2f}", str(row["episodes"]))
+        table.add_row(str(c), str(row.get("name", "")), format_score(row['iou']), str(row["episodes"]))
     table.add_section()
-    table.add_row("", "mIoU", f"{100 * result.miou:.2f}", str(result.episodes))
-    table.add_row("", "FB-IoU", f"{100 * result.fb_iou:.2f}", "")
+    table.add_row("", "mIoU", format_score(result.miou), str(result.episodes))
+    table.add_row("", "FB-IoU", format_score(result.fb_iou), "")
     return table

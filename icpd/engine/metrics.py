@@ -20,6 +20,12 @@ import torch
 ArrayLike = np.ndarray | torch.Tensor
 
 
+def format_score(value: float) -> str:
+    """An IoU-type score as every output shows it: a fraction with 4 decimals (``0.2667``), the
+    unit of ``eval.json``, ``metrics.jsonl`` and the README; never a percentage."""
+    return f"{value:.4f}"
+
+
 def _as_bool(x: ArrayLike, what: str) -> np.ndarray:
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if arr.ndim == 2:

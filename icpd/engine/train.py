@@ -44,6 +44,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from icpd.engine.distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from icpd.engine.evaluate import TorchEpisodePredictor, autocast, evaluate, make_dataset, spread_subset
+from icpd.engine.metrics import format_score
 from icpd.io.artifacts import ArtifactFormat, read_json
 from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
@@ -252,7 +253,7 @@ class _Trainer:
             history, best, best_epoch, start = state["history"], state["best_miou"], state["best_epoch"], state["epoch"] + 1
             if ctx.is_main:
                 _trim_log(self.out / "metrics.jsonl", state["epoch"])
-            self.log(f"resuming {self.out} after epoch {state['epoch']} (best mIoU {100 * best:.2f} at epoch {best_epoch})")
+            self.log(f"resuming {self.out} after epoch {state['epoch']} (best mIoU {format_score(best)} at epoch {best_epoch})")
         elif ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cfg.class_embeddings, self.out / "class_embeddings.safetensors")
@@ -290,8 +291,8 @@ class _Trainer:
                     save_state(self.out, model, opt, scaler, cfg, epoch, best, best_epoch, history, enc_fp)
                 barrier(ctx)
                 self.log(
-                    f"epoch {epoch}/{cfg.epochs}: loss {losses['train_loss']:.4f}, val mIoU {100 * val.miou:.2f}, "
-                    f"FB-IoU {100 * val.fb_iou:.2f} ({row['seconds']:.1f} s){' *best*' if improved else ''}"
+                    f"epoch {epoch}/{cfg.epochs}: loss {losses['train_loss']:.4f}, val mIoU {format_score(val.miou)}, "
+                    f"FB-IoU {format_score(val.fb_iou)} ({row['seconds']:.1f} s){' *best*' if improved else ''}"
                 )
         return TrainResult(self.out, best, best_epoch, len(history), history, model)
 

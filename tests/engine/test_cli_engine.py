@@ -33,15 +33,21 @@ def test_synth_train_eval(tmp_path: Path):
     # the tiny preset trains its random encoders by default, and says so on one line (not wrapped
     # at 80 columns when captured)
     assert "tiny preset: the encoders train with the prior learner and decoder (--freeze-encoders: keep them fixed)\n" in res.output
-    assert "best val mIoU" in res.output
+    log = json.loads((run / "metrics.jsonl").read_text())
+    # scores are fractions everywhere a person reads them (issue 20: train/eval printed 26.67 for 0.2667)
+    assert f"val mIoU {log['val_miou']:.4f}, FB-IoU {log['val_fb_iou']:.4f} (" in res.output
+    assert f"best val mIoU {log['best_miou']:.4f} at epoch 1;" in res.output
     assert (run / "best.pt").is_file() and (run / "best.safetensors").is_file()
     out_json = tmp_path / "scores.json"
     # class embeddings come from the checkpoint's metadata (recorded by `icpd train`)
     res = runner.invoke(app, ["eval", *common, "--checkpoint", str(run / "best.safetensors"), "--episodes", "5",
                               "--json", str(out_json)])
     assert res.exit_code == 0, res.output
-    assert "mIoU" in res.output and "FB-IoU" in res.output
     data = json.loads(out_json.read_text())
+    assert f"mIoU {data['miou']:.4f}  FB-IoU {data['fb_iou']:.4f}  (5 episodes" in res.stdout
+    table_rows = [line.split("│") for line in res.stdout.splitlines() if line.count("│") == 5]
+    assert [c.strip() for c in table_rows[-2][2:4]] == ["mIoU", f"{data['miou']:.4f}"], res.stdout
+    assert [c.strip() for c in table_rows[-1][2:4]] == ["FB-IoU", f"{data['fb_iou']:.4f}"], res.stdout
     assert data["fold"] == 0 and data["episodes"] == 5 and 0.0 <= data["miou"] <= 1.0
     # the score equals the training run's validation of the same episodes
     line = json.loads((run / "metrics.jsonl").read_text())
