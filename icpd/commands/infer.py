@@ -25,15 +25,14 @@ from icpd.commands.common import (
     note,
     out,
 )
+from icpd.commands.infer_table import scene_table
 from icpd.config import Backend
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
-    from icpd.runtime.infer import InferSummary, InputResult
+    from icpd.runtime.infer import InputResult
 
-TABLE_ROWS = 50  # longer runs: the rest is in summary.json
 SOME_INPUTS_FAILED = 1  # exit code: the run finished, some scenes failed (README "Exit codes")
 
 
@@ -102,24 +101,6 @@ class _RichProgress:
             self._note(f"{self.resumed} scene(s) complete in earlier runs (outputs checked by sha256): not redone")
 
 
-def _table(summary: InferSummary) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    # Text, not str: file and class names are shown as they are, never read as rich markup
-    t = Table(title=Text(f"icpd infer -> {summary.summary_path.parent}"))
-    for col in ("input", "size", "tiles", "s", *summary.class_names, "status"):
-        t.add_column(Text(col), justify="right" if col in ("tiles", "s") else "left")
-    for r in summary.results[:TABLE_ROWS]:
-        size = f"{r.width}x{r.height}" if r.height is not None else "-"
-        fg = [f"{r.foreground[c]:.1%}" if c in r.foreground else "-" for c in summary.class_names]
-        status = "ok" if r.status == "ok" else "[red]error[/red]"
-        t.add_row(Text(Path(r.path).name), size, str(r.tiles), f"{r.seconds:.2f}", *fg, status)
-    if len(summary.results) > TABLE_ROWS:
-        t.caption = Text(f"{len(summary.results) - TABLE_ROWS} more in {summary.summary_path}")
-    return t
-
-
 def infer_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="Images (PNG/JPEG/TIFF) or folders of them.", show_default=False)],
     model: ModelDirOpt,
@@ -137,7 +118,7 @@ def infer_cmd(
     save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
     bands: Annotated[str | None, typer.Option("--bands", help="Three 1-based band numbers used as R,G,B, e.g. 4,3,2 (for 4+ band GeoTIFFs).", show_default=False)] = None,
-    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: `--ray` alone (or `local`) starts a local Ray, `--ray auto` or `--ray ray://HOST:10001` joins a cluster. Needs icpd[ray].", show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: `--ray` alone (or `local`) starts a local Ray, `--ray auto` or `--ray ray://HOST:10001` joins a cluster. Needs the ray extra: pip install 'icpd\\[ray]'.", show_default=False)] = None,
     actors: Annotated[int, typer.Option("--actors", help="With --ray: predictor actors (one per GPU on a GPU cluster).", min=1)] = 1,
     quiet: QuietOpt = False,
 ) -> None:
@@ -174,7 +155,7 @@ def infer_cmd(
                       highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
     if not quiet:
-        out.print(_table(summary))
+        out.print(scene_table(summary, out.width))
     for r in summary.failed:
         console.print(f"error: {r.error}", style="red", markup=False, highlight=False, soft_wrap=True)
     ok = len(summary.results) - len(summary.failed)
