@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         opt_level: Annotated[int | None, typer.Option(
             "--opt-level", help="Builder optimisation level 0-5 (TensorRT's default 3; lower builds faster).")] = None,
         timing_cache: Annotated[Path | None, typer.Option(
-            help="Timing cache file, read if present and saved after the build [default: OUT/timing.cache].")] = None,
+            help="Timing cache file, read if present and saved after the build \\[default: OUT/timing.cache].")] = None,
         quiet: QuietOpt = False,
     ) -> None:
         """Build TensorRT engines (encoder + matcher) for a model dir; writes engines.json beside them.
