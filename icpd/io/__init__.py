@@ -1,7 +1,8 @@
 """Decoding and atomic writing of images, masks and GeoTIFFs: the bottom I/O layer.
 
-Every image that reaches the model is an (H, W, 3) uint8 RGB array; :mod:`icpd.io.raster`
-says how each input format gets there. Everything written goes through
+Every image that reaches the model is an (H, W, 3) uint8 RGB array; :mod:`icpd.io.decoding`
+reads each format to its bands in file order (TIFFs the same with or without rasterio) and
+:mod:`icpd.io.raster` says how those bands become RGB. Everything written goes through
 :func:`icpd.io.atomic.atomic_write` (files) or :func:`icpd.io.atomic.atomic_dir` (folders).
 """
 

@@ -229,8 +229,9 @@ def _jpeg(data: bytes, arr: np.ndarray) -> tuple[np.ndarray, Layout, list[str]]:
 # TIFF
 
 
-def _rasterio_tiff(rasterio: ModuleType, path: Path) -> tuple[np.ndarray, Layout, GeoInfo | None, list[str]]:
-    """Pixels (H, W, bands) in file order, layout and georeferencing, read by rasterio."""
+def _rasterio_tiff(rasterio: ModuleType, path: Path, colours: bool) -> tuple[np.ndarray, Layout, GeoInfo | None, list[str]]:
+    """Pixels (H, W, bands) in file order (palette colours looked up if ``colours``), layout and
+    georeferencing, read by rasterio."""
     with warnings.catch_warnings():
         # A plain (non-geo) TIFF is fine: that's what geo=None means.
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -239,7 +240,7 @@ def _rasterio_tiff(rasterio: ModuleType, path: Path) -> tuple[np.ndarray, Layout
             layout, palette = rasterio_layout(rasterio, ds)
             arr = np.moveaxis(ds.read(), 0, -1)  # bands H W -> H W bands
     notes = []
-    if palette is not None:
+    if palette is not None and colours:
         arr, note = apply_palette(arr[:, :, 0], palette)
         notes.append(note)
     return np.ascontiguousarray(arr), layout, geo, notes
@@ -292,7 +293,8 @@ def _tifffile_palette(colormap: np.ndarray) -> np.ndarray:
     return (cmap if cmap.max() < 256 else cmap // 257).T.astype(np.uint8)
 
 
-def _tifffile_tiff(data: bytes, path: Path, what: str) -> tuple[np.ndarray | None, Layout, list[str], str, str]:
+def _tifffile_tiff(data: bytes, path: Path, what: str, colours: bool
+                   ) -> tuple[np.ndarray | None, Layout, list[str], str, str]:
     """(pixels, or None when neither tifffile nor an exact OpenCV read can decode it; layout; notes;
     compression; reader)."""
     import tifffile
@@ -317,7 +319,7 @@ def _tifffile_tiff(data: bytes, path: Path, what: str) -> tuple[np.ndarray | Non
     if page.axes == "SYX":
         arr = np.moveaxis(arr, 0, -1)  # planar S Y X -> Y X S
     arr = _as_hwc(arr.astype(np.uint8) if arr.dtype == np.bool_ else arr)  # bilevel: 0/1, as GDAL reads it
-    if palette is not None:
+    if palette is not None and colours:
         arr, note = apply_palette(arr[:, :, 0], palette)
         notes.append(note)
     return np.ascontiguousarray(arr), layout, notes, compression, "tifffile"
@@ -334,15 +336,15 @@ def _opencv_exact(layout: Layout, data: bytes) -> np.ndarray | None:
     return arr
 
 
-def _tiff(data: bytes, path: Path, what: str) -> Decoded | str:
+def _tiff(data: bytes, path: Path, what: str, colours: bool) -> Decoded | str:
     """A TIFF decoded the same way with or without rasterio; why not, when no TIFF reader can parse it."""
     rasterio = import_rasterio()
     if rasterio is not None:
         with contextlib.suppress(rasterio.errors.RasterioError):
-            arr, layout, geo, notes = _rasterio_tiff(rasterio, path)
+            arr, layout, geo, notes = _rasterio_tiff(rasterio, path, colours)
             return Decoded(arr, layout, geo, "rasterio", tuple(notes))
     try:
-        arr, layout, notes, compression, reader = _tifffile_tiff(data, path, what)
+        arr, layout, notes, compression, reader = _tifffile_tiff(data, path, what, colours)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types on files it cannot parse
@@ -355,8 +357,11 @@ def _tiff(data: bytes, path: Path, what: str) -> Decoded | str:
     return Decoded(arr, layout, None, reader, tuple(notes))
 
 
-def decode_file(path: str | os.PathLike[str], what: str = "image") -> Decoded:
+def decode_file(path: str | os.PathLike[str], what: str = "image", palette_colours: bool = True) -> Decoded:
     """Decode ``path`` to (H, W, bands) in **file band order**, with its layout and georeferencing.
+
+    ``palette_colours=False`` keeps a palette TIFF's indices (H, W, 1) (class-id label maps); a
+    palette PNG is always expanded (OpenCV cannot give its indices).
 
     Raises:
         ImageError: missing, unreadable, empty or undecodable file (the message says what to do).
@@ -364,7 +369,7 @@ def decode_file(path: str | os.PathLike[str], what: str = "image") -> Decoded:
     path = Path(path)
     data = check_file(path, what)
     is_tiff = path.suffix.lower() in TIFF_SUFFIXES or data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-    decoded = _tiff(data, path, what) if is_tiff else ""
+    decoded = _tiff(data, path, what, palette_colours) if is_tiff else ""
     if isinstance(decoded, Decoded):
         return decoded
     arr = cv2_decode(data)  # not a TIFF after all (a PNG named .tif?), or one only OpenCV reads

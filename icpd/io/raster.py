@@ -92,8 +92,9 @@ class Raster:
 
 def decode(path: Path, what: str) -> tuple[np.ndarray, GeoInfo | None, str]:
     """(H, W) or (H, W, bands) as OpenCV lays a PNG out (grayscale+alpha as 4 bands), plus geo and
-    reader; for mask and label files. Scenes use :func:`read_image`, which knows the file's layout."""
-    dec = decode_file(path, what)
+    reader; for mask and label files (a palette TIFF's indices kept: class ids). Scenes use
+    :func:`read_image`, which knows the file's layout."""
+    dec = decode_file(path, what, palette_colours=False)
     arr = dec.pixels
     if dec.layout.kind == "grayscale+alpha" and path.suffix.lower() == ".png":
         arr = arr[:, :, [0, 0, 0, 1]]

@@ -190,3 +190,24 @@ def test_lzw_without_rasterio_exact_or_refused_naming_the_extra(tmp_path, monkey
     assert isinstance(without, str), without
     assert f"image {nir}: 300x400 (HxW), 4 band(s), uint16, a TIFF compressed with LZW" in without
     assert GEO_EXTRA_HINT in without and "COMPRESS=DEFLATE" in without
+
+
+def test_palette_tiff_label_map_keeps_its_indices(tmp_path, monkeypatch):
+    """A palette TIFF label map: its indices are the class ids, with and without rasterio (only a
+    scene is read as colours)."""
+    from icpd.io import read_class_mask
+
+    idx = np.zeros((H, W), np.uint8)
+    idx[10:50, 20:90] = 3
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[0, 3] = 65535  # class 3 drawn red
+    path = tmp_path / "labels.tif"
+    tifffile.imwrite(path, idx, photometric="palette", colormap=cmap)
+    masks = []
+    for hide in (False, True):
+        with monkeypatch.context() as m:
+            if hide:
+                m.setitem(sys.modules, "rasterio", None)
+            masks.append(read_class_mask(path, 3))
+    for mask in masks:
+        np.testing.assert_array_equal(mask, (idx == 3).astype(np.uint8))
