@@ -112,17 +112,18 @@ def stream_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
-    from icpd.commands.common import console, fail, out
+    from icpd.commands.common import console, fail, fail_os_error, out
     from icpd.runtime.infer import InferOptions, open_predictor
     from icpd.runtime.stream import StreamOptions, run_stream
-    from icpd.runtime.video import OverlayWriter, SourceError, open_source
+    from icpd.runtime.stream_outputs import check_outputs
+    from icpd.runtime.video import SourceError, open_source
 
     options = StreamOptions(realtime=realtime, every=every, queue_size=queue, max_frames=max_frames,
                             infer=InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
     stop = threading.Event()
     try:
         if out_path is not None:
-            OverlayWriter(out_path, 1.0)  # a bad suffix fails before the source and the model open
+            check_outputs(out_path)  # a bad suffix or an unwritable folder fails before the source and the model open
         # the source opens first (cheap checks before the model's seconds); a Ctrl-C while the
         # model loads gives an empty, clean run
         with _SigintStops(stop, console), open_source(source, fps) as src:
@@ -136,6 +137,10 @@ def stream_cmd(
         raise typer.Exit(code=INTERRUPTED) from None
     except (SourceError, ValueError, ImportError) as e:
         fail(e)
+    except OSError as e:  # an output that cannot be written (or stopped being writable): one line, exit 2
+        if e.filename is None:
+            raise  # not about a user's path: an internal error keeps its traceback
+        fail_os_error(e)
     out.print(_report(summary, out_path), markup=False, highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise typer.Exit(code=INTERRUPTED)

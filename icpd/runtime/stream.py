@@ -20,29 +20,34 @@ Three stages joined by bounded queues::
 - Stopping (``stop`` event set, e.g. by the CLI's SIGINT handler) ends capture; the frames
   already queued are still processed ("drained"), then the video and the JSONL are finalised.
   A KeyboardInterrupt in the inference stage skips the drain but still finalises the outputs.
+- An exception in the inference or output stage (a failed write, an ``on_result`` that raises)
+  stops the others at once: no stage waits on a queue whose other end is gone (every wait also
+  watches the ``halt`` flag). One in capture ends capture; the frames it queued before are still
+  processed. Either way every thread is joined, the outputs are finalised, and the error is
+  raised in the caller's thread.
 
-Outputs for ``out="run.mp4"``: ``run.mp4`` (overlay of the processed frames, at the source rate
-divided by ``every``), ``run.jsonl`` (one line per processed frame, flushed as written) and
+Outputs for ``out="run.mp4"`` (:mod:`icpd.runtime.stream_outputs`: checked before the first
+frame): ``run.mp4`` (overlay of the processed frames, at the source rate divided by ``every``),
+``run.jsonl`` (one line per processed frame, on disk as written, never a half line) and
 ``run.summary.json`` (written atomically at the end).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icpd.io import atomic_write
+from icpd.io import OutputPathError
 from icpd.runtime.infer import InferOptions, predict_scene
-from icpd.runtime.video import Frame, FrameSource, OverlayWriter
+from icpd.runtime.stream_outputs import StreamOutputs, stream_paths
+from icpd.runtime.video import Frame, FrameSource
 from icpd.runtime.viz import overlay
 
 if TYPE_CHECKING:
@@ -149,11 +154,12 @@ class FrameQueue:
             self.cond.notify_all()
             return True
 
-    def get(self) -> Any:
-        """The oldest item, waiting for one; None once the queue is closed and empty."""
+    def get(self, give_up: Callable[[], bool] | None = None) -> Any:
+        """The oldest item, waiting for one; None once the queue is closed and empty, or if
+        ``give_up()`` turns true while waiting (the producer's stage failed)."""
         with self.cond:
             while not self.items:
-                if self.closed:
+                if self.closed or (give_up is not None and give_up()):
                     return None
                 self.cond.wait(POLL_S)
             item = self.items.popleft()
@@ -172,12 +178,6 @@ class FrameQueue:
             self.items.clear()
             self.cond.notify_all()
             return n
-
-
-def stream_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
-    """The three output files of ``out`` (the overlay video): video, jsonl, summary."""
-    video = Path(out)
-    return {"video": video, "jsonl": video.with_suffix(".jsonl"), "summary": video.with_suffix(".summary.json")}
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:
@@ -202,7 +202,6 @@ class _Run:
         self.errors: list[BaseException] = []
         self.first_capture: float | None = None
         self.written = 0  # results the output stage has finished
-        self.video_frames = 0
 
     def stopping(self) -> bool:
         return self.stop.is_set() or self.halt.is_set()
@@ -210,9 +209,9 @@ class _Run:
     def capture(self) -> None:
         """Capture stage (own thread): read, select, pace, queue; closes the frame queue at the end."""
         opts, src = self.options, self.source
-        pace = opts.realtime and not src.live and src.fps is not None  # a recording replayed like a camera
         start: float | None = None
         try:
+            pace = opts.realtime and not src.live and src.fps is not None  # a recording replayed like a camera
             while True:
                 if self.stopping():
                     self.end_reason = "interrupted" if self.stop.is_set() else "stopped"
@@ -243,34 +242,23 @@ class _Run:
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread after finalising
             self.errors.append(e)
             self.end_reason = f"capture error: {type(e).__name__}: {e}"
-            self.halt.set()
         finally:
-            self.frames.close()
+            self.frames.close()  # the frames captured before an error are still processed, then it is raised
 
-    def output(self, paths: dict[str, Path] | None, on_result: Callable[[FrameResult], None] | None,
-               fps: float) -> None:
-        """Output stage (own thread): overlay video, JSONL line (flushed), callback; finalises both."""
-        writer = OverlayWriter(paths["video"], fps) if paths else None
-        jsonl = open(paths["jsonl"], "w", encoding="utf-8") if paths else None  # noqa: SIM115 - closed below
+    def output(self, sinks: StreamOutputs | None, on_result: Callable[[FrameResult], None] | None) -> None:
+        """Output stage (own thread): overlay video + JSONL line, then the callback. On an error it
+        sets ``halt`` (the other stages stop) and discards what is queued; the caller closes ``sinks``."""
         try:
             while (result := self.results.get()) is not None:
-                if writer is not None and jsonl is not None:
-                    writer.write(overlay(result.frame.pixels, result.labels, self.options.alpha))
-                    jsonl.write(json.dumps(result.record()) + "\n")
-                    jsonl.flush()
+                if sinks is not None:
+                    sinks.write(overlay(result.frame.pixels, result.labels, self.options.alpha), result.record())
+                self.written += 1
                 if on_result is not None:
                     on_result(result)
-                self.written += 1
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread after finalising
             self.errors.append(e)
             self.halt.set()
             self.results.clear()
-        finally:
-            if writer is not None:
-                writer.close()
-                self.video_frames = writer.frames
-            if jsonl is not None:
-                jsonl.close()
 
 
 def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions = StreamOptions(),
@@ -288,27 +276,26 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         about: extra entries for the summary file (e.g. the model path and backend).
 
     Raises:
-        ValueError: bad options or output path (nothing is written then). An error inside a stage
-        is re-raised here after the outputs are finalised.
+        ValueError: bad options or output suffix (nothing is written then).
+        OutputPathError: ``out`` cannot be written (found before the first frame; nothing is
+            written then), or a write failed midway (a full disk, a quota, a file size limit):
+            raised after the outputs are finalised, its message says what they hold.
+        Any other error inside a stage is re-raised here, after the outputs are finalised.
     """
     options.validate(predictor.preset.image_size)
     if not predictor.class_names:
         raise ValueError("no support set: pass --support CLASS.support")
-    paths = stream_paths(out) if out is not None else None
-    if paths is not None:
-        OverlayWriter(paths["video"], 1.0)  # checks the suffix before anything is written
-        paths["video"].parent.mkdir(parents=True, exist_ok=True)
+    sinks = StreamOutputs(out, (source.fps or 10.0) / options.every) if out is not None else None
     run = _Run(source, options, stop if stop is not None else threading.Event())
-    fps = (source.fps or 10.0) / options.every
     names = predictor.class_names
     latencies: list[float] = []
     t_last = time.perf_counter()
     capture = threading.Thread(target=run.capture, name="icpd-capture", daemon=True)
-    output = threading.Thread(target=run.output, args=(paths, on_result, fps), name="icpd-output", daemon=True)
-    output.start()
-    capture.start()
+    output = threading.Thread(target=run.output, args=(sinks, on_result), name="icpd-output", daemon=True)
     try:
-        while not run.halt.is_set() and (frame := run.frames.get()) is not None:
+        output.start()
+        capture.start()
+        while not run.halt.is_set() and (frame := run.frames.get(run.halt.is_set)) is not None:
             labels = predict_scene(predictor, frame.pixels, options.infer).labels
             t_last = time.perf_counter()
             latencies.append(t_last - frame.captured)
@@ -322,10 +309,33 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
     finally:
         if run.errors:
             run.halt.set()
-        capture.join(timeout=10.0)  # a live source blocked in read() is left to its timeout (daemon)
+        if capture.ident is not None:
+            capture.join(timeout=10.0)  # a live source blocked in read() is left to its timeout (daemon)
         run.frames.clear()  # abandoned by an abort: counted as unprocessed
         run.results.close()
-        output.join()
+        if output.ident is not None:
+            output.join()  # ends once the queue is closed and empty (cleared after its own error)
+        if sinks is not None and (video_error := sinks.close()) is not None:
+            run.errors.append(video_error)
+    summary = _summary(run, predictor, latencies, t_last, sinks)
+    summary_error: OutputPathError | None = None
+    if sinks is not None:
+        try:
+            sinks.write_summary(asdict(summary) | (about or {}))
+        except OutputPathError as e:
+            summary_error = e
+    first_error = run.errors[0] if run.errors else summary_error
+    if isinstance(first_error, OutputPathError) and sinks is not None:  # a user's disk: one line saying what is kept
+        kept = sinks.kept(first_error, summary_written=summary_error is None)
+        raise OutputPathError(first_error.errno, f"{first_error.strerror} ({kept})", first_error.filename) from first_error
+    if first_error is not None:  # internal errors keep their traceback; a KeyboardInterrupt goes on up
+        raise first_error
+    return summary
+
+
+def _summary(run: _Run, predictor: Predictor, latencies: list[float], t_last: float,
+             sinks: StreamOutputs | None) -> StreamSummary:
+    options, source, names = run.options, run.source, predictor.class_names
     first_error = run.errors[0] if run.errors else None
     interrupted = isinstance(first_error, KeyboardInterrupt) or (first_error is None and run.stop.is_set())
     if interrupted:
@@ -335,7 +345,7 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
     else:
         reason = run.end_reason
     seconds = max(t_last - run.first_capture, 1e-9) if run.first_capture is not None and latencies else 0.0
-    summary = StreamSummary(
+    return StreamSummary(
         source=source.description, end_reason=reason, interrupted=interrupted, frames_in=run.frames_in,
         skipped=run.skipped, dropped=run.frames.dropped, frames_out=run.written,
         unprocessed=run.frames_in - run.skipped - run.frames.dropped - run.written,
@@ -344,12 +354,5 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         queue_max_depth=run.frames.max_depth, source_fps=source.fps, classes=names,
         options={k: v for k, v in asdict(options).items() if k != "infer"}
         | {k: getattr(options.infer, k) for k in ("threshold", "tile", "overlap", "batch")},
-        outputs={k: (str(p) if k != "video" or run.video_frames else None) for k, p in paths.items()} if paths else {},
+        outputs=sinks.outputs() if sinks is not None else {},
     )
-    if paths is not None:
-        doc = asdict(summary) | (about or {})
-        with atomic_write(paths["summary"]) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    if first_error is not None:  # internal errors keep their traceback; a KeyboardInterrupt goes on up
-        raise first_error
-    return summary

@@ -13,6 +13,8 @@ frame decodes exactly as ``icpd infer`` decodes the same file. Every frame leave
 from __future__ import annotations
 
 import os
+import shutil
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +24,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from icpd.io import IMAGE_SUFFIXES, ImageError, list_inputs, read_image
+from icpd.io import IMAGE_SUFFIXES, ImageError, OutputPathError, list_inputs, read_image
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "open_source"]
+__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "container_problem", "open_source"]
 
 FOLDER_FPS = 10.0  # frame rate assumed for a folder of frames when none is given (--fps)
 URL_TIMEOUT_MS = 10_000  # open / read timeout of network streams: a dead camera ends the run, not hangs it
@@ -197,7 +199,10 @@ def open_source(spec: str | os.PathLike[str], fps: float | None = None) -> Frame
 
 class OverlayWriter:
     """Writes RGB frames to ``path`` (.mp4: mp4v, .avi: MJPG), opened at the first frame's size.
-    ``close()`` finalises the container, so the file plays after a normal end or a Ctrl-C."""
+    ``close()`` finalises the container, so the file plays after a normal end or a Ctrl-C, and
+    checks that it did: OpenCV reports no write error (a full disk, a quota, a file size limit
+    leave a file without its index, "moov atom not found"), so a video that is not whole is
+    removed and ``close()`` raises an :class:`~icpd.io.OutputPathError` naming it."""
 
     def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
         self.path = Path(path)
@@ -217,7 +222,9 @@ class OverlayWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = cv2.VideoWriter(str(self.path), self.fourcc, self.fps, (width, height))
             if not self.writer.isOpened():
-                raise OSError(f"--out {self.path}: OpenCV could not create the video (codec or permissions)")
+                self.writer = None
+                raise OutputPathError(None, "OpenCV could not create the video (its codec or the folder's "
+                                            "permissions); try the other container (.mp4 or .avi)", str(self.path))
             self.size = (width, height)
         if (width, height) != self.size:  # a folder of mixed sizes: a video keeps one size
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
@@ -225,6 +232,68 @@ class OverlayWriter:
         self.frames += 1
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+        """Finalise the container; remove it and raise OutputPathError if it is not whole."""
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        problem = container_problem(self.path)
+        if problem is None:
+            return
+        cause = _write_failure_cause(self.path)
+        self.path.unlink(missing_ok=True)  # an unplayable file must not pass for a result
+        raise OutputPathError(None, f"the video could not be finalised ({problem}; {cause}), so it was removed",
+                              str(self.path))
+
+
+def container_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the MP4 or AVI at ``path`` is not a whole file, or None if it is: its top-level boxes
+    (MP4) or RIFF chunks (AVI) must end exactly at the end of the file, and an MP4 needs its
+    ``moov`` index. A write that failed midway leaves a file cut inside a box (or the index
+    missing), which players refuse; reading the headers is cheap at any video length."""
+    path = Path(path)
+    size = path.stat().st_size
+    boxes: list[bytes] = []
+    pos = 0
+    with open(path, "rb") as fh:
+        riff = fh.read(4) == b"RIFF"
+        while pos + 8 <= size:
+            fh.seek(pos)
+            if riff:  # chunk: tag, little-endian size, data padded to an even length
+                tag, n = struct.unpack("<4sI", fh.read(8))
+                n += 8 + (n & 1)
+            else:  # box: big-endian size (1: a 64-bit size follows; 0: to the end of the file), tag
+                n, tag = struct.unpack(">I4s", fh.read(8))
+                if n == 1:
+                    n = struct.unpack(">Q", fh.read(8))[0]
+                elif n == 0:
+                    n = size - pos
+                if n < 8:
+                    return f"a box of {n} bytes at offset {pos}"
+            boxes.append(tag)
+            pos += n
+    if pos != size:
+        return f"{size} bytes where its headers announce {pos}: cut short"
+    if not riff and b"moov" not in boxes:
+        return "no moov index"
+    if riff and not boxes:
+        return "empty"
+    return None
+
+
+def _write_failure_cause(path: Path) -> str:
+    """A best guess at why a video write failed (OpenCV does not say): a file size limit, a full disk."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY and path.stat().st_size >= soft:
+            return f"the file size limit (ulimit -f) of {soft} bytes was reached"
+    except (ImportError, OSError):
+        pass
+    try:
+        if shutil.disk_usage(path.parent).free < 2**20:
+            return "the disk is full; free some space or choose an output location on another disk"
+    except OSError:
+        pass
+    return "a write failed: check the free space, the disk quota and the file size limit (ulimit -f)"
