@@ -2,13 +2,16 @@
 
     p = Predictor.load("model_dir", backend="ort")
     p.add_support(SupportSet.load("ship.support", p.fingerprint))
-    pred = p.predict(images)          # (B, H, W, 3) or (H, W, 3) uint8 RGB, any H, W
+    pred = p.predict(images)          # (B, H, W, 3) or (H, W, 3) uint8 RGB, any H, W (or Rasters)
 
 Per call: one preprocess + encoder pass for the images, one matcher pass per class; merged
 into a label map (per-pixel argmax of the class foreground probabilities; background where
 none reaches the threshold). Images and features stay in the backend's own memory between the
 stages (see :mod:`icpd.runtime.backends.protocol`); each class's support tensors went to the
 backend once, in ``add_support``.
+
+Every public method checks its inputs with :mod:`icpd.runtime.validation`, the checks ``icpd
+cache-support`` and ``icpd infer`` make, so Python and the CLI refuse the same things in the same words.
 
 ``predict`` is four stages, each a method that takes an optional timer (anything with a
 ``stage(name)`` context manager, e.g. ``icpd.benchmarks.timer.StageTimer``): :meth:`preprocess`

@@ -112,7 +112,7 @@ class SupportSet:
         meta["content_hash"] = content_hash(self.tensors, meta)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not overwrite and path.exists():  # at once, before the work of writing
-            raise _exists(path)
+            raise _exists(path, meanwhile=False)
         staging = path if overwrite else path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             with atomic_write(staging) as tmp:
@@ -165,9 +165,10 @@ class SupportSet:
         return cls(meta["class_name"], meta["fingerprint"], int(meta["shots"]), tensors, meta)
 
 
-def _exists(path: Path) -> FileExistsError:
-    return FileExistsError(errno.EEXIST, "exists (made by another program while this cache was being written?); it was "
-                           "left as it is: choose another file, or replace it on purpose", str(path))
+def _exists(path: Path, meanwhile: bool = True) -> FileExistsError:
+    when = "was created while this cache was being written" if meanwhile else "exists"
+    return FileExistsError(errno.EEXIST, f"{when}; it was left as it is: choose another file, or replace it on "
+                           "purpose (overwrite=True)", str(path))
 
 
 def _place_exclusive(staging: Path, path: Path) -> None:

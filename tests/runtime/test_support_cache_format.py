@@ -113,3 +113,34 @@ def test_extra_metadata_round_trips_under_the_hash(tmp_path):
     s.meta.update(images=["a.png", "b.png"], backend="ort")
     loaded = SupportSet.load(s.save(tmp_path / "ship.support"))
     assert loaded.meta["images"] == ["a.png", "b.png"] and loaded.meta["backend"] == "ort"
+
+
+def test_save_without_overwrite_never_replaces_a_file(tmp_path, monkeypatch):
+    """Guards issue 20 (cache-support without --force, last writer won): ``overwrite=False`` keeps a
+    file already there and one created while the cache was being written, with permissions and
+    contents untouched, and leaves no temporary file; notes round-trip under the hash."""
+    import safetensors.numpy
+
+    path = tmp_path / "ship.support"
+    path.write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="exists; it was left as it is") as err:
+        _support().save(path, overwrite=False)
+    assert err.value.filename == str(path) and path.read_bytes() == b"mine"
+    path.unlink()
+    real = safetensors.numpy.save_file
+
+    def another_program_writes_meanwhile(tensors, filename, metadata=None):
+        real(tensors, filename, metadata=metadata)
+        path.write_bytes(b"theirs")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", another_program_writes_meanwhile)
+    with pytest.raises(FileExistsError, match="was created while this cache was being written; it was left as it is"):
+        _support().save(path, overwrite=False)
+    assert path.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["ship.support"]
+    monkeypatch.setattr(safetensors.numpy, "save_file", real)
+    path.unlink()
+    s = _support()
+    s.meta["notes"] = ["image a.png: 64x64 px (HxW) upscaled"]
+    s.save(path, overwrite=False)
+    assert SupportSet.load(path).notes == ["image a.png: 64x64 px (HxW) upscaled"]
