@@ -239,11 +239,11 @@ def _rasterio_tiff(rasterio: ModuleType, path: Path, colours: bool) -> tuple[np.
             geo = geo_of(ds)
             layout, palette = rasterio_layout(rasterio, ds)
             arr = np.moveaxis(ds.read(), 0, -1)  # bands H W -> H W bands
-    notes = []
-    if palette is not None and colours:
-        arr, note = apply_palette(arr[:, :, 0], palette)
-        notes.append(note)
-    return np.ascontiguousarray(arr), layout, geo, notes
+    if layout.kind == "CMYK" and layout.decoded:
+        arr = arr[:, :, :3]  # GDAL converted CMYK to RGB + an opaque alpha, as libtiff does
+    elif palette is not None and colours:
+        arr = apply_palette(arr[:, :, 0], palette)
+    return np.ascontiguousarray(arr), layout, geo, tiff_notes(layout, colours)
 
 
 def geo_of(ds) -> GeoInfo | None:  # ds: an open rasterio dataset
@@ -259,6 +259,8 @@ def _tiff_layout(h: int, w: int, n: int, dtype: np.dtype, alpha: bool, cmyk: boo
     """One layout rule for both TIFF readers (rasterio and tifffile)."""
     if palette is not None:
         return Layout(h, w, 1, dtype, f"palette, {np.dtype(dtype)} indices", decoded=3)
+    if cmyk and dtype == np.uint8:  # GDAL converts 8-bit CMYK to RGB (libtiff's formula); so does _cmyk_to_rgb
+        return Layout(h, w, 4, dtype, "CMYK", decoded=3)
     # A declared alpha is not trusted (alpha=False): GDAL declares band 4 of every 4-band uint8
     # GeoTIFF alpha by default, RGB+NIR files included. It is said in the refusal.
     kind = "CMYK" if cmyk else f"band {n} declared alpha" if alpha else ""
@@ -275,15 +277,32 @@ def rasterio_layout(rasterio: ModuleType, ds) -> tuple[Layout, np.ndarray | None
         palette = np.zeros((max(cmap) + 1, 3), np.uint8)
         for i, rgba in cmap.items():
             palette[i] = rgba[:3]
-    alpha = n in (2, 4) and ci[-1] == interp.alpha
-    return _tiff_layout(ds.height, ds.width, n, dtype, alpha, n == 4 and ci[0] == interp.cyan, palette), palette
+    cmyk = ds.tags(ns="IMAGE_STRUCTURE").get("SOURCE_COLOR_SPACE") == "CMYK" or ci[0] == interp.cyan
+    alpha = n in (2, 4) and ci[-1] == interp.alpha and not cmyk
+    return _tiff_layout(ds.height, ds.width, n, dtype, alpha, cmyk, palette), palette
 
 
-def apply_palette(indices: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, str]:
-    """(H, W) indices -> (H, W, 3) uint8 colours, and the note saying so."""
+def apply_palette(indices: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) indices -> (H, W, 3) uint8 colours (indices beyond the table: black)."""
     lut = np.zeros((max(int(indices.max()) + 1, len(palette)), 3), np.uint8)
     lut[: len(palette)] = palette
-    return lut[indices], "palette TIFF: index colours looked up in its colour table (3 bands)"
+    return lut[indices]
+
+
+def tiff_notes(layout: Layout, colours: bool = True) -> list[str]:
+    """The notes of a TIFF's decoding (palette looked up, CMYK converted): one wording for every reader."""
+    if layout.kind == "CMYK" and layout.decoded:
+        return ["CMYK TIFF: converted from CMYK to RGB"]
+    if layout.kind.startswith("palette") and colours:
+        return ["palette TIFF: index colours looked up in its colour table (3 bands)"]
+    return []
+
+
+def _cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 CMYK -> (H, W, 3) uint8 RGB as libtiff (and so GDAL) converts it:
+    ``R = (255 - K) * (255 - C) // 255``."""
+    k = 255 - cmyk[:, :, 3:].astype(np.uint16)
+    return (k * (255 - cmyk[:, :, :3].astype(np.uint16)) // 255).astype(np.uint8)
 
 
 def _tifffile_palette(colormap: np.ndarray) -> np.ndarray:
@@ -305,7 +324,8 @@ def _tifffile_tiff(data: bytes, path: Path, what: str, colours: bool
         n, dtype = int(page.samplesperpixel), np.dtype(np.uint8 if page.dtype == np.bool_ else page.dtype)
         palette = _tifffile_palette(page.colormap) if photometric == 3 and page.colormap is not None else None
         alpha = n in (2, 4) and bool(extras) and extras[-1] in (1, 2)  # associated / unassociated alpha
-        layout = _tiff_layout(page.imagelength, page.imagewidth, n, dtype, alpha, n == 4 and photometric == 5, palette)
+        cmyk = n == 4 and photometric == 5 and int(getattr(page, "inkset", 1)) == 1
+        layout = _tiff_layout(page.imagelength, page.imagewidth, n, dtype, alpha, cmyk, palette)
         notes = [NO_GEO_NOTE] if any(t in page.tags for t in GEO_TAGS) else []
         compression = page.compression.name
         if page.axes not in ("YX", "YXS", "SYX"):
@@ -319,10 +339,11 @@ def _tifffile_tiff(data: bytes, path: Path, what: str, colours: bool
     if page.axes == "SYX":
         arr = np.moveaxis(arr, 0, -1)  # planar S Y X -> Y X S
     arr = _as_hwc(arr.astype(np.uint8) if arr.dtype == np.bool_ else arr)  # bilevel: 0/1, as GDAL reads it
-    if palette is not None and colours:
-        arr, note = apply_palette(arr[:, :, 0], palette)
-        notes.append(note)
-    return np.ascontiguousarray(arr), layout, notes, compression, "tifffile"
+    if layout.kind == "CMYK" and layout.decoded:
+        arr = _cmyk_to_rgb(arr)
+    elif palette is not None and colours:
+        arr = apply_palette(arr[:, :, 0], palette)
+    return np.ascontiguousarray(arr), layout, notes + tiff_notes(layout, colours), compression, "tifffile"
 
 
 def _opencv_exact(layout: Layout, data: bytes) -> np.ndarray | None:

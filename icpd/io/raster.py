@@ -10,10 +10,10 @@ through the same functions):
 * **Bands.** Band numbers are **1-based and in file order** (GDAL / rasterio / QGIS
   convention: "band 4 is NIR"). One band is replicated to RGB. Three bands are taken as RGB.
   The alpha band of a PNG (grayscale+alpha, RGBA) is dropped, noted. Palette files are read as
-  their colours (3 bands), CMYK JPEGs as RGB, noted. Four bands in a TIFF are ambiguous (RGBA?
-  RGB+NIR? BGR+NIR?), even when band 4 is declared alpha (GDAL declares it for every 4-band
-  uint8 GeoTIFF it writes); so are 2 or more than 4 bands, and CMYK TIFFs: all are refused
-  unless the caller says which to use with ``bands=(1, 2, 3)``.
+  their colours (3 bands), CMYK JPEGs and 8-bit CMYK TIFFs as RGB, noted. Four bands in a TIFF
+  are ambiguous (RGBA? RGB+NIR? BGR+NIR?), even when band 4 is declared alpha (GDAL declares it
+  for every 4-band uint8 GeoTIFF it writes); so are 2 or more than 4 bands, and 16-bit CMYK
+  TIFFs: all are refused unless the caller says which to use with ``bands=(1, 2, 3)``.
 * **uint8** is used as is.
 * **uint16** is linearly stretched so that the image's own 2nd percentile maps to 0 and its
   98th percentile to 255 (clipped), with one pair of limits for all three bands. Why not
@@ -161,8 +161,9 @@ def plan_bands(layout: Layout, path: Path, bands: Sequence[int] | None) -> tuple
     if n == 4 and layout.alpha:
         return (1, 2, 3), [f"RGBA {_format(path)}: alpha channel dropped (transparent pixels keep their colour values)"]
     if layout.kind == "CMYK":
-        raise ImageError(f"{what}: a CMYK TIFF (print colours), not red, green, blue bands. Convert it to RGB, "
-                         "or pick three bands with --bands (Python: bands=(...)), 1-based in file order.")
+        raise ImageError(f"{what}: a {np.dtype(layout.dtype).itemsize * 8}-bit CMYK TIFF (print colours), not red, "
+                         "green, blue bands; icpd converts only 8-bit CMYK. Convert it to RGB, or pick three bands "
+                         "with --bands (Python: bands=(...)), 1-based in file order.")
     kind = "RGBA? RGB+NIR? BGR+NIR?" if n == 4 else "multispectral?"
     if layout.kind.endswith("declared alpha"):
         kind += f" Band {n} is declared alpha, which GDAL does by default for 4-band uint8 files"

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from icpd.io.atomic import atomic_write
-from icpd.io.decoding import apply_palette, geo_of, rasterio_layout
+from icpd.io.decoding import apply_palette, geo_of, rasterio_layout, tiff_notes
 from icpd.io.raster import (
     GeoInfo,
     ImageError,
@@ -114,9 +114,7 @@ class WindowReader:
 
     def _plan(self, bands: Sequence[int] | None, palette: np.ndarray | None) -> tuple[_Conversion, tuple[str, ...]]:
         """The whole-scene read's conversions (same functions, same order of notes), checked up front."""
-        notes: list[str] = []
-        if palette is not None:
-            notes.append(apply_palette(np.zeros((1, 1), np.uint8), palette)[1])
+        notes = tiff_notes(self.layout)
         indexes, band_notes = plan_bands(self.layout, self.path, tuple(bands) if bands is not None else None)
         notes += band_notes
         conv = _Conversion(indexes, None, palette)
@@ -144,7 +142,7 @@ class WindowReader:
 
         window = Window(x, y, w, h)
         if conv.palette is not None:
-            colours, _ = apply_palette(self._ds.read(1, window=window), conv.palette)  # (h, w, 3)
+            colours = apply_palette(self._ds.read(1, window=window), conv.palette)  # (h, w, 3)
             return colours[:, :, [i - 1 for i in conv.indexes]]
         return np.moveaxis(self._ds.read(indexes=list(conv.indexes), window=window), 0, -1)  # C h w -> h w C
 

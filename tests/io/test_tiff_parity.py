@@ -211,3 +211,21 @@ def test_palette_tiff_label_map_keeps_its_indices(tmp_path, monkeypatch):
             masks.append(read_class_mask(path, 3))
     for mask in masks:
         np.testing.assert_array_equal(mask, (idx == 3).astype(np.uint8))
+
+
+def test_cmyk_tiff_converted_alike_or_refused_alike(tmp_path, monkeypatch):
+    """GDAL turns an 8-bit CMYK TIFF into RGB + alpha; without rasterio it was 4 raw ink bands.
+    Now every way gives libtiff's RGB, R = (255 - K) * (255 - C) // 255, with a note; 16-bit CMYK
+    (which GDAL leaves as inks) is refused alike."""
+    cmyk = np.random.default_rng(4).integers(0, 256, (H, W, 4)).astype(np.uint8)
+    path = tmp_path / "print.tif"
+    tifffile.imwrite(path, cmyk, photometric="separated")
+    k = 255 - cmyk[:, :, 3:].astype(int)
+    expected = (k * (255 - cmyk[:, :, :3].astype(int)) // 255).astype(np.uint8)
+    for pixels, notes in _read_three_ways(path, None, monkeypatch):
+        np.testing.assert_array_equal(pixels, expected)
+        assert notes == ["CMYK TIFF: converted from CMYK to RGB"]
+    tifffile.imwrite(path, cmyk.astype(np.uint16) * 257, photometric="separated")
+    refusals = _read_three_ways(path, None, monkeypatch)
+    assert refusals[0] == refusals[1] == refusals[2], refusals
+    assert "300x400 (HxW), 4 band(s) (CMYK), uint16: a 16-bit CMYK TIFF" in refusals[0]
