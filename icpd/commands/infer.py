@@ -114,7 +114,7 @@ def infer_cmd(
     tile: TileOpt = None,
     overlap: OverlapOpt = 32,
     batch: TileBatchOpt = 8,
-    save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png (0..255).")] = False,
+    save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png: grey, pixel value = round(probability x 255).")] = False,
     save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
     bands: Annotated[str | None, typer.Option("--bands", help="Three 1-based band numbers used as R,G,B, e.g. 4,3,2 (for 4+ band GeoTIFFs).", show_default=False)] = None,

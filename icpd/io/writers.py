@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -53,20 +55,42 @@ def _world_file_lines(transform: tuple[float, ...]) -> str:
     return "".join(f"{v!r}\n" for v in values)
 
 
-def write_label_png(
-    path: str | os.PathLike[str], labels: np.ndarray, like: Raster | None = None
-) -> list[Path]:
-    """Write a label map as a single-channel uint8 PNG, keeping the source's georeferencing.
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    Values are written as they are (0/1 masks stay 0/1; multiply by 255 first for a visible
-    mask). When ``like.geo`` is set, GIS tools (GDAL, QGIS) get the georeferencing from two
-    small sidecars that need no rasterio: a world file ``<stem>.pgw`` (transform) and a
-    GDAL ``<name>.aux.xml`` holding the CRS.
+
+def encode_palette_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
+    """An 8-bit palette PNG (colour type 3) of ``indices`` (H, W) uint8 with ``palette`` (K <= 256, 3)
+    uint8 RGB: the pixel values stay the indices (Pillow, GDAL/rasterio, QGIS read them as they are),
+    viewers show the palette's colours. Deterministic bytes (zlib level 6, no time stamps)."""
+    h, w = indices.shape
+    rows = np.zeros((h, w + 1), np.uint8)  # each row: filter type 0 (None), then the indices
+    rows[:, 1:] = indices
+    header = struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)  # 8-bit, palette, deflate, adaptive filters, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"PLTE", palette.tobytes())
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _png_chunk(b"IEND", b""))
+
+
+def write_label_png(
+    path: str | os.PathLike[str], labels: np.ndarray, like: Raster | None = None, *,
+    palette: np.ndarray | None = None,
+) -> list[Path]:
+    """Write a label map as a single-band uint8 PNG, keeping the source's georeferencing.
+
+    Values are written as they are (0/1 masks stay 0/1). With ``palette`` the PNG is a palette
+    PNG: the values are its palette indices, so viewers show each class in its colour while
+    Pillow, GDAL/rasterio and QGIS read the class ids unchanged (OpenCV's ``imread`` expands
+    palettes to colours). Without it: a grayscale PNG (multiply by 255 first for a visible mask).
+    When ``like.geo`` is set, GIS tools (GDAL, QGIS) get the georeferencing from two small
+    sidecars that need no rasterio: a world file ``<stem>.pgw`` (transform) and a GDAL
+    ``<name>.aux.xml`` holding the CRS.
 
     Args:
         path: output ``.png``.
         labels: (H, W) bool or integer array with values in [0, 255].
         like: the source scene; its height and width must match ``labels``.
+        palette: (K, 3) uint8 RGB, row ``i`` the colour of value ``i``; K <= 256 and above the
+            largest label.
 
     Returns:
         the files written, PNG first.
@@ -88,7 +112,20 @@ def write_label_png(
             f"write_label_png {path}: labels are {labels.shape[0]}x{labels.shape[1]} (HxW) but the "
             f"source {like.path} is {like.height}x{like.width}."
         )
-    written = [write_png(path, labels.astype(np.uint8))]
+    if palette is None:
+        written = [write_png(path, labels.astype(np.uint8))]
+    else:
+        palette = np.asarray(palette)
+        if palette.ndim != 2 or palette.shape[1] != 3 or palette.dtype != np.uint8 or not 0 < len(palette) <= 256:
+            raise ValueError(f"write_label_png {path}: palette must be (K, 3) uint8 with K <= 256, "
+                             f"got {palette.shape} {palette.dtype}.")
+        if labels.size and int(labels.max()) >= len(palette):
+            raise ValueError(f"write_label_png {path}: label {int(labels.max())} has no colour in a palette of "
+                             f"{len(palette)}; pass one with at least {int(labels.max()) + 1} rows.")
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"write_label_png: {path} must end in .png (got suffix {path.suffix!r}).")
+        write_bytes_atomic(path, encode_palette_png(labels.astype(np.uint8), palette))
+        written = [path]
     if like is not None and like.geo is not None:
         world = path.with_suffix(".pgw")
         write_bytes_atomic(world, _world_file_lines(like.geo.transform).encode())

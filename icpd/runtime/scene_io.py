@@ -153,7 +153,8 @@ class SceneOutputs:
         pixels = raster.pixels if raster is not None else self.source.read(0, 0, self.source.height, self.source.width)
         like = raster if raster is not None else Raster(pixels=pixels, path=self.path, geo=self.geo)
         labels = self._labels
-        self.written += write_label_png(self.out_dir / f"{self.stem}_labels.png", labels, like=like)
+        self.written += write_label_png(self.out_dir / f"{self.stem}_labels.png", labels, like=like,
+                                        palette=OVERLAY_PALETTE)  # the overlay's colours, values unchanged
         shown = np.where(labels == NODATA_LABEL, 0, labels) if self._nodata else labels
         self.written.append(write_png(self.out_dir / f"{self.stem}_overlay.png",
                                       overlay(pixels, shown, self.alpha, class_names=self.class_names)))

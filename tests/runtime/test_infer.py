@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image  # label PNGs are palette PNGs: Pillow reads the class ids
 from typer.testing import CliRunner
 
 from icpd.cli import app
@@ -143,7 +144,7 @@ def test_multiclass_labels_match_per_class_predictions(model, predictor, tmp_pat
         single.add_support(path)
         per_class.append(predict_scene(single, scene, opts).probs[0])
     probs = np.stack(per_class)
-    labels = cv2.imread(str(tmp_path / "out" / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
+    labels = np.asarray(Image.open(tmp_path / "out" / "scene_labels.png"))
     np.testing.assert_array_equal(labels, merge_labels(probs[None], 0.5)[0])
     prob_png = cv2.imread(str(tmp_path / "out" / "scene_prob_storage_tank.png"), cv2.IMREAD_UNCHANGED)
     assert np.abs(prob_png.astype(int) - np.round(probs[1] * 255).astype(int)).max() <= 1
@@ -165,7 +166,7 @@ def test_cli_subprocess_writes_outputs(model, tmp_path):
             "--out", str(out), "--threads", "1"]
     proc = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    labels = cv2.imread(str(out / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
+    labels = np.asarray(Image.open(out / "scene_labels.png"))
     assert labels.shape == (300, 200) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
     assert cv2.imread(str(out / "scene_overlay.png")).shape == (300, 200, 3)
     assert json.loads((out / "summary.json").read_text())["inputs"][0]["status"] == "ok"
@@ -187,7 +188,7 @@ def test_cli_geotiff_scene_keeps_its_georeferencing(model, tmp_path):
                               str(tmp_path / "scene.tif"), "--out", str(out), "-q", "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "icpd infer ->" not in res.output and "1 of 1 scene(s) segmented" in res.output  # -q: the result line only
-    png = cv2.imread(str(out / "scene_labels.png"), cv2.IMREAD_UNCHANGED)
+    png = np.asarray(Image.open(out / "scene_labels.png"))
     with rasterio.open(out / "scene_labels.tif") as ds:  # the tiled scene, stitched, on the input's grid
         assert (ds.width, ds.height, ds.count) == (200, 300, 1)
         assert ds.crs == rasterio.crs.CRS.from_epsg(32633) and ds.transform == transform
@@ -212,7 +213,13 @@ def test_cli_bad_input_is_recorded_and_others_still_run(model, tmp_path):
     assert doc["failed"] == 1 and doc["classes"] == ["ship", "storage tank"]
     # the overlay's colours by class (small overlays have no legend), as in the overlay itself
     overlay_px = cv2.cvtColor(cv2.imread(str(out / "good_overlay.png")), cv2.COLOR_BGR2RGB)
-    labels = cv2.imread(str(out / "good_labels.png"), cv2.IMREAD_UNCHANGED)
+    labels = np.asarray(Image.open(out / "good_labels.png"))
+    with Image.open(out / "good_labels.png") as im:  # a palette PNG: viewers show the overlay's colours
+        assert im.mode == "P"
+        palette = im.getpalette()
+    assert palette[:3] == [0, 0, 0]  # background black
+    for k, name in ((1, "ship"), (2, "storage tank")):
+        assert "#{:02x}{:02x}{:02x}".format(*palette[3 * k:3 * k + 3]) == doc["colours"][name]
     assert set(doc["colours"]) == {"ship", "storage tank"}
     present = [(k, name) for k, name in ((1, "ship"), (2, "storage tank")) if (labels == k).any()]
     assert present, "this scene's labels are all background"

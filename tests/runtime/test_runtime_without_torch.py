@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image  # label PNGs are palette PNGs: Pillow reads the class ids
 
 # The `torch` extra's modules (pyproject.toml): hidden from the subprocesses below.
 HIDDEN = ("torch", "torchvision", "open_clip", "onnx", "onnxscript", "scipy")
@@ -95,7 +96,7 @@ def test_cache_support_infer_and_bench_run_without_torch(tiny_model_dir, inputs,
     assert res.returncode == 0, res.stderr
     # --threads sizes the command's one shared ORT pool; sessions do not repeat it (ORT warned once per session)
     assert "global thread pool" not in res.stderr, res.stderr
-    labels = cv2.imread(str(inputs / "out" / "q_labels.png"), cv2.IMREAD_UNCHANGED)
+    labels = np.asarray(Image.open(inputs / "out" / "q_labels.png"))
     assert labels.shape == (150, 170)
     assert json.loads((inputs / "out" / "summary.json").read_text())
 
