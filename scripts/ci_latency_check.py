@@ -14,7 +14,8 @@ regression rule (median ratio above ``1 + max_slowdown`` AND one-sided Mann-Whit
 
 Noisy shared runners: a check that goes the wrong way is repeated once with fresh rounds and
 counts only if it fails again. Exit 0 when both checks behave, 1 when the gate misbehaves,
-2 when the check cannot run.
+2 when the check cannot run, including ``--rounds`` too few for the rank test to reach
+``p < --alpha`` (alpha 0.01 needs 5; check 1 would then pass whatever the timings).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def _check(name: str, fn_a: Callable[[], Any], fn_b: Callable[[], Any], expect_r
     return {"name": name, "expect_regression": expect_regression, "ok": ok, "attempts": attempts}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options; their defaults are what .ci/run uses."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, help="An exported model dir to use instead of the tiny one.")
     parser.add_argument("--cache-dir", type=Path, help="Export cache (default: icpd bench's, ~/.cache/icpd/bench).")
@@ -69,9 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.01, help="Significance level (default 0.01).")
     parser.add_argument("--threads", type=int, default=1, help="ORT threads per session (default 1: less jitter).")
     parser.add_argument("--json", type=Path, help="Write the verdicts here.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.slowdown <= args.max_slowdown:
         parser.error(f"--slowdown {args.slowdown} must exceed --max-slowdown {args.max_slowdown}, or check 2 cannot fail")
+    from icpd.benchmarks.stats import can_reach, min_rounds, smallest_p_value
+
+    if not 0 < args.alpha < 1:
+        parser.error(f"--alpha {args.alpha}: give a significance level in (0, 1), e.g. 0.01")
+    if args.rounds < 1 or not can_reach(args.alpha, args.rounds, args.rounds):
+        smallest = f" (the smallest p of {args.rounds} vs {args.rounds} is {smallest_p_value(args.rounds, args.rounds):.3g})"
+        parser.error(f"--rounds {args.rounds}: with --alpha {args.alpha} the rank test cannot flag a regression"
+                     f"{smallest if args.rounds >= 1 else ''}; use --rounds {min_rounds(args.alpha)} or more")
 
     t0 = time.perf_counter()
     try:

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from icpd.benchmarks.schema import KEY_FIELDS
-from icpd.benchmarks.stats import Status, Verdict, is_regression
+from icpd.benchmarks.stats import Status, TooFewSamples, Verdict, can_reach, is_regression, min_rounds
 from icpd.benchmarks.timer import Clock, timed_call_ms
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
 __all__ = [
     "ABSamples",
@@ -35,6 +35,7 @@ __all__ = [
     "render_table",
     "run_ab",
     "split_variants",
+    "table_names",
     "to_junit_xml",
     "verdict_line",
 ]
@@ -105,17 +106,27 @@ def compare(
     alpha: float = 0.01,
     *,
     seed: int = 0,
+    allow_ratio_only: bool = False,
 ) -> CompareResult:
     """Match results by key and judge each pair with :func:`~icpd.benchmarks.stats.is_regression`.
 
     Both documents must already be valid (see :func:`~icpd.benchmarks.schema.load`).
+
+    Raises:
+        TooFewSamples: a pair has too few samples for the rank test to reach ``p < alpha`` (it
+            could not fail), naming every such pair and the rounds needed; unless
+            ``allow_ratio_only``, which judges those pairs by the median ratio alone.
     """
     base = _index(baseline_doc, "baseline")
     cand = _index(candidate_doc, "candidate")
+    common = [key for key in base if key in cand]
+    short = [(key.label, len(base[key]), len(cand[key])) for key in common
+             if not can_reach(alpha, len(base[key]), len(cand[key]))]
+    if short and not allow_ratio_only:
+        raise TooFewSamples(alpha, short)
     pairs = [
-        Pair(key, is_regression(base[key], cand[key], max_slowdown, alpha, seed=seed))
-        for key in base
-        if key in cand
+        Pair(key, is_regression(base[key], cand[key], max_slowdown, alpha, seed=seed, allow_ratio_only=allow_ratio_only))
+        for key in common
     ]
     return CompareResult(
         pairs=pairs,
@@ -154,44 +165,87 @@ _STATUS_STYLE = {
     Status.SLOWER_NOT_SIGNIFICANT: "yellow",
     Status.REGRESSION: "bold red",
 }
+# the table's words for a status (spaces, so a narrow column wraps them whole); JSON and JUnit keep Status values
+_STATUS_WORDS = {
+    Status.IMPROVED: "improved",
+    Status.UNCHANGED: "unchanged",
+    Status.SLOWER_NOT_SIGNIFICANT: "slower, p >= alpha",
+    Status.REGRESSION: "regression",
+}
+_KEY_PARTS = ("scenario", "backend", "precision", "stage", "bsc")
 
 
-def render_table(result: CompareResult) -> Table:
-    """A rich table: one row per pair, then the results found on one side only."""
+def _parts(key: ResultKey) -> dict[str, str]:
+    return {"scenario": key.scenario, "backend": key.backend, "precision": key.precision, "stage": key.stage,
+            "bsc": f"b{key.batch}-s{key.shots}-c{key.classes}"}
+
+
+def table_names(keys: list[ResultKey]) -> tuple[str, list[tuple[str, str]]]:
+    """What the 80-column table writes for each key: the parts shared by every key once (returned
+    first, e.g. ``"ort-cpu fp32"``), then per key its group (the other varying parts but the stage)
+    and its row name (the stage when stages vary, else the varying parts), each whole."""
+    parts = [_parts(k) for k in keys]
+    varying = [f for f in _KEY_PARTS if len({p[f] for p in parts}) > 1]
+    common = " ".join(parts[0][f] for f in _KEY_PARTS if f not in varying) if parts else ""
+    if "stage" not in varying:
+        return common, [("", " ".join(p[f] for f in varying) or p["stage"]) for p in parts]
+    return common, [(" ".join(p[f] for f in varying if f != "stage"), p["stage"]) for p in parts]
+
+
+def render_table(result: CompareResult) -> RenderableType:
+    """Verdicts that stay readable at 80 columns: the key parts every result shares are said once
+    in the title; results are grouped (a bold line: the scenario, backend, ... that vary) with one
+    row per stage, and no name is ever cut. ratio = candidate / baseline median, with its
+    bootstrap CI; p is the one-sided Mann-Whitney U p for "slower". One table per group, with
+    the same column widths, so the group lines may be longer than the name column."""
+    from rich import box
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(
-        title=f"icpd bench compare (tolerance {result.max_slowdown:.0%}, alpha {result.alpha})",
-        caption="ratio = candidate median / baseline median; p = one-sided Mann-Whitney U (slower)",
-    )
-    for name, justify in (
-        ("benchmark", "left"),
-        ("baseline ms", "right"),
-        ("candidate ms", "right"),
-        ("ratio", "right"),
-        ("CI", "right"),
-        ("p", "right"),
-        ("n", "right"),
-        ("status", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for pair in result.pairs:
+    from icpd.benchmarks.report import _ms
+
+    keys = [p.key for p in result.pairs] + result.only_baseline + result.only_candidate
+    common, names = table_names(keys)
+    sizes = {(p.verdict.n_baseline, p.verdict.n_candidate) for p in result.pairs}
+    n_col = len(sizes) > 1
+    n_note = "" if n_col or not sizes else "n {}/{}, ".format(*next(iter(sizes)))
+    headers = ["benchmark", "base", "cand", "ratio", "CI", "p", *(["n"] if n_col else []), "status"]
+    rows: list[tuple[str, list[str], Text]] = []  # (group, cells without status, status)
+    for pair, (grp, name) in zip(result.pairs, names):
         v = pair.verdict
-        style = _STATUS_STYLE[v.status]
-        table.add_row(
-            pair.key.label,
-            f"{v.baseline_median:.3f}",
-            f"{v.candidate_median:.3f}",
-            f"{v.ratio:.3f}",
-            f"[{v.ci_low:.3f}, {v.ci_high:.3f}]",
-            f"{v.p_value:.2g}",
-            f"{v.n_baseline}/{v.n_candidate}",
-            f"[{style}]{v.status.value}[/]" if style else v.status.value,
-        )
-    for side, keys in (("baseline only", result.only_baseline), ("candidate only", result.only_candidate)):
-        for key in keys:
-            table.add_row(key.label, "", "", "", "", "", "", f"[dim]{side}[/]")
-    return table
+        word = _STATUS_WORDS[v.status] + (" (ratio only)" if v.ratio_only else "")
+        cells = [("  " if grp else "") + name, _ms(v.baseline_median), _ms(v.candidate_median), f"{v.ratio:.3f}",
+                 f"{v.ci_low:.2f}-{v.ci_high:.2f}", f"{v.p_value:.2g}", *([f"{v.n_baseline}/{v.n_candidate}"] if n_col else [])]
+        rows.append((grp, cells, Text(word, style=_STATUS_STYLE[v.status])))
+    unmatched = [("baseline only", k) for k in result.only_baseline] + [("candidate only", k) for k in result.only_candidate]
+    for (side, _), (grp, name) in zip(unmatched, names[len(result.pairs):]):
+        rows.append((grp, [("  " if grp else "") + name] + [""] * (len(headers) - 2), Text(side, style="dim")))
+    widths = [max(len(h), *(len(cells[i]) for _, cells, _ in rows)) + (i == 0) for i, h in enumerate(headers[:-1])]
+    status_width = min(20, max(len(status) for _, _, status in rows))  # 20: what 80 columns leave; longer ones wrap
+    groups: dict[str, list[tuple[list[str], Text]]] = {}
+    for grp, cells, status in rows:
+        groups.setdefault(grp, []).append((cells, status))
+    def table(title: str | None, header: bool) -> Table:
+        t = Table(title=title, title_justify="left", title_style="bold", show_header=header, box=box.SIMPLE_HEAD,
+                  show_edge=False, padding=(0, 0, 0, 1))
+        for j, (head, width) in enumerate(zip(headers, widths)):
+            t.add_column(head, justify="left" if j == 0 else "right", width=width, no_wrap=True)
+        t.add_column(headers[-1], width=status_width, overflow="fold")  # status words wrap at their spaces
+        return t
+
+    title = (f"icpd bench compare: {common + ', ' if common else ''}{n_note}tolerance {result.max_slowdown:.0%}, "
+             f"alpha {result.alpha}")
+    parts: list[RenderableType] = [Text(title, style="italic"), table(None, True)]  # the column names once
+    for grp, members in groups.items():
+        t = table(grp or None, False)
+        for cells, status in members:
+            t.add_row(*cells, status)
+        parts.append(t)
+    parts.append(Text("ms: medians; ratio = candidate / baseline median (CI: 95% bootstrap); p: one-sided "
+                      "Mann-Whitney U, candidate slower" + ("; n: samples baseline/candidate" if n_col else ""),
+                      style="dim"))
+    return Group(*parts)
 
 
 def to_junit_xml(result: CompareResult, path: str | os.PathLike[str]) -> Path:
@@ -212,7 +266,8 @@ def to_junit_xml(result: CompareResult, path: str | os.PathLike[str]) -> Path:
             suite, "testcase", classname=f"icpd.bench.{pair.key.scenario}", name=pair.key.label, time="0"
         )
         if v.is_regression:
-            failure = ET.SubElement(case, "failure", message=v.reason, type="regression")
+            failure = ET.SubElement(case, "failure", message=v.reason,
+                                    type="regression (ratio only)" if v.ratio_only else "regression")
             failure.text = (
                 f"baseline median {v.baseline_median:.3f} ms, candidate median {v.candidate_median:.3f} ms, "
                 f"ratio {v.ratio:.3f} (CI [{v.ci_low:.3f}, {v.ci_high:.3f}]), p={v.p_value:.3g}, "
@@ -320,10 +375,20 @@ def incomparable(baseline_doc: Mapping[str, Any], candidate_doc: Mapping[str, An
 
 
 def verdict_line(result: CompareResult, limit: int = 5) -> str:
-    """The last line of a comparison: how many significant regressions, and which."""
+    """The last line of a comparison: how many regressions, and which; and, loudly, how many
+    results were judged by the median ratio alone (too few samples for the rank test)."""
     regs = result.regressions
+    ratio_only = [p for p in result.pairs if p.verdict.ratio_only]
+    loud = ""
+    if ratio_only:
+        n1, n2 = ratio_only[0].verdict.n_baseline, ratio_only[0].verdict.n_candidate
+        loud = (f"; RATIO ONLY for {len(ratio_only)} of {len(result.pairs)} result(s): {n1}/{n2} samples cannot reach "
+                f"p < {result.alpha}, {min_rounds(result.alpha)} per side can (--allow-ratio-only)")
     if not regs:
-        return "no significant regression"
-    names = [f"{p.key.label} (x{p.verdict.ratio:.2f})" for p in regs[:limit]]
+        what = "no regression beyond the tolerance" if len(ratio_only) == len(result.pairs) else "no significant regression"
+        return what + loud
+    names = [f"{p.key.label} (x{p.verdict.ratio:.2f}{', ratio only' if p.verdict.ratio_only else ''})"
+             for p in regs[:limit]]
     more = f", +{len(regs) - limit} more" if len(regs) > limit else ""
-    return f"{len(regs)} significant regression(s): {', '.join(names)}{more}"
+    kind = "regression(s)" if ratio_only else "significant regression(s)"
+    return f"{len(regs)} {kind}: {', '.join(names)}{more}{loud}"

@@ -4,7 +4,9 @@ All samples are latencies in milliseconds, one per timed iteration. Nothing here
 torch, matplotlib or onnxruntime; scipy is imported inside :func:`mann_whitney` only.
 
 The regression rule (asv-style, see :func:`is_regression`) gates on a *ratio* of medians and a
-rank test, never on absolute times: on shared CI machines absolute times are noise.
+rank test, never on absolute times: on shared CI machines absolute times are noise. A rank test
+that could not reach ``p < alpha`` with the samples at hand is refused (:func:`min_rounds`), never
+read as "no regression".
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "EXACT_MAX_PAIRS",
     "RankTest",
     "Status",
     "Summary",
+    "TooFewSamples",
     "Verdict",
     "bootstrap_median_ratio",
+    "can_reach",
     "high_variance",
     "is_regression",
     "mann_whitney",
+    "min_rounds",
+    "smallest_p_value",
     "summarize",
 ]
 
@@ -125,12 +132,25 @@ class RankTest(NamedTuple):
     pvalue: float  # one-sided p-value
 
 
+# Below this many pairs (n1 * n2) the exact null distribution of U is used when there are no ties
+# (about 15 ms at 100 x 100; 6 s at 400 x 400). scipy's own choice stops at 8 samples a side, where
+# the normal approximation's smallest p (2e-4 at 9 x 9) is larger than the exact one at 8 x 8
+# (8e-5): more rounds could then reach less, and min_rounds() would not be a threshold.
+EXACT_MAX_PAIRS = 10_000
+
+
+def _exact(n1: int, n2: int, ties: bool) -> bool:
+    """Whether :func:`mann_whitney` uses the exact distribution of U for these sizes."""
+    return not ties and (min(n1, n2) <= 8 or n1 * n2 <= EXACT_MAX_PAIRS)
+
+
 def mann_whitney(a: Samples, b: Samples, alternative: str = "greater") -> RankTest:
     """One-sided Mann-Whitney U test of baseline ``a`` against candidate ``b``.
 
     ``alternative="greater"`` (default) tests "``b`` is slower than ``a``" (larger latencies);
-    ``"less"`` tests "``b`` is faster". Uses :func:`scipy.stats.mannwhitneyu` (exact for small
-    samples without ties, normal approximation with tie correction otherwise).
+    ``"less"`` tests "``b`` is faster". Uses :func:`scipy.stats.mannwhitneyu`: the exact
+    distribution of U without ties when a side has at most 8 samples or there are at most
+    :data:`EXACT_MAX_PAIRS` pairs, else the normal approximation (continuity and tie corrected).
     """
     if alternative not in ("greater", "less"):
         raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
@@ -140,10 +160,66 @@ def mann_whitney(a: Samples, b: Samples, alternative: str = "greater") -> RankTe
         raise ImportError("comparing benchmarks needs scipy: pip install scipy") from exc
     base = _as_samples(a, "baseline")
     cand = _as_samples(b, "candidate")
-    res = mannwhitneyu(cand, base, alternative=alternative)
+    ties = np.unique(np.concatenate([base, cand])).size < base.size + cand.size
+    method = "exact" if _exact(base.size, cand.size, ties) else "asymptotic"
+    res = mannwhitneyu(cand, base, alternative=alternative, method=method)
     pvalue = float(res.pvalue)
     # all-equal inputs give nan in some scipy versions: "no evidence" is p = 1
     return RankTest(float(res.statistic), 1.0 if math.isnan(pvalue) else pvalue)
+
+
+def smallest_p_value(n1: int, n2: int) -> float:
+    """The smallest one-sided p :func:`mann_whitney` can return for ``n1`` baseline and ``n2``
+    candidate samples without ties: every candidate sample beyond every baseline sample.
+
+    Exact test: under "no difference" each of the ``C(n1 + n2, n1)`` orderings of the pooled
+    samples is equally likely, and the most extreme one is a single ordering, so
+    ``p = 1 / C(n1 + n2, n1)`` (3 vs 3: 1/20 = 0.05; 5 vs 5: 1/252). Where the normal
+    approximation is used (see :data:`EXACT_MAX_PAIRS`), its p at ``U = n1 * n2``.
+    """
+    if n1 < 1 or n2 < 1:
+        raise ValueError(f"need at least one sample a side, got {n1} and {n2}")
+    if _exact(n1, n2, ties=False):
+        return 1.0 / math.comb(n1 + n2, n1)
+    pairs = n1 * n2
+    sigma = math.sqrt(pairs * (n1 + n2 + 1) / 12.0)
+    z = (pairs / 2.0 - 0.5) / sigma  # U - mean - continuity correction, over the sd
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def can_reach(alpha: float, n1: int, n2: int) -> bool:
+    """Whether ``n1`` vs ``n2`` samples can give ``p < alpha`` (the rule is strict: p == alpha is not significant)."""
+    return smallest_p_value(n1, n2) < alpha
+
+
+def min_rounds(alpha: float, limit: int = 10_000) -> int:
+    """The fewest samples per side (equal sides) that can give ``p < alpha``.
+
+    alpha 0.05 -> 4 (3 vs 3 reaches exactly 0.05, which is not below it); 0.01 -> 5 (4 vs 4:
+    1/70 = 0.014); 0.001 -> 7 (6 vs 6: 1/924 = 0.0011).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), e.g. 0.01, got {alpha}")
+    for n in range(1, limit + 1):
+        if can_reach(alpha, n, n):
+            return n
+    raise ValueError(f"alpha {alpha} cannot be reached with up to {limit} samples a side; use a larger alpha")
+
+
+class TooFewSamples(ValueError):
+    """The rank test could not flag a regression whatever the samples: too few of them for ``alpha``."""
+
+    def __init__(self, alpha: float, sizes: list[tuple[str, int, int]]) -> None:
+        self.alpha, self.sizes, self.needed = alpha, sizes, min_rounds(alpha)
+        listed = ", ".join(f"{name} {n1}/{n2}".strip() for name, n1, n2 in sizes[:3])
+        more = f" (+{len(sizes) - 3} more)" if len(sizes) > 3 else ""
+        worst = max(smallest_p_value(n1, n2) for _, n1, n2 in sizes)
+        super().__init__(
+            f"too few samples for alpha {alpha}: {listed}{more} (baseline/candidate); the smallest p a one-sided "
+            f"Mann-Whitney U test can give there is {worst:.3g}, not below {alpha}, so it could not flag a regression. "
+            f"Measure at least {self.needed} rounds (samples) per side, or judge by the median ratio alone "
+            "(--allow-ratio-only)"
+        )
 
 
 def bootstrap_median_ratio(
@@ -195,6 +271,7 @@ class Verdict:
     max_slowdown: float  # tolerated fractional slowdown, e.g. 0.10
     alpha: float  # significance level
     reason: str  # one sentence for people
+    ratio_only: bool = False  # decided by the ratio alone: too few samples for p < alpha (allow_ratio_only)
 
     @property
     def is_regression(self) -> bool:
@@ -217,6 +294,7 @@ def is_regression(
     n_boot: int = 2000,
     seed: int = 0,
     ci: float = 0.95,
+    allow_ratio_only: bool = False,
 ) -> Verdict:
     """Decide whether ``candidate`` latencies regress against ``baseline`` latencies (ms).
 
@@ -225,13 +303,18 @@ def is_regression(
 
     - **regression**: ``r > f`` and the one-sided Mann-Whitney U test "candidate slower"
       gives ``p < alpha``;
-    - **slower-but-not-significant**: ``r > f`` but ``p >= alpha`` (too few or too noisy samples);
+    - **slower-but-not-significant**: ``r > f`` but ``p >= alpha`` (samples too noisy, or too close);
     - **improved**: ``r < 1 / f`` and the one-sided test "candidate faster" gives ``p < alpha``;
     - **unchanged**: everything else, including slowdowns within the tolerance however
       significant they are.
 
     The bootstrap CI of ``r`` is computed and reported for people to read; it does not take
     part in the decision, so exactly one significance test decides.
+
+    A gate that cannot fail is refused: when no ordering of ``n1`` vs ``n2`` samples can give
+    ``p < alpha`` (:func:`can_reach`; 3 vs 3 at alpha 0.01), :class:`TooFewSamples` is raised,
+    or with ``allow_ratio_only`` the ratio alone decides (regression when ``r > f``, improved when
+    ``r < 1 / f``) and the verdict says so (``ratio_only``, and in ``reason``).
     """
     if max_slowdown < 0:
         raise ValueError(f"max_slowdown must be >= 0 (a fraction, 0.10 == 10 %), got {max_slowdown}")
@@ -239,13 +322,22 @@ def is_regression(
         raise ValueError(f"alpha must be in (0, 1), e.g. 0.01, got {alpha}")
     base = _as_samples(baseline, "baseline", positive=True)
     cand = _as_samples(candidate, "candidate", positive=True)
+    reachable = can_reach(alpha, base.size, cand.size)
+    if not reachable and not allow_ratio_only:
+        raise TooFewSamples(alpha, [("", int(base.size), int(cand.size))])
     ratio, lo, hi = bootstrap_median_ratio(base, cand, n_boot=n_boot, seed=seed, ci=ci)
     p_slower = mann_whitney(base, cand, "greater").pvalue
     p_faster = mann_whitney(base, cand, "less").pvalue
     factor = 1.0 + max_slowdown
     change = f"{abs(ratio - 1):.1%} {'slower' if ratio >= 1 else 'faster'}"
 
-    if ratio > factor and p_slower < alpha:
+    if not reachable:
+        status = Status.REGRESSION if ratio > factor else Status.IMPROVED if ratio < 1.0 / factor else Status.UNCHANGED
+        reason = (
+            f"{change} (tolerance {max_slowdown:.0%}), judged by the ratio alone: {base.size}/{cand.size} samples cannot reach p < {alpha} (smallest p "
+            f"{smallest_p_value(base.size, cand.size):.3g}; {min_rounds(alpha)} a side can)"
+        )
+    elif ratio > factor and p_slower < alpha:
         status = Status.REGRESSION
         reason = f"{change} (> {max_slowdown:.0%} tolerated) and significant (p={p_slower:.2g} < {alpha})"
     elif ratio > factor:
@@ -276,4 +368,5 @@ def is_regression(
         max_slowdown=max_slowdown,
         alpha=alpha,
         reason=reason,
+        ratio_only=not reachable,
     )

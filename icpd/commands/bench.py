@@ -247,12 +247,13 @@ def _load_pair(baseline: Path, candidate: Path | None) -> tuple[dict[str, Any], 
 
 
 def _verdict(base: dict[str, Any], cand: dict[str, Any], max_slowdown: float, alpha: float,
-             junit: Path | None, report: Path | None, force: bool = False) -> int:
+             junit: Path | None, report: Path | None, force: bool = False, allow_ratio_only: bool = False) -> int:
     """Compare, print the verdict table, write JUnit / report; return the exit code.
 
     Raises:
         ValueError: the documents are not comparable (another preset, other scenarios, another
-            machine) and ``force`` is not set.
+            machine) and ``force`` is not set; or a result has too few samples for the rank
+            test to reach p < alpha (``TooFewSamples``) and ``allow_ratio_only`` is not set.
     """
     from icpd.benchmarks.compare import (
         compare,
@@ -270,7 +271,7 @@ def _verdict(base: dict[str, Any], cand: dict[str, Any], max_slowdown: float, al
                          ". Compare runs of the same preset and scenarios on the same machine, or pass --force")
     for line in problems:
         note(f"compared anyway (--force): {line}")
-    result = compare(base, cand, max_slowdown, alpha)
+    result = compare(base, cand, max_slowdown, alpha, allow_ratio_only=allow_ratio_only)
     if not result.pairs:
         raise ValueError("the two documents have no result in common (same scenario, backend, precision, stage, "
                          "batch, shots, classes); nothing to compare")
@@ -280,7 +281,8 @@ def _verdict(base: dict[str, Any], cand: dict[str, Any], max_slowdown: float, al
     if report is not None:
         out.print(f"wrote {_compare_report(base, cand, result, report)}", highlight=False)
     code = exit_code(result)
-    out.print(verdict_line(result), style="bold red" if result.regressions else "green", markup=False, highlight=False,
+    loud = "bold yellow" if any(p.verdict.ratio_only for p in result.pairs) else "green"
+    out.print(verdict_line(result), style="bold red" if result.regressions else loud, markup=False, highlight=False,
               soft_wrap=True)
     return code
 
@@ -296,7 +298,8 @@ def _compare_report(base: dict[str, Any], cand: dict[str, Any], result: CompareR
              f"Regression = median ratio > {1 + result.max_slowdown:.2f} and one-sided Mann-Whitney U p < {result.alpha}.", "",
              "| benchmark | baseline ms | candidate ms | ratio | p | status |", "|---|---|---|---|---|---|"]
     lines += [f"| {p.key.label} | {p.verdict.baseline_median:.3f} | {p.verdict.candidate_median:.3f} | "
-              f"{p.verdict.ratio:.3f} | {p.verdict.p_value:.2g} | {p.verdict.status.value} |" for p in result.pairs]
+              f"{p.verdict.ratio:.3f} | {p.verdict.p_value:.2g} | {p.verdict.status.value}"
+              f"{' (ratio only: too few samples for the rank test)' if p.verdict.ratio_only else ''} |" for p in result.pairs]
     with report.open("a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     return report
@@ -306,6 +309,10 @@ MaxSlowdown = Annotated[str, typer.Option(help="Tolerated slowdown of the median
 Alpha = Annotated[float, typer.Option(min=1e-9, max=0.5, help="Significance level of the one-sided Mann-Whitney U test.")]
 Junit = Annotated[Path | None, typer.Option(help="Write JUnit XML (one test case per result) here.")]
 Report = Annotated[Path | None, typer.Option(help="Write report.md, plots and the verdict into this folder.")]
+RatioOnly = Annotated[bool, typer.Option(
+    "--allow-ratio-only", help="With too few samples (rounds) for the rank test to reach p < alpha (alpha 0.01 needs 5 "
+                               "per side, 0.05 needs 4), judge by the median ratio alone, said in the table and the "
+                               "verdict line, instead of refusing (exit 2).")]
 
 
 @bench_app.command("compare")
@@ -317,15 +324,17 @@ def compare_cmd(
     junit: Junit = None,
     report: Report = None,
     force: Annotated[bool, typer.Option(help="Compare even when presets, scenarios or machines differ (a note says which).")] = False,
+    allow_ratio_only: RatioOnly = False,
 ) -> None:
     """Exit 1 only on a significant regression (ratio above tolerance AND p < alpha), else 0.
 
-    Refuses (exit 2) results of another preset, other scenarios or another machine unless --force."""
+    Refuses (exit 2) results of another preset, other scenarios or another machine unless --force,
+    and results with too few samples for p < alpha (the gate could not fail) unless --allow-ratio-only."""
     from icpd.commands.common import fail
 
     try:
         base, cand = _load_pair(baseline, candidate)
-        code = _verdict(base, cand, parse_fraction(max_slowdown), alpha, junit, report, force)
+        code = _verdict(base, cand, parse_fraction(max_slowdown), alpha, junit, report, force, allow_ratio_only)
     except (ValueError, OSError, typer.BadParameter) as e:
         fail(e)
     raise typer.Exit(code)
@@ -347,22 +356,31 @@ def ab_cmd(
     alpha: Alpha = 0.01,
     junit: Junit = None,
     report: Report = None,
+    allow_ratio_only: RatioOnly = False,
 ) -> None:
-    """Time two model dirs interleaved (A, B, A, B ...) in one process on the cached-support query; exit like compare."""
+    """Time two model dirs interleaved (A, B, A, B ...) in one process on the cached-support query; exit like compare.
+
+    Refuses (exit 2, before timing anything) --rounds too few for p < --alpha unless --allow-ratio-only."""
     from icpd.benchmarks.compare import split_variants
     from icpd.benchmarks.latency import ABConfig, run_model_ab
     from icpd.benchmarks.schema import dump
+    from icpd.benchmarks.stats import can_reach, min_rounds, smallest_p_value
     from icpd.commands.common import fail, out
     from icpd.export.model_dir import ModelDirError
 
     try:
         tolerance = parse_fraction(max_slowdown)
+        n = rounds or (15 if quick else 30)
+        if not can_reach(alpha, n, n) and not allow_ratio_only:
+            raise ValueError(f"--rounds {n}: with --alpha {alpha} the rank test cannot flag a regression (the smallest "
+                             f"p of {n} vs {n} samples is {smallest_p_value(n, n):.3g}); use --rounds "
+                             f"{min_rounds(alpha)} or more, or --allow-ratio-only to judge by the median ratio alone")
         (name,) = backend_names(backend.value, device)
-        config = ABConfig(backend=name, rounds=rounds or (15 if quick else 30), shots=shots, batch=batch, threads=threads)
+        config = ABConfig(backend=name, rounds=n, shots=shots, batch=batch, threads=threads)
         doc = run_model_ab(a_model, b_model, config)
         if json_path is not None:
             out.print(f"wrote {dump(doc, json_path)}", highlight=False)
-        code = _verdict(*split_variants(doc), tolerance, alpha, junit, report)
+        code = _verdict(*split_variants(doc), tolerance, alpha, junit, report, allow_ratio_only=allow_ratio_only)
     except (ValueError, ModelDirError, ImportError, OSError, typer.BadParameter) as e:
         fail(e)
     raise typer.Exit(code)

@@ -101,7 +101,56 @@ def test_render_table_shows_every_row(docs: tuple) -> None:
     text = console.export_text()
     assert "regression" in text and "unchanged" in text
     assert "baseline only" in text and "candidate only" in text
-    assert "a/ort-cpu/fp32/encoder/b1-s5-c1" in text
+    assert "icpd bench compare: ort-cpu fp32 b1-s5-c1," in text  # what every row shares, once
+    lines = [line.strip() for line in text.splitlines()]
+    assert {"a", "old", "new"} <= set(lines)  # group lines: the scenarios
+    assert any(line.startswith("encoder ") for line in lines)
+
+
+def _bench_doc(scale: float, backends: tuple[str, ...]) -> dict[str, Any]:
+    """What `icpd bench` writes on a CPU machine: two backends, every scenario and stage."""
+    rng = np.random.default_rng(0)
+    plan = [("uncached", 1, 1, 1), ("uncached", 1, 5, 1), ("cached", 1, 1, 1), ("cached", 1, 5, 1),
+            ("classes", 1, 1, 5), ("batch", 2, 1, 1)]
+    results = []
+    for backend in backends:
+        for scenario, batch, shots, classes in plan:
+            stages = ("support_encoding",) * (scenario == "uncached") + (
+                "preprocessing", "encoder", "matcher", "postprocessing", "end_to_end")
+            results += [make_result(scenario=scenario, backend=backend, precision="fp32", stage=stage, batch=batch,
+                                    shots=shots, classes=classes,
+                                    samples_ms=(1234.5 * scale * rng.lognormal(0, 0.3, 20)).tolist())
+                        for stage in stages]
+    return make_document(results, environment=ENV)
+
+
+@pytest.mark.parametrize("backends", [("ort-cpu", "torch-cpu"), ("ort-cpu",)])
+def test_render_table_is_readable_at_80_columns(backends: tuple[str, ...]) -> None:
+    """Issue 20: at 80 columns names were cut to "uncache…". Every line fits, every group (scenario,
+    backend, b-s-c) and stage name is on a line whole, every status word is whole, nothing is cut."""
+    base, cand = _bench_doc(1.0, backends), _bench_doc(1.2, backends)
+    cand["results"] = cand["results"][:-1]  # one result only in the baseline
+    res = compare(base, cand, allow_ratio_only=False)
+    console = Console(width=80, record=True)
+    console.print(render_table(res))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in text
+    stripped = [line.strip() for line in lines]
+    multi = len(backends) > 1
+    for r in base["results"]:
+        group = f"{r['scenario']}{' ' + r['backend'] if multi else ''} b{r['batch']}-s{r['shots']}-c{r['classes']}"
+        assert group in stripped, group
+        assert any(line.startswith(r["stage"] + " ") for line in stripped), r["stage"]
+    assert ("icpd bench compare: fp32," if multi else "icpd bench compare: ort-cpu fp32,") in text
+    words = {p.verdict.status for p in res.pairs}
+    assert Status.REGRESSION in words or Status.SLOWER_NOT_SIGNIFICANT in words
+    body = [line for line in stripped if line.split(" ")[0] in {r["stage"] for r in base["results"]}]
+    assert len(body) == len(res.pairs) + 1  # one line per result: no row wrapped
+    assert sum("baseline only" in line for line in body) == 1
+    for line, pair in zip(body, res.pairs):
+        assert line.endswith({"regression": "regression", "unchanged": "unchanged", "improved": "improved",
+                              "slower-but-not-significant": "slower, p >= alpha"}[pair.verdict.status.value]), line
 
 
 def test_junit_xml_parses_back(docs: tuple, tmp_path: Path) -> None:
