@@ -13,12 +13,17 @@ MatMuls are almost all of the encoder. This module writes an INT8 model dir from
   time goes (README, "INT8 on CPU").
 - ``matcher.onnx`` and ``preprocess.onnx`` are copied unchanged: the matcher stays FP32 so the
   rank prior orders support distances exactly as the FP32 matcher would for the same features.
+- mixed precision (:mod:`icpd.export.mixed_precision`): blocks the user names stay FP32
+  (``exclude``); when the self-check fails, the most sensitive blocks are kept in FP32 one at a
+  time until it passes (or nothing INT8 would be left: refused). The encoder's speed-up over
+  FP32 is then timed on the calibration images; below ``min_speedup`` the export is refused.
 
 The model.json of the new dir says ``"precision": "int8"``, records the options and the
-calibration under ``"int8"``, and gets a fingerprint of its own (:func:`int8_fingerprint`: the
-FP32 weights' fingerprint, the precision and the options), because its support features differ
-from the FP32 encoder's: a support cache made with one is refused by the other. The FP32
-fingerprint is kept as ``"weights_fingerprint"``.
+calibration under ``"int8"`` (and under ``"int8"]["mixed_precision"]`` the blocks kept in FP32,
+why, each step of the fallback and the speed-up), and gets a fingerprint of its own
+(:func:`int8_fingerprint`: the FP32 weights' fingerprint, the precision, the options and the
+nodes kept FP32), because its support features differ from the FP32 encoder's: a support cache
+made with one is refused by the other. The FP32 fingerprint is kept as ``"weights_fingerprint"``.
 """
 
 from __future__ import annotations
@@ -30,19 +35,22 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from icpd.export import mixed_precision as mp
 from icpd.export.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.io.atomic import atomic_dir
 
 CONV_MODES = ("fp32", "qdq")
 DEFAULT_CALIBRATION_TILES = 8  # built-in synthetic tiles when no --calibration folder is given
 MAX_CALIBRATION_IMAGES = 32  # a folder's first images (sorted): ranges settle long before this
+SYNTHETIC_NOTE = ("no --calibration folder: sensitivity and speed were measured on built-in synthetic tiles; "
+                  "pass --calibration DIR with some of your own tiles to measure them on your data")
 
 
 class Int8ConversionError(RuntimeError):
@@ -85,11 +93,13 @@ def options_reason(options: Int8Options) -> str:
     return DEFAULT_OPTIONS_WHY if options == DEFAULT_OPTIONS else "chosen by the caller (not the export's default)"
 
 
-def int8_fingerprint(weights_fingerprint: str, options: Int8Options) -> str:
-    """The identity of an INT8 model dir: sha256 of the FP32 weights' fingerprint, the precision
-    and the quantization options (different options give different features)."""
-    text = json.dumps({"weights": weights_fingerprint, "precision": "int8", **options.as_dict()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+def int8_fingerprint(weights_fingerprint: str, options: Int8Options, fp32_nodes: Sequence[str] = ()) -> str:
+    """The identity of an INT8 model dir: sha256 of the FP32 weights' fingerprint, the precision,
+    the quantization options and the MatMuls kept FP32 (each changes the features)."""
+    ident: dict[str, Any] = {"weights": weights_fingerprint, "precision": "int8", **options.as_dict()}
+    if fp32_nodes:  # absent when none: dirs without mixed precision keep their identity
+        ident["fp32_nodes"] = sorted(fp32_nodes)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
 # -- calibration images --------------------------------------------------------------------------------
@@ -108,7 +118,8 @@ def calibration_images(folder: str | os.PathLike[str] | None, size: int, seed: i
         rng = np.random.default_rng(seed)
         tiles = [render_tile(rng, size, "isaid5i", [1 + (3 * i) % 15], [1 + (3 * i + 7) % 15])[0]
                  for i in range(DEFAULT_CALIBRATION_TILES)]
-        return tiles, {"source": "built-in synthetic tiles", "images": len(tiles), "seed": seed, "size": size}
+        return tiles, {"source": "built-in synthetic tiles", "images": len(tiles), "seed": seed, "size": size,
+                       "note": SYNTHETIC_NOTE}
     from icpd.io.inputs import list_inputs
     from icpd.io.raster import ImageError, read_image
 
@@ -125,15 +136,19 @@ def calibration_images(folder: str | os.PathLike[str] | None, size: int, seed: i
     return images, {"source": str(path.resolve()), "images": len(images), "files": [f.name for f in files]}
 
 
+def encoder_feeds(preprocess: Path, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The encoder's inputs for ``images``: ``{"images": (1, 3, S, S)}`` from ``preprocess.onnx``."""
+    from icpd.export.ort_session import ort_session
+
+    pre = ort_session(preprocess, "cpu")
+    return [{"images": pre.run(["images"], {"pixels": img[None]})[0]} for img in images]
+
+
 class _Reader:
-    """onnxruntime.quantization's CalibrationDataReader over preprocessed images (one per call)."""
+    """onnxruntime.quantization's CalibrationDataReader over encoder feeds (one per call)."""
 
-    def __init__(self, preprocess: Path, images: list[np.ndarray]) -> None:
-        from icpd.export.ort_session import ort_session
-
-        pre = ort_session(preprocess, "cpu")
-        self._feeds: Iterator[dict[str, np.ndarray]] = iter(
-            [{"images": pre.run(["images"], {"pixels": img[None]})[0]} for img in images])
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
@@ -150,8 +165,11 @@ def quantized_nodes(model: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: _Reader | None = None) -> dict[str, Any]:
+def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: _Reader | None = None,
+                     exclude: Sequence[str] = ()) -> dict[str, Any]:
     """FP32 ``encoder.onnx`` (+ data) -> INT8 ``dst`` (+ ``dst.name + ".data"``); returns a summary.
+
+    ``exclude``: the quantizer's names of MatMuls to keep FP32 (:class:`icpd.export.mixed_precision.Block`).
 
     Raises:
         Int8ConversionError: the quantizer failed, or convs="qdq" without calibration data.
@@ -176,15 +194,20 @@ def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: _R
             out = Path(tmp) / "int8.onnx"
             quantize_dynamic(str(stage), str(out), op_types_to_quantize=["MatMul", "Gemm"],
                              per_channel=options.per_channel, reduce_range=options.reduce_range,
-                             weight_type=QuantType.QInt8, use_external_data_format=True)
+                             weight_type=QuantType.QInt8, use_external_data_format=True,
+                             nodes_to_exclude=list(exclude))
             model = onnx.load(str(out), load_external_data=True)
         except Int8ConversionError:
             raise
         except Exception as err:  # the quantizer's own errors (shape inference, unsupported graphs)
             raise Int8ConversionError(f"INT8 quantization of {src.name} failed: {err}") from err
-        # re-saved under its final name: the quantizer names its data file after the temporary file
+        # re-saved under its final name: the quantizer names its data file after the temporary file;
+        # onnx appends to an existing data file, so a previous try's files go first
+        for old in (dst, dst.with_name(dst.name + ".data")):
+            old.unlink(missing_ok=True)
         _save(model, dst)
-    return {"quantized_ops": quantized_nodes(model), "op_types": ["MatMul", "Gemm"] + (["Conv"] if options.convs == "qdq" else [])}
+    return {"quantized_ops": quantized_nodes(model), "op_types": ["MatMul", "Gemm"] + (["Conv"] if options.convs == "qdq" else []),
+            "matmuls_int8": len(mp.quantized_nodes_of(model))}
 
 
 class _PreprocessAdvice(logging.Filter):
@@ -213,22 +236,31 @@ def convert_model_dir_int8(
     calibration: str | os.PathLike[str] | None = None,
     check: Callable[[Path, Path], dict[str, Any]] | None = None,
     force: bool = False,
+    exclude: Sequence[str] = (),
+    min_speedup: float | None = None,
+    fallback: bool = True,
 ) -> ModelDir:
     """Write an INT8 copy of the FP32 model dir ``src_dir`` to ``out_dir`` (see the module docstring).
 
     Args:
         options: how the encoder is quantized (:class:`Int8Options`).
-        calibration: folder of calibration images (None: built-in synthetic tiles). Used to
-            calibrate the convolutions when ``options.convs == "qdq"``; recorded either way.
+        calibration: folder of the user's images (None: built-in synthetic tiles, with a note in
+            model.json). The sensitivity and the speed-up are measured on them, and the
+            convolutions calibrated on them when ``options.convs == "qdq"``.
         check: ``check(fp32_dir, int8_dir) -> report`` (``icpd.trt.validate.check_int8_against_fp32``),
-            run on the converted folder before it is moved into place; recorded under
-            ``model.json["int8"]["check"]``. A report with ``"passed": False`` stops the conversion
-            (nothing is written): the cost of INT8 is beyond the stated thresholds.
+            run on the converted folder before it is moved into place; the last one is recorded
+            under ``model.json["int8"]["check"]``. A report with ``"passed": False`` starts the
+            mixed-precision fallback (``fallback``), or stops the conversion.
+        exclude: ``fnmatch`` patterns of blocks or nodes to keep FP32 (``--int8-exclude``).
+        min_speedup: refuse (write nothing) when the encoder is not at least this many times as
+            fast as FP32 (``--int8-min-speedup``).
+        fallback: keep the most sensitive blocks in FP32 until the check passes.
         force: replace a non-empty ``out_dir``.
 
     Raises:
-        Int8ConversionError: the source is not FP32, the calibration or quantization failed, or
-            the check failed (the message lists what failed).
+        Int8ConversionError: the source is not FP32; the calibration or quantization failed; a
+            pattern matches nothing; the check failed even with every block but one kept in
+            FP32 (or without ``fallback``); the speed-up is below ``min_speedup``. Nothing is written.
         ModelDirError: ``src_dir`` is not a model dir.
     """
     src = ModelDir.open(src_dir)
@@ -237,32 +269,143 @@ def convert_model_dir_int8(
         raise Int8ConversionError(f"--model {src.path}: precision is {src.meta.get('precision')!r}; convert an FP32 model dir")
     if out.exists() and any(out.iterdir()) and not force:
         raise Int8ConversionError(f"--out {out}: exists and is not empty; pass force=True (--force) or choose another folder")
+    if min_speedup is not None and not min_speedup > 0:
+        raise Int8ConversionError(f"--int8-min-speedup {min_speedup}: give a ratio above 0 (e.g. 1.25)")
     check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
     images, calib_meta = calibration_images(calibration, src.preset.image_size)
-    calib_meta["used_for"] = ("activation ranges of the static QDQ convolutions" if options.convs == "qdq" else
-                              "nothing: dynamic quantization takes each activation's range per call")
+    calib_meta["used_for"] = ("sensitivity of the quantized blocks, the speed-up check" +
+                              (", activation ranges of the static QDQ convolutions" if options.convs == "qdq" else ""))
     with atomic_dir(out, replace=force) as work:
-        meta = json.loads(json.dumps(src.meta))
-        reader = _Reader(src.file("preprocess"), images) if options.convs == "qdq" else None
-        summary = quantize_encoder(src.file("encoder"), work / src.meta["files"]["encoder"]["name"], options, reader)
+        feeds = encoder_feeds(src.file("preprocess"), images)
+        enc_src, enc = src.file("encoder"), work / src.meta["files"]["encoder"]["name"]
         for role in ("preprocess", "matcher", "weights"):
             for f in src.role_files(role):
                 shutil.copy2(f, work / f.name)
+        meta = json.loads(json.dumps(src.meta))
+        meta.pop("validation", None)
         meta["precision"] = "int8"
         meta["weights_fingerprint"] = src.fingerprint
-        meta["fingerprint"] = int8_fingerprint(src.fingerprint, options)
         meta["int8"] = {"source_dir": str(src.path), "options": options.as_dict(), "why": options_reason(options),
-                        "encoder": summary,
                         "fp32": ["matcher (rank prior order unchanged)", "preprocess", "LayerNorm, Softmax, attention products"],
                         "calibration": calib_meta, "io": "float32"}
-        meta.pop("validation", None)
-        meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})
-        write_model_json(work, meta)
-        if check is not None:
-            report = check(src.path, work)
-            meta["int8"]["check"] = report
-            write_model_json(work, meta)
-            if not report.get("passed", True):
-                raise Int8ConversionError("the INT8 self-check failed: " + "; ".join(report.get("failures", [])) +
-                                          " (thresholds: icpd.export.validate.INT8_THRESHOLDS)")
+        search = _Search(enc_src, enc, options, feeds, src, work, meta, check)
+        search.start(exclude)
+        if check is not None and not search.passed and fallback:
+            search.fall_back()
+        if check is not None and not search.passed:
+            raise Int8ConversionError(search.refusal())
+        record = search.finish()
+        if min_speedup is not None and record["speed"]["speedup"] < min_speedup:
+            raise Int8ConversionError(
+                f"--int8-min-speedup {min_speedup:g}: the INT8 encoder is only {record['speed']['speedup']:.2f}x as fast "
+                f"as FP32 on this CPU ({record['speed']['fp32_ms']:.0f} -> {record['speed']['int8_ms']:.0f} ms, "
+                f"FP32 blocks: {len(record['fp32_blocks'])}); nothing written. Export FP32 (no --precision int8), "
+                "or lower --int8-min-speedup")
     return ModelDir.open(out)
+
+
+class _Search:
+    """The mixed-precision search of one conversion: quantize with some blocks FP32, check, repeat."""
+
+    def __init__(self, enc_src: Path, enc: Path, options: Int8Options, feeds: list[dict[str, np.ndarray]],
+                 src: ModelDir, work: Path, meta: dict[str, Any], check: Callable[[Path, Path], dict[str, Any]] | None):
+        self.enc_src, self.enc, self.options, self.feeds = enc_src, enc, options, feeds
+        self.src, self.work, self.meta, self.check = src, work, meta, check
+        self.kept: list[dict[str, Any]] = []  # blocks kept FP32, in the order they were chosen
+        self.steps: list[dict[str, Any]] = []
+        self.report: dict[str, Any] | None = None
+        self.blocks: list[mp.Block] = []
+        self.sensitivity: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or bool(self.report.get("passed", True))
+
+    def start(self, patterns: Sequence[str]) -> None:
+        """Quantize every MatMul, find the blocks, apply the user's exclusions, check."""
+        import onnx
+
+        self._quantize()
+        self.blocks = mp.quantized_blocks(onnx.load(str(self.enc_src), load_external_data=False),
+                                          onnx.load(str(self.enc), load_external_data=False))
+        chosen, unmatched = mp.match_blocks(self.blocks, patterns)
+        if unmatched:
+            names = ", ".join(b.name for b in self.blocks[:6]) + (", ..." if len(self.blocks) > 6 else "")
+            raise Int8ConversionError(f"--int8-exclude {unmatched[0]!r}: matches no quantized block or MatMul of the "
+                                      f"encoder; blocks: {names} (fnmatch patterns, e.g. '*resblocks.3.*')")
+        if len(chosen) == len(self.blocks):
+            raise Int8ConversionError(f"--int8-exclude {' '.join(patterns)}: keeps every quantized block FP32, so "
+                                      "nothing would be INT8; export FP32 instead (no --precision int8)")
+        self.kept = [{"block": b.name, "nodes": list(b.nodes), "why": "--int8-exclude"} for b in chosen]
+        if chosen:
+            self._quantize()
+        self._check(added=None)
+
+    def fall_back(self) -> None:
+        """Keep the most sensitive remaining block FP32, check, repeat until the check passes; stop
+        before the last quantized block (refused by the caller)."""
+        kept = {k["block"] for k in self.kept}
+        remaining = [b for b in self.blocks if b.name not in kept]
+        self.sensitivity = mp.block_sensitivity(self.enc_src, self.enc, remaining, self.feeds[:mp.SENSITIVITY_IMAGES])
+        order = sorted(remaining, key=lambda b: -self.sensitivity[b.name]["rel_error"])
+        for block in order[:-1]:
+            cost = self.sensitivity[block.name]
+            self.kept.append({"block": block.name, "nodes": list(block.nodes), "why": "sensitivity",
+                              "rel_error": cost["rel_error"], "sqnr_db": cost["sqnr_db"]})
+            self._quantize()
+            self._check(added=block.name)
+            if self.passed:
+                return
+
+    def refusal(self) -> str:
+        first, last = self.steps[0], self.steps[-1]
+        text = "the INT8 self-check failed: " + "; ".join(first["failures"])
+        if len(self.steps) > 1:
+            text += (f"; with {len(self.kept)} of {len(self.blocks)} blocks kept in FP32 (most sensitive first) it "
+                     "still failed: " + "; ".join(last["failures"]))
+        return text + " (rule: icpd.export.pass_rule); nothing written. Export FP32 instead (no --precision int8)"
+
+    def finish(self) -> dict[str, Any]:
+        """Time FP32 vs the final INT8 encoder, record everything in model.json; returns the record."""
+        n_int8 = self.meta["int8"]["encoder"]["matmuls_int8"]
+        record = {
+            "matmuls": sum(len(b.nodes) for b in self.blocks), "matmuls_int8": n_int8,
+            "blocks": len(self.blocks), "fp32_blocks": self.kept,
+            "sensitivity": None if self.sensitivity is None else {
+                "method": "relative error each block's INT8 MatMuls add by themselves (ONNX Runtime kernels, node "
+                          "inputs of the INT8 graph, against X @ W in FP32), summed over "
+                          f"{min(len(self.feeds), mp.SENSITIVITY_IMAGES)} calibration images",
+                "blocks": self.sensitivity},
+            "steps": self.steps,
+            "speed": mp.encoder_speedup(self.enc_src, self.enc, self.feeds),
+        }
+        self.meta["int8"]["mixed_precision"] = record
+        write_model_json(self.work, self.meta)
+        return record
+
+    def _quantize(self) -> None:
+        nodes = [n for k in self.kept for n in k["nodes"]]
+        reader = _Reader(self.feeds) if self.options.convs == "qdq" else None
+        self.meta["int8"]["encoder"] = quantize_encoder(self.enc_src, self.enc, self.options, reader, exclude=nodes)
+        self.meta["fingerprint"] = int8_fingerprint(self.src.fingerprint, self.options, nodes)
+        self.meta["files"] = describe_files(self.work, {role: self.src.meta["files"][role]["name"]
+                                                        for role in self.src.meta["files"]})
+        write_model_json(self.work, self.meta)
+
+    def _check(self, added: str | None) -> None:
+        if self.check is None:
+            return
+        self.report = self.check(self.src.path, self.work)
+        self.meta["int8"]["check"] = self.report
+        write_model_json(self.work, self.meta)
+        r = self.report
+        enc = r.get("encoder") or {}
+        self.steps.append({
+            "kept_fp32": added or ("--int8-exclude" if self.kept else "nothing"), "fp32_blocks": len(self.kept),
+            "passed": self.passed, "failures": list(r.get("failures", [])),
+            "min_encoder_cosine": min((s["cosine"] for s in enc.values()), default=None),
+            "query_prior_max_abs": r.get("query_prior_max_abs"),
+            "rank_agreement": (r.get("rank_prior") or {}).get("agreement"),
+            "mean_foreground_iou": (r.get("masks") or {}).get("mean_foreground_iou"),
+            "min_pixel_agreement": (r.get("masks") or {}).get("min_pixel_agreement"),
+        })

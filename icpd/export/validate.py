@@ -15,12 +15,13 @@ through the Predictor against PyTorch FP32, or the FP16 graphs against the FP32 
   what (merged over the episodes)        FP32                        FP16            INT8 (CPU)
   ====================================  ==========================  ==============  ==============
   ``images``, ``feat_*``: max abs err    <= 1e-4 * max(1, max|ref|)  reported        reported
-  ``images``, ``feat_*``: cosine         reported                    reported        >= 0.999
+  ``images``, ``feat_*``: cosine         reported                    reported        >= 0.99 (guard)
   ``logits``: max abs error              <= 1e-3 * max(1, max|ref|)  reported        reported
   other outputs (``query_prior``,        mean <= 1e-4 and            reported        reported
   ``pyramid_*``): abs error              p99 <= 1e-3
-  argmax masks: min pixel agreement      >= 0.999                    reported        reported
+  argmax masks: min pixel agreement      >= 0.999                    reported        >= 0.98
   argmax masks: mean foreground IoU      >= 0.999                    >= 0.99         >= 0.95
+  query prior max abs, rank agreement    reported                    reported        pass_rule
   ====================================  ==========================  ==============  ==============
 
   FP32 differs from the reference only by op order (round-off): the errors are bounded relative
@@ -28,12 +29,13 @@ through the Predictor against PyTorch FP32, or the FP16 graphs against the FP32 
   support distances are within round-off and swap, so they are judged by mean and p99, not max.
   FP16 is judged by its masks: its per-output errors (about 3 decimal digits, larger for
   TensorRT's FP16 kernels than for ONNX Runtime's FP16 storage) are reported, not bounded.
-  INT8 (the encoder's MatMuls quantized, :mod:`icpd.export.quantize`) is judged by the direction
-  of every encoder output (cosine: the matcher's priors are cosine similarities and distance
-  ranks, so a uniform scale error costs little, a direction error a lot) and by its masks; the
-  IoU bound is lower than FP16's because the argmax masks of random-weight models sit on logits
-  near zero and flip on small errors (the task-level cost is measured on a trained model: README,
-  "INT8 on CPU"). :func:`rank_prior_agreement` reports how often the rank prior moved.
+  INT8 (the encoder's MatMuls quantized, :mod:`icpd.export.quantize`) has a rule of its own,
+  stated with its reasons in :mod:`icpd.export.pass_rule`: judged on what the user sees (mask
+  IoU and pixel agreement against FP32, the query prior's max |diff|, the rank prior's
+  agreement), with every encoder output's cosine as a loose guard against gross errors. The
+  INT8 column above shows the two bounds it shares with the table (``TOLERANCES[INT8]``);
+  :func:`judge` applies the whole rule. :func:`rank_prior_agreement` reports how often the rank
+  prior moved.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from icpd.config import Precision, Preset
+from icpd.export import pass_rule
 
 
 # -- episodes ----------------------------------------------------------------------------------------
@@ -149,12 +152,16 @@ def rank_prior_agreement(actual: dict[str, np.ndarray], reference: dict[str, np.
     """How far the rank (NDCG) prior moved: over the rank channels of ``pyramid_*`` (odd channels:
     each level contributes [cos, rank]; pyramid_l3's last channel, the query prior, is even),
     the fraction of values within ``tol`` of the reference, and the max / mean abs difference."""
-    diffs = [np.abs(actual[n][:, 1::2].astype(np.float64) - reference[n][:, 1::2]).ravel()
-             for n in reference if n.startswith("pyramid_") and n in actual]
+    diffs = [_rank_diff(actual[n], reference[n]) for n in reference if n.startswith("pyramid_") and n in actual]
     if not diffs:
         return {}
     d = np.concatenate(diffs)
     return {"agreement": float((d <= tol).mean()), "tolerance": tol, "max_abs": float(d.max()), "mean_abs": float(d.mean())}
+
+
+def _rank_diff(actual: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """|actual - reference| over the rank channels of one (B, C, h, w) pyramid level, flattened."""
+    return np.abs(actual[:, 1::2].astype(np.float64) - reference[:, 1::2]).ravel()
 
 
 # -- the pass rule ----------------------------------------------------------------------------------
@@ -177,9 +184,18 @@ class Tolerance:
 TOLERANCES: dict[Precision, Tolerance] = {
     Precision.FP32: Tolerance(1e-4, 1e-3, 1e-4, 1e-3, 0.999, 0.999),
     Precision.FP16: Tolerance(None, None, None, None, None, 0.99),
-    Precision.INT8: Tolerance(None, None, None, None, None, 0.95, min_encoder_cosine=0.999),
+    # the bounds INT8 shares with this table; the whole INT8 rule is icpd.export.pass_rule's
+    Precision.INT8: Tolerance(None, None, None, None, pass_rule.INT8_RULE.min_pixel_agreement,
+                              pass_rule.INT8_RULE.min_mean_iou, min_encoder_cosine=pass_rule.INT8_RULE.min_encoder_cosine),
 }
-INT8_THRESHOLDS = TOLERANCES[Precision.INT8]  # the INT8 self-check's bounds (module docstring)
+
+
+def __getattr__(name: str) -> object:
+    # INT8_THRESHOLDS is read from pass_rule on each access, so a rule swapped in there (a test's
+    # tighter bound) is the one the reports record
+    if name == "INT8_THRESHOLDS":
+        return pass_rule.INT8_RULE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def tolerance(precision: Precision | str) -> Tolerance:
@@ -187,13 +203,19 @@ def tolerance(precision: Precision | str) -> Tolerance:
 
 
 def judge(outputs: dict[str, ErrorStats], masks: list[dict[str, float]], precision: Precision | str,
-          require_masks: bool = True) -> list[str]:
+          require_masks: bool = True, rank: list[float] | None = None) -> list[str]:
     """The pass rule: one line per failed bound (empty: passed).
 
-    ``outputs`` are merged stats per output name; ``masks`` one :func:`mask_agreement` per episode.
+    ``outputs`` are merged stats per output name; ``masks`` one :func:`mask_agreement` per episode;
+    ``rank`` the rank prior's agreement per pyramid level and episode (INT8 only).
     ``require_masks=False`` accepts no masks (a matcher that could not be run is checked by its
-    encoder outputs only).
+    encoder outputs only). INT8 is judged by :func:`icpd.export.pass_rule.judge_int8`.
     """
+    if Precision(precision) == Precision.INT8:
+        failures = pass_rule.judge_int8(outputs, masks, rank or [])
+        if not masks and require_masks:
+            failures.append("no masks compared (the logits were not computed)")
+        return failures
     tol = tolerance(precision)
     failures = []
     for name, s in outputs.items():
@@ -230,9 +252,23 @@ class Comparison:
     precision: Precision
     stats: dict[str, list[ErrorStats]] = field(default_factory=dict)
     masks: list[dict[str, float]] = field(default_factory=list)  # one per episode
+    # rank prior: [values within the INT8 rule's tolerance, values] per episode (the episode an
+    # output belongs to: the masks added so far; every caller adds an episode's masks after its outputs)
+    rank_counts: dict[int, list[int]] = field(default_factory=dict)
 
     def add(self, name: str, actual: np.ndarray, reference: np.ndarray) -> None:
         self.stats.setdefault(name, []).append(error_stats(name, actual, reference))
+        if name.startswith("pyramid_"):
+            diff = _rank_diff(actual, reference)
+            counts = self.rank_counts.setdefault(len(self.masks), [0, 0])
+            counts[0] += int((diff <= pass_rule.INT8_RULE.rank_tolerance).sum())
+            counts[1] += diff.size
+
+    @property
+    def rank(self) -> list[float]:
+        """The rank prior's agreement per episode: fraction of its rank values (all pyramid levels)
+        within the INT8 rule's tolerance of the reference (as :func:`rank_prior_agreement`)."""
+        return [within / total for within, total in self.rank_counts.values() if total]
 
     def add_all(self, names: Iterable[str], actual: Iterable[np.ndarray], reference: Iterable[np.ndarray]) -> None:
         for name, a, r in zip(names, actual, reference):
@@ -254,4 +290,4 @@ class Comparison:
         return float(min(m["pixel_agreement"] for m in self.masks)) if self.masks else float("nan")
 
     def failures(self, require_masks: bool = True) -> list[str]:
-        return judge(self.outputs, self.masks, self.precision, require_masks)
+        return judge(self.outputs, self.masks, self.precision, require_masks, self.rank)
