@@ -44,6 +44,7 @@ TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 GEO_EXTRA_HINT = "pip install 'icpd[geo]'"
 GEO_TAGS = (33550, 33922, 34264, 34735)  # ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory
 LOSSY = ("JPEG", "OJPEG", "WEBP", "JPEGXL", "JPEG2000", "LERC")  # TIFF codecs whose decoders differ: no OpenCV fallback
+MINISWHITE = "min-is-white grey"  # a TIFF layout kind: 0 is white
 BAND_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}  # decoded band counts, in words
 NO_GEO_NOTE = ("GeoTIFF georeferencing (CRS, transform) not kept: reading it needs rasterio "
                f"({GEO_EXTRA_HINT}); outputs are not georeferenced")
@@ -255,10 +256,10 @@ def geo_of(ds) -> GeoInfo | None:  # ds: an open rasterio dataset
 
 
 def _tiff_layout(h: int, w: int, n: int, dtype: np.dtype, alpha: bool, cmyk: bool,
-                 palette: np.ndarray | None) -> Layout:
+                 palette: np.ndarray | None, miniswhite: bool = False) -> Layout:
     """One layout rule for both TIFF readers (rasterio and tifffile)."""
     if palette is not None:
-        return Layout(h, w, 1, dtype, f"palette, {np.dtype(dtype)} indices", decoded=3)
+        return Layout(h, w, 1, dtype, MINISWHITE if miniswhite else f"palette, {np.dtype(dtype)} indices", decoded=3)
     if cmyk and dtype == np.uint8:  # GDAL converts 8-bit CMYK to RGB (libtiff's formula); so does _cmyk_to_rgb
         return Layout(h, w, 4, dtype, "CMYK", decoded=3)
     # A declared alpha is not trusted (alpha=False): GDAL declares band 4 of every 4-band uint8
@@ -277,9 +278,11 @@ def rasterio_layout(rasterio: ModuleType, ds) -> tuple[Layout, np.ndarray | None
         palette = np.zeros((max(cmap) + 1, 3), np.uint8)
         for i, rgba in cmap.items():
             palette[i] = rgba[:3]
-    cmyk = ds.tags(ns="IMAGE_STRUCTURE").get("SOURCE_COLOR_SPACE") == "CMYK" or ci[0] == interp.cyan
+    structure = ds.tags(ns="IMAGE_STRUCTURE")
+    cmyk = structure.get("SOURCE_COLOR_SPACE") == "CMYK" or ci[0] == interp.cyan
     alpha = n in (2, 4) and ci[-1] == interp.alpha and not cmyk
-    return _tiff_layout(ds.height, ds.width, n, dtype, alpha, cmyk, palette), palette
+    miniswhite = structure.get("MINISWHITE") == "YES"  # GDAL gives it an inverted grey palette
+    return _tiff_layout(ds.height, ds.width, n, dtype, alpha, cmyk, palette, miniswhite), palette
 
 
 def apply_palette(indices: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -293,6 +296,8 @@ def tiff_notes(layout: Layout, colours: bool = True) -> list[str]:
     """The notes of a TIFF's decoding (palette looked up, CMYK converted): one wording for every reader."""
     if layout.kind == "CMYK" and layout.decoded:
         return ["CMYK TIFF: converted from CMYK to RGB"]
+    if layout.kind == MINISWHITE and colours:
+        return ["min-is-white TIFF: grey values inverted (0 is white), as GDAL and viewers show it"]
     if layout.kind.startswith("palette") and colours:
         return ["palette TIFF: index colours looked up in its colour table (3 bands)"]
     return []
@@ -323,11 +328,16 @@ def _tifffile_tiff(data: bytes, path: Path, what: str, colours: bool
         photometric, extras = int(page.photometric), tuple(int(e) for e in page.extrasamples)
         n, dtype = int(page.samplesperpixel), np.dtype(np.uint8 if page.dtype == np.bool_ else page.dtype)
         palette = _tifffile_palette(page.colormap) if photometric == 3 and page.colormap is not None else None
+        miniswhite = photometric == 0 and n == 1 and dtype.kind in "ub"
+        if miniswhite:  # GDAL's inverted grey palette, entry for entry
+            top = (1 << int(page.bitspersample)) - 1
+            palette = np.repeat(((top - np.arange(top + 1)) * 255 // top).astype(np.uint8)[:, None], 3, axis=1)
         alpha = n in (2, 4) and bool(extras) and extras[-1] in (1, 2)  # associated / unassociated alpha
         cmyk = n == 4 and photometric == 5 and int(getattr(page, "inkset", 1)) == 1
-        layout = _tiff_layout(page.imagelength, page.imagewidth, n, dtype, alpha, cmyk, palette)
+        layout = _tiff_layout(page.imagelength, page.imagewidth, n, dtype, alpha, cmyk, palette, miniswhite)
         notes = [NO_GEO_NOTE] if any(t in page.tags for t in GEO_TAGS) else []
-        compression = page.compression.name
+        compression = page.compression.name  # with the one predictor tifffile needs imagecodecs for:
+        compression += " and the floating-point predictor" if int(page.predictor) == 3 else ""
         if page.axes not in ("YX", "YXS", "SYX"):
             raise ImageError(f"{what} {path}: {layout.describe()}, a TIFF whose first image has axes {page.axes!r}; "
                              "icpd reads 2-D images (one page). Export the scene as a single 2-D GeoTIFF.")
@@ -373,8 +383,9 @@ def _tiff(data: bytes, path: Path, what: str, colours: bool) -> Decoded | str:
     if arr is None:
         why = (f"which icpd reads without rasterio only for 1-band or 3-band RGB files. Install the geo extra "
                f"({GEO_EXTRA_HINT}) or" if rasterio is None else "which rasterio could not open either. Try to")
+        predictor = " -co PREDICTOR=1" if "predictor" in compression else ""
         raise ImageError(f"{what} {path}: {layout.describe()}, a TIFF compressed with {compression}, {why} re-save "
-                         "it with DEFLATE: gdal_translate -co COMPRESS=DEFLATE in.tif out.tif.")
+                         f"it with DEFLATE: gdal_translate -co COMPRESS=DEFLATE{predictor} in.tif out.tif.")
     return Decoded(arr, layout, None, reader, tuple(notes))
 
 

@@ -229,3 +229,33 @@ def test_cmyk_tiff_converted_alike_or_refused_alike(tmp_path, monkeypatch):
     refusals = _read_three_ways(path, None, monkeypatch)
     assert refusals[0] == refusals[1] == refusals[2], refusals
     assert "300x400 (HxW), 4 band(s) (CMYK), uint16: a 16-bit CMYK TIFF" in refusals[0]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_min_is_white_reads_inverted_alike(tmp_path, monkeypatch, dtype):
+    """GDAL shows a min-is-white TIFF inverted (through a grey colour table); without rasterio it
+    was read as stored (black for white). Now every way gives GDAL's table, with a note."""
+    grey = np.random.default_rng(6).integers(0, 256 if dtype == "uint8" else 65536, (H, W)).astype(dtype)
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, grey, photometric="miniswhite")
+    top = np.iinfo(dtype).max
+    expected = ((top - grey.astype(np.int64)) * 255 // top).astype(np.uint8)  # GDAL's table, entry for entry
+    for pixels, notes in _read_three_ways(path, None, monkeypatch):
+        np.testing.assert_array_equal(pixels, np.repeat(expected[:, :, None], 3, axis=2))
+        assert notes == ["min-is-white TIFF: grey values inverted (0 is white), as GDAL and viewers show it"]
+
+
+def test_float_predictor_without_imagecodecs_is_refused_with_the_cause(tmp_path, monkeypatch):
+    """GDAL's PREDICTOR=3 (floating point) needs imagecodecs in tifffile: a 4-band file is refused
+    naming the predictor and the option that avoids it; 1 or 3 bands are read exactly by OpenCV."""
+    data = _pixels(4, "float32")
+    path = _geotiff(tmp_path / "refl.tif", data, compress="deflate", predictor=3)
+    with_rio, without, _ = _read_three_ways(path, (1, 2, 3), monkeypatch)
+    assert with_rio[0].shape == (H, W, 3)
+    assert "300x400 (HxW), 4 band(s), float32, a TIFF compressed with ADOBE_DEFLATE and the floating-point " \
+           "predictor, which icpd reads without rasterio only for 1-band or 3-band RGB files. Install the geo extra " \
+           f"({GEO_EXTRA_HINT}) or re-save it with DEFLATE: gdal_translate -co COMPRESS=DEFLATE -co PREDICTOR=1" in without
+    three = _geotiff(tmp_path / "rgb.tif", data[:3], compress="deflate", predictor=3)
+    with_rio, without, _ = _read_three_ways(three, None, monkeypatch)
+    np.testing.assert_array_equal(without[0], with_rio[0])
+    assert without[1] == [NO_GEO_NOTE, *with_rio[1]]
