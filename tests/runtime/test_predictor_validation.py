@@ -231,3 +231,18 @@ def test_other_public_inputs_are_checked(p, tiny_model_dir):
         p.encode_support(_img(0), _mask(), "c3", np.zeros((15, 32), np.float32))
     with pytest.raises(ValueError, match=r"^support set 'c3': 2 image\(s\) but 1 mask\(s\); give one mask per image"):
         p.encode_support([_img(0), _img(1)], [_mask()], "c3", np.zeros((15, 32), np.float32))
+
+
+def test_infer_refuses_a_class_given_twice_in_the_librarys_words(p, tiny_model_dir, tmp_path, tiny_embeddings):
+    """`icpd infer --support` twice: Predictor.add_support's refusal, the option and the file in front."""
+    ship = p.encode_support([_img(0)], [_mask()], "ship", tiny_embeddings).save(tmp_path / "ship.support")
+    other = p.encode_support([_img(1)], [_mask()], "SHIP", tiny_embeddings).save(tmp_path / "other.support")
+    cv2.imwrite(str(tmp_path / "scene.png"), _img(2))
+    p.reset()
+    p.add_support(ship)
+    with pytest.raises(DuplicateClassError) as err:
+        p.add_support(other)
+    res = CliRunner().invoke(app, ["infer", str(tmp_path / "scene.png"), "--model", str(tiny_model_dir), "--support",
+                                   str(ship), "--support", str(other), "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 2 and _flat(res.output) == f"error: --support {other}: {err.value}", res.output
+    assert str(err.value) == "class 'SHIP' is given twice (already added as 'ship', 1 shot(s), label 1); give each class once"
