@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +21,11 @@ from icpd.commands.common import (
 from icpd.commands.progress import step
 from icpd.config import Precision
 
+if TYPE_CHECKING:
+    from icpd.export.onnx import ExportResult
+
+RUNTIME_ONLY_HELP = ("Leave out the PyTorch weights (model.safetensors, about half of a paper-preset dir): for edge "
+                     "hosts running ONNX Runtime or TensorRT; the torch backend refuses such a dir.")
 PRECISION_HELP = ("fp32; fp16 (FP16 graphs with FP32 islands, for TensorRT 11 strong typing); or int8 (CPU / ONNX "
                   "Runtime: the encoder's MatMuls in INT8, the matcher FP32; self-checked against FP32).")
 
@@ -34,12 +41,12 @@ def export_cmd(
                                                           "(default: built-in synthetic tiles); recorded in model.json.")] = None,
     validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch (and INT8 against FP32) before finishing.")] = True,
     force: Annotated[bool, typer.Option(help="Replace an existing model dir at --out.")] = False,
+    runtime_only: Annotated[bool, typer.Option("--runtime-only", help=RUNTIME_ONLY_HELP)] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export a trained ICPD-Net: preprocess/encoder/matcher ONNX + weights + model.json, self-checked."""
     from icpd.export.model_dir import ModelDirError
-    from icpd.export.onnx import ExportError, export_model
-    from icpd.model.checkpoint import load_checkpoint, seeded_model
+    from icpd.export.onnx import ExportError
 
     if (checkpoint is None) == (not random_weights):
         fail(ValueError("give --checkpoint C, or --random-weights --preset P for a latency-only model"))
@@ -47,31 +54,10 @@ def export_cmd(
         fail(ValueError("--calibration is for --precision int8"))
     if calibration is not None and not calibration.is_dir():
         fail(ValueError(f"--calibration {calibration}: not a folder; give a folder of PNG/JPEG/TIFF images"))
-    _check_out(out_dir, force)
-    int8_check: dict[str, Any] | None = None
     try:
-        with step("building the model", quiet):
-            if checkpoint is not None:
-                model, source = load_checkpoint(checkpoint, preset=preset), checkpoint.name
-            else:
-                model, source = seeded_model(preset or "paper", seed=0), "random weights: latency only"
-        form = {} if rank_prior is None else {"rank_prior": rank_prior}  # None: the exporter's default form
-        what = "exporting ONNX graphs" + (" and checking them against PyTorch" if validate else "")
-        if precision == Precision.FP32:
-            with step(f"{what} -> {out_dir}", quiet):
-                res = export_model(model, out_dir, validate=validate, force=force, source=source, **form)
-        else:
-            from icpd.io.atomic import scratch_dir
-
-            # the FP32 export it converts from lives beside --out and is removed either way
-            with scratch_dir(out_dir, "fp32") as tmp:
-                with step(f"{what} (FP32, converted next)", quiet):
-                    res = export_model(model, tmp / "m", validate=validate, source=source, **form)
-                if precision == Precision.FP16:
-                    _to_fp16(res.path, out_dir, validate, force, quiet)
-                else:
-                    int8_check = _to_int8(res.path, out_dir, calibration, validate, force, quiet)
-                res.path = out_dir
+        with _lock_out(out_dir, force):  # before any work: a second export into --out is refused at once
+            res, int8_check = _export(out_dir, checkpoint, preset, rank_prior, precision, calibration, validate, force,
+                                      runtime_only, quiet)
     except (ValueError, ExportError, ModelDirError) as e:
         fail(e)
     except OSError as e:  # on a path: one line, exit 2
@@ -84,7 +70,45 @@ def export_cmd(
         out.print(format_int8_check(int8_check), markup=False, highlight=False, soft_wrap=True)
     worst = res.validation.get("outputs", {}).get("logits", {}).get("max_abs")
     check = f"; logits max |ORT - torch| = {worst:.2e}" if worst is not None else ""
-    out.print(f"wrote {res.path} ({precision.value}) in {res.seconds:.1f} s{check}", markup=False, highlight=False)
+    kind = precision.value + (", runtime-only" if runtime_only else "")
+    out.print(f"wrote {res.path} ({kind}) in {res.seconds:.1f} s{check}", markup=False, highlight=False)
+
+
+def _export(out_dir: Path, checkpoint: Path | None, preset: str | None, rank_prior: Any, precision: Precision,
+            calibration: Path | None, validate: bool, force: bool, runtime_only: bool,
+            quiet: bool) -> tuple[ExportResult, dict[str, Any] | None]:
+    """Build the model and write the model dir; the export's result and the INT8 self-check's report."""
+    from icpd.export.model_dir import write_runtime_only
+    from icpd.export.onnx import export_model
+    from icpd.io.atomic import scratch_dir
+    from icpd.model.checkpoint import load_checkpoint, seeded_model
+
+    with step("building the model", quiet):
+        if checkpoint is not None:
+            model, source = load_checkpoint(checkpoint, preset=preset), checkpoint.name
+        else:
+            model, source = seeded_model(preset or "paper", seed=0), "random weights: latency only"
+    form = {} if rank_prior is None else {"rank_prior": rank_prior}  # None: the exporter's default form
+    what = "exporting ONNX graphs" + (" and checking them against PyTorch" if validate else "")
+    if precision == Precision.FP32:
+        with step(f"{what} -> {out_dir}", quiet):
+            return export_model(model, out_dir, validate=validate, force=force, source=source, lock=False,
+                                runtime_only=runtime_only, **form), None
+    # the FP32 export it converts from lives beside --out and is removed either way
+    int8_check = None
+    with scratch_dir(out_dir, "fp32") as tmp:
+        with step(f"{what} (FP32, converted next)", quiet):
+            res = export_model(model, tmp / "m", validate=validate, source=source, **form)
+        # the converters copy the PyTorch weights; a runtime-only dir is made from their output without them
+        target = tmp / "converted" if runtime_only else out_dir
+        if precision == Precision.FP16:
+            _to_fp16(res.path, target, validate, force, quiet)
+        else:
+            int8_check = _to_int8(res.path, target, calibration, validate, force, quiet)
+        if runtime_only:
+            write_runtime_only(target, out_dir, force=force)
+        res.path = out_dir
+    return res, int8_check
 
 
 def _to_fp16(src: Path, out_dir: Path, validate: bool, force: bool, quiet: bool) -> None:
@@ -118,20 +142,31 @@ def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool,
     return md.meta["int8"].get("check")
 
 
-def _check_out(out_dir: Path, force: bool) -> None:
-    """Before minutes of work: --out can be written (the export is assembled next to it) and,
-    with --force, is a model dir or an empty folder (nothing else is replaced)."""
-    from icpd.export.model_dir import ModelDirError, check_replaceable
-    from icpd.io import ensure_writable
+@contextlib.contextmanager
+def _lock_out(out_dir: Path, force: bool) -> Iterator[None]:
+    """Before minutes of work: --out can be written (the export is assembled next to it), no other
+    export is writing it (``<--out>.lock``, held for the body), and it is new or empty, or with
+    --force a model dir (nothing else is replaced).
 
-    try:
-        ensure_writable(out_dir.parent, folder=True)
+    Raises:
+        OSError: the parent folder cannot be written; ValueError: another run holds --out
+            (``LockHeldError``), or --out is there and may not be replaced (``ModelDirError``); ExportError:
+            --out is not empty and --force is not given.
+    """
+    from icpd.export.model_dir import check_replaceable
+    from icpd.export.onnx import ExportError
+    from icpd.io import ensure_writable
+    from icpd.io.atomic import exclusive_lock
+
+    ensure_writable(out_dir.parent, folder=True)
+    with exclusive_lock(out_dir, "export"):
         if force:
             check_replaceable(out_dir)
-    except OSError as e:
-        fail_os_error(e)
-    except ModelDirError as e:
-        fail(e)
+        elif out_dir.is_file():
+            raise ExportError(f"--out {out_dir}: is a file; choose a folder (a new one, or an empty one)")
+        elif out_dir.is_dir() and any(out_dir.iterdir()):
+            raise ExportError(f"--out {out_dir}: exists and is not empty; pass --force to replace it or choose another folder")
+        yield
 
 
 def register(app: typer.Typer) -> None:

@@ -261,6 +261,37 @@ def describe_files(path: Path, names: dict[str, str]) -> dict[str, dict[str, Any
     return files
 
 
+def write_runtime_only(src: str | os.PathLike[str], out: str | os.PathLike[str], *, force: bool = False) -> ModelDir:
+    """Make a runtime-only copy of the model dir ``src`` at ``out``: every file but the PyTorch
+    weights (hard links where ``out`` is on the same file system, else copies), model.json with
+    ``"runtime_only": true`` and no ``files.weights``; ``src`` is left as it is.
+
+    Raises:
+        ModelDirError: ``src`` is not a valid model dir, or ``out`` may not be replaced (``force``).
+    """
+    import shutil
+
+    from icpd.io.atomic import atomic_dir
+
+    md = ModelDir.open(src)
+    out = Path(out)
+    if not force and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelDirError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
+    check_replaceable(out)
+    with atomic_dir(out, replace=force) as work:
+        for role in RUNTIME_ROLES:
+            for f in md.role_files(role):
+                try:
+                    os.link(f, work / f.name)
+                except OSError:
+                    shutil.copy2(f, work / f.name)
+        meta = json.loads(json.dumps(md.meta))
+        meta["files"].pop("weights", None)
+        meta["runtime_only"] = True
+        write_model_json(work, meta)
+    return ModelDir.open(out)
+
+
 def write_model_json(path: Path, meta: dict[str, Any]) -> None:
     write_text_atomic(path / MODEL_JSON, json.dumps(meta, indent=2))
 

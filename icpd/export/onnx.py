@@ -1,5 +1,9 @@
 """``icpd export``: ICPD-Net -> preprocess.onnx, encoder.onnx, matcher.onnx, model.safetensors, model.json.
 
+``runtime_only=True`` (``--runtime-only``) leaves out model.safetensors: a smaller dir for hosts that
+run ONNX Runtime or TensorRT only. A second export into the same folder is refused at once
+(``<out>.lock``, :func:`icpd.io.atomic.exclusive_lock`).
+
 Shots are a dynamic axis of the matcher (one graph serves 1- and 5-shot support sets: the
 shot average is a mean over that axis, nothing else depends on K); the query batch is dynamic
 in every graph. The export checks itself before it returns: ONNX checker, then ONNX Runtime
@@ -40,7 +44,7 @@ from icpd.export.wrappers import (
     encoder_output_names,
     preprocess_pixels,
 )
-from icpd.io.atomic import atomic_dir
+from icpd.io.atomic import atomic_dir, exclusive_lock
 from icpd.model.checkpoint import model_fingerprint, save_checkpoint
 from icpd.model.icpd_net import ICPDNet
 
@@ -125,10 +129,29 @@ def export_model(
     validation_runs: int = 3,
     force: bool = False,
     source: str = "",
+    *,
+    runtime_only: bool = False,
+    lock: bool = True,
 ) -> ExportResult:
-    """Export ``model`` into ``out_dir`` (see the module docstring)."""
-    rank_prior = parse_form(rank_prior)  # "onnx" (the old name) is topk
+    """Export ``model`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        runtime_only: leave out ``model.safetensors`` (the PyTorch weights, about half of the dir):
+            ONNX Runtime and TensorRT run such a dir, the torch backend refuses it; model.json says
+            ``"runtime_only": true``. The self-check runs as usual (against ``model`` in memory).
+        lock: hold ``<out_dir>.lock`` for the export (:func:`icpd.io.atomic.exclusive_lock`), so a
+            second export into ``out_dir`` is refused at once; False when the caller holds it.
+
+    Raises:
+        ExportError: ``out_dir`` is not empty (without ``force``), or the self-check failed.
+        LockHeldError: another export is writing ``out_dir``.
+    """
     out = Path(out_dir)
+    if lock:
+        with exclusive_lock(out, "export"):
+            return export_model(model, out, rank_prior, validate, validation_runs, force, source,
+                                runtime_only=runtime_only, lock=False)
+    rank_prior = parse_form(rank_prior)  # "onnx" (the old name) is topk
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
     check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
@@ -153,7 +176,8 @@ def export_model(
         rank = rank_prior  # the op the form's translation rewrites (plugin: the kernel computes distances itself)
         _export(MatcherGraph(model, all_outputs=True, rank=rank), tuple(args), work / "matcher.onnx", names, MATCHER_OUTPUTS_ALL,
                 (tuple(dyn),), rank_prior)
-        save_checkpoint(model, work / "model.safetensors", {"source": source} if source else None, sidecar=False)
+        if not runtime_only:
+            save_checkpoint(model, work / "model.safetensors", {"source": source} if source else None, sidecar=False)
         meta = base_meta(p, model_fingerprint(model))
         meta.update({
             "opset": OPSET,
@@ -168,8 +192,12 @@ def export_model(
             "matcher": sig.describe(args),
         })
         remove_unreferenced_data(work)  # every file left is listed in model.json
-        meta["files"] = describe_files(work, {"preprocess": "preprocess.onnx", "encoder": "encoder.onnx",
-                                              "matcher": "matcher.onnx", "weights": "model.safetensors"})
+        names = {"preprocess": "preprocess.onnx", "encoder": "encoder.onnx", "matcher": "matcher.onnx"}
+        if runtime_only:
+            meta["runtime_only"] = True
+        else:
+            names["weights"] = "model.safetensors"
+        meta["files"] = describe_files(work, names)
         write_model_json(work, meta)
         validation: dict[str, Any] = {}
         if validate:
