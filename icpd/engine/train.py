@@ -47,6 +47,7 @@ from icpd.engine.evaluate import TorchEpisodePredictor, autocast, evaluate, make
 from icpd.engine.metrics import format_score
 from icpd.io.artifacts import ArtifactFormat, read_json
 from icpd.io.atomic import atomic_write, write_text_atomic
+from icpd.io.safetensors_order import sort_metadata
 from icpd.model.icpd_net import ICPDNet
 
 STATE_FORMAT = "icpd-train-state"
@@ -406,6 +407,7 @@ def save_state(
     py_version, py_state, py_gauss = random.getstate()
     with atomic_write(out / "last.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "epoch": str(epoch)})
+        sort_metadata(tmp)  # reproducible bytes (save_file's metadata order varies per process)
     _write_json(out / "last.json", {
         "format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": epoch, "best_miou": best, "best_epoch": best_epoch,
         "config": cfg.to_json_dict(), "history": history, "encoder_fingerprint": encoder_fingerprint,

@@ -88,6 +88,8 @@ def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | N
 def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, prompt: str = "bare class name") -> Path:
     from safetensors.numpy import save_file
 
+    from icpd.io.safetensors_order import sort_metadata
+
     path = Path(path)
     bad = [c for c in emb.classes if "|" in c]
     if bad:
@@ -96,6 +98,7 @@ def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, pr
     meta = {"classes": "|".join(emb.classes), "prompt": prompt, "normalized": str(emb.normalized), "model": emb.model}
     with atomic_write(path) as tmp:
         save_file({"embeddings": _as_float32(emb.embeddings)}, str(tmp), metadata=meta)
+        sort_metadata(tmp)  # same embeddings, same bytes (save_file's metadata order varies per process)
     return path
 
 
