@@ -27,6 +27,7 @@ def test_same_seed_same_bytes_for_every_file(tmp_path: Path):
                                str(out), "--tiles", "5", "--size", "64", "--seed", "3", "-q"],
                               capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"wrote {out} ") and proc.stderr == ""  # the result line on stdout, -q: no more
         runs.append(_files(out))
     assert "class_embeddings_tiny.safetensors" in runs[0] and len(runs[0]) > 20
     for other in runs[1:]:
