@@ -164,7 +164,8 @@ class WindowReader:
             return None
         from rasterio.windows import Window
 
-        raw = np.moveaxis(self._ds.read(indexes=sorted(set(self._conv.indexes)), window=Window(0, y, self.width, h)), 0, -1)
+        used = [1] if self._conv.palette is not None else sorted(set(self._conv.indexes))  # file bands, not colours
+        raw = np.moveaxis(self._ds.read(indexes=used, window=Window(0, y, self.width, h)), 0, -1)
         return np.all(raw == np.asarray(self.nodata, dtype=raw.dtype), axis=-1)
 
     def close(self) -> None:

@@ -259,3 +259,17 @@ def test_float_predictor_without_imagecodecs_is_refused_with_the_cause(tmp_path,
     with_rio, without, _ = _read_three_ways(three, None, monkeypatch)
     np.testing.assert_array_equal(without[0], with_rio[0])
     assert without[1] == [NO_GEO_NOTE, *with_rio[1]]
+
+
+def test_palette_scene_nodata_is_read_from_its_index_band(tmp_path):
+    """The nodata mask of a palette scene compares its one index band (its colours are 3 bands the
+    file does not have: reading band 2 of it failed)."""
+    idx = np.random.default_rng(8).integers(0, 3, (H, W)).astype(np.uint8)
+    path = tmp_path / "landcover.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=H, width=W, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=TRANSFORM, nodata=0) as ds:
+        ds.write(idx, 1)
+        ds.write_colormap(1, {0: (0, 0, 0, 255), 1: (10, 200, 10, 255), 2: (200, 10, 10, 255)})
+    with WindowReader(path) as r:
+        assert r.notes == ("palette TIFF: index colours looked up in its colour table (3 bands)",)
+        np.testing.assert_array_equal(r.nodata_mask(5, 40), idx[5:45] == 0)
