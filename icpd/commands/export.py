@@ -39,6 +39,12 @@ def export_cmd(
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.FP32,
     calibration: Annotated[Path | None, typer.Option(help="With --precision int8: a folder of images to calibrate on "
                                                           "(default: built-in synthetic tiles); recorded in model.json.")] = None,
+    int8_exclude: Annotated[list[str] | None, typer.Option(
+        "--int8-exclude", help="With --precision int8: blocks or MatMuls to keep FP32 (fnmatch pattern on the names "
+                               "model.json int8.mixed_precision lists, e.g. '*resblocks.23.*'; repeatable).")] = None,
+    int8_min_speedup: Annotated[float | None, typer.Option(
+        "--int8-min-speedup", help="With --precision int8: refuse (write nothing) if the INT8 encoder, after blocks "
+                                   "kept FP32, is not at least this many times as fast as FP32 on this CPU.")] = None,
     validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch (and INT8 against FP32) before finishing.")] = True,
     force: Annotated[bool, typer.Option(help="Replace an existing model dir at --out.")] = False,
     runtime_only: Annotated[bool, typer.Option("--runtime-only", help=RUNTIME_ONLY_HELP)] = False,
@@ -54,10 +60,15 @@ def export_cmd(
         fail(ValueError("--calibration is for --precision int8"))
     if calibration is not None and not calibration.is_dir():
         fail(ValueError(f"--calibration {calibration}: not a folder; give a folder of PNG/JPEG/TIFF images"))
+    if (int8_exclude or int8_min_speedup is not None) and precision != Precision.INT8:
+        fail(ValueError("--int8-exclude and --int8-min-speedup are for --precision int8"))
+    if int8_min_speedup is not None and not int8_min_speedup > 0:
+        fail(ValueError(f"--int8-min-speedup {int8_min_speedup:g}: give a ratio above 0 (e.g. 1.25)"))
+    int8_opts = {"exclude": tuple(int8_exclude or ()), "min_speedup": int8_min_speedup}
     try:
         with _lock_out(out_dir, force):  # before any work: a second export into --out is refused at once
             res, int8_check = _export(out_dir, checkpoint, preset, rank_prior, precision, calibration, validate, force,
-                                      runtime_only, quiet)
+                                      runtime_only, quiet, int8_opts)
     except (ValueError, ExportError, ModelDirError) as e:
         fail(e)
     except OSError as e:  # on a path: one line, exit 2
@@ -76,7 +87,7 @@ def export_cmd(
 
 def _export(out_dir: Path, checkpoint: Path | None, preset: str | None, rank_prior: Any, precision: Precision,
             calibration: Path | None, validate: bool, force: bool, runtime_only: bool,
-            quiet: bool) -> tuple[ExportResult, dict[str, Any] | None]:
+            quiet: bool, int8_opts: dict[str, Any] | None = None) -> tuple[ExportResult, dict[str, Any] | None]:
     """Build the model and write the model dir; the export's result and the INT8 self-check's report."""
     from icpd.export.model_dir import write_runtime_only
     from icpd.export.onnx import export_model
@@ -104,7 +115,7 @@ def _export(out_dir: Path, checkpoint: Path | None, preset: str | None, rank_pri
         if precision == Precision.FP16:
             _to_fp16(res.path, target, validate, force, quiet)
         else:
-            int8_check = _to_int8(res.path, target, calibration, validate, force, quiet)
+            int8_check = _to_int8(res.path, target, calibration, validate, force, quiet, **(int8_opts or {}))
         if runtime_only:
             write_runtime_only(target, out_dir, force=force)
         res.path = out_dir
@@ -123,8 +134,10 @@ def _to_fp16(src: Path, out_dir: Path, validate: bool, force: bool, quiet: bool)
         raise ExportError(str(e)) from e
 
 
-def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool, force: bool, quiet: bool) -> dict[str, Any] | None:
+def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool, force: bool, quiet: bool,
+             exclude: tuple[str, ...] = (), min_speedup: float | None = None) -> dict[str, Any] | None:
     """Quantize the FP32 export at ``src`` into ``out_dir``; the INT8 self-check's report (None without --validate)."""
+    from icpd.export.mixed_precision import summary_line
     from icpd.export.onnx import ExportError
     from icpd.export.quantize import DEFAULT_OPTIONS, Int8ConversionError, convert_model_dir_int8
     from icpd.trt.validate import check_int8_against_fp32
@@ -136,9 +149,12 @@ def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool,
     try:
         with step("quantizing the encoder to INT8", quiet):
             md = convert_model_dir_int8(src, out_dir, DEFAULT_OPTIONS, calibration=calibration,
-                                        check=check if validate else None, force=force)
+                                        check=check if validate else None, force=force, exclude=exclude,
+                                        min_speedup=min_speedup)
     except Int8ConversionError as e:
         raise ExportError(str(e)) from e
+    if not quiet:  # what stayed FP32 and the speed-up left, in one line
+        out.print(summary_line(md.meta["int8"]["mixed_precision"]), markup=False, highlight=False, soft_wrap=True)
     return md.meta["int8"].get("check")
 
 

@@ -218,6 +218,22 @@ def test_icpd_validate_covers_int8_dirs_and_export_options_are_checked(int8_dir,
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
+def test_export_cli_passes_int8_exclude_and_min_speedup_through(tmp_path):
+    """`icpd export --precision int8 --int8-exclude P --int8-min-speedup X`: the options reach the
+    conversion (one block kept FP32, the speed-up bound refuses: one error line, exit 2, nothing
+    written); without --precision int8, or with a bound <= 0, they are refused before any work."""
+    base = ["export", "--random-weights", "--preset", "tiny", "--out", str(tmp_path / "m")]
+    res = runner.invoke(app, [*base, "--int8-exclude", "*resblocks.0.attn"])
+    assert res.exit_code == 2 and "--int8-exclude and --int8-min-speedup are for --precision int8" in res.output
+    res = runner.invoke(app, [*base, "--precision", "int8", "--int8-min-speedup", "0"])
+    assert res.exit_code == 2 and "--int8-min-speedup 0: give a ratio above 0" in res.output
+    res = runner.invoke(app, [*base, "--precision", "int8", "--no-validate", "-q", "--int8-exclude", "*resblocks.0.attn",
+                              "--int8-min-speedup", "1000"])
+    assert res.exit_code == 2, res.output
+    assert "error: --int8-min-speedup 1000: the INT8 encoder is only" in res.output and "FP32 blocks: 1)" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "m").exists()
+
+
 def test_calibration_folder_is_read_and_recorded(tmp_path):
     import cv2
 
