@@ -91,9 +91,10 @@ def cache_support_cmd(
         # one run per --out, taken before any work: a second run is refused at once, --force or not
         with exclusive_lock(out_path, "cache-support"):
             if out_path.exists() and not force:
-                fail(f"--out {out_path} exists{_existing_class(out_path)}; pass --force to replace it or choose another file")
-            support = _read_and_encode(model, class_name, images, given, bool(labels), class_id, class_embeddings,
-                                       target_class, bands, backend, device, quiet)
+                fail(f"--out {out_path} exists{_existing_class(out_path)}; pass --force to replace it or choose "
+                     "another file")
+            support = _read_and_encode(model, class_name, images, given, class_id, class_embeddings, target_class,
+                                       bands, backend, device, quiet)
             support.save(out_path, overwrite=force)  # without --force: never replaces a file made meanwhile
     except FileExistsError as e:
         if Path(e.filename or "") != out_path:
@@ -109,8 +110,8 @@ def cache_support_cmd(
     out.print(f"wrote {out_path}: class {class_name!r}, {support.shots} shot(s)", markup=False, highlight=False)
 
 
-def _read_and_encode(model: Path, class_name: str, images: list[Path], given: list[Path], labels: bool,
-                     class_id: int | None, class_embeddings: Path, target_class: str | None, bands: tuple[int, int, int] | None,
+def _read_and_encode(model: Path, class_name: str, images: list[Path], given: list[Path], class_id: int | None,
+                     class_embeddings: Path, target_class: str | None, bands: tuple[int, int, int] | None,
                      backend: Backend, device: str, quiet: bool) -> SupportSet:
     """Read the supports (conversion notes on the terminal), encode them, note what was done to them."""
     from icpd.io import read_class_mask, read_image, read_mask
@@ -119,8 +120,8 @@ def _read_and_encode(model: Path, class_name: str, images: list[Path], given: li
     for r in rasters:
         for line in r.notes:  # grayscale, RGBA, uint16, bands: the user sees what was done to the pixels
             note(f"{r.path}: {line}")
-    if labels:
-        mask_arrays = [read_class_mask(m, class_id, like=r) for m, r in zip(given, rasters)]  # type: ignore[arg-type]
+    if class_id is not None:  # --label (checked: --class-id goes with --label only)
+        mask_arrays = [read_class_mask(m, class_id, like=r) for m, r in zip(given, rasters)]
     else:
         mask_arrays = [read_mask(m, like=r) for m, r in zip(given, rasters)]
     support = _encode(model, backend, device, class_embeddings, target_class or class_name, class_name, rasters,
@@ -128,7 +129,7 @@ def _read_and_encode(model: Path, class_name: str, images: list[Path], given: li
     for line in support.notes:  # e.g. a support smaller than the model input, upscaled
         note(line)
     support.meta.update({"images": [p.name for p in images], "masks": [m.name for m in given]})
-    if labels:
+    if class_id is not None:
         support.meta["class_id"] = class_id
     return support
 

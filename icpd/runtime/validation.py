@@ -26,8 +26,9 @@ from icpd.io.raster import Raster, describe_array
 if TYPE_CHECKING:
     from icpd.runtime.backends.protocol import RuntimeBackend
 
-MAX_SHOTS = 32  # the shots axis the export declares (icpd.export.onnx.MAX_SHOTS, not imported: it needs torch; tested equal)
-MIN_SUPPORT_DIVISOR = 4  # a support side below S / 4 would be upsampled more than 4x (as for tiles: tiling.MIN_TILE_DIVISOR)
+# the shots axis the export declares: icpd.export.onnx.MAX_SHOTS, not imported (it needs torch); tested equal
+MAX_SHOTS = 32
+MIN_SUPPORT_DIVISOR = 4  # a support side below S / 4 is upsampled more than 4x (as tiles: tiling.MIN_TILE_DIVISOR)
 IMAGE_FORM = "a uint8 RGB array (H, W, 3) or an icpd.io.Raster (icpd.io.read_image reads files into that form)"
 
 
@@ -146,7 +147,8 @@ def check_supports(images: Sequence[Any], masks: Sequence[Any], class_name: str,
             )
         if min(h, w) < image_size:
             notes.append(f"{name}: {h}x{w} px (HxW) upscaled to the model input {image_size}x{image_size} "
-                         f"(x{image_size / min(h, w):.2g}); supports of at least {image_size} px a side keep their detail")
+                         f"(x{image_size / min(h, w):.2g}); supports of at least {image_size} px a side keep "
+                         "their detail")
         pixels.append(px)
     if not any(m.any() for m in binary):
         raise InputError(f"{what}: every mask is empty; mark the object in at least one mask")
