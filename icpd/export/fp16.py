@@ -140,7 +140,66 @@ def convert_graph_fp16(model: Any) -> Any:
         raise Fp16ConversionError(f"FP16 conversion of graph {model.graph.name!r} failed: {err}") from err
     _restore_subgraphs(converted.graph, *bodies)
     _float32_outputs(converted)
+    drop_fp16_round_trips(converted.graph)
     return converted
+
+
+def drop_fp16_round_trips(graph: Any) -> int:
+    """Make every ``Cast(to=FLOAT)`` of a ``Cast(to=FLOAT16)`` of an FP32 value read that value directly.
+
+    onnxconverter-common puts a Cast to FP16 after every FP32-kept node and a Cast to FP32 before
+    the next one, and removes the pair only when the value has no other consumer. Where it stays,
+    an FP32 value crosses into the next FP32 node rounded to FP16: the distance matrix in front
+    of the sort form's TopK (shared with the cosine prior, which is FP16) and the output heads
+    were rounded that way, so near-tied distances were ordered in FP16. Returns the number of
+    Casts rewired; Cast nodes left without a consumer are removed.
+    """
+    from onnx import TensorProto
+
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.value_info, *graph.input, *graph.output]}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def cast_to(node: Any) -> int | None:
+        if node is None or node.op_type != "Cast":
+            return None
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    rewired = 0
+    for node in graph.node:
+        if cast_to(node) != TensorProto.FLOAT:
+            continue
+        upstream = producer.get(node.input[0])
+        while upstream is not None and upstream.op_type == "Identity":
+            upstream = producer.get(upstream.input[0])
+        if cast_to(upstream) == TensorProto.FLOAT16 and types.get(upstream.input[0]) == TensorProto.FLOAT:
+            node.input[0] = upstream.input[0]  # a Cast FP32 -> FP32 is an identity
+            rewired += 1
+    _remove_dead_casts(graph)
+    return rewired
+
+
+def _remove_dead_casts(graph: Any) -> None:
+    """Drop Cast and Identity nodes whose outputs nothing reads (repeated: chains of them)."""
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        used |= _subgraph_reads(graph)
+        dead = [n for n in graph.node if n.op_type in ("Cast", "Identity") and not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            graph.node.remove(n)
+
+
+def _subgraph_reads(graph: Any) -> set[str]:
+    from onnx import AttributeProto
+
+    reads: set[str] = set()
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                reads |= _subgraph_outer_refs(a.g)
+    return reads
 
 
 def _subgraph_outer_refs(graph: Any) -> set[str]:
@@ -317,7 +376,7 @@ def convert_model_dir_fp16(
         with atomic_dir(out, replace=force) as work:
             meta = json.loads(json.dumps(src.meta))
             kept: dict[str, Any] = {}
-            for role in ("preprocess", *CONVERTED, "weights"):
+            for role in [r for r in ("preprocess", *CONVERTED, "weights") if r in src.meta["files"]]:  # runtime-only: no weights
                 name = src.meta["files"][role]["name"]
                 if role in CONVERTED:
                     model = onnx.load(str(src.file(role)), load_external_data=True)
