@@ -14,6 +14,7 @@ from icpd.commands import (
     export,
     infer,
     model,
+    selftest,
     stream,
     train,
     trt,
@@ -59,7 +60,7 @@ def _root(
 
 # The command modules, in the order `icpd --help` lists their commands (explicit: nothing is
 # discovered at import).
-COMMAND_MODULES = (model, export, cache_support, infer, stream, trt, bench, evaluate, train, data, weights)
+COMMAND_MODULES = (model, export, cache_support, infer, stream, trt, bench, evaluate, train, data, weights, selftest)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
@@ -90,6 +91,10 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(SIGTERM_EXIT)
+    except RuntimeError as e:  # torchvision built for another torch: one line saying what to install
+        from icpd.commands.torch_check import exit_if_mismatch
+
+        exit_if_mismatch(e)  # any other RuntimeError is raised again
     except ImportError as e:  # a runtime-only install (no `icpd[torch]`) running a command that needs it
         missing = e.name or getattr(e.__cause__, "name", None) or ""
         if missing.partition(".")[0] not in TORCH_EXTRA_MODULES:
