@@ -11,13 +11,18 @@ from icpd.commands.common import PRESET_HELP, fail, out, preset_callback
 
 
 def info_cmd() -> None:
-    """Presets, installed backends, library versions and devices."""
+    """Presets, installed backends, library versions and devices. Exits 2 after the tables, with
+    one line saying what to install, when torchvision does not fit the installed torch."""
     from rich.table import Table
 
+    from icpd.commands.torch_check import check_torchvision
     from icpd.config import get_preset, list_presets
     from icpd.runtime.environment import describe
 
     env = describe()
+    mismatch = check_torchvision()
+    if mismatch is not None:
+        env["torchvision"] = f"{env.get('torchvision')}: does not fit this torch (see the error line)"
     table = Table(title="presets")
     for col in ("name", "backbone", "input", "CLIP", "embed dim", "description"):
         table.add_column(col)
@@ -32,6 +37,8 @@ def info_cmd() -> None:
     for key, value in env.items():
         t.add_row(key, str(value))
     out.print(t)
+    if mismatch is not None:
+        fail(mismatch)
 
 
 def convert_checkpoint_cmd(
