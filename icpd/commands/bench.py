@@ -209,7 +209,7 @@ def bench_cmd(
     from icpd.benchmarks.latency import BenchConfig, run_benchmark
     from icpd.benchmarks.precision import parse_precisions
     from icpd.commands.common import fail, out, preset_callback
-    from icpd.export.model_dir import ModelDirError
+    from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.quantize import Int8ConversionError
 
     try:
@@ -217,8 +217,14 @@ def bench_cmd(
         precisions = parse_precisions(precision)
         if "int8" in precisions and backends.strip() == "auto":
             backends, device = "ort", "cpu"  # INT8 dirs run on ONNX Runtime (CPU) only
+        names = backend_names(backends, device)
+        if model_dir is not None and backends.strip() == "auto" and ModelDir.open(model_dir).runtime_only:
+            from icpd.benchmarks.latency import available_backends
+
+            # no PyTorch weights: ONNX Runtime and TensorRT only
+            names = tuple(n for n in (available_backends() if names == "auto" else names) if not n.startswith("torch"))
         config = BenchConfig(preset=preset, checkpoint=checkpoint, model_dir=model_dir, cache_dir=cache_dir,
-                             backends=backend_names(backends, device), shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
+                             backends=names, shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
                              classes=classes, duration_s=duration, iterations=iterations, warmup_s=warmup,
                              quick=quick, threads=threads, rounds=rounds, precisions=precisions)
         steps = _Steps(enabled=not quiet)

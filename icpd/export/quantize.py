@@ -278,7 +278,7 @@ def convert_model_dir_int8(
     with atomic_dir(out, replace=force) as work:
         feeds = encoder_feeds(src.file("preprocess"), images)
         enc_src, enc = src.file("encoder"), work / src.meta["files"]["encoder"]["name"]
-        for role in ("preprocess", "matcher", "weights"):
+        for role in [r for r in ("preprocess", "matcher", "weights") if r in src.meta["files"]]:  # runtime-only: no weights
             for f in src.role_files(role):
                 shutil.copy2(f, work / f.name)
         meta = json.loads(json.dumps(src.meta))

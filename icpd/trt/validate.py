@@ -171,6 +171,9 @@ def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] 
         import_tensorrt()
         if engine_dir is None:
             raise ValueError("--backends trt needs --engines ENGINE_DIR (build it with `icpd build`)")
+    if md.runtime_only:  # its files were verified above; the reference needs the PyTorch weights
+        raise ValueError(f"--model {md.path} is runtime-only (no model.safetensors): icpd validate compares against "
+                         "PyTorch; validate the full export, or export again without --runtime-only")
     reference = make_backend(md, "torch", "cpu")
     impls: dict[str, Any] = {}
     precisions: dict[str, str] = {}

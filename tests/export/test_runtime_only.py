@@ -144,3 +144,51 @@ def test_cli_export_runtime_only_then_cache_support_and_infer(tiny_model_dir, in
         assert res.exit_code == 2 and _flat(res.output) == f"error: model dir {ro} {REFUSAL}", res.output
     res = _cache_support(ro, inputs, tmp_path / "torch.support", "--backend", "torch")
     assert res.exit_code == 2 and _flat(res.output) == f"error: model dir {ro} {REFUSAL}", res.output
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_cli_export_runtime_only_at_lower_precision(tmp_path, precision):
+    out = tmp_path / precision
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--out", str(out), "--runtime-only",
+                                   "--precision", precision, "--no-validate", "-q"])
+    assert res.exit_code == 0, res.output
+    md = ModelDir.open(out, verify=True)
+    assert md.runtime_only and md.meta["precision"] == precision and "weights" not in md.meta["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [precision]  # the scratch FP32 export is gone
+    assert not (out / "model.safetensors").exists()
+    Predictor.load(out, backend="ort", threads=1)
+
+
+def test_conversions_from_a_runtime_only_dir(runtime_dir, tmp_path):
+    """`icpd build --precision fp16` and `bench --precision int8` convert an FP32 dir: a runtime-only one too."""
+    from icpd.export.fp16 import convert_model_dir_fp16
+    from icpd.export.quantize import DEFAULT_OPTIONS, convert_model_dir_int8
+
+    for md in (convert_model_dir_fp16(runtime_dir, tmp_path / "fp16"),
+               convert_model_dir_int8(runtime_dir, tmp_path / "int8", DEFAULT_OPTIONS)):
+        assert md.runtime_only and not (md.path / "model.safetensors").exists()
+        ModelDir.open(md.path, verify=True)
+
+
+def test_bench_and_stream_run_it_and_validate_says_why_not(runtime_dir, inputs, tmp_path):
+    res = CliRunner().invoke(app, ["bench", "--model", str(runtime_dir), "--quick", "--rounds", "0", "--iterations", "1",
+                                   "--duration", "0", "--warmup", "0", "--shots", "1", "--batch", "2", "--classes", "1",
+                                   "--json", str(tmp_path / "b.json"), "-q"])
+    assert res.exit_code == 0, res.output  # auto: the backends that need no PyTorch weights
+    backends = {r["backend"] for r in json.loads((tmp_path / "b.json").read_text())["results"]}
+    assert backends and not any(b.startswith("torch") for b in backends)
+
+    assert _cache_support(runtime_dir, inputs, tmp_path / "s.support").exit_code == 0
+    video = tmp_path / "v.mkv"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (128, 128))
+    for i in range(3):
+        writer.write(np.random.default_rng(i).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    writer.release()
+    res = CliRunner().invoke(app, ["stream", str(video), "--model", str(runtime_dir), "--support", str(tmp_path / "s.support"),
+                                   "--out", str(tmp_path / "st.mp4"), "--threads", "1", "-q"])
+    assert res.exit_code == 0 and "3 of 3 frame(s) segmented" in _flat(res.output), res.output
+
+    res = CliRunner().invoke(app, ["validate", "--model", str(runtime_dir)])
+    assert res.exit_code == 2 and _flat(res.output) == (
+        f"error: --model {runtime_dir} is runtime-only (no model.safetensors): icpd validate compares against PyTorch; "
+        "validate the full export, or export again without --runtime-only"), res.output
