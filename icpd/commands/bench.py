@@ -206,15 +206,33 @@ def bench_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from icpd.benchmarks.latency import BenchConfig, run_benchmark
+    from icpd.benchmarks.budget import plan_run
     from icpd.benchmarks.precision import parse_precisions
-    from icpd.commands.common import fail, out, preset_callback
-    from icpd.export.model_dir import ModelDir, ModelDirError
-    from icpd.export.quantize import Int8ConversionError
+    from icpd.commands.common import console, fail, out, preset_callback
+    from icpd.commands.torch_check import check_torchvision
 
     try:
         preset_callback(preset)
         precisions = parse_precisions(precision)
+        for text, option in ((shots, "--shots"), (batch, "--batch")):
+            _ints(text, option)
+        if backends.strip() != "auto":  # a list: refused now if wrong, not after the plan ("auto" may import torch)
+            backend_names(backends, device)
+    except (ValueError, typer.BadParameter) as e:
+        fail(e)
+    plan = plan_run(preset, quick, model_dir, checkpoint, cache_dir, precisions)  # before any work: what it will cost
+    if not quiet:
+        for line in plan.lines():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if (refusal := plan.refusal()) is not None:
+        fail(refusal)
+    if (mismatch := check_torchvision()) is not None:  # before the export imports it, deep in a traceback
+        fail(mismatch)
+    from icpd.benchmarks.latency import BenchConfig, run_benchmark
+    from icpd.export.model_dir import ModelDir, ModelDirError
+    from icpd.export.quantize import Int8ConversionError
+
+    try:
         if "int8" in precisions and backends.strip() == "auto":
             backends, device = "ort", "cpu"  # INT8 dirs run on ONNX Runtime (CPU) only
         names = backend_names(backends, device)

@@ -49,6 +49,10 @@ def test_bench_quick_as_a_subprocess_writes_json_and_report(cache_dir, tmp_path)
     assert RANDOM_WEIGHTS_NOTE in text and "## Ratios" in text
     assert (report / "stages.png").stat().st_size > 0 and len(list(report.glob("latency_*.png"))) == 4
     assert RANDOM_WEIGHTS_NOTE in proc.stdout and "ratios" in proc.stdout
+    # before any work: time (with its conditions), memory and disk (issue 20: 11 min, 5.1 GiB, 2.5 GB unannounced)
+    before = proc.stderr[: proc.stderr.index("[1/")]
+    assert before.startswith("icpd bench: preset tiny (--quick). Measured for `icpd bench --quick"), proc.stderr
+    assert "  time: " in before and "peak memory: " in before and f"an earlier export is in {cache_dir}" in before
     # not a terminal: one line per step on stderr, counted, in order (it went 25 min without a line)
     steps = [(int(d), int(t)) for d, t in re.findall(r"^\[(\d+)/(\d+)\] \S", proc.stderr, re.MULTILINE)]
     assert len(steps) >= 4 and len({t for _, t in steps}) == 1, proc.stderr
