@@ -120,11 +120,13 @@ def _palette_indices(path: Path) -> np.ndarray | None:
         return None
     try:
         from PIL import Image
-    except ImportError:
-        raise ImageError(
-            f"label {path} is a palette PNG; reading its palette indices as class ids needs Pillow (pip install "
-            "pillow), or save the label map as a single-channel (grayscale) PNG of class ids"
-        ) from None
+    except ImportError:  # the runtime-only install: 8-bit palette PNGs (icpd infer's labels) read without it
+        from icpd.io.labels import read_palette_png
+
+        try:
+            return read_palette_png(path)
+        except ValueError as e:
+            raise ImageError(f"label {e}, or save the label map as a single-channel PNG of class ids") from None
     with Image.open(path) as im:
         return np.asarray(im)
 

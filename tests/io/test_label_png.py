@@ -47,3 +47,64 @@ def test_palette_png_bytes_are_deterministic_and_refusals(tmp_path: Path):
     with pytest.raises(ValueError, match="label 255 has no colour in a palette of 3; pass one with at least 256 rows"):
         write_label_png(tmp_path / "c.png", _labels(), palette=OVERLAY_PALETTE[:3])
     assert not (tmp_path / "c.png").exists()
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def _filtered_palette_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
+    """A palette PNG whose rows use filters 0, 1, 2, 3, 4 in turn (encoders pick them per row)."""
+    import struct
+    import zlib
+
+    h, w = indices.shape
+    rows, prev = [], np.zeros(w, np.int64)
+    for y in range(h):
+        kind, cur = y % 5, indices[y].astype(np.int64)
+        left = np.concatenate([[0], cur[:-1]])
+        upleft = np.concatenate([[0], prev[:-1]])
+        pred = {0: np.zeros(w, np.int64), 1: left, 2: prev, 3: (left + prev) // 2,
+                4: np.array([_paeth(int(a), int(b), int(c)) for a, b, c in zip(left, prev, upleft)])}[kind]
+        rows.append(bytes([kind]) + ((cur - pred) % 256).astype(np.uint8).tobytes())
+        prev = cur
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + chunk(b"PLTE", palette.tobytes()) + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
+def test_palette_indices_read_without_pillow(tmp_path: Path):
+    """A runtime-only install has no Pillow: icpd reads palette PNGs' indices itself (every row filter),
+    so an infer label PNG still works as a --label there."""
+    from icpd.io.labels import read_palette_png
+
+    labels = np.random.default_rng(0).integers(0, 12, (23, 31), dtype=np.uint8)
+    path = tmp_path / "f.png"
+    path.write_bytes(_filtered_palette_png(labels, OVERLAY_PALETTE))
+    with Image.open(path) as im:  # a valid PNG: Pillow agrees
+        np.testing.assert_array_equal(np.asarray(im), labels)
+    np.testing.assert_array_equal(read_palette_png(path), labels)
+    written = write_label_png(tmp_path / "w.png", labels, palette=OVERLAY_PALETTE)[0]
+    np.testing.assert_array_equal(read_palette_png(written), labels)
+    cv2.imwrite(str(tmp_path / "g.png"), labels)
+    with pytest.raises(ValueError, match="colour type 0, 8-bit"):
+        read_palette_png(tmp_path / "g.png")
+
+
+def test_read_class_mask_of_a_palette_label_without_pillow(tmp_path: Path):
+    import subprocess
+    import sys
+
+    labels = _labels()
+    path = write_label_png(tmp_path / "s_labels.png", labels, palette=OVERLAY_PALETTE)[0]
+    code = ("import sys; sys.modules['PIL'] = None\n"  # as on the runtime-only install
+            "from icpd.io import read_class_mask\n"
+            f"print(int(read_class_mask({str(path)!r}, 2).sum()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == int((labels == 2).sum())
