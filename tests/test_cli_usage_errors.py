@@ -94,3 +94,10 @@ def test_version_prints_the_package_version_without_torch():
     assert res.stdout == f"icpd {version('icpd')}\n"
     assert res.stderr.split() == ["False", "False", "False", "0"]  # nothing heavy imported; exit 0
     assert CliRunner().invoke(app, ["--version"]).stdout == f"icpd {version('icpd')}\n"
+
+
+def test_a_bad_value_refused_inside_a_command_names_its_option_too():
+    """`fail(typer.BadParameter(..., param_hint=...))` from a command's body: the same form, option first."""
+    res = CliRunner().invoke(app, ["bench", "--backends", "tpu"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: --backends: unknown backend 'tpu'; ") and res.stderr.count("\n") == 1

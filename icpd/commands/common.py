@@ -78,6 +78,10 @@ def print_error(err: Exception | str) -> None:
 
 def fail(err: Exception | str) -> NoReturn:
     """Print ``err`` as a one-line user error on stderr and exit with code 2."""
+    if isinstance(err, typer.BadParameter):  # raised by a command itself: the form of click's own (the option first)
+        from icpd.commands.usage_errors import usage_error_line
+
+        err = usage_error_line(err)
     print_error(err)
     raise typer.Exit(code=2)
 
