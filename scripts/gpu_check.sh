@@ -1,169 +1,153 @@
 #!/usr/bin/env bash
-# GPU check for a lent NVIDIA machine (H100/H200 class, 16 cores, no internet, no TensorRT assumed),
-# sized to finish within 4 minutes on a fresh machine. Steps, each under its own time limit:
-#   1. environment: GPU, driver, CUDA, nvcc, torch, onnxruntime, TensorRT (if any)
-#   2. build the rank-prior kernel (nvcc, every arch this nvcc lists) and load it into torch   ~20 s
-#   3. pytest -m gpu (kernel vs CPU reference at paper sizes, FP32/FP16, k = 0, k = all, ties) ~60 s
-#   4. time the kernel against the vectorised PyTorch CUDA rank prior at paper sizes (ratio)  ~20 s
-#   5. ORT CUDA EP vs torch CUDA, encoder + matcher of the tiny export (skipped without the EP) ~90 s
-#   6. TensorRT present: icpd build (sort form) + icpd validate; else skipped with a message  ~60 s
-# Output: one screen of summary on stdout; everything also in $OUT/gpu_check.json ($OUT if set,
-# else ./gpu_check.json). Exit 1 if a step that ran failed; skipped steps do not fail.
+# GPU check for the lent NVIDIA machine (one H100/H200, 16 cores, Python 3.12 `python3` at /opt/torch/.venv
+# with torch 2.11+cu130, nvcc 13.0, onnxruntime (CPU), compute-sanitizer; no TensorRT, no package registry).
+#
+#   bash scripts/gpu_check.sh [--rehearse] [--no-werror]
+#
+# Before: bash scripts/fetch_gpu_wheels.sh fills .gpu-wheels/ (git-ignored; what the image lacks) and the
+# device call carries it (`carry: [".gpu-wheels"]`). Steps, each under its own time limit, the whole
+# within GPU_CHECK_BUDGET_S (default 225 s: finishes in under 4 minutes):
+#   install        pip install --no-deps --no-index: the carried wheels, then the project (editable)
+#   env            nvidia-smi, nvcc, compute-sanitizer, ncu; which carried packages are in use
+#   kernel_build   the rank-prior kernel, built once into $ICPD_CACHE_DIR (every later step reuses it)
+#   ptxas          `ptxas -v` registers / spills / shared memory per arch; the pinned PTX into $OUT
+#   pytest_gpu     pytest -m gpu (kernel vs CPU reference, TensorRT where present) -> $OUT/pytest_gpu.xml
+#   selftest       icpd selftest --device cuda -> $OUT/selftest/selftest.json
+#   sanitize_*     compute-sanitizer memcheck, racecheck, synccheck, initcheck on the kernel at Ns = 300, 4096
+#   kernel_time    kernel vs the PyTorch top-k rank prior at paper sizes
+#   torch_paper    torch on CUDA, paper preset (seeded): FP32, FP16 autocast (rank prior FP32), CUDA graphs vs CPU
+# Results are written as each step ends: $OUT/gpu_check.json (+ .junit.xml), $OUT/gpu_check.log,
+# $OUT/selftest/, $OUT/ndcg_prior.ptx; a run cut short still returns what it did. Exit 1 if a step
+# that ran failed; skipped steps do not fail. No step reads standard input.
+#
+# --rehearse: the same script on a machine without a GPU (CI): a fresh venv (--system-site-packages:
+# the image's preinstalled stack stands in for /opt/torch/.venv's; the carried wheels and the project
+# go into the venv with --no-index and must be the copies in use), selftest on --device cpu; only the
+# steps that need a GPU are skipped. --no-werror: build the kernel without -Werror (ICPD_NVCC_WERROR=0),
+# for a host compiler that warns inside CUDA's headers.
 set -uo pipefail
+exec </dev/null  # nothing may wait on standard input
 cd "$(dirname "$0")/.."
+REHEARSE=0
+for arg in "$@"; do
+  case $arg in
+    --rehearse) REHEARSE=1 ;;
+    --no-werror) export ICPD_NVCC_WERROR=0 ;;
+    *) echo "usage: $0 [--rehearse] [--no-werror]" >&2; exit 2 ;;
+  esac
+done
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET_S:-230}  # seconds; 4 minutes minus the summary
-DEST="${OUT:-.}"; mkdir -p "$DEST"
+BUDGET=${GPU_CHECK_BUDGET_S:-225}
+WHEELS=${GPU_WHEELS:-.gpu-wheels}
+DEST="${OUT:-$PWD/gpu-check-out}"; mkdir -p "$DEST"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
-export ICPD_CACHE_DIR="$WORK/cache" PYTHONUNBUFFERED=1
+export ICPD_CACHE_DIR="${ICPD_CACHE_DIR:-$WORK/cache}" PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 LOG="$DEST/gpu_check.log"; : > "$LOG"
-declare -A STATUS SECONDS_TAKEN
+SUMMARY="$DEST/gpu_check.json"; rm -f "$SUMMARY"
+PY=python3
+# the packages the device image lacks: each must come from a carried wheel (see fetch_gpu_wheels.sh)
+CARRIED_MODULES="open_clip ftfy wcwidth onnxconverter_common"
+FAILED=0
 
-step() {  # step NAME LIMIT_S COMMAND...: run, record pass/fail/skip (exit 77 = skip) and time
+step() {  # step NAME LIMIT_S COMMAND...: run it, log it, record pass/fail/skip (exit 77)/timeout
   local name=$1 limit=$2; shift 2
-  local t0=$(date +%s)
-  local left=$(( BUDGET - (t0 - START) ))  # the whole check stays within BUDGET seconds
-  echo "== $name" >> "$LOG"
-  if (( left < 10 )); then
-    echo "skip: the ${BUDGET} s budget is spent" >> "$LOG"; STATUS[$name]=budget; SECONDS_TAKEN[$name]=0; cat > /dev/null
-    return
+  local t0; t0=$(date +%s)
+  local left=$(( BUDGET - (t0 - START) ))
+  echo "== $name ($(date -u +%T))" >> "$LOG"
+  if (( left < 5 )); then
+    echo "budget: ${BUDGET} s spent" > "$WORK/$name.out"; echo "skip: the ${BUDGET} s budget is spent" >> "$LOG"
+    python3 scripts/gpu_check.py record "$SUMMARY" "$name" budget 0 "$WORK/$name.out"; return
   fi
-  timeout "$(( limit < left ? limit : left ))" "$@" >> "$LOG" 2>&1
+  timeout -k 5 "$(( limit < left ? limit : left ))" "$@" > "$WORK/$name.out" 2>&1
   local rc=$?
-  SECONDS_TAKEN[$name]=$(( $(date +%s) - t0 ))
-  case $rc in 0) STATUS[$name]=pass ;; 77) STATUS[$name]=skip ;; 124) STATUS[$name]=timeout ;; *) STATUS[$name]=fail ;; esac
+  cat "$WORK/$name.out" >> "$LOG"
+  local status
+  case $rc in 0) status=pass ;; 77) status=skip ;; 124|137) status=timeout ;; *) status=fail ;; esac
+  [[ $status == fail || $status == timeout ]] && FAILED=1
+  local details="$WORK/$name.json"; [ -f "$details" ] || { tail -c 4000 "$WORK/$name.out" > "$WORK/$name.tail"; details="$WORK/$name.tail"; }
+  python3 scripts/gpu_check.py record "$SUMMARY" "$name" "$status" "$(( $(date +%s) - t0 ))" "$details"
+  printf '  %-18s %-8s %4ss\n' "$name" "$status" "$(( $(date +%s) - t0 ))"
+}
+need_gpu() { (( REHEARSE )) && { echo "skip: --rehearse (no GPU)"; exit 77; }; command -v nvidia-smi > /dev/null || { echo "skip: no nvidia-smi"; exit 77; }; }
+need_nvcc() { command -v nvcc > /dev/null || { echo "skip: no nvcc on PATH"; exit 77; }; }
+export -f need_gpu need_nvcc; export REHEARSE
+
+install() {  # the carried wheels, then the project, into $PY's environment; never from an index
+  local wheels=("$WHEELS"/*.whl)
+  [ -e "${wheels[0]}" ] || { echo "no wheels in $WHEELS: run scripts/fetch_gpu_wheels.sh here and carry $WHEELS"; return 1; }
+  "${PIP[@]}" install -q --no-deps --no-index --no-compile --ignore-installed "${wheels[@]}" || return 1
+  "${PIP[@]}" install -q --no-deps --no-index --no-build-isolation --ignore-installed -e . || return 1
+  # every module the device image lacks must be the carried copy (in the venv when rehearsing)
+  "$PY" - "$CARRIED_MODULES" "$REHEARSE" <<'PY'
+import importlib, json, sys, sysconfig
+site = sysconfig.get_paths()["purelib"]
+where = {m: importlib.import_module(m).__file__ for m in sys.argv[1].split()}
+print(json.dumps(where, indent=1))
+stray = {m: f for m, f in where.items() if sys.argv[2] == "1" and not f.startswith(site)}
+sys.exit(f"not the carried copies: {stray}" if stray else 0)
+PY
 }
 
-step env 20 python - "$WORK/env.json" <<'PY'
-import json, subprocess, sys, importlib.util
-def run(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception as e:  # noqa: BLE001
-        return f"unavailable ({e})"
-import torch, onnxruntime
-env = {"gpu": run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]),
-       "nvcc": run(["nvcc", "--version"]).splitlines()[-1:] , "torch": torch.__version__,
-       "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
-       "onnxruntime": onnxruntime.__version__, "ort_providers": onnxruntime.get_available_providers(),
-       "tensorrt": None}
-if importlib.util.find_spec("tensorrt"):
-    try:
-        import tensorrt
-        env["tensorrt"] = tensorrt.__version__
-    except Exception as e:  # noqa: BLE001
-        env["tensorrt"] = f"not importable: {e}"
-json.dump(env, open(sys.argv[1], "w"), indent=1)
-print(json.dumps(env, indent=1))
-sys.exit(0 if env["cuda_available"] else 1)
-PY
+echo "gpu_check: $( (( REHEARSE )) && echo "rehearsal (CPU)" || echo "device") run, results in $DEST"
+PIP=("$PY" -m pip)
+if (( REHEARSE )); then
+  # no pip or setuptools of its own (ensurepip's old setuptools would shadow the system's, which builds
+  # the editable install): the system's pip installs into it (pip --python)
+  step venv 60 python3 -m venv --system-site-packages --without-pip "$WORK/venv"
+  PY="$WORK/venv/bin/python"
+  PIP=(python3 -m pip --python "$PY")
+fi
+export PY WHEELS CARRIED_MODULES
+step install 90 bash -c "PIP=(${PIP[*]}); $(declare -f install); install"
+ICPD=("$PY" -m icpd.cli)
 
-step kernel_build 90 python -c "
-from icpd.kernels.cuda_op import ensure_cuda_op
-op = ensure_cuda_op(); print('built', op)"
+step env 20 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader || true
+  nvcc --version | tail -2; compute-sanitizer --version | head -1 || true; command -v ncu || echo "no ncu"
+  '"$PY"' -c "import torch, onnxruntime; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available()); print(\"onnxruntime\", onnxruntime.__version__, onnxruntime.get_available_providers())"'
 
-step pytest_gpu 120 python -m pytest -q -m gpu -p no:cacheprovider tests/kernels tests/trt tests/benchmarks \
-  --junitxml="$WORK/pytest_gpu.xml"
+# every arch on the device; one when rehearsing (CI's compile_checks.sh already builds them all)
+if (( REHEARSE )); then ARCHS="sm_90"; else ARCHS="sm_75 sm_80 sm_86 sm_87 sm_89 sm_90 sm_100 sm_110 sm_120"; fi
+export ARCHS
+step kernel_build 120 bash -c 'need_nvcc && exec "$0" "$@"' "$PY" -c "
+import os
+from icpd.kernels import build
+from icpd.kernels.cuda_op import default_cache_dir
+kb = build.compile_kernel(default_cache_dir(), archs=os.environ['ARCHS'].split())
+print('built', kb.library, kb.cubin_archs, kb.ptx_arch, kb.skipped)"
 
-step kernel_vs_torch 60 python - "$WORK/kernel.json" <<'PY'
-"""The CUDA kernel vs the vectorised PyTorch CUDA rank prior (topk path) at paper sizes: median ms, ratio."""
-import json, sys, torch
-from icpd.kernels.cuda_op import ensure_cuda_op
-from icpd.model.rank_prior import ndcg_prior, distances
-ensure_cuda_op()
-def median_ms(fn, reps=30):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record(); fn(); b.record(); torch.cuda.synchronize(); times.append(a.elapsed_time(b))
-    return sorted(times)[len(times) // 2]
-res = {}
-g = torch.Generator(device="cuda").manual_seed(0)
-for name, (n, nq, ns, c) in {"layer2 32x32 C512 5-shot": (5, 1024, 1024, 512), "layer3 16x16 C1024 5-shot": (5, 256, 256, 1024),
-                              "clip 16x16 C768 5-shot": (5, 256, 256, 768)}.items():
-    q = torch.randn(n, nq, c, device="cuda", generator=g); s = torch.randn(n, ns, c, device="cuda", generator=g)
-    r = (torch.rand(n, ns, device="cuda", generator=g) < 0.2).float()
-    kernel = median_ms(lambda: torch.ops.icpd.ndcg_prior(q, s, r))
-    torch_ = median_ms(lambda: ndcg_prior(distances(q, s), r > 0))
-    diff = (torch.ops.icpd.ndcg_prior(q, s, r) - ndcg_prior(distances(q, s), r > 0)).abs().max().item()
-    res[name] = {"kernel_ms": kernel, "torch_ms": torch_, "torch_over_kernel": torch_ / kernel, "max_abs_diff": diff}
-    print(name, res[name])
-json.dump(res, open(sys.argv[1], "w"), indent=1)
-PY
+step ptxas 60 bash -c 'need_nvcc
+gencode=(); for a in $(nvcc --list-gpu-code); do [[ " $ARCHS " == *" $a "* ]] && gencode+=(-gencode=arch=compute_${a#sm_},code=$a); done
+nvcc -std=c++17 -O3 -Xptxas -v "${gencode[@]}" -c icpd/kernels/ndcg_prior.cu -o '"$WORK"'/ptxas.o > '"$WORK"'/ptxas.log 2>&1 || { cat '"$WORK"'/ptxas.log; exit 1; }
+'"$PY"' scripts/gpu_check.py ptxas '"$WORK"'/ptxas.log '"$WORK"'/ptxas.json &&
+'"$PY"' -c "from icpd.kernels import build; from icpd.kernels.cuda_op import default_cache_dir; open(\"'"$DEST"'/ndcg_prior.ptx\", \"w\").write(build.ptx_for(\"compute_75\", default_cache_dir()))"'
 
-step ort_cuda_vs_torch 150 python - "$WORK/ort.json" <<'PY'
-"""ONNX Runtime CUDA EP vs torch CUDA on the tiny export: encoder and matcher (topk form), interleaved medians."""
-import json, sys, time, statistics, torch, onnxruntime as ort
-if "CUDAExecutionProvider" not in ort.get_available_providers():
-    print("skip: onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"); sys.exit(77)
-from pathlib import Path
-from icpd.model.checkpoint import seeded_model
-from icpd.export.onnx import export_model, example_images, example_support_masks, matcher_inputs
-from icpd.export.ort_session import ort_session
-from icpd.export.wrappers import MatcherGraph, encoder_output_names, matcher_input_names
-out = Path(sys.argv[1]).with_name("tiny")
-model = seeded_model("tiny", seed=0).eval()
-export_model(model, out, validate=False)
-p = model.preset
-images = example_images(1, p.image_size, 1)
-emb = torch.randn(p.num_classes, p.embed_dim)
-args = matcher_inputs(model, images, example_images(5, p.image_size, 2), example_support_masks(5, p.image_size, 3), emb)
-names = matcher_input_names(p, p.fusion_weight > 0)
-enc, mat = ort_session(out / "encoder.onnx", device="cuda"), ort_session(out / "matcher.onnx", device="cuda")
-cuda = model.cuda()
-matcher = MatcherGraph(cuda, all_outputs=True, rank="topk")
-img_cuda, args_cuda = images.cuda(), [a.cuda() for a in args]
-feeds = {n: a.numpy() for n, a in zip(names, args)}
-runs = {"encoder ort": lambda: enc.run(None, {"images": images.numpy()}),
-        "encoder torch": lambda: cuda.encode_unchecked(img_cuda),
-        "matcher ort": lambda: mat.run(None, feeds), "matcher torch": lambda: matcher(*args_cuda)}
-times = {k: [] for k in runs}
-with torch.no_grad():
-    for r in range(12):
-        for k in (runs if r % 2 == 0 else list(runs)[::-1]):
-            t = time.perf_counter(); runs[k](); torch.cuda.synchronize(); times[k].append(time.perf_counter() - t)
-res = {k: statistics.median(v[2:]) * 1e3 for k, v in times.items()}
-res["encoder torch/ort"] = res["encoder torch"] / res["encoder ort"]
-res["matcher torch/ort"] = res["matcher torch"] / res["matcher ort"]
-print(res); json.dump(res, open(sys.argv[1], "w"), indent=1)
-PY
+step pytest_gpu 100 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/kernels tests/trt --junitxml="$DEST/pytest_gpu.xml"
 
-step tensorrt_build_validate 150 bash -c '
-python -c "import tensorrt" 2>/dev/null || { echo "skip: TensorRT is not installed on this machine"; exit 77; }
-python -c "from icpd.model.checkpoint import seeded_model; from icpd.export.onnx import export_model; export_model(seeded_model(\"tiny\", seed=0), \"'"$WORK"'/sort\", rank_prior=\"sort\", validate=False)" &&
-python -m icpd.cli check-trt "'"$WORK"'/sort" &&
-python -m icpd.cli build --model "'"$WORK"'/sort" --out "'"$WORK"'/engines" --precision fp16 &&
-python -m icpd.cli validate --model "'"$WORK"'/sort" --engines "'"$WORK"'/engines" --backends torch,trt --runs 2 --json "'"$WORK"'/validate.json"'
+if (( REHEARSE )) && [ "${GPU_CHECK_REHEARSE_FULL:-0}" != 1 ]; then
+  # CI: the export-dependent CPU steps (export, ort_vs_torch_cpu, latency) take minutes on a loaded
+  # 2-core runner and pytest runs them in the same job (tests/selftest); GPU_CHECK_REHEARSE_FULL=1 runs them
+  SELFTEST=(--device cpu --only environment,rank_prior_cpu,kernel_coverage,kernel_cuda,torch_cuda,trt_sort,trt_plugin)
+elif (( REHEARSE )); then SELFTEST=(--device cpu); else SELFTEST=(--device cuda); fi
+step selftest 150 "${ICPD[@]}" selftest "${SELFTEST[@]}" --out "$DEST/selftest"
 
-python - "$WORK" "$DEST/gpu_check.json" "$(( $(date +%s) - START ))" \
-  "$(for k in "${!STATUS[@]}"; do echo "$k=${STATUS[$k]}:${SECONDS_TAKEN[$k]}"; done)" <<'PY'
+step sanitize_build 60 bash -c "need_nvcc && nvcc -std=c++17 -O2 -lineinfo -Werror all-warnings -Xcompiler -Wall,-Wextra \
+  $( (( REHEARSE )) && echo -arch=sm_90 || echo -arch=native ) -I icpd/kernels/plugin scripts/ndcg_sanitize.cu \
+  icpd/kernels/ndcg_prior.cu -o $WORK/ndcg_sanitize"
+for tool in memcheck racecheck synccheck initcheck; do
+  for ns in 300 4096; do
+    step "sanitize_${tool}_${ns}" 40 bash -c "need_gpu && [ -x $WORK/ndcg_sanitize ] || { echo 'skip: no sanitizer driver'; exit 77; }
+      compute-sanitizer --tool $tool --error-exitcode 3 $WORK/ndcg_sanitize $ns 64 $( [ $tool = racecheck ] && echo 4 || echo 16 )"
+  done
+done
+
+step kernel_time 60 bash -c "need_gpu && $PY scripts/gpu_check.py kernel-vs-torch $WORK/kernel_time.json"
+step torch_paper 120 bash -c "need_gpu && $PY scripts/gpu_check.py torch-paper $WORK/torch_paper.json"
+
+python3 - "$SUMMARY" "$(( $(date +%s) - START ))" "$REHEARSE" <<'PY'
 import json, sys
-from pathlib import Path
-work, dest, total, steps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
-summary = {"total_seconds": total, "steps": {}}
-for item in steps:
-    name, rest = item.split("=", 1); status, secs = rest.split(":")
-    summary["steps"][name] = {"status": status, "seconds": int(secs)}
-for key, name in (("env", "env.json"), ("kernel_vs_torch", "kernel.json"), ("ort_cuda_vs_torch", "ort.json"),
-                  ("validate", "validate.json")):
-    if (work / name).is_file():
-        summary[key] = json.loads((work / name).read_text())
-Path(dest).write_text(json.dumps(summary, indent=1))
-env = summary.get("env", {})
-print(f"GPU check: {env.get('gpu', '?')} | torch {env.get('torch')} (CUDA {env.get('torch_cuda')}) | "
-      f"onnxruntime {env.get('onnxruntime')} | TensorRT {env.get('tensorrt') or 'absent'} | {total} s")
-order = ["env", "kernel_build", "pytest_gpu", "kernel_vs_torch", "ort_cuda_vs_torch", "tensorrt_build_validate"]
-for name in order:
-    s = summary["steps"].get(name, {"status": "not run", "seconds": 0})
-    print(f"  {name:<24} {s['status']:<8} {s['seconds']:>4} s")
-for case, r in summary.get("kernel_vs_torch", {}).items():
-    print(f"  kernel {case:<28} {r['kernel_ms']:.3f} ms, torch {r['torch_ms']:.3f} ms: {r['torch_over_kernel']:.1f}x, "
-          f"max |diff| {r['max_abs_diff']:.1e}")
-if "ort_cuda_vs_torch" in summary:
-    print(f"  ORT CUDA vs torch CUDA: {summary['ort_cuda_vs_torch']}")
-print(f"  details: {dest} and the log beside it")
-sys.exit(1 if any(s["status"] in ("fail", "timeout") for s in summary["steps"].values()) else 0)
+doc = json.load(open(sys.argv[1]))
+doc.update(total_seconds=int(sys.argv[2]), rehearsal=sys.argv[3] == "1")
+json.dump(doc, open(sys.argv[1], "w"), indent=1)
+print(f"gpu_check: {len(doc['steps'])} steps in {doc['total_seconds']} s; failed: {', '.join(doc['failed']) or 'none'}")
 PY
+exit $FAILED
