@@ -50,7 +50,8 @@ def stream_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def _free_bytes(folder: Path) -> int | None:
-    """Free space for this user in ``folder`` (or its nearest existing ancestor); None where unknown."""
+    """Free space in ``folder`` (or its nearest existing ancestor) for any user: root's reserved blocks
+    are left aside, so a run as root stops where a user's would. None where unknown."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:

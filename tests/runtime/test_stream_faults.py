@@ -267,11 +267,11 @@ class FailingOutputs(StreamOutputs):
 
 @pytest.mark.parametrize("kind", ["disk", "internal"])
 def test_an_output_failure_stops_every_stage_promptly(model, predictor, tmp_path, monkeypatch, kind):
-    """The output stage fails at frame 2 of 400: inference and capture stop (no stage waits on a
+    """The output stage fails at frame 2 of 120: inference and capture stop (no stage waits on a
     queue whose other end is gone), every thread is joined, the two frames written stay in a
     playable video, the JSONL and the summary. In the CLI, a user's disk is one line (exit 2); an
     internal error keeps its traceback (exit 1)."""
-    source = _video(tmp_path / "long.avi", 400)
+    source = _video(tmp_path / "long.avi", 120)
     jsonl = stream_paths(tmp_path / "api.mp4")["jsonl"]
     error = (OutputPathError(errno.ENOSPC, "No space left on device", str(jsonl)) if kind == "disk"
              else RuntimeError("encoder exploded"))
