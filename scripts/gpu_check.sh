@@ -106,13 +106,15 @@ step env 20 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,com
   '"$PY"' -c "import torch, onnxruntime; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available()); print(\"onnxruntime\", onnxruntime.__version__, onnxruntime.get_available_providers())"'
 
 # every arch on the device; one when rehearsing (CI's compile_checks.sh already builds them all)
-if (( REHEARSE )); then ARCHS="sm_90"; else ARCHS="sm_75 sm_80 sm_86 sm_87 sm_89 sm_90 sm_100 sm_110 sm_120"; fi
+# (the device's build is compile_kernel's default, the very one ensure_cuda_op then finds in the cache)
+if (( REHEARSE )); then ARCHS="sm_90"; else ARCHS=$("$PY" -c "from icpd.kernels.build import CUBIN_ARCHS; print(*CUBIN_ARCHS)"); fi
 export ARCHS
 step kernel_build 120 bash -c 'need_nvcc && exec "$0" "$@"' "$PY" -c "
 import os
 from icpd.kernels import build
 from icpd.kernels.cuda_op import default_cache_dir
-kb = build.compile_kernel(default_cache_dir(), archs=os.environ['ARCHS'].split())
+archs = tuple(os.environ['ARCHS'].split())
+kb = build.compile_kernel(default_cache_dir(), **({} if archs == build.CUBIN_ARCHS else {'archs': archs}))
 print('built', kb.library, kb.cubin_archs, kb.ptx_arch, kb.skipped)"
 
 step ptxas 60 bash -c 'need_nvcc

@@ -42,10 +42,20 @@ def ndcg_prior_reference(q: torch.Tensor, s: torch.Tensor, rel: torch.Tensor) ->
     return torch.where(k[:, None] > 0, dcg / idcg.clamp_min(1e-30), torch.zeros_like(dcg))
 
 
+def kernel_cache_dir(tmp_path_factory):
+    """$ICPD_CACHE_DIR's kernel cache when set (scripts/gpu_check.sh builds the kernel once there for
+    every step), else a fresh folder."""
+    import os
+
+    from icpd.kernels.cuda_op import default_cache_dir
+
+    return default_cache_dir() if os.environ.get("ICPD_CACHE_DIR") else tmp_path_factory.mktemp("kernel_cache")
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     try:
-        kernel_build = build.compile_kernel(tmp_path_factory.mktemp("kernel_cache"))
+        kernel_build = build.compile_kernel(kernel_cache_dir(tmp_path_factory))
     except build.NvccNotFoundError as err:
         pytest.skip(str(err))
     lib = ctypes.CDLL(str(kernel_build.library))

@@ -6,12 +6,22 @@ import pytest
 import torch
 
 
+@pytest.fixture()
+def kernel_cache(tmp_path):
+    """$ICPD_CACHE_DIR's kernel cache when set (scripts/gpu_check.sh builds the kernel there once), else tmp_path."""
+    import os
+
+    from icpd.kernels.cuda_op import default_cache_dir
+
+    return default_cache_dir() if os.environ.get("ICPD_CACHE_DIR") else tmp_path
+
+
 @pytest.mark.gpu
-def test_cuda_op_matches_the_cpu_reference(tmp_path):
+def test_cuda_op_matches_the_cpu_reference(kernel_cache):
     from icpd.kernels.cuda_op import ensure_cuda_op
     from icpd.model.rank_prior import ndcg_prior_op
 
-    ensure_cuda_op(tmp_path)
+    ensure_cuda_op(kernel_cache)
     g = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float16):
         q = torch.randint(-3, 4, (2, 256, 64), generator=g).to(dtype)
@@ -23,11 +33,11 @@ def test_cuda_op_matches_the_cpu_reference(tmp_path):
 
 
 @pytest.mark.gpu
-def test_cuda_op_falls_back_beyond_the_kernel_limit(tmp_path):
+def test_cuda_op_falls_back_beyond_the_kernel_limit(kernel_cache):
     from icpd.kernels.cuda_op import ensure_cuda_op
     from icpd.model.rank_prior import ndcg_prior_op
 
-    ensure_cuda_op(tmp_path)
+    ensure_cuda_op(kernel_cache)
     g = torch.Generator().manual_seed(1)
     q, s = torch.randint(-3, 4, (1, 8, 4), generator=g).float(), torch.randint(-3, 4, (1, 5000, 4), generator=g).float()
     r = (torch.rand(1, 5000, generator=g) < 0.3).float()
