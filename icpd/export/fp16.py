@@ -1,16 +1,19 @@
 """FP16 model directories: the exported ONNX graphs rewritten in mixed precision for TensorRT.
 
-TensorRT 11 builds only strongly typed networks, so an FP16 engine comes from an ONNX graph that
-is itself FP16 (FP16 initialisers, Casts at the precision boundaries). This module writes such a
-model dir from an FP32 one:
+``icpd build`` makes every network strongly typed (TensorRT 11 knows no other kind; 10.x has the
+flag since 10.0), so an FP16 engine comes from an ONNX graph that is itself FP16 (FP16
+initialisers, Casts at the precision boundaries), on 10.x and 11.x alike. This module writes such
+a model dir from an FP32 one:
 
 - ``encoder.onnx`` and ``matcher.onnx`` become mixed precision; ``preprocess.onnx`` (uint8 in,
   a resize and a normalisation) is copied unchanged.
 - FP32 is kept for the numerically sensitive parts (:data:`FP32_OPS`): LayerNorm and softmax
   (the known FP16 failure of ViT encoders), reductions and norms (sums over thousands of
   values), InstanceNorm/GroupNorm, the rank prior (``NdcgPrior`` node, or the Scan of TopKs the
-  standard form decomposes into: distance ties must break the same way as in FP32) and the
-  last compute layer in front of every graph output (the final logits).
+  standard form decomposes into, with the distance chain back to the Gram MatMul: distance ties
+  must break the same way as in FP32) and the last compute layer in front of every graph output
+  (the final logits). No FP32 value crosses into another FP32 node rounded to FP16
+  (:func:`drop_fp16_round_trips`).
 - Graph inputs and outputs stay FP32 (Casts at the boundary), so support caches, feeds and
   every consumer of the outputs are the same as for the FP32 model dir.
 

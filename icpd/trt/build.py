@@ -225,7 +225,10 @@ class TimingCache:
 
     def attach(self, config: Any) -> None:
         """Give ``config`` a cache made from the current blob (a fresh one if TensorRT refuses it)."""
-        cache = config.create_timing_cache(self.blob)
+        try:
+            cache = config.create_timing_cache(self.blob)
+        except (RuntimeError, TypeError, ValueError):  # a blob this TensorRT cannot read at all
+            cache = None
         if cache is None or not config.set_timing_cache(cache, False):
             if self.blob:
                 self.report(f"timing cache {self.path}: made on another GPU or TensorRT; starting a fresh one")
