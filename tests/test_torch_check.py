@@ -89,3 +89,12 @@ def test_bench_says_it_before_any_work(broken_env: dict[str, str], tmp_path: Pat
 def test_any_command_importing_torchvision_gives_the_same_line(broken_env: dict[str, str], tmp_path: Path) -> None:
     proc = _icpd("export", "--preset", "tiny", "--out", str(tmp_path / "m"), env=broken_env)
     _assert_one_line(proc)
+
+
+def test_bench_of_a_model_dir_on_onnx_runtime_needs_no_torchvision(broken_env: dict[str, str], tiny_model_dir) -> None:
+    """Timing an exported dir on ONNX Runtime imports neither torch nor torchvision (its memory
+    figures stay those of the runtime), so a broken torchvision does not stop it."""
+    proc = _icpd("bench", "--model", str(tiny_model_dir), "--backends", "ort", "--shots", "1", "--batch", "1",
+                 "--classes", "1", "--rounds", "2", "-q", env=broken_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "wall time" in proc.stdout and "error:" not in proc.stderr

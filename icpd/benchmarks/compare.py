@@ -182,13 +182,12 @@ def _parts(key: ResultKey) -> dict[str, str]:
 
 def table_names(keys: list[ResultKey]) -> tuple[str, list[tuple[str, str]]]:
     """What the 80-column table writes for each key: the parts shared by every key once (returned
-    first, e.g. ``"ort-cpu fp32"``), then per key its group (the other varying parts but the stage)
-    and its row name (the stage when stages vary, else the varying parts), each whole."""
+    first, e.g. ``"ort-cpu fp32 b1-s5-c1"``), then per key its group (the varying parts but the
+    stage, e.g. ``"uncached torch-cpu"``; "" when only stages vary) and its row name, the stage
+    (at most 16 characters: a group line is as wide as the table, a row name never is cut)."""
     parts = [_parts(k) for k in keys]
     varying = [f for f in _KEY_PARTS if len({p[f] for p in parts}) > 1]
     common = " ".join(parts[0][f] for f in _KEY_PARTS if f not in varying) if parts else ""
-    if "stage" not in varying:
-        return common, [("", " ".join(p[f] for f in varying) or p["stage"]) for p in parts]
     return common, [(" ".join(p[f] for f in varying if f != "stage"), p["stage"]) for p in parts]
 
 
@@ -214,7 +213,7 @@ def render_table(result: CompareResult) -> RenderableType:
     rows: list[tuple[str, list[str], Text]] = []  # (group, cells without status, status)
     for pair, (grp, name) in zip(result.pairs, names):
         v = pair.verdict
-        word = _STATUS_WORDS[v.status] + (" (ratio only)" if v.ratio_only else "")
+        word = _STATUS_WORDS[v.status] + (" (ratio)" if v.ratio_only else "")
         cells = [("  " if grp else "") + name, _ms(v.baseline_median), _ms(v.candidate_median), f"{v.ratio:.3f}",
                  f"{v.ci_low:.2f}-{v.ci_high:.2f}", f"{v.p_value:.2g}", *([f"{v.n_baseline}/{v.n_candidate}"] if n_col else [])]
         rows.append((grp, cells, Text(word, style=_STATUS_STYLE[v.status])))
@@ -226,6 +225,7 @@ def render_table(result: CompareResult) -> RenderableType:
     groups: dict[str, list[tuple[list[str], Text]]] = {}
     for grp, cells, status in rows:
         groups.setdefault(grp, []).append((cells, status))
+
     def table(title: str | None, header: bool) -> Table:
         t = Table(title=title, title_justify="left", title_style="bold", show_header=header, box=box.SIMPLE_HEAD,
                   show_edge=False, padding=(0, 0, 0, 1))
@@ -243,7 +243,9 @@ def render_table(result: CompareResult) -> RenderableType:
             t.add_row(*cells, status)
         parts.append(t)
     parts.append(Text("ms: medians; ratio = candidate / baseline median (CI: 95% bootstrap); p: one-sided "
-                      "Mann-Whitney U, candidate slower" + ("; n: samples baseline/candidate" if n_col else ""),
+                      "Mann-Whitney U, candidate slower" + ("; n: samples baseline/candidate" if n_col else "")
+                      + ("; (ratio): judged by the median ratio alone, too few samples for the rank test"
+                         if any(p.verdict.ratio_only for p in result.pairs) else ""),
                       style="dim"))
     return Group(*parts)
 

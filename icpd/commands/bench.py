@@ -216,8 +216,8 @@ def bench_cmd(
         precisions = parse_precisions(precision)
         for text, option in ((shots, "--shots"), (batch, "--batch")):
             _ints(text, option)
-        if backends.strip() != "auto":  # a list: refused now if wrong, not after the plan ("auto" may import torch)
-            backend_names(backends, device)
+        # a list is refused now if wrong, not after the plan ("auto" may import torch)
+        listed = () if backends.strip() == "auto" else backend_names(backends, device)
     except (ValueError, typer.BadParameter) as e:
         fail(e)
     plan = plan_run(preset, quick, model_dir, checkpoint, cache_dir, precisions)  # before any work: what it will cost
@@ -226,7 +226,10 @@ def bench_cmd(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     if (refusal := plan.refusal()) is not None:
         fail(refusal)
-    if (mismatch := check_torchvision()) is not None:  # before the export imports it, deep in a traceback
+    # before the export or the torch backend imports it, deep in a traceback (an ONNX Runtime run of a
+    # model dir imports no torch: its memory figures stay lean)
+    uses_torch = model_dir is None or not listed or any(n.startswith(("torch", "trt")) for n in listed)
+    if uses_torch and (mismatch := check_torchvision()) is not None:
         fail(mismatch)
     from icpd.benchmarks.latency import BenchConfig, run_benchmark
     from icpd.export.model_dir import ModelDir, ModelDirError

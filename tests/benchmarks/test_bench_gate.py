@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from icpd.benchmarks.compare import compare, exit_code, verdict_line
+from icpd.benchmarks.compare import compare, exit_code, to_junit_xml, verdict_line
 from icpd.benchmarks.schema import dump, make_document, make_result
 from icpd.benchmarks.stats import (
     Status,
@@ -120,7 +121,7 @@ def test_compare_refuses_or_says_ratio_only(tmp_path: Path) -> None:
     res = runner.invoke(app, ["bench", "compare", str(base), str(cand), "--allow-ratio-only"])
     assert res.exit_code == 1, res.output
     assert "RATIO ONLY for 1 of 1 result(s): 3/3 samples cannot reach p < 0.01, 5 per side can" in res.output
-    assert "(ratio only)" in res.output  # the table's status
+    assert "regression (ratio)" in res.output and "(ratio): judged by the median ratio alone" in res.output
     same, _ = _docs(tmp_path, 3, 1.0)
     res = runner.invoke(app, ["bench", "compare", str(base), str(same), "--allow-ratio-only"])
     assert res.exit_code == 0 and "no regression beyond the tolerance; RATIO ONLY" in res.output, res.output
@@ -129,7 +130,7 @@ def test_compare_refuses_or_says_ratio_only(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "1 significant regression(s)" in res.output and "RATIO ONLY" not in res.output
 
 
-def test_compare_lists_every_short_pair() -> None:
+def test_compare_lists_every_short_pair(tmp_path: Path) -> None:
     def doc(n: int, s: float) -> dict:
         return make_document([make_result(scenario=sc, backend="ort-cpu", precision="fp32", stage="end_to_end", batch=1,
                                           shots=1, classes=1, samples_ms=[s * (10 + i) for i in range(n)])
@@ -139,6 +140,8 @@ def test_compare_lists_every_short_pair() -> None:
     res = compare(doc(4, 1.0), doc(4, 3.0), allow_ratio_only=True)
     assert exit_code(res) == 1 and all(p.verdict.ratio_only for p in res.pairs)
     assert verdict_line(res).startswith("2 regression(s): a/ort-cpu/fp32/end_to_end/b1-s1-c1 (x3.00, ratio only)")
+    failures = ET.parse(to_junit_xml(res, tmp_path / "j.xml")).getroot().iter("failure")
+    assert [f.get("type") for f in failures] == ["regression (ratio only)"] * 2
 
 
 def test_bench_ab_refuses_too_few_rounds_before_timing(tmp_path: Path) -> None:
