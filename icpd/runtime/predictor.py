@@ -37,6 +37,7 @@ from icpd.runtime.support_encoding import encode_support
 from icpd.runtime.validation import (
     DuplicateClassError,
     InputError,
+    check_class_name,
     check_shots,
     check_threads,
     check_threshold,
@@ -167,6 +168,7 @@ class Predictor:
                 f"support set {support.class_name!r} was made with model {support.fingerprint[:12]}..., not "
                 f"{self.fingerprint[:12]}...; recreate it with `icpd cache-support --model {self.model_dir.path}`"
             )
+        check_class_name(support.class_name)  # a SupportSet made by hand: the rule encode_support applies
         check_inputs(support, self.backend.signature)
         check_shots(support.shots, self.backend, f"support set {support.class_name!r}")
 

@@ -16,6 +16,7 @@ from icpd.cli import app
 from icpd.io import Raster, read_image
 from icpd.model.text import ClassEmbeddings, save_class_embeddings
 from icpd.runtime.predictor import Predictor, merge_labels
+from icpd.runtime.support_cache import SupportSet
 from icpd.runtime.validation import (
     MAX_SHOTS,
     DuplicateClassError,
@@ -175,6 +176,9 @@ def test_class_names_are_refused_alike(p, files, tiny_model_dir, tmp_path):
         with pytest.raises(ValueError) as err:
             p.encode_support([_img(0)], [_mask()], bad, np.zeros((15, 32), np.float32))
         assert str(err.value).startswith(f"class name {bad!r}: {words}")
+    made = p.encode_support([_img(0)], [_mask()], "c3", np.zeros((15, 32), np.float32))
+    with pytest.raises(ValueError, match=r"^class name '': empty"):
+        p.add_support(SupportSet("", made.fingerprint, made.shots, made.tensors))  # a SupportSet made by hand
     res = CliRunner().invoke(app, ["cache-support", "--model", str(tiny_model_dir), "--class-name", "",
                                    "--class-embeddings", str(files / "e.safetensors"), "--out", str(tmp_path / "x.support"),
                                    "--image", str(files / "s.png"), "--mask", str(files / "m.png")])
@@ -214,8 +218,6 @@ def test_tiny_supports_are_refused_and_small_ones_noted(p, files, tiny_model_dir
     res = _cli(tiny_model_dir, files, tmp_path / "s.support", "small.png", "small_m.png")
     note = f"note: image {files / 'small.png'}: 64x64 px (HxW) upscaled to the model input 128x128 (x2)"
     assert res.exit_code == 0 and note in _flat(res.output), res.output
-    from icpd.runtime.support_cache import SupportSet
-
     assert SupportSet.load(tmp_path / "s.support").notes[0].startswith(f"image {files / 'small.png'}: 64x64 px")
 
 
