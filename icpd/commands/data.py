@@ -37,13 +37,15 @@ def register(app: typer.Typer) -> None:
         from icpd.commands.progress import step
         from icpd.data import synthesize
         from icpd.data.synthetic_embeddings import write_synthetic_embeddings
-        from icpd.io import ensure_writable
+        from icpd.io.outputs import claim_output
 
         try:
-            ensure_writable(out_dir, folder=True)  # before drawing the tiles
-            with step(f"drawing {2 * tiles} tiles", quiet=quiet):
-                summary = synthesize(out_dir, layout, tiles, seed, size, zoom)  # type: ignore[arg-type]
-            emb = write_synthetic_embeddings(out_dir, layout, preset, seed)
+            # before drawing the tiles: --out writable, and no other synth writing it (two runs would
+            # interleave their tiles and lists; the second is refused at once with the first's pid)
+            with claim_output(out_dir, "data synth", folder=True):
+                with step(f"drawing {2 * tiles} tiles", quiet=quiet):
+                    summary = synthesize(out_dir, layout, tiles, seed, size, zoom)  # type: ignore[arg-type]
+                emb = write_synthetic_embeddings(out_dir, layout, preset, seed)
         except ValueError as e:
             fail(e)
         except OSError as e:  # on a path: one line, exit 2

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,12 +48,15 @@ def register(app: typer.Typer) -> None:
         )
         show = not quiet and console.is_terminal
         try:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
-                          disable=not show, transient=True) as progress:
-                result = run_evaluation(cfg, progress)
-            if json_out is not None:
-                result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, backend=backend.value,
-                                  checkpoint=str(checkpoint) if checkpoint else None, model=str(model) if model else None)
+            # --json claimed before the evaluation: writable, and no other run writing the same file
+            with _claim_json(json_out):
+                with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                              disable=not show, transient=True) as progress:
+                    result = run_evaluation(cfg, progress)
+                if json_out is not None:
+                    result.write_json(json_out, dataset=dataset, fold=fold, shot=shot, backend=backend.value,
+                                      checkpoint=str(checkpoint) if checkpoint else None,
+                                      model=str(model) if model else None)
         except (ValueError, OSError) as e:
             fail(e)
         name = checkpoint.name if checkpoint is not None else f"{model.name} ({backend.value})"
@@ -62,3 +66,13 @@ def register(app: typer.Typer) -> None:
                   f"({result.episodes} episodes, {result.episodes_per_second:.1f} episodes/s)", highlight=False)
         if json_out is not None and not quiet:
             out.print(f"wrote {json_out}", markup=False, highlight=False)
+
+
+def _claim_json(json_out: Path | None) -> Any:
+    """Hold ``--json`` for the run (:func:`icpd.io.outputs.claim_output`); nothing to hold without it.
+
+    Raises (on entry): OutputPathError: the file cannot be written; LockHeldError: another run writes it.
+    """
+    from icpd.io.outputs import claim_output
+
+    return contextlib.nullcontext() if json_out is None else claim_output(json_out, "eval")

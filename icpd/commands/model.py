@@ -48,11 +48,12 @@ def convert_checkpoint_cmd(
     shot: Annotated[int | None, typer.Option(help="Shots the checkpoint was trained for (recorded in the metadata).")] = None,
 ) -> None:
     """Authors' .pt -> safetensors + JSON metadata with the model fingerprint."""
+    from icpd.io import OutputPathError
     from icpd.model.checkpoint import CheckpointError, convert_checkpoint
 
-    try:
+    try:  # --out is claimed (writable, no other run writing it) before the checkpoint is read
         meta = convert_checkpoint(src, out_path, preset=preset, shot=shot)
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError, OutputPathError) as e:
         fail(e)
     out.print(f"wrote {out_path} (fingerprint {meta['fingerprint'][:16]}...)", markup=False, highlight=False)
 
@@ -65,13 +66,13 @@ def embed_text_cmd(
     normalize: Annotated[bool, typer.Option(help="L2-normalise each embedding (the authors' iSAID file is; DLRSD is not).")] = False,
 ) -> None:
     """Class names -> CLIP text embeddings (bare names, open_clip tokenizer, as the authors did)."""
+    from icpd.io import OutputPathError
     from icpd.model.checkpoint import CheckpointError
-    from icpd.model.text import embed_text, save_class_embeddings
+    from icpd.model.text import embed_text_to_file
 
-    try:
-        emb = embed_text(clip_weights, classes.split(","), preset=preset, normalize=normalize)
-        save_class_embeddings(out_path, emb)
-    except (CheckpointError, ValueError) as e:
+    try:  # --out is claimed (writable, no other run writing it) before the CLIP weights are read
+        emb = embed_text_to_file(clip_weights, classes.split(","), out_path, preset=preset, normalize=normalize)
+    except (CheckpointError, ValueError, OutputPathError) as e:
         fail(e)
     out.print(f"wrote {out_path}: {len(emb.classes)} classes x {emb.embeddings.shape[1]}", markup=False, highlight=False)
 
@@ -91,12 +92,12 @@ def predict_cmd(
 ) -> None:
     """Segment one query image with PyTorch (eager): writes <query>_mask.png and <query>_overlay.png."""
     from icpd.engine.predict import predict_files
-    from icpd.model.checkpoint import load_checkpoint
+    from icpd.io import OutputPathError
 
-    try:
-        model = load_checkpoint(checkpoint, preset=preset)
-        res = predict_files(model, query, support, mask, class_embeddings, target_class, out_dir, threshold)
-    except ValueError as e:
+    try:  # the outputs are claimed (writable, no other run writing them) before the checkpoint is read
+        res = predict_files(checkpoint, query, support, mask, class_embeddings, target_class, out_dir, threshold,
+                            preset=preset)
+    except (ValueError, OutputPathError) as e:
         fail(e)
     out.print(f"wrote {res.mask} and {res.overlay} ({res.foreground_fraction:.1%} foreground, {res.seconds:.2f} s)",
               markup=False, highlight=False)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import fail, out
+from icpd.commands.common import fail, note, out
 
 
 def register(app: typer.Typer) -> None:
@@ -18,10 +18,13 @@ def register(app: typer.Typer) -> None:
         cache_dir: Annotated[Path | None, typer.Option(help="Where to keep weights (default ~/.cache/icpd/weights).")] = None,
     ) -> None:
         """Locate (or, with --download, fetch) pretrained encoder weights; prints the local path."""
+        from icpd.io import OutputPathError
         from icpd.model.pretrained import resolve_weights
 
         try:
-            path = resolve_weights(name, download=download, cache_dir=cache_dir)
+            path = resolve_weights(name, download=download, cache_dir=cache_dir, on_wait=note)
         except FileNotFoundError as e:
+            fail(e)
+        except OutputPathError as e:  # --cache-dir (or the default cache) cannot be written: before the download
             fail(e)
         out.print(str(path), markup=False, highlight=False)

@@ -91,7 +91,7 @@ def predict_probability(
 
 
 def predict_files(
-    model: ICPDNet,
+    model: ICPDNet | str | os.PathLike[str],
     query: str | os.PathLike[str],
     supports: list[str | os.PathLike[str]],
     masks: list[str | os.PathLike[str]],
@@ -99,21 +99,40 @@ def predict_files(
     target: str,
     out_dir: str | os.PathLike[str],
     threshold: float = 0.5,
+    preset: str | None = None,
 ) -> PredictOutput:
     """Segment ``target`` in ``query`` given support images and their masks (one mask per support).
 
     Foreground where probability >= ``threshold``: :func:`icpd.runtime.predictor.merge_labels`,
-    the rule of ``icpd infer`` and every backend.
+    the rule of ``icpd infer`` and every backend. ``model``: a network, or a checkpoint file loaded
+    here (with ``preset``; :func:`icpd.model.checkpoint.load_checkpoint`).
+
+    The outputs (``<out_dir>/<query stem>_mask.png`` and ``_overlay.png``) are claimed before the
+    checkpoint is read (:func:`icpd.io.outputs.claim_output` on the mask's name): an ``out_dir`` that
+    cannot be written fails at once, and a second run writing the same query's outputs is refused at
+    once with the first run's pid (runs of other queries into the same folder go ahead).
+
+    Raises:
+        OutputPathError: (an OSError) ``out_dir`` cannot be written; LockHeldError: (a ValueError)
+            another run writes the same outputs; ValueError: bad inputs.
     """
     from icpd.io import write_png
+    from icpd.io.outputs import check_output, claim_output
     from icpd.runtime.predictor import merge_labels
     from icpd.runtime.viz import overlay
 
-    res = predict_probability(model, query, supports, masks, class_embeddings, target)
-    fg = merge_labels(res.prob[None, None], threshold)[0]  # (1, 1, H, W) -> (H, W) uint8: 1 = target
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(query).stem
-    mask_path = write_png(out / f"{stem}_mask.png", fg * 255)
-    overlay_path = write_png(out / f"{stem}_overlay.png", overlay(res.query.pixels, fg))
+    mask_name = out / f"{stem}_mask.png"
+    check_output(out, folder=True)  # a file named as the folder: the message names it, not its parent
+    with claim_output(mask_name, "predict"):
+        if not isinstance(model, ICPDNet):
+            from icpd.model.checkpoint import load_checkpoint
+
+            model = load_checkpoint(model, preset=preset)
+        res = predict_probability(model, query, supports, masks, class_embeddings, target)
+        fg = merge_labels(res.prob[None, None], threshold)[0]  # (1, 1, H, W) -> (H, W) uint8: 1 = target
+        out.mkdir(parents=True, exist_ok=True)
+        mask_path = write_png(mask_name, fg * 255)
+        overlay_path = write_png(out / f"{stem}_overlay.png", overlay(res.query.pixels, fg))
     return PredictOutput(mask_path, overlay_path, float(fg.mean()), res.seconds)

@@ -26,6 +26,7 @@ process with the whole batch. Only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -131,15 +132,26 @@ def train(config: TrainConfig, console: Any = None) -> TrainResult:
         config: the run.
         console: a ``rich.console.Console`` for messages (default: stderr).
 
+    The run directory is claimed before anything is loaded (:func:`icpd.io.outputs.claim_output`, by the
+    process that writes it: rank 0): a folder that cannot be written fails at once, and a second run (or
+    ``--resume``) into a folder another run is writing is refused at once with that run's pid, instead of
+    both writing ``last.safetensors``, ``best.pt`` and ``metrics.jsonl`` in turn.
+
     Raises:
-        ValueError: bad options, data, weights, or a resume that does not match the run.
+        ValueError: bad options, data, weights, or a resume that does not match the run;
+            ``LockHeldError`` (a ValueError): another run is writing ``config.out``.
+        OutputPathError: (an OSError) ``config.out`` cannot be written.
     """
     from rich.console import Console
+
+    from icpd.io.outputs import claim_output
 
     _check_config(config)
     ctx = init_distributed(config.device)
     try:
-        return _Trainer(config, ctx, console or Console(stderr=True)).run()
+        claim = claim_output(config.out, "train", folder=True) if ctx.is_main else contextlib.nullcontext()
+        with claim:
+            return _Trainer(config, ctx, console or Console(stderr=True)).run()
     finally:
         shutdown(ctx)
 

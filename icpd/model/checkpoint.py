@@ -243,12 +243,22 @@ def save_checkpoint(model: ICPDNet, path: str | os.PathLike[str], extra: dict[st
 def convert_checkpoint(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], preset: Preset | str = "paper", shot: int | None = None
 ) -> dict[str, str]:
-    """Authors' .pt -> icpd safetensors (+ JSON sidecar with the fingerprint)."""
-    model = load_checkpoint(src, preset=preset, shot=shot)
-    extra = {"source": Path(src).name}
-    if shot is not None:
-        extra["shot"] = str(shot)
-    return save_checkpoint(model, dst, extra)
+    """Authors' .pt -> icpd safetensors (+ JSON sidecar with the fingerprint).
+
+    ``dst`` is claimed before the checkpoint is read (:func:`icpd.io.outputs.claim_output`).
+
+    Raises:
+        OutputPathError: (an OSError) ``dst`` cannot be written; LockHeldError: (a ValueError) another
+            run is writing ``dst`` (its pid is in the message); CheckpointError: ``src`` does not fit.
+    """
+    from icpd.io.outputs import claim_output
+
+    with claim_output(dst, "convert-checkpoint"):
+        model = load_checkpoint(src, preset=preset, shot=shot)
+        extra = {"source": Path(src).name}
+        if shot is not None:
+            extra["shot"] = str(shot)
+        return save_checkpoint(model, dst, extra)
 
 
 # -- encoder parts from local files ---------------------------------------------------------------

@@ -9,6 +9,7 @@ Known sources (fetched only with ``download=True`` / ``--download``):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,19 @@ def default_cache_dir() -> Path:
     return cache_root() / "weights"
 
 
-def resolve_weights(name_or_path: str | os.PathLike[str], download: bool = False, cache_dir: Path | None = None) -> Path:
+def resolve_weights(name_or_path: str | os.PathLike[str], download: bool = False, cache_dir: Path | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> Path:
     """A local weight file for ``name_or_path``: the path itself, a cached copy of a known source,
-    or (only with ``download``) a fresh download into the cache."""
+    or (only with ``download``) a fresh download into the cache.
+
+    The cache is shared by design: the cache folder is checked writable before the download, and a
+    second run fetching the same file waits for the first (``on_wait`` is told once, with the
+    first run's pid) and then returns the file it wrote, instead of downloading it a second time.
+
+    Raises:
+        FileNotFoundError: not a file, not a known source, or not cached and ``download`` not given.
+        OutputPathError: (an OSError) the cache folder cannot be written.
+    """
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -59,6 +70,10 @@ def resolve_weights(name_or_path: str | os.PathLike[str], download: bool = False
         )
     from torch.hub import download_url_to_file
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    download_url_to_file(src.url, str(target), progress=True)  # writes to a temp name, then renames
+    from icpd.io.outputs import claim_output
+
+    with claim_output(target, "fetch-weights", wait=True, on_wait=on_wait):
+        if not target.is_file():  # fetched by the run this one waited for
+            target.parent.mkdir(parents=True, exist_ok=True)
+            download_url_to_file(src.url, str(target), progress=True)  # writes to a temp name, then renames
     return target

@@ -141,6 +141,31 @@ def embed_text(
     return ClassEmbeddings(emb, tuple(classes), normalize, f"{Path(clip_weights).name} ({name or 'custom config'})")
 
 
+def embed_text_to_file(
+    clip_weights: str | os.PathLike[str],
+    classes: list[str],
+    out: str | os.PathLike[str],
+    preset: Preset | str = "paper",
+    normalize: bool = False,
+) -> ClassEmbeddings:
+    """:func:`embed_text`, written to ``out`` (:func:`save_class_embeddings`): what ``icpd embed-text`` does.
+
+    ``out`` is claimed before the CLIP weights are read (:func:`icpd.io.outputs.claim_output`): a
+    file that cannot be written fails at once, and a second run writing the same file is refused at
+    once (its message names the first run's pid) instead of both writing it, the last one winning.
+
+    Raises:
+        OutputPathError: (an OSError) ``out`` cannot be written; LockHeldError: (a ValueError) another
+            run is writing ``out``; CheckpointError / ValueError: see :func:`embed_text`.
+    """
+    from icpd.io.outputs import claim_output
+
+    with claim_output(out, "embed-text"):
+        emb = embed_text(clip_weights, classes, preset=preset, normalize=normalize)
+        save_class_embeddings(out, emb)
+    return emb
+
+
 def _as_float32(x: Any) -> np.ndarray:
     """A numpy array or a (CPU or device) torch tensor -> a contiguous float32 numpy array."""
     if hasattr(x, "detach"):  # a torch tensor: through the CPU, without importing torch here

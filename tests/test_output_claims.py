@@ -1,0 +1,143 @@
+"""Issue 20, section 1, the class of defect: every command that writes an output claims it before its work
+(icpd.io.outputs.claim_output). A second run writing the same output is refused at once with one
+`error:` line naming the output and the first run's pid (exit 2), instead of both "succeeding" (the
+last writer winning) or failing late; an output that cannot be written fails at once, the same way.
+
+The inputs given below do not exist: a command that claimed its output first reports the output (and
+nothing is read, loaded or written); one that did its work first reports the missing input instead.
+Where a run is long, the "other run" is the test process holding the lock through the same helper
+(the locks are not re-entrant, so in one process the second claim is refused too); the synthetic data
+set and the weights cache are also raced by real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from icpd.cli import app
+from icpd.io.atomic import exclusive_lock, lock_path
+
+ICPD = [sys.executable, "-c", "from icpd.cli import main; main()"]
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _cases(tmp: Path, out: Path) -> dict[str, tuple[list[str], Path, str]]:
+    """name -> (argv with the output at ``out``, the path the command claims, the command the lock names)."""
+    missing = tmp / "missing"  # every input: absent
+    train = ["train", "--dataset", "isaid5i", "--root", str(missing), "--fold", "0", "--class-embeddings",
+             str(missing / "e.safetensors"), "--preset", "tiny", "--out", str(out), "-q"]
+    return {
+        "data synth": (["data", "synth", "--out", str(out), "--tiles", "5", "--size", "32", "-q"], out, "data synth"),
+        "train": (train, out, "train"),
+        "train --resume": ([*train, "--resume"], out, "train"),
+        "convert-checkpoint": (["convert-checkpoint", str(missing / "a.pt"), "--out", str(out), "--preset", "tiny"],
+                               out, "convert-checkpoint"),
+        "embed-text": (["embed-text", "--clip-weights", str(missing / "clip.pt"), "--classes", "ship,harbor",
+                        "--out", str(out), "--preset", "tiny"], out, "embed-text"),
+        "eval --json": (["eval", "--dataset", "isaid5i", "--root", str(missing), "--fold", "0", "--checkpoint",
+                         str(missing / "c.safetensors"), "--json", str(out), "-q"], out, "eval"),
+        "predict": (["predict", "--checkpoint", str(missing / "c.safetensors"), "--query", str(missing / "q.png"),
+                     "--support", str(missing / "s.png"), "--mask", str(missing / "m.png"), "--class-embeddings",
+                     str(missing / "e.safetensors"), "--target-class", "ship", "--out", str(out)],
+                    out / "q_mask.png", "predict"),
+    }
+
+
+CASES = list(_cases(Path("t"), Path("o")))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_second_run_into_the_same_output_is_refused_at_once(name, tmp_path):
+    """Guards issue 20: none of these commands took a lock, so two runs both wrote the output in turn."""
+    argv, claimed, command = _cases(tmp_path, tmp_path / "out")[name]
+    with exclusive_lock(claimed, command):
+        t0 = time.monotonic()
+        res = CliRunner().invoke(app, argv)
+        took = time.monotonic() - t0
+        assert lock_path(claimed).is_file()  # the refused run left the holder's lock alone
+    assert res.exit_code == 2, (name, res.output)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, (name, res.output)
+    assert _flat(res.stderr).startswith(
+        f"error: {claimed} is being written by another `icpd {command}` run (pid {os.getpid()} on "), res.stderr
+    assert f"If that run no longer exists, delete {claimed}.lock" in _flat(res.stderr)
+    assert took < 10, took  # no data read, no model built
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []  # nothing written, the lock gone
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_an_output_through_a_file_fails_before_any_work(name, tmp_path):
+    """Guards issue 20: an unwritable output (here a path through a file, which even root cannot write)
+    was found only when the result was written, after the work (or, for train, as a traceback)."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    argv, _, _ = _cases(tmp_path, afile / "out")[name]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2, (name, res.output)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, (name, res.output)
+    assert _flat(res.stderr).startswith(f"error: {afile}: "), res.stderr
+    assert "is not a folder; a part of the path is a file where a folder is needed; check the path" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and afile.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("name", "arg"), [("eval", "--json"), ("convert-checkpoint", "--out"),
+                                           ("embed-text", "--out")])
+def test_a_file_output_that_is_a_folder_fails_before_any_work(name, arg, tmp_path):
+    """A folder given where the command writes a file: refused up front, naming it."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    argv, _, _ = _cases(tmp_path, folder)[name if name != "eval" else "eval --json"]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2, res.output
+    assert _flat(res.stderr) == f"error: {folder}: Is a directory; it is a folder; name a file", res.stderr
+
+
+def test_predict_runs_of_other_queries_share_the_folder(tmp_path):
+    """The predict claim is the query's outputs, not the folder: another query's run is not refused."""
+    argv, claimed, _ = _cases(tmp_path, tmp_path / "out")["predict"]
+    with exclusive_lock(claimed.with_name("other_mask.png"), "predict"):
+        res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2 and "is being written" not in res.output
+    assert f"error: checkpoint {tmp_path / 'missing' / 'c.safetensors'}: file not found" in _flat(res.stderr)
+
+
+@pytest.mark.slow  # ~25 s: the first run must still be drawing while a second Python process starts
+def test_two_real_data_synth_runs_into_one_folder(tmp_path):
+    """Two `icpd data synth` processes: the second is refused (exit 2, the first's pid) while the first
+    draws; the first finishes and its tree is exactly what a lone run writes."""
+    out = tmp_path / "data"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
+    cmd = [*ICPD, "data", "synth", "--out", str(out), "--tiles", "300", "--size", "96", "-q"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not lock_path(out).exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first run never took its lock"
+            time.sleep(0.02)
+        assert json.loads(lock_path(out).read_text())["pid"] == first.pid
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+        still_running = first.poll() is None
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 2 and second.stdout == "", second
+    assert _flat(second.stderr).startswith(f"error: {out} is being written by another `icpd data synth` run "
+                                           f"(pid {first.pid} on "), second.stderr
+    assert still_running, "the second run was not refused while the first was drawing"
+    assert first.returncode == 0, stderr
+    assert stdout.startswith(f"wrote {out} ")
+    assert not lock_path(out).exists()
