@@ -57,12 +57,12 @@ WHY: dict[str, str] = {
                     "README 'INT8 on CPU', FP32 vs INT8 mIoU within 1 point)",
     "min_pixel_agreement": "a mask that is right on average can still lose a small object: at most 2 % of the pixels of "
                            "any episode may change class",
-    "max_query_prior_diff": "the query prior (0..1) is the only path from the INT8 CLIP tower to the masks; 0.05 is 5 % "
-                            "of its range, below the 0.3 fusion threshold's resolution of reliable pixels and small "
-                            "against the decoder's other inputs",
-    "min_rank_agreement": "the rank prior orders support pixels by distance; the matcher and ResNet maps stay FP32, so "
-                          "it should not move: more than 1 % of its values moving by over 0.01 means the ResNet maps "
-                          "changed (e.g. static QDQ convolutions)",
+    "max_query_prior_diff": "the query prior (a sigmoid, 0..1) carries the INT8 CLIP tower's error to the decoder; "
+                            "0.05 is 5 % of its range (seeded paper checkpoints: 0.038 with unchanged masks)",
+    "min_rank_agreement": "the rank prior moves only at its CLIP level (ResNet maps and matcher stay FP32), 1/24 of its "
+                          "values (4.2 % in the paper and tiny presets): 0.99 lets up to a quarter of that level's "
+                          "values move by more than 0.01 where CLIP-space distances nearly tie, and refuses INT8 that "
+                          "reorders it wholesale",
     "min_encoder_cosine": "a guard against gross errors (a broken graph, saturating AVX2 kernels: cosine 0.980), not "
                           "the verdict: seeded paper checkpoints' CLIP tokens reach 0.9976 with unchanged masks",
 }

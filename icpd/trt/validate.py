@@ -12,8 +12,8 @@ episodes (worst max, mean of means), and the argmax masks of the logits are comp
 Pass rule (:func:`icpd.export.validate.judge`, per the backend's precision): FP32 as strict as
 the export self-check (errors relative to each output's scale, pixel agreement >= 0.999, mean
 foreground IoU >= 0.999); FP16 by its masks (mean foreground IoU >= 0.99), errors reported;
-INT8 (an INT8 model dir's ``ort``) by the cosine of every encoder output (>= 0.999) and its
-masks (mean foreground IoU >= 0.95). The torch backend of an INT8 dir runs its FP32 weights.
+INT8 (an INT8 model dir's ``ort``) by :mod:`icpd.export.pass_rule`, the export self-check's rule
+(masks, query prior, rank prior; encoder cosine as a guard). The torch backend of an INT8 dir runs its FP32 weights.
 The model dir is verified first (every file's sha256 against model.json).
 TODO(dataset): add the mIoU of each backend on an iSAID-5i/DLRSD-5i fold next to the reference's
 (needs the datasets, which this check must run without).

@@ -250,6 +250,23 @@ def test_calibration_folder_is_read_and_recorded(tmp_path):
         calibration_images(empty, 128)
 
 
+def test_the_users_tiles_are_what_the_conversion_measures_on(tiny_model_dir, tmp_path):
+    """--calibration DIR: recorded with its files, no synthetic-fallback note, used for the speed-up
+    check (and the sensitivity); the timing ran on its images."""
+    import cv2
+
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        cv2.imwrite(str(tiles / f"tile{i}.png"), rng.integers(0, 256, (150, 140, 3), dtype=np.uint8))
+    md = convert_model_dir_int8(tiny_model_dir, tmp_path / "q", DEFAULT_OPTIONS, calibration=tiles)
+    calib = md.meta["int8"]["calibration"]
+    assert calib["source"] == str(tiles.resolve()) and calib["files"] == ["tile0.png", "tile1.png", "tile2.png"]
+    assert "note" not in calib and calib["used_for"].startswith("sensitivity of the quantized blocks, the speed-up check")
+    assert md.meta["int8"]["mixed_precision"]["speed"]["images"] == 2  # the first two of the user's three
+
+
 # -- task-level retention: a tiny model that has learned something, FP32 vs INT8 through `icpd eval` -----
 RETENTION_TOLERANCE = 0.01  # mIoU points (fractions): INT8 may lose at most 1 point (issue 13)
 
