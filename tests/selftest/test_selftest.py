@@ -22,6 +22,8 @@ CPU_STEPS = ("environment", "rank_prior_cpu", "export", "ort_vs_torch_cpu", "lat
 @pytest.mark.slow
 def test_cpu_run_passes_the_cpu_steps_and_skips_the_gpu_steps(tmp_path, monkeypatch):
     monkeypatch.setenv("ICPD_CACHE_DIR", str(tmp_path / "cache"))
+    stale = tmp_path / "cache" / "selftest" / "tiny-sort-0000000000000000"  # an export of other sources
+    stale.mkdir(parents=True)
     res = runner.invoke(app, ["selftest", "--device", "cpu", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "selftest.json").read_text())
@@ -40,7 +42,7 @@ def test_cpu_run_passes_the_cpu_steps_and_skips_the_gpu_steps(tmp_path, monkeypa
     table = (tmp_path / "selftest.txt").read_text()
     assert table.startswith("icpd selftest ") and "trt_sort             SKIP" in table and "FAILED" not in table
     assert f"wrote {tmp_path / 'selftest.json'} (attach it to bug reports)" in res.output
-    assert steps["export"]["details"]["reused"] is False
+    assert steps["export"]["details"]["reused"] is False and not stale.exists()  # replaced, not kept beside
 
     # a second run reuses the export (same sources and versions): the CPU steps then take seconds
     again = run_selftest("cpu", tmp_path / "again", only=("export",))

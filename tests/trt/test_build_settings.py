@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 import icpd.trt
 from icpd.cli import app
-from icpd.kernels.tensorrt import PluginLibraryError, load_plugin_library
 from icpd.runtime.engine_sidecar import EngineEnv, read_sidecar
 from icpd.trt import build
 from tests.trt.fake_tensorrt import make_fake_tensorrt
@@ -130,6 +129,8 @@ def test_plugin_library_that_does_not_load_stops_the_build(use_fake, tiny_plugin
 
 
 def test_load_plugin_library_names_the_library_the_version_and_the_fix(tmp_path):
+    from icpd.kernels.tensorrt import PluginLibraryError, load_plugin_library
+
     trt = make_fake_tensorrt("11.1.0.8")
     with pytest.raises(PluginLibraryError, match=r"^engines.json: plugin library /nowhere/lib.so: no such file; build it"):
         load_plugin_library(trt, trt.registry, "/nowhere/lib.so", what="engines.json: plugin library")
