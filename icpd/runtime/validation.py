@@ -42,10 +42,12 @@ class DuplicateClassError(InputError):
 
 
 def check_threshold(threshold: Any) -> float:
-    """A foreground-probability threshold in [0, 1] -> float; anything else (2, -0.1, NaN, "0.5") is refused."""
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= float(threshold) <= 1.0:
-        raise InputError(f"threshold {threshold!r}: must be in [0, 1] (the foreground probability a class needs to "
-                         "win a pixel; 0.5 is the default)")
+    """A foreground-probability threshold from 0 to 1 -> float; anything else (2, -0.1, NaN, "0.5") is
+    refused in the words ``--threshold`` is refused in on the command line (the CLI puts ``--`` in front)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise InputError(f"threshold: not a number (got {threshold!r}); pass a number from 0 to 1")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise InputError(f"threshold: must be from 0 to 1 (got {threshold}); pass a value from 0 to 1")
     return float(threshold)
 
 

@@ -136,14 +136,21 @@ def test_a_raster_goes_wherever_an_image_goes(p, files, tiny_embeddings):
         p.predict([])
 
 
-def test_threshold_outside_0_1_is_refused(p, files, tiny_embeddings):
+def test_threshold_outside_0_1_is_refused_in_the_clis_words(p, files, tiny_embeddings, tmp_path):
     """Guards issue 20: predict(threshold=2) ran (no pixel can reach 2: everything background)."""
     p.reset()
     p.add_support(p.encode_support([_img(0)], [_mask()], "c3", tiny_embeddings))
-    for bad in (2, -0.1, math.nan, "0.5", True):
-        with pytest.raises(ValueError, match=r"^threshold .*: must be in \[0, 1\]"):
+    for bad in (2, 2.0, -0.1, math.nan, "0.5", True):
+        with pytest.raises(ValueError) as err:
             p.predict(_img(1), threshold=bad)
-    with pytest.raises(ValueError, match=r"^threshold 2: must be in \[0, 1\]"):
+        if isinstance(bad, str | bool):
+            assert str(err.value) == f"threshold: not a number (got {bad!r}); pass a number from 0 to 1"
+            continue
+        assert str(err.value) == f"threshold: must be from 0 to 1 (got {bad}); pass a value from 0 to 1"
+        res = CliRunner().invoke(app, ["infer", "x.png", "--model", "m", "--support", "s.support", "--out",
+                                       str(tmp_path), f"--threshold={bad}"])
+        assert res.exit_code == 2 and _flat(res.output) == f"error: --{err.value}"  # the same words, the flag in front
+    with pytest.raises(ValueError, match=r"^threshold: must be from 0 to 1 \(got 2\)"):
         merge_labels(np.zeros((1, 1, 2, 2), np.float32), 2)
     assert check_threshold(0) == 0.0 and check_threshold(1) == 1.0
     assert (p.predict(_img(1), threshold=0.0).labels == 1).all()  # everything reaches 0
