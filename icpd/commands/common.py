@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from icpd.commands.console import console, out, print_error
 from icpd.config import Backend, Precision, RankPriorForm, list_presets
 
 __all__ = [
@@ -45,22 +46,6 @@ __all__ = [
 ]
 
 
-class _ResultConsole(Console):
-    """stdout console that never wraps lines when stdout is not a terminal (a pipe, a log file,
-    a CI capture): machine-read lines such as ``logits max |ORT - torch| = 3.4e-07`` stay whole."""
-
-    @property  # type: ignore[override]
-    def soft_wrap(self) -> bool:
-        return self._soft_wrap or not self.is_terminal
-
-    @soft_wrap.setter
-    def soft_wrap(self, value: bool) -> None:
-        self._soft_wrap = value
-
-
-console = Console(stderr=True)  # errors, warnings and progress
-out: Console = _ResultConsole()  # results
-
 PRESET_HELP = "Model preset (see `icpd info`)."
 
 
@@ -68,12 +53,6 @@ def preset_callback(value: str | None) -> str | None:
     if value is not None and value not in list_presets():
         raise typer.BadParameter(f"unknown preset {value!r}; choose one of {', '.join(list_presets())}")
     return value
-
-
-def print_error(err: Exception | str) -> None:
-    """``error: <err>`` as one line on stderr (every user error, click's usage errors included)."""
-    # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
-    console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(err: Exception | str) -> NoReturn:

@@ -19,7 +19,7 @@ from typer._click import exceptions as click
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
-from icpd.commands.common import print_error
+from icpd.commands.console import print_error
 
 USAGE_EXIT = 2  # the exit code of every user error (README "Exit codes")
 
