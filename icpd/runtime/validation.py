@@ -52,11 +52,14 @@ def check_threshold(threshold: Any) -> float:
 
 
 def check_threads(threads: Any) -> int | None:
-    """CPU threads of a backend: None (its own choice) or an int >= 1."""
+    """CPU threads of a backend: None (its own choice) or an int >= 1, refused in ``--threads``' words."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise InputError(f"threads {threads!r}: must be a whole number >= 1 (None: the backend's own choice)")
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise InputError(f"threads: not a whole number (got {threads!r}); pass an integer >= 1 (None: the backend's "
+                         "own choice)")
+    if threads < 1:
+        raise InputError(f"threads: must be >= 1 (got {threads}); pass a value >= 1")
     return int(threads)
 
 

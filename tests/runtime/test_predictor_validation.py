@@ -229,8 +229,13 @@ def test_tiny_supports_are_refused_and_small_ones_noted(p, files, tiny_model_dir
 
 
 def test_other_public_inputs_are_checked(p, tiny_model_dir):
-    with pytest.raises(ValueError, match=r"^threads 0: must be a whole number >= 1"):
+    with pytest.raises(ValueError) as err:
         Predictor.load(tiny_model_dir, backend="ort", threads=0)
+    assert str(err.value) == "threads: must be >= 1 (got 0); pass a value >= 1"
+    res = CliRunner().invoke(app, ["infer", "x.png", "--model", "m", "--support", "s.support", "--out", "o", "--threads", "0"])
+    assert res.exit_code == 2 and _flat(res.output) == f"error: --{err.value}"  # the same words, the flag in front
+    with pytest.raises(TypeError, match=r"^threads: not a whole number \(got 1.5\)"):
+        Predictor.load(tiny_model_dir, backend="ort", threads=1.5)
     with pytest.raises(ValueError, match=r"^encode: images of shape \(1, 3, 64, 64\), float32; expected \(B, 3, 128, 128\)"):
         p.encode(np.zeros((1, 3, 64, 64), np.float32))
     p.reset()
