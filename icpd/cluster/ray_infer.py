@@ -4,7 +4,7 @@ Pipeline (Ray Data, streaming, order preserved)::
 
     (scene, tile batch) items --map(read_tiles)--> pixels (B, T, T, 3)    CPU tasks: decode
         --map_batches(TilePredictor, ActorPoolStrategy(actors))--> probs (B, N, S, S)   one Predictor per actor
-        --> driver: SceneBlend per scene (strip blending) -> SceneOutputs (files), manifest line
+        --> driver: SceneBlend per scene (block blending) -> SceneOutputs (files), manifest line
 
 * The tile batches are those of single-process ``icpd infer`` (same plan, same batch size) and
   the driver blends with the same code, so the outputs are identical (tested).
@@ -203,7 +203,7 @@ class _Scene:
             self.start = time.perf_counter()  # first batch back: the scene's own time starts
             self.source = open_source(self.path, o.bands)[0]
             self.blend = SceneBlend(self.source.height, self.source.width, len(self.classes), self.tile, o.overlap,
-                                    o.threshold, o.save_priors, self.batches)
+                                    o.threshold, o.save_priors, self.batches, self.source)
             self.sink = SceneOutputs(self.out, self.stem, self.path, self.source, self.geo, self.classes, o.alpha,
                                      o.save_probs, o.save_priors)
         for rows in self.blend.add(probs, priors):

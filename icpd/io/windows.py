@@ -9,7 +9,7 @@ in one pass over full-width strips when the scene is opened, so a scene is refus
 first window, never halfway. GDAL's block cache is capped (``GDAL_CACHEMAX``): it counts in the
 process's RSS.
 
-:class:`WindowWriter` writes a GeoTIFF strip by strip into a hidden temporary file next to the
+:class:`WindowWriter` writes a GeoTIFF window by window (blocks) into a hidden temporary file next to the
 target (tiled 256 x 256, deflate, BIGTIFF when needed), keeps the source's CRS, transform and a
 nodata value, converts it to a Cloud-Optimized GeoTIFF (GDAL's COG driver: tiles in order plus
 overviews; a plain tiled GeoTIFF where the driver is missing) and renames it onto the target
@@ -157,15 +157,16 @@ class WindowReader:
             raw = np.round(raw.astype(np.float32) * 255.0).astype(np.uint8)
         return np.ascontiguousarray(raw)
 
-    def nodata_mask(self, y: int, h: int) -> np.ndarray | None:
-        """(h, W) bool: pixels of rows ``y..y+h`` whose three used bands all equal nodata; None
-        when the file declares no nodata value."""
+    def nodata_mask(self, y: int, h: int, x: int = 0, w: int | None = None) -> np.ndarray | None:
+        """(h, w) bool: pixels of rows ``y..y+h``, columns ``x..x+w`` (``w`` None: to the right
+        edge) whose three used bands all equal nodata; None when the file declares no nodata value."""
         if self.nodata is None:
             return None
         from rasterio.windows import Window
 
         used = [1] if self._conv.palette is not None else sorted(set(self._conv.indexes))  # file bands, not colours
-        raw = np.moveaxis(self._ds.read(indexes=used, window=Window(0, y, self.width, h)), 0, -1)
+        window = Window(x, y, self.width - x if w is None else w, h)
+        raw = np.moveaxis(self._ds.read(indexes=used, window=window), 0, -1)
         return np.all(raw == np.asarray(self.nodata, dtype=raw.dtype), axis=-1)
 
     def close(self) -> None:
@@ -181,7 +182,7 @@ class WindowReader:
 
 
 class WindowWriter:
-    """A (count, H, W) GeoTIFF written strip by strip; appears at ``path`` only on :meth:`commit`.
+    """A (count, H, W) GeoTIFF written window by window; appears at ``path`` only on :meth:`commit`.
 
     Args:
         path: the target ``.tif``.
@@ -226,18 +227,19 @@ class WindowWriter:
         except BaseException:
             self.abort()
             raise
-        self._rows = 0
 
-    def write(self, row: int, data: np.ndarray) -> None:
-        """Write rows ``row..row+h`` of every band: ``data`` (count, h, W) or (h, W) for one band."""
+    def write(self, row: int, data: np.ndarray, col: int = 0) -> None:
+        """Write rows ``row..row+h``, columns ``col..col+w`` of every band: ``data`` (count, h, w) or
+        (h, w) for one band. Windows on the :data:`BLOCK` grid are written as whole blocks (no
+        read-back of a block compressed already)."""
         from rasterio.windows import Window
 
         data = data[None] if data.ndim == 2 else data
-        if data.shape[0] != self.count or data.shape[2] != self.width or row + data.shape[1] > self.height:
-            raise ValueError(f"WindowWriter.write {self.path}: block {data.shape} at row {row} does not fit "
-                             f"({self.count}, {self.height}, {self.width}).")
-        self._ds.write(data, window=Window(0, row, self.width, data.shape[1]))
-        self._rows += data.shape[1]
+        if (data.ndim != 3 or data.shape[0] != self.count or row < 0 or col < 0 or row + data.shape[1] > self.height
+                or col + data.shape[2] > self.width):
+            raise ValueError(f"WindowWriter.write {self.path}: block {data.shape} at row {row}, column {col} does "
+                             f"not fit ({self.count}, {self.height}, {self.width}).")
+        self._ds.write(data, window=Window(col, row, data.shape[2], data.shape[1]))
 
     def commit(self) -> Path:
         """Close, convert to a COG when GDAL can, and move onto ``path`` (atomic)."""

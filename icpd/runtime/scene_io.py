@@ -9,9 +9,9 @@ Outputs, per scene of stem ``S``:
   ``S_overlay.png``, and with the options ``S_prob_<class>.png`` / ``S_prior_<class>.png``;
   these are assembled in memory (PNG cannot be written by windows);
 * larger scenes: ``S_overlay.tif``, ``S_prob_<class>.tif``, ``S_prior_<class>.tif`` instead,
-  written strip by strip (tiled, COG);
+  written block by block (tiled, COG);
 * every georeferenced scene (and every scene larger than the limit): ``S_labels.tif``, a tiled
-  COG written strip by strip with the input's CRS and transform, class colours and names;
+  COG written block by block with the input's CRS and transform, class colours and names;
   where the input declares nodata, pixels that are nodata in all three used bands get
   label 255, declared as the output's nodata, and count in no class.
 """
@@ -28,8 +28,8 @@ import numpy as np
 from icpd.io import Raster, read_image, write_label_png, write_png
 from icpd.io.raster import TIFF_SUFFIXES, import_rasterio
 from icpd.io.windows import WindowReader, WindowWriter
-from icpd.runtime.viz import OVERLAY_PALETTE, heatmap, overlay
-from icpd.runtime.windowed import ArraySource, SceneSource, SceneStats
+from icpd.runtime.viz import OVERLAY_PALETTE, colorize_labels, heatmap, overlay
+from icpd.runtime.windowed import NODATA_LABEL, ArraySource, SceneSource, SceneStats
 
 if TYPE_CHECKING:
     from icpd.io import GeoInfo
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["NODATA_LABEL", "WHOLE_MAX_PIXELS", "SceneOutputs", "open_source", "safe_name"]
 
 WHOLE_MAX_PIXELS = 4096 * 4096  # larger scenes: no PNG outputs (they would need the whole scene in memory)
-NODATA_LABEL = 255  # label of input nodata pixels in S_labels.tif
 
 
 def safe_name(text: str) -> str:
@@ -67,7 +66,7 @@ def _colormap(classes: int) -> dict[int, tuple[int, int, int]]:
 
 
 class SceneOutputs:
-    """The row sink of :func:`~icpd.runtime.windowed.run_scene` for one scene: writes (or
+    """The block sink of :func:`~icpd.runtime.windowed.run_scene` for one scene: writes (or
     assembles) every output, counts pixels per class. :meth:`finish` returns the files;
     :meth:`abort` removes what was written (an input never half-done)."""
 
@@ -111,32 +110,32 @@ class SceneOutputs:
     def _writer(self, key: str) -> WindowWriter | None:
         return next((w for k, w in self._writers if k == key), None)
 
-    def __call__(self, top: int, probs: np.ndarray, labels: np.ndarray, priors: np.ndarray | None) -> None:
-        h = labels.shape[0]
-        if self._nodata:
-            mask = self.source.nodata_mask(top, h)  # type: ignore[attr-defined]
-            labels = np.where(mask, np.uint8(NODATA_LABEL), labels)
+    def __call__(self, top: int, left: int, probs: np.ndarray, labels: np.ndarray, priors: np.ndarray | None,
+                 edges: np.ndarray) -> None:
+        """One output block (:data:`~icpd.runtime.windowed.BlockSink`): labels carry NODATA_LABEL already."""
+        h, w_ = labels.shape
         self.stats.add(labels, len(self.class_names))
         if (w := self._writer("labels")) is not None:
-            w.write(top, labels)
+            w.write(top, labels, left)
         if self.whole:
-            self._labels[top : top + h] = labels
+            self._labels[top : top + h, left : left + w_] = labels
             if self._probs is not None:
-                self._probs[:, top : top + h] = probs
+                self._probs[:, top : top + h, left : left + w_] = probs
             if self._priors is not None and priors is not None:
-                self._priors[:, top : top + h] = priors
+                self._priors[:, top : top + h, left : left + w_] = priors
             return
-        pixels = self.source.read(top, 0, h, self.source.width)
-        self._writer("overlay").write(top, np.moveaxis(overlay(pixels, np.where(labels == NODATA_LABEL, 0, labels),
-                                                               self.alpha), -1, 0))
+        shown = np.where(labels == NODATA_LABEL, 0, labels)
+        tinted = overlay(self.source.read(top, left, h, w_), shown, self.alpha, outline=False)
+        tinted[edges] = colorize_labels(shown, OVERLAY_PALETTE)[edges]  # outlines from the labels around the block
+        self._writer("overlay").write(top, np.moveaxis(tinted, -1, 0), left)
         for i in range(len(self.class_names)):
             if (w := self._writer(f"prob{i}")) is not None:
-                w.write(top, _to_u8(probs[i]))
+                w.write(top, _to_u8(probs[i]), left)
             if (w := self._writer(f"prior{i}")) is not None and priors is not None:
-                w.write(top, np.moveaxis(heatmap(np.clip(priors[i], 0.0, 1.0)), -1, 0))
+                w.write(top, np.moveaxis(heatmap(np.clip(priors[i], 0.0, 1.0)), -1, 0), left)
 
     def finish(self) -> list[Path]:
-        """Commit the strip-written files, write the assembled ones; all paths written."""
+        """Commit the block-written files, write the assembled ones; all paths written."""
         try:
             for _, w in self._writers:
                 self.written.append(w.commit())

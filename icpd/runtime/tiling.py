@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Blender", "StripBlender", "Tile", "extract_tiles", "iter_tile_batches", "min_tile", "pad_tile", "plan_tiles"]
+__all__ = ["Blender", "Tile", "extract_tiles", "iter_tile_batches", "min_tile", "pad_tile", "plan_tiles", "tile_window"]
 
 # A tile is resized to the model input S; below S / MIN_TILE_DIVISOR it is upsampled more than
 # this factor, so the model sees interpolation blur instead of texture, and the tile count grows
@@ -172,12 +172,22 @@ def _ramp(size: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarr
     return w.astype(np.float32)
 
 
+def tile_window(tile: Tile, height: int, width: int, overlap: int) -> np.ndarray:
+    """(tile.h, tile.w) float32 blend weights of ``tile`` in an ``height x width`` scene: the
+    separable raised cosine of :func:`_ramp` on the sides that have a neighbouring tile (the one
+    weight rule of every blender, so that they agree bit for bit)."""
+    wy = _ramp(tile.size, overlap, tile.y > 0, tile.y + tile.h < height)[: tile.h]
+    wx = _ramp(tile.size, overlap, tile.x > 0, tile.x + tile.w < width)[: tile.w]
+    return wy[:, None] * wx[None, :]  # (h, w)
+
+
 class Blender:
     """Accumulate per-tile probabilities into a whole-scene weighted average.
 
     Memory: two float32 accumulators, ``(C, H, W)`` sums and ``(H, W)`` weights, i.e.
     ``4 * (C + 1) * H * W`` bytes: 1.2 GB for a 10000 x 10000 scene with C = 2, plus the same
-    ``(C, H, W)`` float32 again for :meth:`result`. Tile larger scenes in strips.
+    ``(C, H, W)`` float32 again for :meth:`result`. Larger scenes are blended block by block
+    (:class:`icpd.runtime.windowed.SceneBlend`), with the same float32 sums in the same order.
 
     Exactness: with ``overlap = 0`` and tiles that partition the image, :meth:`result` equals
     the float32 tile probabilities placed side by side, bit for bit (every weight is 1.0).
@@ -212,9 +222,7 @@ class Blender:
             )
         if tile.y < 0 or tile.x < 0 or tile.y + tile.h > self.height or tile.x + tile.w > self.width:
             raise ValueError(f"Blender.add: {tile} lies outside the {self.height}x{self.width} scene.")
-        wy = _ramp(tile.size, self.overlap, tile.y > 0, tile.y + tile.h < self.height)[: tile.h]
-        wx = _ramp(tile.size, self.overlap, tile.x > 0, tile.x + tile.w < self.width)[: tile.w]
-        window = wy[:, None] * wx[None, :]  # (h, w)
+        window = tile_window(tile, self.height, self.width, self.overlap)
         rows, cols = tile.slices
         self._sum[:, rows, cols] += probs[:, : tile.h, : tile.w].astype(np.float32, copy=False) * window
         self._weight[rows, cols] += window
@@ -232,73 +240,3 @@ class Blender:
                 "tile. Add every tile from plan_tiles(height, width, ...) for this scene."
             )
         return self._sum / self._weight
-
-
-class StripBlender:
-    """:class:`Blender` for scenes larger than memory: accumulates a band of rows and hands back
-    the rows no later tile can touch (:meth:`flush`), so memory is ``4 * (C + 1) * rows * W``
-    bytes with ``rows`` about two tile heights, whatever the scene height.
-
-    Tiles must be added in :func:`plan_tiles` order (row-major). Every pixel sees the same float32
-    additions in the same order as in :class:`Blender`, so the flushed rows equal
-    ``Blender.result()`` bit for bit.
-    """
-
-    def __init__(self, height: int, width: int, channels: int, overlap: int, rows: int) -> None:
-        """``rows``: initial band height (grows if a batch spans more tile rows)."""
-        if height < 1 or width < 1 or channels < 1 or overlap < 0:
-            raise ValueError(f"StripBlender: bad size {height}x{width}x{channels} or overlap {overlap}.")
-        self.height, self.width, self.channels, self.overlap = height, width, channels, overlap
-        self.top = 0  # scene row of band row 0; rows above it were flushed
-        self._sum = np.zeros((channels, rows, width), dtype=np.float32)
-        self._weight = np.zeros((rows, width), dtype=np.float32)
-
-    def _ensure(self, bottom: int) -> None:
-        need = bottom - self.top
-        if need > self._weight.shape[0]:
-            grow = need - self._weight.shape[0]
-            self._sum = np.concatenate([self._sum, np.zeros((self.channels, grow, self.width), np.float32)], axis=1)
-            self._weight = np.concatenate([self._weight, np.zeros((grow, self.width), np.float32)], axis=0)
-
-    def add(self, tile: Tile, probs: np.ndarray) -> None:
-        """Add one tile's (C, tile.size, tile.size) probabilities (as :meth:`Blender.add`)."""
-        expected = (self.channels, tile.size, tile.size)
-        if probs.shape != expected:
-            raise ValueError(f"StripBlender.add: probs shape {probs.shape} != expected {expected} (C, tile, tile).")
-        if tile.y < self.top:
-            raise ValueError(f"StripBlender.add: {tile} starts above row {self.top}, already flushed (add in plan order).")
-        if tile.y + tile.h > self.height or tile.x < 0 or tile.x + tile.w > self.width:
-            raise ValueError(f"StripBlender.add: {tile} lies outside the {self.height}x{self.width} scene.")
-        self._ensure(tile.y + tile.h)
-        wy = _ramp(tile.size, self.overlap, tile.y > 0, tile.y + tile.h < self.height)[: tile.h]
-        wx = _ramp(tile.size, self.overlap, tile.x > 0, tile.x + tile.w < self.width)[: tile.w]
-        window = wy[:, None] * wx[None, :]  # (h, w)
-        rows = slice(tile.y - self.top, tile.y - self.top + tile.h)
-        cols = slice(tile.x, tile.x + tile.w)
-        self._sum[:, rows, cols] += probs[:, : tile.h, : tile.w].astype(np.float32, copy=False) * window
-        self._weight[rows, cols] += window
-
-    def flush(self, until: int) -> tuple[int, np.ndarray]:
-        """``(first row, (C, until - first row, W) float32)``: the blended rows above ``until``
-        (the next tile's ``y``, or the scene height at the end); they leave the band.
-
-        Raises:
-            ValueError: a flushed pixel was covered by no tile.
-        """
-        top, n = self.top, min(until, self.height) - self.top
-        if n <= 0:
-            return top, np.zeros((self.channels, 0, self.width), np.float32)
-        self._ensure(top + n)
-        weight = self._weight[:n]
-        uncovered = int(np.count_nonzero(weight == 0))
-        if uncovered:
-            raise ValueError(f"StripBlender.flush: {uncovered} pixels of rows {top}..{top + n} were covered by no tile.")
-        out = self._sum[:, :n] / weight
-        # shift the band up: the rows below ``until`` keep what later tiles already added
-        rest = self._weight.shape[0] - n
-        self._sum[:, :rest] = self._sum[:, n:].copy()
-        self._sum[:, rest:] = 0.0
-        self._weight[:rest] = self._weight[n:].copy()
-        self._weight[rest:] = 0.0
-        self.top += n
-        return top, out

@@ -1,5 +1,5 @@
-"""WindowWriter: GeoTIFFs written strip by strip appear whole or not at all (atomic), tiled, with
-their georeferencing, colour map and band names."""
+"""WindowWriter: GeoTIFFs written window by window (strips or blocks, in any order) appear whole or
+not at all (atomic), tiled, with their georeferencing, colour map and band names."""
 
 from __future__ import annotations
 
@@ -56,14 +56,27 @@ def test_a_failure_midway_leaves_the_previous_file_and_no_temporary(tmp_path):
     assert not fresh.exists() and _leftovers(tmp_path, {"labels.tif"}) == []
 
 
+def test_blocks_written_out_of_order_read_back_equal(tmp_path):
+    """The blender hands out 256 px blocks column by column on wide scenes: any order, edges partial."""
+    data, path = _labels(600, 530), tmp_path / "blocks.tif"
+    with WindowWriter(path, *data.shape, 1, "uint8", geo=GEO) as writer:
+        for col in (512, 256, 0):  # right to left, bottom to top, the last row and column partial
+            for row in (512, 256, 0):
+                writer.write(row, data[row:row + 256, col:col + 256], col)
+    with rasterio.open(path) as ds:
+        assert np.array_equal(ds.read(1), data) and ds.block_shapes[0] == (256, 256)
+
+
 def test_a_block_that_does_not_fit_is_refused_naming_the_file(tmp_path):
     data = _labels()
     writer = WindowWriter(tmp_path / "x.tif", *data.shape, 1, "uint8")
     try:
-        with pytest.raises(ValueError, match=r"x\.tif: block \(1, 64, 100\) at row 0 does not fit"):
-            writer.write(0, data[:64, :100])
+        with pytest.raises(ValueError, match=r"x\.tif: block \(1, 64, 100\) at row 0, column 200 does not fit"):
+            writer.write(0, data[:64, :100], 200)  # past the right edge (280 columns)
         with pytest.raises(ValueError, match="does not fit"):
             writer.write(280, data[:64])  # past the last row
+        with pytest.raises(ValueError, match="column -1 does not fit"):
+            writer.write(0, data[:64, :10], -1)
     finally:
         writer.abort()
     assert _leftovers(tmp_path, set()) == []

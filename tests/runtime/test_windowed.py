@@ -3,6 +3,7 @@ per-class statistics, and the run bookkeeping (lock, manifest resume, interrupte
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -16,10 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from icpd.cli import app
+from icpd.runtime import scene_io
 from icpd.runtime.infer import InferOptions, infer_paths, predict_scene
 from icpd.runtime.predictor import Predictor
 from icpd.runtime.runlog import LOCK_NAME
-from icpd.runtime.tiling import Blender, StripBlender, plan_tiles
+from icpd.runtime.tiling import plan_tiles
+from icpd.runtime.viz import heatmap, overlay
 from tests.runtime.supports import make_supports
 
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
@@ -60,20 +63,31 @@ def predictor(model):
     return p
 
 
-def test_strip_blender_equals_blender_bit_for_bit():
-    rng = np.random.default_rng(0)
-    h, w, tile, overlap = 301, 190, 64, 16
-    tiles = plan_tiles(h, w, tile, overlap)
-    whole, strip = Blender(h, w, 2, overlap), StripBlender(h, w, 2, overlap, rows=tile)  # rows: must grow too
-    rows = []
-    for i, t in enumerate(tiles):
-        p = rng.random((2, tile, tile), dtype=np.float32)
-        whole.add(t, p)
-        strip.add(t, p)
-        until = tiles[i + 1].y if i + 1 < len(tiles) else h
-        if i % 3 == 2 or until == h:  # flush at uneven points, as batches do
-            rows.append(strip.flush(until)[1])
-    np.testing.assert_array_equal(np.concatenate(rows, axis=1), whole.result())
+def test_block_written_tiffs_equal_the_former_strip_path(predictor, tmp_path, monkeypatch):
+    """Every GeoTIFF output of a scene written block by block (odd size, wider than tall in tiles so
+    it is swept left to right, nodata, two classes, probabilities and priors) equals what the
+    full-width strip path wrote: the in-memory prediction, and the overlay drawn strip by strip."""
+    monkeypatch.setattr(scene_io, "WHOLE_MAX_PIXELS", 0)  # the large-scene outputs (TIFF only)
+    img = scene(150, 403)
+    img[:, :37] = 0  # nodata on the left (all three bands = nodata 0)
+    write_tif(tmp_path / "w.tif", img, nodata=0)
+    options = InferOptions(tile=64, overlap=16, batch=3, save_probs=True, save_priors=True)
+    assert infer_paths(predictor, [tmp_path / "w.tif"], tmp_path / "out", options).ok
+    ref = predict_scene(predictor, img, options)
+    nodata = (img == 0).all(axis=-1)
+    labels = np.where(nodata, 255, ref.labels).astype(np.uint8)
+    tiles = plan_tiles(150, 403, 64, 16)
+    seams = sorted({tiles[i].y for i in range(0, len(tiles), 3)} | {150})  # where the strips were flushed
+    shown = np.where(labels == 255, 0, labels)
+    overlay_ref = np.concatenate([overlay(img[a:b], shown[a:b], 0.5) for a, b in itertools.pairwise(seams)])
+    expected = {"labels": labels[None], "overlay": overlay_ref.transpose(2, 0, 1)}
+    for i, name in enumerate(predictor.class_names):
+        expected[f"prob_{name}"] = np.round(np.clip(ref.probs[i], 0, 1) * 255).astype(np.uint8)[None]
+        expected[f"prior_{name}"] = heatmap(np.clip(ref.priors[i], 0.0, 1.0)).transpose(2, 0, 1)
+    assert len(seams) > 2 and nodata.any() and (labels == 1).any() and (labels == 2).any()
+    for key, want in expected.items():
+        with rasterio.open(tmp_path / "out" / f"w_{key}.tif") as ds:
+            np.testing.assert_array_equal(ds.read(), want, err_msg=key)
 
 
 def test_windowed_geotiff_equals_in_memory_keeps_geo_and_counts_area(predictor, tmp_path):
