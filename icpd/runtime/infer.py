@@ -44,6 +44,7 @@ from icpd.runtime.predictor import merge_labels
 from icpd.runtime.runlog import Manifest, OutLock, check_writable, new_run_id
 from icpd.runtime.scene_io import SceneOutputs, open_source, safe_name
 from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, min_tile, plan_tiles
+from icpd.runtime.validation import check_threshold
 from icpd.runtime.viz import colour_hex
 from icpd.runtime.windowed import resize_maps as _resize_maps
 from icpd.runtime.windowed import run_scene
@@ -84,8 +85,7 @@ class InferOptions:
     bands: tuple[int, int, int] | None = None  # 1-based band numbers used as R, G, B (None: the file's rules)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"--threshold {self.threshold}: must be in [0, 1]")
+        check_threshold(self.threshold)  # the Predictor's rule and words
         if self.tile is not None and self.tile < 1:
             raise ValueError(f"--tile {self.tile}: must be >= 1 pixel (default: the model input size)")
         if self.overlap < 0 or (self.tile is not None and self.overlap >= self.tile):

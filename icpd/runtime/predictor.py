@@ -31,7 +31,7 @@ import numpy as np
 
 from icpd.config import Backend
 from icpd.export.model_dir import ModelDir
-from icpd.runtime.backends.protocol import Features, Images, RuntimeBackend, SupportHandle, image_groups
+from icpd.runtime.backends.protocol import Features, Images, RuntimeBackend, SupportHandle
 from icpd.runtime.support_cache import SupportCacheError, SupportSet, check_inputs
 from icpd.runtime.support_encoding import encode_support
 from icpd.runtime.validation import (
@@ -41,6 +41,7 @@ from icpd.runtime.validation import (
     check_shots,
     check_threads,
     check_threshold,
+    image_groups,
 )
 
 BACKENDS = tuple(b.value for b in Backend)  # kept name: ("torch", "ort", "trt")

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icpd.runtime.backends.protocol import image_groups
 from icpd.runtime.support_cache import SupportSet
-from icpd.runtime.validation import check_class_name, check_shots, check_supports
+from icpd.runtime.validation import check_class_name, check_shots, check_supports, image_groups
 
 if TYPE_CHECKING:
     from icpd.config import Preset

@@ -158,3 +158,33 @@ def check_supports(images: Sequence[Any], masks: Sequence[Any], class_name: str,
     if not any(m.any() for m in binary):
         raise InputError(f"{what}: every mask is empty; mark the object in at least one mask")
     return pixels, binary, notes
+
+
+def image_groups(images: Any) -> list[np.ndarray]:
+    """(H, W, 3), (B, H, W, 3) or a list of (H, W, 3) uint8 RGB images (a ``Raster`` from
+    ``icpd.io.read_image`` wherever an image goes) -> batches of equal size, in order
+    (consecutive images of one size share a batch). Anything else is refused naming the image."""
+    if isinstance(images, Raster) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        items = [rgb_pixels(images, "image")[None]]  # (H, W, 3): a batch of one
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        if not len(images):
+            raise InputError("images: an empty batch (0, H, W, 3); give at least one image")
+        rgb_pixels(images[0], "images (a batch)")  # the batch's dtype and image shape are its first image's
+        items = [images]
+    elif isinstance(images, np.ndarray) or not isinstance(images, Sequence) or isinstance(images, str):
+        got = f"shape {images.shape}, {images.dtype}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise InputError(f"images: got {got}; expected {IMAGE_FORM}, a (B, H, W, 3) batch, or a list of them")
+    elif not images:
+        raise InputError("images: an empty list; give at least one image")
+    else:
+        items = [rgb_pixels(im, f"image {i + 1} of {len(images)}")[None] for i, im in enumerate(images)]
+    groups: list[np.ndarray] = []
+    run: list[np.ndarray] = []
+    for b in items:
+        if run and b.shape[1:] != run[-1].shape[1:]:
+            groups.append(run[0] if len(run) == 1 else np.concatenate(run))
+            run = []
+        run.append(b)
+    if run:
+        groups.append(run[0] if len(run) == 1 else np.concatenate(run))
+    return [np.ascontiguousarray(g) for g in groups]
