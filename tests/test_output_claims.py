@@ -51,6 +51,21 @@ def _cases(tmp: Path, out: Path) -> dict[str, tuple[list[str], Path, str]]:
                      "--support", str(missing / "s.png"), "--mask", str(missing / "m.png"), "--class-embeddings",
                      str(missing / "e.safetensors"), "--target-class", "ship", "--out", str(out)],
                     out / "q_mask.png", "predict"),
+        "build": (["build", "--model", str(missing / "model"), "--out", str(out), "-q"], out, "build"),
+        "bench --json": (["bench", "--quick", "--cache-dir", str(tmp / "cache"), "--json", str(out), "-q"], out, "bench"),
+        "bench --report": (["bench", "--quick", "--cache-dir", str(tmp / "cache"), "--report", str(out), "-q"], out,
+                           "bench"),
+    }
+
+
+def _unwritable_only(tmp: Path, out: Path) -> dict[str, list[str]]:
+    """Outputs shared by design (caches: waited for, not refused), checked writable before the work all the same."""
+    missing = tmp / "missing"
+    return {
+        "build --timing-cache": ["build", "--model", str(missing / "model"), "--out", str(tmp / "engines"),
+                                 "--timing-cache", str(out), "-q"],
+        "bench --cache-dir": ["bench", "--quick", "--cache-dir", str(out), "-q"],
+        "fetch-weights --cache-dir": ["fetch-weights", "vgg16", "--download", "--cache-dir", str(out)],
     }
 
 
@@ -72,18 +87,21 @@ def test_a_second_run_into_the_same_output_is_refused_at_once(name, tmp_path):
     assert _flat(res.stderr).startswith(
         f"error: {claimed} is being written by another `icpd {command}` run (pid {os.getpid()} on "), res.stderr
     assert f"If that run no longer exists, delete {claimed}.lock" in _flat(res.stderr)
-    assert took < 10, took  # no data read, no model built
+    assert took < 60, took  # imports on a loaded machine; no data read, no model built (the inputs are missing)
     assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []  # nothing written, the lock gone
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_an_output_through_a_file_fails_before_any_work(name, tmp_path):
+@pytest.mark.parametrize("name", CASES + list(_unwritable_only(Path("t"), Path("o"))))
+def test_an_output_through_a_file_fails_before_any_work(name, tmp_path, monkeypatch):
     """Guards issue 20: an unwritable output (here a path through a file, which even root cannot write)
     was found only when the result was written, after the work (or, for train, as a traceback)."""
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    argv, _, _ = _cases(tmp_path, afile / "out")[name]
-    res = CliRunner().invoke(app, argv)
+    both = {**{k: v[0] for k, v in _cases(tmp_path, afile / "out").items()}, **_unwritable_only(tmp_path, afile / "out")}
+    res = CliRunner().invoke(app, both[name])
     assert res.exit_code == 2, (name, res.output)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.output, (name, res.output)
@@ -141,3 +159,34 @@ def test_two_real_data_synth_runs_into_one_folder(tmp_path):
     assert first.returncode == 0, stderr
     assert stdout.startswith(f"wrote {out} ")
     assert not lock_path(out).exists()
+
+
+def test_fetch_weights_waits_for_a_download_of_the_same_file(tmp_path, monkeypatch):
+    """The weights cache is shared by design: a second fetch of the same file waits for the first (one
+    note naming its pid) and returns the file it wrote, without downloading it again."""
+    import torch.hub
+
+    from icpd.model.pretrained import SOURCES
+
+    target = tmp_path / "cache" / SOURCES["vgg16"].filename
+    script = ("import sys, time\nfrom pathlib import Path\nfrom icpd.io.atomic import exclusive_lock\n"
+              "with exclusive_lock(sys.argv[1], 'fetch-weights'):\n    print('held', flush=True)\n    time.sleep(1.5)\n"
+              "    Path(sys.argv[1]).write_bytes(b'weights')\n")
+    first = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        calls: list[str] = []
+        monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, progress: calls.append(url))
+        t0 = time.monotonic()
+        res = CliRunner().invoke(app, ["fetch-weights", "vgg16", "--download", "--cache-dir", str(target.parent)])
+        took = time.monotonic() - t0
+    finally:
+        first.wait(timeout=60)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(target) and target.read_bytes() == b"weights" and calls == []
+    assert _flat(res.stderr).startswith(f"note: {target} is being written by another `icpd fetch-weights` run (pid "
+                                        f"{first.pid}, started "), res.stderr
+    assert "waiting for it to finish" in res.stderr and res.stderr.count("note:") == 1
+    assert took >= 0.5  # it waited
+    assert not lock_path(target).exists()
+

@@ -96,8 +96,10 @@ def prepare_model(
             raise ValueError("give --model-dir or --checkpoint, not both")
         return model_info(Path(model_dir), random_weights=False)
     from icpd.export.onnx import export_model
+    from icpd.io.outputs import check_output, claim_output
     from icpd.model.checkpoint import load_checkpoint, model_fingerprint, seeded_model
 
+    check_output(Path(cache_dir or default_cache_dir()), folder=True)  # before the model is built
     note("building the model" + ("" if checkpoint else f" ({RANDOM_WEIGHTS_NOTE})"))
     if checkpoint is not None:
         model, source = load_checkpoint(checkpoint, preset=preset), Path(checkpoint).name
@@ -108,16 +110,18 @@ def prepare_model(
     from icpd.export.model_dir import ModelDir
     from icpd.export.onnx import GRAPH_VERSION
 
-    with contextlib.suppress(ModelDirError):
-        info = model_info(path, random_weights=checkpoint is None)
-        meta = ModelDir.open(path).meta
-        fresh = meta.get("graph_version") == GRAPH_VERSION and meta.get("icpd_version") == icpd.__version__
-        if info.fingerprint == fingerprint and fresh:  # same weights, exported by this icpd's graphs
-            return info
-    note(f"exporting to {path} (once; later runs reuse it)")
-    t0 = time.perf_counter()
-    export_model(model, path, validation_runs=1, force=True, source=source)
-    return model_info(path, random_weights=checkpoint is None, exported_s=time.perf_counter() - t0)
+    # the cache is shared by design: a run exporting into it is waited for (one note), then its export reused
+    with claim_output(path, "bench", folder=True, renamed=True, wait=True, on_wait=note):
+        with contextlib.suppress(ModelDirError):
+            info = model_info(path, random_weights=checkpoint is None)
+            meta = ModelDir.open(path).meta
+            fresh = meta.get("graph_version") == GRAPH_VERSION and meta.get("icpd_version") == icpd.__version__
+            if info.fingerprint == fingerprint and fresh:  # same weights, exported by this icpd's graphs
+                return info
+        note(f"exporting to {path} (once; later runs reuse it)")
+        t0 = time.perf_counter()
+        export_model(model, path, validation_runs=1, force=True, source=source, lock=False)  # claimed above
+        return model_info(path, random_weights=checkpoint is None, exported_s=time.perf_counter() - t0)
 
 
 # -- inputs and the query path ------------------------------------------------------------------------

@@ -77,15 +77,18 @@ def _int8_dir(model: ModelInfo, cache: Path, note: Callable[[str], None]) -> Mod
     from icpd.benchmarks.subjects import model_info
     from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.quantize import DEFAULT_OPTIONS, convert_model_dir_int8, int8_fingerprint
+    from icpd.io.outputs import claim_output
 
     path = cache / f"{model.preset}-{model.fingerprint[:12]}-int8"
-    with contextlib.suppress(ModelDirError):  # reuse: same FP32 weights, same options
-        if ModelDir.open(path).fingerprint == int8_fingerprint(model.fingerprint, DEFAULT_OPTIONS):
-            return model_info(path, model.random_weights)
-    note(f"quantizing {model.path.name} to INT8 into {path} (once; later runs reuse it)")
-    t0 = time.perf_counter()
-    convert_model_dir_int8(model.path, path, DEFAULT_OPTIONS, force=True)
-    return model_info(path, model.random_weights, exported_s=time.perf_counter() - t0)
+    # shared cache: another run quantizing into it is waited for (one note), then its dir reused
+    with claim_output(path, "bench", folder=True, renamed=True, wait=True, on_wait=note):
+        with contextlib.suppress(ModelDirError):  # reuse: same FP32 weights, same options
+            if ModelDir.open(path).fingerprint == int8_fingerprint(model.fingerprint, DEFAULT_OPTIONS):
+                return model_info(path, model.random_weights)
+        note(f"quantizing {model.path.name} to INT8 into {path} (once; later runs reuse it)")
+        t0 = time.perf_counter()
+        convert_model_dir_int8(model.path, path, DEFAULT_OPTIONS, force=True)
+        return model_info(path, model.random_weights, exported_s=time.perf_counter() - t0)
 
 
 def precision_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -131,6 +131,21 @@ def _append_ratios(report: Path, doc: dict[str, Any]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
+def _claim_outputs(json_path: Path | None, report_dir: Path | None) -> Any:
+    """Hold --json and --report for the run (:func:`icpd.io.outputs.claim_output`): an unwritable one fails
+    before the work, and another run writing the same one is refused at once, with its pid."""
+    import contextlib
+
+    from icpd.io.outputs import claim_output
+
+    claims = contextlib.ExitStack()
+    with claims:
+        for path, folder in ((json_path, False), (report_dir, True)):
+            if path is not None:
+                claims.enter_context(claim_output(path, "bench", folder=folder))
+        return claims.pop_all()
+
+
 def _write_outputs(doc: dict[str, Any], json_path: Path | None, report_dir: Path | None) -> list[Path]:
     from icpd.benchmarks.report import write_markdown_report
     from icpd.benchmarks.schema import dump
@@ -248,11 +263,12 @@ def bench_cmd(
                              backends=names, shots=_ints(shots, "--shots"), batch=_ints(batch, "--batch"),
                              classes=classes, duration_s=duration, iterations=iterations, warmup_s=warmup,
                              quick=quick, threads=threads, rounds=rounds, precisions=precisions)
-        steps = _Steps(enabled=not quiet)
-        with steps.bar:
-            doc = run_benchmark(config, on_step=steps)
-        _print_doc(doc, tables=not quiet)
-        written = _write_outputs(doc, json_path, report)
+        with _claim_outputs(json_path, report):  # written at the end: claimed before the work
+            steps = _Steps(enabled=not quiet)
+            with steps.bar:
+                doc = run_benchmark(config, on_step=steps)
+            _print_doc(doc, tables=not quiet)
+            written = _write_outputs(doc, json_path, report)
     except (ValueError, ModelDirError, Int8ConversionError, ImportError, OSError, typer.BadParameter) as e:
         fail(e)
     exported = doc["model"]["exported_s"]

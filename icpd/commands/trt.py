@@ -64,14 +64,23 @@ def register(app: typer.Typer) -> None:
         stops the build with the table of violations (exit 2) instead of a parser error. Build
         phases are reported on stderr (unless -q); the timing cache makes a rebuild on the same GPU
         and TensorRT faster."""
+        from icpd.io import OutputPathError
+        from icpd.io.outputs import check_output, claim_output
         from icpd.trt.build import build_engines, parse_profile
         from icpd.trt.check import TrtCompatibilityError
 
-        try:
-            res = build_engines(model, out_dir, precision=precision, batch=parse_profile(batch, "batch"),
-                                shots=parse_profile(shots, "shots"), rank_prior=rank_prior.value if rank_prior else None,
-                                workspace=int(workspace * (1 << 30)), plugin_library=plugin_library, force=force,
-                                opt_level=opt_level, timing_cache=timing_cache, progress=None if quiet else _progress_line)
+        try:  # --out claimed first: writable, and no other build writing it (refused at once, with its pid)
+            if timing_cache is not None:  # saved after the build: checked before it
+                check_output(timing_cache)
+            with claim_output(out_dir, "build", folder=True, renamed=True):
+                res = build_engines(model, out_dir, precision=precision, batch=parse_profile(batch, "batch"),
+                                    shots=parse_profile(shots, "shots"),
+                                    rank_prior=rank_prior.value if rank_prior else None,
+                                    workspace=int(workspace * (1 << 30)), plugin_library=plugin_library, force=force,
+                                    opt_level=opt_level, timing_cache=timing_cache,
+                                    progress=None if quiet else _progress_line)
+        except OutputPathError as e:
+            fail(e)
         except TrtCompatibilityError as e:
             console.print(e.report.format_table(), markup=False, highlight=False, soft_wrap=True)
             fail(f"{model}: TensorRT {e.report.trt_version} cannot build these graphs (the violations above); "

@@ -31,7 +31,7 @@ from icpd.io.atomic import LockHeldError, OutputPathError, ensure_writable, excl
 __all__ = ["check_output", "claim_output", "lock_holder"]
 
 
-def check_output(target: str | os.PathLike[str], *, folder: bool = False) -> Path:
+def check_output(target: str | os.PathLike[str], *, folder: bool = False, renamed: bool = False) -> Path:
     """Check, writing nothing that stays, that ``target`` can be written; return it as a ``Path``.
 
     Args:
@@ -39,6 +39,8 @@ def check_output(target: str | os.PathLike[str], *, folder: bool = False) -> Pat
             written inside it, or the folder renamed into place). Missing folders above it are
             fine when the nearest existing one can be written (they are made by the writer).
         folder: ``target`` is a folder.
+        renamed: the folder is assembled beside ``target`` and renamed onto it
+            (:func:`~icpd.io.atomic.atomic_dir`): its parent must be writable too, also when it exists.
 
     Raises:
         OutputPathError: a file named where a folder is needed (or the other way round), a path
@@ -50,6 +52,8 @@ def check_output(target: str | os.PathLike[str], *, folder: bool = False) -> Pat
     if not folder and target.is_dir():
         raise OutputPathError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     ensure_writable(target if folder else target.parent, folder=True)
+    if folder and renamed and target.exists():
+        ensure_writable(target.parent, folder=True)
     return target
 
 
@@ -63,14 +67,15 @@ def lock_holder(target: str | os.PathLike[str]) -> dict | None:
 
 
 @contextlib.contextmanager
-def claim_output(target: str | os.PathLike[str], what: str, *, folder: bool = False, wait: bool = False,
-                 on_wait: Callable[[str], None] | None = None, poll_s: float = 0.5) -> Iterator[Path]:
+def claim_output(target: str | os.PathLike[str], what: str, *, folder: bool = False, renamed: bool = False,
+                 wait: bool = False, on_wait: Callable[[str], None] | None = None,
+                 poll_s: float = 0.5) -> Iterator[Path]:
     """Check ``target`` (:func:`check_output`), then hold its lock for the body; yields the lock's path.
 
     Args:
         target: the output file or folder.
         what: the command, as the lock records it (``"train"`` for ``icpd train``).
-        folder: ``target`` is a folder.
+        folder, renamed: see :func:`check_output`.
         wait: another run holding the lock is waited for (polled every ``poll_s`` seconds) instead
             of refused: for caches shared by design.
         on_wait: called once, with a one-line message naming the holder, when the run has to wait.
@@ -80,7 +85,7 @@ def claim_output(target: str | os.PathLike[str], what: str, *, folder: bool = Fa
         LockHeldError: (a ``ValueError``) another run writes ``target`` and ``wait`` is False; the
             message names ``target``, the holder's pid and the fix.
     """
-    target = check_output(target, folder=folder)
+    target = check_output(target, folder=folder, renamed=renamed)
     with contextlib.ExitStack() as stack:
         noted = False
         while True:

@@ -218,16 +218,12 @@ def compile_kernel(
     fatbin = out_dir / "keep" / f"{source.stem}.fatbin"
     cmd = (str(nvcc), *flags, *gencode, "-shared", "--keep", "--keep-dir")
     if not (library.is_file() and fatbin.is_file()):
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="ndcg_prior-", dir=cache_dir))
-        (tmp / "keep").mkdir()
-        _run([*cmd, str(tmp / "keep"), str(source), "-o", str(tmp / LIBRARY_NAME)], "nvcc")
-        if not (tmp / "keep" / fatbin.name).is_file():
-            raise KernelBuildError(f"nvcc --keep left no {fatbin.name} in {tmp / 'keep'}.")
-        try:
-            tmp.rename(out_dir)
-        except OSError:  # a concurrent build got there first; its result is identical
-            shutil.rmtree(tmp, ignore_errors=True)
+        from icpd.io.outputs import claim_output
+
+        # one nvcc per key: a concurrent build of the same kernel (another process or thread) is waited for
+        with claim_output(out_dir, "kernel build", folder=True, renamed=True, wait=True):
+            if not (library.is_file() and fatbin.is_file()):  # not built by the run waited for
+                _nvcc_into(out_dir, cmd, source, fatbin.name)
     return KernelBuild(
         library=library,
         fatbin=fatbin,
@@ -237,6 +233,22 @@ def compile_kernel(
         command=(*cmd, "<keep-dir>", str(source), "-o", str(library)),
         nvcc_version=version,
     )
+
+
+def _nvcc_into(out_dir: Path, cmd: Sequence[str], source: Path, fatbin_name: str) -> None:
+    """Run nvcc into a temporary folder beside ``out_dir`` and rename it into place (never half-built)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ndcg_prior-", dir=out_dir.parent))
+    try:
+        (tmp / "keep").mkdir()
+        _run([*cmd, str(tmp / "keep"), str(source), "-o", str(tmp / LIBRARY_NAME)], "nvcc")
+        if not (tmp / "keep" / fatbin_name).is_file():
+            raise KernelBuildError(f"nvcc --keep left no {fatbin_name} in {tmp / 'keep'}.")
+        if out_dir.is_dir():  # an incomplete folder (made by hand, or by an older icpd): replaced
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _pin_ptx_isa(ptx: str, isa: str) -> str:
