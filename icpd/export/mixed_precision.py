@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-SENSITIVITY_IMAGES = 2  # calibration images the sensitivity is measured on (errors summed over them)
+SENSITIVITY_IMAGES = 1  # calibration images the sensitivity is measured on: one FP32 encoder run per block each
 TIMING_ROUNDS = 3  # interleaved rounds of the speed-up measurement (every image, both encoders, per round)
 TIMING_IMAGES = 2  # calibration images timed per round
 _QUANT_SUFFIX = "_quant"  # the quantizer names MatMulInteger "<node>_quant"
