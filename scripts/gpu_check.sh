@@ -42,6 +42,7 @@ WHEELS=${GPU_WHEELS:-.gpu-wheels}
 DEST="${OUT:-$PWD/gpu-check-out}"; mkdir -p "$DEST"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
 export ICPD_CACHE_DIR="${ICPD_CACHE_DIR:-$WORK/cache}" PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # icpd from this checkout even if its install step failed
 LOG="$DEST/gpu_check.log"; : > "$LOG"
 SUMMARY="$DEST/gpu_check.json"; rm -f "$SUMMARY"
 PY=python3
