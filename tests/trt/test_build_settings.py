@@ -142,3 +142,15 @@ def test_load_plugin_library_names_the_library_the_version_and_the_fix(tmp_path)
     trt.load_library_ok = True
     assert load_plugin_library(trt, trt.registry, lib).path == str(lib)
     assert load_plugin_library(trt, trt.registry, lib) is None  # registered already: fine, no handle
+
+
+def test_cli_shows_build_progress_on_stderr_unless_quiet(use_fake, tiny_sort_dir, tmp_path):
+    use_fake()
+    args = ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"), "--precision", "fp32", "--opt-level", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "build: building encoder.engine from encoder.onnx" in res.stderr
+    assert "build: Building engine (2 steps)" in res.stderr and "build: Building engine: 2/2" in res.stderr
+    assert f"wrote {tmp_path / 'e'}: encoder, matcher engines, fp32" in res.stdout
+    res = CliRunner().invoke(app, [*args, "--force", "-q"])
+    assert res.exit_code == 0 and "build:" not in res.stderr and res.stdout == ""
