@@ -31,6 +31,7 @@ TopK is limited to K <= 3840 in TensorRT: larger support maps need the plugin fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -178,6 +179,10 @@ def progress_monitor(trt: Any, report: Callable[[str], None]) -> Any | None:
     if base is None:
         return None
 
+    def say(line: str) -> None:
+        with contextlib.suppress(Exception):  # an exception must not cross into TensorRT's C++ thread
+            report(line)
+
     class _Monitor(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             base.__init__(self)
@@ -193,21 +198,21 @@ def progress_monitor(trt: Any, report: Callable[[str], None]) -> Any | None:
                 if depth <= 1:
                     self._steps[phase_name] = num_steps
                     self._started[phase_name] = time.perf_counter()
-                    report(f"{'  ' * depth}{phase_name} ({num_steps} step{'s' if num_steps != 1 else ''})")
+                    say(f"{'  ' * depth}{phase_name} ({num_steps} step{'s' if num_steps != 1 else ''})")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self._lock:
                 n = self._steps.get(phase_name, 0)
                 every = max(1, n // 10)  # at most ~10 lines per phase
                 if self._parents.get(phase_name, "") is None and n > 1 and (step + 1) % every == 0:
-                    report(f"{phase_name}: {step + 1}/{n}")
+                    say(f"{phase_name}: {step + 1}/{n}")
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
             with self._lock:
                 t0 = self._started.pop(phase_name, None)
                 if t0 is not None and self._parents.get(phase_name, "") is None:
-                    report(f"{phase_name}: done in {time.perf_counter() - t0:.1f} s")
+                    say(f"{phase_name}: done in {time.perf_counter() - t0:.1f} s")
                 self._parents.pop(phase_name, None)
 
     return _Monitor()
@@ -215,13 +220,12 @@ def progress_monitor(trt: Any, report: Callable[[str], None]) -> Any | None:
 
 class TimingCache:
     """TensorRT's kernel timing cache for one ``icpd build``: loaded from ``path`` if it exists,
-    handed from one engine's build to the next, written back to ``save_to`` at the end."""
+    handed from one engine's build to the next, written by :meth:`save` at the end."""
 
     def __init__(self, path: Path, report: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.blob = path.read_bytes() if path.is_file() else b""
         self.report = report or (lambda _line: None)
-        self.loaded = bool(self.blob)
 
     def attach(self, config: Any) -> None:
         """Give ``config`` a cache made from the current blob (a fresh one if TensorRT refuses it)."""
