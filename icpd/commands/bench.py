@@ -131,8 +131,8 @@ def _append_ratios(report: Path, doc: dict[str, Any]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def _claim_outputs(json_path: Path | None, report_dir: Path | None) -> Any:
-    """Hold --json and --report for the run (:func:`icpd.io.outputs.claim_output`): an unwritable one fails
+def _claim_outputs(json_path: Path | None, report_dir: Path | None, junit: Path | None = None) -> Any:
+    """Hold --json, --report (and --junit) for the run (:func:`icpd.io.outputs.claim_output`): an unwritable one fails
     before the work, and another run writing the same one is refused at once, with its pid."""
     import contextlib
 
@@ -140,7 +140,7 @@ def _claim_outputs(json_path: Path | None, report_dir: Path | None) -> Any:
 
     claims = contextlib.ExitStack()
     with claims:
-        for path, folder in ((json_path, False), (report_dir, True)):
+        for path, folder in ((json_path, False), (report_dir, True), (junit, False)):
             if path is not None:
                 claims.enter_context(claim_output(path, "bench", folder=folder))
         return claims.pop_all()
@@ -420,10 +420,11 @@ def ab_cmd(
                              f"{min_rounds(alpha)} or more, or --allow-ratio-only to judge by the median ratio alone")
         (name,) = backend_names(backend.value, device)
         config = ABConfig(backend=name, rounds=n, shots=shots, batch=batch, threads=threads)
-        doc = run_model_ab(a_model, b_model, config)
-        if json_path is not None:
-            out.print(f"wrote {dump(doc, json_path)}", highlight=False)
-        code = _verdict(*split_variants(doc), tolerance, alpha, junit, report, allow_ratio_only=allow_ratio_only)
+        with _claim_outputs(json_path, report, junit):  # written after the timing: claimed before it
+            doc = run_model_ab(a_model, b_model, config)
+            if json_path is not None:
+                out.print(f"wrote {dump(doc, json_path)}", highlight=False)
+            code = _verdict(*split_variants(doc), tolerance, alpha, junit, report, allow_ratio_only=allow_ratio_only)
     except (ValueError, ModelDirError, ImportError, OSError, typer.BadParameter) as e:
         fail(e)
     raise typer.Exit(code)

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
         The first thing to run on a GPU (about two minutes; tiny preset, seeded weights, nothing to
         download). Goes on past failures; steps that cannot run here are skipped with the reason.
         Writes OUT/selftest.json (attach it to bug reports) and OUT/selftest.txt; exit 1 if a step failed."""
+        from icpd.io import OutputPathError
         from icpd.io.atomic import write_text_atomic
+        from icpd.io.outputs import claim_output
         from icpd.selftest.report import format_table
         from icpd.selftest.run import REPORT_NAME, TABLE_NAME, run_selftest
 
@@ -44,13 +46,14 @@ def register(app: typer.Typer) -> None:
                               markup=False, highlight=False, soft_wrap=True)
 
         names = tuple(n.strip() for n in only.split(",") if n.strip())
-        try:
-            report = run_selftest(device, out_dir, plugin_library=plugin_library, progress=progress, only=names,
-                                  cache=cache)
-        except ValueError as e:
+        try:  # --out claimed first: writable, and no other selftest writing it (refused at once, with its pid)
+            with claim_output(out_dir, "selftest", folder=True):
+                report = run_selftest(device, out_dir, plugin_library=plugin_library, progress=progress, only=names,
+                                      cache=cache)
+                table = format_table(report)
+                write_text_atomic(out_dir / TABLE_NAME, table + "\n")
+        except (ValueError, OutputPathError) as e:
             fail(e)
-        table = format_table(report)
-        write_text_atomic(out_dir / TABLE_NAME, table + "\n")
         if not quiet or not report.passed:
             out.print(table, markup=False, highlight=False, soft_wrap=True)
         if not quiet:
