@@ -193,3 +193,16 @@ def test_fetch_weights_waits_for_a_download_of_the_same_file(tmp_path, monkeypat
     assert took >= 0.5  # it waited
     assert not lock_path(target).exists()
 
+
+
+@pytest.mark.parametrize("folder", ["/proc", "/sys"])
+def test_eval_json_on_a_read_only_file_system_fails_before_the_evaluation(folder, tmp_path):
+    """The case the issue names: `icpd eval --json` onto an unwritable path (here procfs / sysfs, which root
+    cannot write either) fails at once, naming the folder, not after the whole evaluation."""
+    if not Path(folder, "self" if folder == "/proc" else "kernel").is_dir():
+        pytest.skip(f"no {folder} here")
+    argv, _, _ = _cases(tmp_path, Path(folder) / "scores.json")["eval --json"]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert _flat(res.stderr).startswith(f"error: {folder}: "), res.stderr
