@@ -350,7 +350,8 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
         weights={"origin": model.weights, "random": model.random_weights, "fingerprint": model.fingerprint},
         model={"preset": model.preset, "path": str(model.path), "exported_s": model.exported_s},
         precision=",".join(models),
-        models={prec: {"path": str(info.path), "fingerprint": info.fingerprint, "prepared_s": info.exported_s}
+        models={prec: {"path": str(info.path), "fingerprint": info.fingerprint, "prepared_s": info.exported_s,
+                       **({"kept_fp32": list(info.kept_fp32)} if prec == "int8" else {})}
                 for prec, info in models.items()},
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         timing=asdict(timing),

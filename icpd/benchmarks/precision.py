@@ -106,5 +106,13 @@ def precision_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if int8:
             what = "encoder" if stage == "encoder" else f"cached {k}-shot query"
             out.append({"name": f"INT8 vs FP32 {what}: speed-up", "backend": be, "value": fp32 / int8,
-                        "detail": f"FP32 {stage} median / INT8 {stage} median (cached {k}-shot, one interleaved run)"})
+                        "detail": f"FP32 {stage} median / INT8 {stage} median (cached {k}-shot, one interleaved run); "
+                                  + int8_kept_text(doc)})
     return out
+
+
+def int8_kept_text(doc: dict[str, Any]) -> str:
+    """What the timed INT8 dir kept in FP32, in words: ``"full INT8 (no block kept FP32)"`` or
+    ``"INT8 with 2 block(s) kept FP32: a, b"`` (from the run's ``models.int8.kept_fp32``)."""
+    kept = (doc.get("models") or {}).get("int8", {}).get("kept_fp32") or []
+    return f"INT8 with {len(kept)} block(s) kept FP32: {', '.join(kept)}" if kept else "full INT8 (no block kept FP32)"

@@ -86,6 +86,14 @@ class ModelInfo:
     weights: str  # "random weights: latency only", a checkpoint name, or the export's source
     precision: str  # e.g. "fp32", from model.json
     exported_s: float | None = None  # export time when this run exported, None when reused
+    kept_fp32: tuple[str, ...] = ()  # an INT8 dir's blocks left in FP32 (mixed precision), in the order chosen
+
+
+def kept_fp32_blocks(meta: dict) -> tuple[str, ...]:
+    """The blocks an INT8 model dir keeps in FP32 (``model.json`` ``int8.mixed_precision.fp32_blocks``,
+    :mod:`icpd.export.quantize`); () for a full INT8 dir or another precision."""
+    record = (meta.get("int8") or {}).get("mixed_precision") or {}
+    return tuple(str(b["block"]) for b in record.get("fp32_blocks") or ())
 
 
 def default_cache_dir() -> Path:
@@ -104,4 +112,4 @@ def model_info(path: Path, random_weights: bool, exported_s: float | None = None
     random_weights = random_weights or source == RANDOM_WEIGHTS_NOTE
     return ModelInfo(path, md.preset.name, md.fingerprint, random_weights,
                      RANDOM_WEIGHTS_NOTE if random_weights else (source or "unknown"),
-                     str(md.meta.get("precision", "fp32")), exported_s)
+                     str(md.meta.get("precision", "fp32")), exported_s, kept_fp32_blocks(md.meta))

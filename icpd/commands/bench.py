@@ -46,6 +46,11 @@ def _print_doc(doc: dict[str, Any], tables: bool = True) -> None:
         for r in doc["ratios"]:
             t.add_row(r["name"], r["backend"], f"{r['value']:.2f}x")
         out.print(t)
+    if tables and "int8" in (doc.get("models") or {}):  # what the INT8 figures are of (mixed precision)
+        from icpd.benchmarks.precision import int8_kept_text
+
+        out.print(f"INT8 model dir {doc['models']['int8']['path']}: {int8_kept_text(doc)}", markup=False,
+                  highlight=False, soft_wrap=True)
     noisy = [(f"{r['backend']}/{r['scenario']} b{r['batch']} s{r['shots']} c{r['classes']}", r["summary"]["cv"])
              for r in doc["results"] if r["stage"] == END_TO_END and r["summary"]["cv"] > CV_THRESHOLD]
     if noisy:

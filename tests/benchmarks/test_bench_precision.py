@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from icpd.benchmarks.compare import compare, incomparable, verdict_line
+from icpd.benchmarks.precision import int8_kept_text
 from icpd.benchmarks.schema import dump, make_document, make_result
+from icpd.benchmarks.subjects import kept_fp32_blocks
 from icpd.cli import app
 
 runner = CliRunner()
@@ -90,6 +93,10 @@ def test_bench_fp32_and_int8_side_by_side_in_one_interleaved_run(cache_dir, tmp_
     assert {"INT8 vs FP32 encoder: speed-up", "INT8 vs FP32 cached 1-shot query: speed-up"} <= names
     assert "round 2/2" in res.output  # progress inside the interleaved rounds
     int8_dir = doc["models"]["int8"]["path"]
+    kept = kept_fp32_blocks(json.loads((Path(int8_dir) / "model.json").read_text()))
+    assert doc["models"]["int8"]["kept_fp32"] == list(kept)  # what the INT8 figures are of, from its model.json
+    assert all(r["detail"].endswith(int8_kept_text(doc)) for r in doc["ratios"] if r["name"].startswith("INT8"))
+    assert f"INT8 model dir {int8_dir}: {int8_kept_text(doc)}" in res.output
     assert json.loads((tmp_path / "b.json").read_text())["models"]["fp32"]["fingerprint"] != doc["models"]["int8"]["fingerprint"]
     again = runner.invoke(app, [*args, "--json", str(tmp_path / "c.json")])
     assert again.exit_code == 0 and "quantizing" not in again.output  # the INT8 dir is reused
@@ -100,3 +107,17 @@ def test_bench_fp32_and_int8_side_by_side_in_one_interleaved_run(cache_dir, tmp_
     assert bad.exit_code == 2 and "ONNX Runtime on the CPU only" in bad.output
     bad = runner.invoke(app, ["bench", "--quick", "--cache-dir", str(cache_dir), "--precision", "fp32,int4"])
     assert bad.exit_code == 2 and "unknown int4" in bad.output
+
+
+def test_the_int8_figures_say_which_blocks_stayed_fp32():
+    """An INT8 dir made by mixed precision keeps blocks in FP32 (model.json int8.mixed_precision): the
+    bench's INT8 ratios say which, in the order chosen, or that the dir is full INT8."""
+    meta = {"int8": {"mixed_precision": {"fp32_blocks": [
+        {"block": "clip.proj", "nodes": ["/proj/MatMul"], "why": "sensitivity"},
+        {"block": "clip.block0.attn", "nodes": ["/b0/q", "/b0/k"], "why": "--int8-exclude"}]}}}
+    assert kept_fp32_blocks(meta) == ("clip.proj", "clip.block0.attn")
+    assert kept_fp32_blocks({"int8": {"encoder": {}}}) == () and kept_fp32_blocks({}) == ()
+    doc = {"models": {"fp32": {"path": "a"}, "int8": {"path": "b", "kept_fp32": list(kept_fp32_blocks(meta))}}}
+    assert int8_kept_text(doc) == "INT8 with 2 block(s) kept FP32: clip.proj, clip.block0.attn"
+    doc["models"]["int8"]["kept_fp32"] = []
+    assert int8_kept_text(doc) == "full INT8 (no block kept FP32)"
