@@ -58,10 +58,11 @@ def main() -> None:
 
     from icpd.benchmarks.latency import query_step
     from icpd.benchmarks.timer import StageTimer, measure_rounds
+    from icpd.export.calibration import calibration_images
     from icpd.export.mixed_precision import summary_line
     from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.onnx import export_model
-    from icpd.export.quantize import DEFAULT_OPTIONS, Int8Options, calibration_images, convert_model_dir_int8
+    from icpd.export.quantize import DEFAULT_OPTIONS, Int8Options, convert_model_dir_int8
     from icpd.model.checkpoint import seeded_model
     from icpd.runtime.predictor import Predictor
     from icpd.trt.validate import check_int8_against_fp32

@@ -43,18 +43,11 @@ from typing import Any
 import numpy as np
 
 from icpd.export import mixed_precision as mp
+from icpd.export.calibration import CalibrationReader, Int8ConversionError, calibration_images, encoder_feeds
 from icpd.export.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.io.atomic import atomic_dir
 
 CONV_MODES = ("fp32", "qdq")
-DEFAULT_CALIBRATION_TILES = 8  # built-in synthetic tiles when no --calibration folder is given
-MAX_CALIBRATION_IMAGES = 32  # a folder's first images (sorted): ranges settle long before this
-SYNTHETIC_NOTE = ("no --calibration folder: sensitivity and speed were measured on built-in synthetic tiles; "
-                  "pass --calibration DIR with some of your own tiles to measure them on your data")
-
-
-class Int8ConversionError(RuntimeError):
-    """The INT8 conversion failed (wrong source, bad calibration images, quantizer error)."""
 
 
 @dataclass(frozen=True)
@@ -102,58 +95,6 @@ def int8_fingerprint(weights_fingerprint: str, options: Int8Options, fp32_nodes:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-# -- calibration images --------------------------------------------------------------------------------
-def calibration_images(folder: str | os.PathLike[str] | None, size: int, seed: int = 0) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """(H, W, 3) uint8 RGB images to calibrate on, and how they were chosen (for model.json).
-
-    ``folder``: its images (sorted, the first :data:`MAX_CALIBRATION_IMAGES`); None: the built-in
-    set, :data:`DEFAULT_CALIBRATION_TILES` synthetic aerial tiles of ``size`` px from ``seed``.
-
-    Raises:
-        Int8ConversionError: the folder does not exist, holds no image, or an image is unreadable.
-    """
-    if folder is None:
-        from icpd.data.synthetic import render_tile
-
-        rng = np.random.default_rng(seed)
-        tiles = [render_tile(rng, size, "isaid5i", [1 + (3 * i) % 15], [1 + (3 * i + 7) % 15])[0]
-                 for i in range(DEFAULT_CALIBRATION_TILES)]
-        return tiles, {"source": "built-in synthetic tiles", "images": len(tiles), "seed": seed, "size": size,
-                       "note": SYNTHETIC_NOTE}
-    from icpd.io.inputs import list_inputs
-    from icpd.io.raster import ImageError, read_image
-
-    path = Path(folder)
-    if not path.is_dir():
-        raise Int8ConversionError(f"--calibration {path}: not a folder; give a folder of PNG/JPEG/TIFF images")
-    try:
-        files = list_inputs(path)[:MAX_CALIBRATION_IMAGES]
-        if not files:
-            raise Int8ConversionError(f"--calibration {path}: no .png/.jpg/.tif images in it")
-        images = [read_image(f).pixels for f in files]
-    except ImageError as err:
-        raise Int8ConversionError(f"--calibration {path}: {err}") from err
-    return images, {"source": str(path.resolve()), "images": len(images), "files": [f.name for f in files]}
-
-
-def encoder_feeds(preprocess: Path, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """The encoder's inputs for ``images``: ``{"images": (1, 3, S, S)}`` from ``preprocess.onnx``."""
-    from icpd.export.ort_session import ort_session
-
-    pre = ort_session(preprocess, "cpu")
-    return [{"images": pre.run(["images"], {"pixels": img[None]})[0]} for img in images]
-
-
-class _Reader:
-    """onnxruntime.quantization's CalibrationDataReader over encoder feeds (one per call)."""
-
-    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
-        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
-
-
 # -- quantization ---------------------------------------------------------------------------------------
 def quantized_nodes(model: Any) -> dict[str, int]:
     """Op type -> count of the integer ops in a quantized graph (what the quantizer actually did)."""
@@ -165,7 +106,7 @@ def quantized_nodes(model: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: _Reader | None = None,
+def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: CalibrationReader | None = None,
                      exclude: Sequence[str] = ()) -> dict[str, Any]:
     """FP32 ``encoder.onnx`` (+ data) -> INT8 ``dst`` (+ ``dst.name + ".data"``); returns a summary.
 
@@ -385,7 +326,7 @@ class _Search:
 
     def _quantize(self) -> None:
         nodes = [n for k in self.kept for n in k["nodes"]]
-        reader = _Reader(self.feeds) if self.options.convs == "qdq" else None
+        reader = CalibrationReader(self.feeds) if self.options.convs == "qdq" else None
         self.meta["int8"]["encoder"] = quantize_encoder(self.enc_src, self.enc, self.options, reader, exclude=nodes)
         self.meta["fingerprint"] = int8_fingerprint(self.src.fingerprint, self.options, nodes)
         self.meta["files"] = describe_files(self.work, {role: self.src.meta["files"][role]["name"]

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from icpd.cli import app
 from icpd.export import pass_rule
+from icpd.export.calibration import SYNTHETIC_NOTE
 from icpd.export.mixed_precision import quantized_nodes_of, summary_line
 from icpd.export.model_dir import ModelDir
 from icpd.export.quantize import (
     DEFAULT_OPTIONS,
-    SYNTHETIC_NOTE,
     Int8ConversionError,
     Int8Options,
     convert_model_dir_int8,
@@ -237,7 +237,7 @@ def test_export_cli_passes_int8_exclude_and_min_speedup_through(tmp_path):
 def test_calibration_folder_is_read_and_recorded(tmp_path):
     import cv2
 
-    from icpd.export.quantize import calibration_images
+    from icpd.export.calibration import calibration_images
 
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"t{i}.png"), np.full((40, 50, 3), 60 * i, np.uint8))
