@@ -115,8 +115,40 @@ def test_predict_refuses_all_empty_masks(files):
     args[args.index(str(files / "s2_mask.png"))] = str(files / "empty_mask.png")
     args[args.index(str(files / "s2.png"))] = str(files / "s1.png")
     res = runner.invoke(app, [*args, "--out", str(out)])
-    assert res.exit_code == 2 and "every support mask is empty" in res.output
+    assert res.exit_code == 2 and "support set 'class 2': every mask is empty" in res.output  # the Predictor's words
     assert not (out / "query_mask.png").exists()
+
+
+def test_predict_holds_supports_to_the_predictors_rules_and_notes_upscaling(files):
+    """`icpd predict` (torch eager) checks supports with the Predictor's rule (icpd.runtime.validation):
+    a 1x1 support is refused in the same words, a 40 px one is upscaled and says so."""
+    from icpd.runtime.validation import InputError, check_supports
+
+    if not (files / "emb.safetensors").exists():
+        test_embed_text_writes_loadable_embeddings(files)
+    for side in (1, 40):
+        img = np.full((side, side, 3), 120, np.uint8)
+        mask = np.zeros((side, side), np.uint8)
+        mask[side // 4:, side // 4:] = 255
+        cv2.imwrite(str(files / f"small{side}.png"), img)
+        cv2.imwrite(str(files / f"small{side}_mask.png"), mask)
+    args = _predict_args(files)
+    args[args.index(str(files / "s2.png"))] = str(files / "small1.png")
+    args[args.index(str(files / "s2_mask.png"))] = str(files / "small1_mask.png")
+    res = runner.invoke(app, [*args, "--out", str(files / "pred_small")])
+    from icpd.io import read_image, read_mask
+
+    tiny = read_image(files / "small1.png")
+    with pytest.raises(InputError) as err:
+        check_supports([read_image(files / "s1.png"), tiny],
+                       [read_mask(files / "s1_mask.png"), read_mask(files / "small1_mask.png", like=tiny)], "class 2", 128)
+    assert res.exit_code == 2 and f"error: {err.value}" in " ".join(res.output.split())
+    args[args.index(str(files / "small1.png"))] = str(files / "small40.png")
+    args[args.index(str(files / "small1_mask.png"))] = str(files / "small40_mask.png")
+    res = runner.invoke(app, [*args, "--out", str(files / "pred_small")])
+    assert res.exit_code == 0, res.output
+    assert f"note: image {files / 'small40.png'}: 40x40 px (HxW) upscaled to the model input 128x128" in \
+        " ".join(res.output.split())
 
 
 def test_predict_as_a_subprocess(files):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import PRESET_HELP, fail, out, preset_callback
+from icpd.commands.common import PRESET_HELP, fail, note, out, preset_callback
 
 
 def info_cmd() -> None:
@@ -99,6 +99,8 @@ def predict_cmd(
                             preset=preset)
     except (ValueError, OutputPathError) as e:
         fail(e)
+    for line in res.notes:  # what was done to the supports (upscaled), as cache-support says it
+        note(line)
     out.print(f"wrote {res.mask} and {res.overlay} ({res.foreground_fraction:.1%} foreground, {res.seconds:.2f} s)",
               markup=False, highlight=False)
 

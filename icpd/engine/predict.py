@@ -27,6 +27,7 @@ class PredictOutput:
     overlay: Path  # query with the mask coloured in
     foreground_fraction: float  # share of query pixels predicted as the target class
     seconds: float  # network time (excluding file I/O)
+    notes: tuple[str, ...] = ()  # what was done to the supports (upscaled to the model input)
 
 
 def _prepare(pixels: np.ndarray, model: ICPDNet) -> torch.Tensor:
@@ -43,6 +44,7 @@ class QueryProbability:
     query: Raster  # the query as read (pixels (H, W, 3) uint8 RGB)
     prob: np.ndarray  # (H, W) float32 foreground probability
     seconds: float  # network time (excluding file I/O)
+    notes: tuple[str, ...] = ()  # what was done to the supports (upscaled to the model input)
 
 
 def predict_probability(
@@ -58,6 +60,7 @@ def predict_probability(
     from icpd.io import read_image, read_mask
     from icpd.io.labels import resize_label
     from icpd.model.text import load_class_embeddings
+    from icpd.runtime.validation import check_supports
 
     if not supports:
         raise ValueError("--support: give at least one support image (and its --mask)")
@@ -66,17 +69,12 @@ def predict_probability(
     p = model.preset
     emb = torch.as_tensor(load_class_embeddings(class_embeddings, preset=p).for_target(target))  # a numpy array
     q = read_image(query)
-    s_imgs, s_masks = [], []
-    for s_path, m_path in zip(supports, masks):
-        s = read_image(s_path)
-        m = read_mask(m_path, like=s)
-        s_imgs.append(_prepare(s.pixels, model))
-        s_masks.append(torch.from_numpy(resize_label(m, p.image_size).astype(np.float32)))
-    if all(int(m.sum()) == 0 for m in s_masks):
-        raise ValueError(
-            f"--mask: every support mask is empty ({', '.join(str(m) for m in masks)}); "
-            "mark the target object in at least one mask (foreground = 1 or 255)"
-        )
+    rasters = [read_image(s) for s in supports]
+    # the Predictor's rules and words (sizes, binary masks, too-small supports, all-empty masks) and its notes
+    pixels, binary, notes = check_supports(rasters, [read_mask(m, like=r) for m, r in zip(masks, rasters)], target,
+                                           p.image_size)
+    s_imgs = [_prepare(px, model) for px in pixels]
+    s_masks = [torch.from_numpy(resize_label(m, p.image_size).astype(np.float32)) for m in binary]
     t0 = time.perf_counter()
     with torch.no_grad():
         logits = model(
@@ -87,7 +85,7 @@ def predict_probability(
         )
         prob = torch.softmax(logits, dim=1)[0, 1]
         prob = torch.nn.functional.interpolate(prob[None, None], (q.height, q.width), mode="bilinear", align_corners=False)[0, 0]
-    return QueryProbability(q, prob.numpy().astype(np.float32, copy=False), time.perf_counter() - t0)
+    return QueryProbability(q, prob.numpy().astype(np.float32, copy=False), time.perf_counter() - t0, tuple(notes))
 
 
 def predict_files(
@@ -135,4 +133,4 @@ def predict_files(
         out.mkdir(parents=True, exist_ok=True)
         mask_path = write_png(mask_name, fg * 255)
         overlay_path = write_png(out / f"{stem}_overlay.png", overlay(res.query.pixels, fg))
-    return PredictOutput(mask_path, overlay_path, float(fg.mean()), res.seconds)
+    return PredictOutput(mask_path, overlay_path, float(fg.mean()), res.seconds, res.notes)
