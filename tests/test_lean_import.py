@@ -27,3 +27,17 @@ def test_runtime_modules_import_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_from_icpd_import_predictor_without_torch():
+    """`from icpd import Predictor` (the entry point, as `from segment_anything import SamPredictor`)
+    works and imports no torch; `import icpd` alone imports not even numpy's users of the runtime."""
+    code = (
+        "import sys, icpd\n"
+        "light = 'icpd.runtime.predictor' not in sys.modules\n"
+        "from icpd import Predictor, Prediction, SupportSet, read_image, read_mask\n"
+        "from icpd.runtime.predictor import Predictor as P\n"
+        "print(light, Predictor is P, [m for m in ('torch', 'onnxruntime') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "True True []", out
