@@ -72,3 +72,40 @@ def test_engine_enqueues_on_the_stream_it_was_given(tmp_path):
     out = eng({"x": x})
     assert engine.context.enqueued == [0xBEEF]
     assert out["y"].shape == (2, 3) and engine.context.addresses["y"] == out["y"].data_ptr()
+
+
+class _Stream:
+    """Records ``wait_stream`` calls into the shared event list (a torch.cuda.Stream stand-in: no GPU here)."""
+
+    def __init__(self, name: str, events: list) -> None:
+        self.name, self.events = name, events
+
+    def wait_stream(self, other: _Stream) -> None:
+        self.events.append(f"{self.name} waits for {other.name}")
+
+
+def test_backend_stream_is_ordered_both_ways_with_the_callers_stream(monkeypatch):
+    """Entering the backend's stream waits for the caller's work (inputs complete); leaving it makes the
+    caller's stream wait for the backend's (outputs complete, inputs not reused early). Before the fix
+    the caller's stream never waited: an encode() result used on it could be read before it was written."""
+    import contextlib
+
+    from icpd.runtime.backends.trt import TrtBackend
+
+    events: list[str] = []
+    caller = _Stream("caller", events)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+
+    @contextlib.contextmanager
+    def on(stream):
+        events.append(f"enqueue on {stream.name}")
+        yield
+        events.append(f"back from {stream.name}")
+
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    backend = object.__new__(TrtBackend)  # only the device and the stream matter here
+    backend.device, backend.stream = torch.device("cuda:0"), _Stream("trt", events)
+    with backend._on_stream():
+        events.append("work")
+    assert events == ["trt waits for caller", "enqueue on trt", "work", "back from trt", "caller waits for trt"]

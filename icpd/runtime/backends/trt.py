@@ -5,7 +5,9 @@ Device buffers are torch CUDA tensors (no pycuda): each call sets the input shap
 enqueues on the backend's own CUDA stream (``execute_async_v3``): every call of the backend
 (preprocessing, uploads, both engines, the copies back) runs under ``torch.cuda.stream(stream)``,
 so nothing waits on the legacy default stream, which TensorRT warns forces extra
-synchronisation; latency measured around a backend call ends with that stream's synchronisation. Images and query features stay on the
+synchronisation; it waits for the caller's current stream on entry and the caller's stream waits
+for it on return (event waits, no host synchronisation), so returned CUDA tensors are safe to use
+on the caller's stream; latency measured around a backend call ends with that stream's synchronisation. Images and query features stay on the
 GPU from preprocessing to the last class's matcher pass; a class's support tensors are uploaded
 once (``load_support``), in the engine's input dtypes. Only the matcher's requested outputs come
 back, through pinned host memory after one synchronisation. With
@@ -20,8 +22,9 @@ profile are split into chunks of the profile's maximum.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,18 +184,23 @@ class TrtBackend:
         self.stream.synchronize()
         return [h.numpy() for h in host]
 
-    def _on_stream(self) -> Any:
-        """This backend's device and stream as torch's current ones (allocations, copies and enqueues)."""
-        import contextlib
+    @contextlib.contextmanager
+    def _on_stream(self) -> Iterator[None]:
+        """This backend's device and stream as torch's current ones (allocations, copies and enqueues).
 
+        Ordered both ways with the caller's current stream, without a host synchronisation: on entry
+        this stream waits for what the caller queued (the tensors it passes in are complete before
+        they are read), on exit the caller's stream waits for what was queued here, so a caller may
+        use the returned CUDA tensors on its own stream, and a caller's tensor this stream still
+        reads is not handed to new work on the caller's stream when the caller drops it.
+        """
         import torch
 
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.cuda.device(self.device))
-        # tensors a caller made on its own stream are complete before this stream reads them
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        stack.enter_context(torch.cuda.stream(self.stream))
-        return stack
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            yield
+        caller.wait_stream(self.stream)
 
     def _chunks(self, n: int) -> list[slice]:
         return [slice(i, min(i + self.max_batch, n)) for i in range(0, n, self.max_batch)]
