@@ -15,7 +15,8 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from icpd.data import synthesize
-from icpd.engine.train import TRAINABLE, TrainConfig, train
+from icpd.engine.train import TrainConfig, train
+from icpd.engine.train_state import TRAINABLE
 from icpd.model.text import ClassEmbeddings, save_class_embeddings
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from icpd.engine.train import STATE_FORMAT, STATE_VERSION, load_state
+from icpd.engine.train_state import STATE_FORMAT, STATE_VERSION, load_state
 
 COMPLETE = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": 1, "config": {}, "encoder_fingerprint": "",
             "optimizer": {}, "scaler": {}, "rng": {}}
