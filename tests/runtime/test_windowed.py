@@ -136,7 +136,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
 @pytest.mark.slow
 def test_scene_larger_than_the_png_limit_runs_in_bounded_memory(model, tmp_path):
     """A 6000 x 6000 scene: the in-memory path would hold ~1.1 GB (pixels, float32 sums, weights,
-    result); the windowed one stays within a blending strip and a tile batch."""
+    result); the windowed one holds the blocks still waiting and a tile batch."""
     h = w = 6000
     with rasterio.open(tmp_path / "big.tif", "w", driver="GTiff", height=h, width=w, count=3, dtype="uint8",
                        crs="EPSG:32633", transform=TRANSFORM, tiled=True, compress="deflate") as ds:
