@@ -9,15 +9,16 @@ alike; with ``rounds=0`` one after the other with :func:`~icpd.benchmarks.timer.
 - ``cached``: the deployed path: supports encoded once beforehand, each iteration runs the query
   only (one encoder pass, one matcher pass) (K = 1, 5);
 - ``classes``: N classes (one cached 1-shot support each) answered from one query encoding;
-  compared with N separate single-class calls, i.e. N x the ``cached`` 1-shot median (exactly
-  those calls, so they are not timed again: on the paper model that would cost N more encoder
-  passes per sample and blow the 5-minute budget of the default run);
+  compared (:mod:`~icpd.benchmarks.ratios`) with N separate single-class calls, i.e. N x the
+  ``cached`` 1-shot median (exactly those calls, so they are not timed again: on the paper model
+  that would cost N more encoder passes per sample and blow the 5-minute budget of the default run);
 - ``batch``: B query tiles per call (cached 1-shot); throughput counts tiles.
 
 Stages: ``support_encoding`` (uncached only: encoding and uploading the supports),
 ``preprocessing``, ``encoder``, ``matcher``, ``postprocessing`` (two-class softmax + label merge)
-and ``end_to_end``. The query is :meth:`~icpd.runtime.predictor.Predictor.predict` itself, its
-stages timed through its ``timer`` (the same names); nothing here re-implements it.
+and ``end_to_end``. The query (:mod:`~icpd.benchmarks.queries`) is
+:meth:`~icpd.runtime.predictor.Predictor.predict` itself, its stages timed through its ``timer`` (the same
+names); nothing here re-implements it.
 
 Peak RSS is reset before each scenario where Linux allows it (``/proc/self/clear_refs``), so it
 is the peak of that scenario (model weights included), not of the export that came before.
@@ -37,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import icpd
+from icpd.benchmarks.queries import THRESHOLD, inputs_for, query_step, run_query, session
+from icpd.benchmarks.ratios import compute_ratios
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
 from icpd.benchmarks.schema import make_document, make_result, results_from_timing
 from icpd.benchmarks.stats import Summary, high_variance
@@ -53,7 +56,6 @@ from icpd.benchmarks.timer import END_TO_END, StageTimer, TimingConfig, TimingRe
 
 if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
-    from icpd.runtime.support_cache import SupportSet
 
 __all__ = [
     "BACKENDS",
@@ -75,7 +77,6 @@ __all__ = [
 ]
 
 STAGES = ("support_encoding", "preprocessing", "encoder", "matcher", "postprocessing")
-THRESHOLD = 0.5  # foreground probability a class needs to win a pixel (Predictor.predict's default)
 OnStep = Callable[[str, int, int], None]  # (description, steps done, steps in total)
 
 
@@ -124,67 +125,6 @@ def prepare_model(
         return model_info(path, random_weights=checkpoint is None, exported_s=time.perf_counter() - t0)
 
 
-# -- inputs and the query path ------------------------------------------------------------------------
-class _Inputs:
-    """Seeded synthetic tiles, support masks (rectangles) and class embeddings for one preset."""
-
-    def __init__(self, size: int, classes: int, embed_dim: int, pool: int, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.pixels = rng.integers(0, 256, (pool, size, size, 3), dtype=np.uint8)  # (P, S, S, 3)
-        self.masks = []
-        for _ in range(pool):
-            h, w = rng.integers(size // 8, size // 2, 2)
-            y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-            mask = np.zeros((size, size), np.uint8)
-            mask[y : y + h, x : x + w] = 1
-            self.masks.append(mask)
-        self.embeddings = rng.standard_normal((classes, embed_dim)).astype(np.float32)  # (15, D)
-
-    def query(self, batch: int) -> np.ndarray:
-        """(B, S, S, 3) uint8 tiles, taken from the end of the pool (supports come from the start)."""
-        idx = [(len(self.pixels) - 1 - i) % len(self.pixels) for i in range(batch)]
-        return self.pixels[idx]
-
-    def support(self, predictor: Predictor, shots: int, cls: int = 0) -> SupportSet:
-        """Class ``cls``: shots images from position ``cls``, its embedding row first."""
-        idx = [(cls + k) % len(self.pixels) for k in range(shots)]
-        emb = np.roll(self.embeddings, -cls, axis=0)
-        return predictor.encode_support([self.pixels[i] for i in idx], [self.masks[i] for i in idx],
-                                        f"class{cls}", emb)
-
-
-def _inputs_for(predictor: Predictor, pool: int, seed: int = 0) -> _Inputs:
-    p = predictor.preset
-    return _Inputs(p.image_size, p.num_classes, p.embed_dim, pool, seed)
-
-
-def session(predictor: Predictor, supports: list[SupportSet]) -> Predictor:
-    """A session on ``predictor``'s loaded backend holding ``supports`` (each uploaded once, here)."""
-    s = predictor.fork()
-    for support in supports:
-        s.add_support(support)
-    return s
-
-
-def run_query(predictor: Predictor, images: np.ndarray, supports: list[SupportSet] | None = None,
-              stages: StageTimer | None = None, threshold: float = THRESHOLD) -> np.ndarray:
-    """``Predictor.predict(images).labels`` with its stages timed by ``stages``: (B, S, S) uint8 labels.
-
-    ``supports``: answer these classes (a session made for this call) instead of the predictor's own.
-    """
-    target = predictor if supports is None else session(predictor, supports)
-    return target.predict(images, threshold, timer=stages).labels
-
-
-def query_step(predictor: Predictor, shots: int = 1, batch: int = 1, classes: int = 1,
-               stages: StageTimer | None = None, seed: int = 0) -> Callable[[], np.ndarray]:
-    """The cached-support query as a zero-argument call (supports encoded and uploaded now, outside any timing)."""
-    inputs = _inputs_for(predictor, max(shots + classes, batch + 1), seed)
-    s = session(predictor, [inputs.support(predictor, shots, c) for c in range(classes)])
-    images = inputs.query(batch)
-    return lambda: s.predict(images, THRESHOLD, timer=stages).labels
-
-
 # -- scenarios ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scenario:
@@ -215,7 +155,7 @@ def plan_scenarios(shots: tuple[int, ...], batches: tuple[int, ...], classes: in
 def _scenario_step(predictor: Predictor, sc: Scenario, stages: StageTimer, seed: int) -> Callable[[], Any]:
     if sc.name != "uncached":
         return query_step(predictor, sc.shots, sc.batch, sc.classes, stages, seed)
-    inputs = _inputs_for(predictor, sc.shots + sc.batch, seed)
+    inputs = inputs_for(predictor, sc.shots + sc.batch, seed)
     images = inputs.query(sc.batch)
     pixels, masks = list(inputs.pixels[: sc.shots]), inputs.masks[: sc.shots]
 
@@ -361,63 +301,6 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
     doc["ratios"] = compute_ratios(doc) + precision_ratios(doc)
     doc["wall_s"] = time.perf_counter() - t0
     return doc
-
-
-def _median(doc: dict[str, Any], backend: str, scenario: str, stage: str = END_TO_END, *,
-            batch: int = 1, shots: int = 1, classes: int = 1) -> float | None:
-    for r in doc["results"]:
-        if (r["backend"], r["scenario"], r["stage"], r["batch"], r["shots"], r["classes"]) == (
-                backend, scenario, stage, batch, shots, classes):
-            return float(r["summary"]["median"])
-    return None
-
-
-def compute_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The headline ratios of a bench document, from end-to-end and stage medians.
-
-    Each entry: ``name``, ``backend``, ``value``, ``detail`` (how it was computed). Speed-ups
-    are > 1 when the deployed way (cache, one call, batching, ORT) is faster.
-    """
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, backend: str, num: float | None, den: float | None, detail: str) -> None:
-        if num is not None and den:
-            out.append({"name": name, "backend": backend, "value": num / den, "detail": detail})
-
-    results = doc["results"]
-    backends = list(dict.fromkeys(r["backend"] for r in results))
-    shots = sorted({r["shots"] for r in results if r["scenario"] in ("cached", "uncached")})
-    for be in backends:
-        one = _median(doc, be, "cached")
-        for k in shots:
-            add(f"cached vs uncached {k}-shot: speed-up", be, _median(doc, be, "uncached", shots=k),
-                _median(doc, be, "cached", shots=k), "uncached end-to-end median / cached end-to-end median")
-        for n in sorted({r["classes"] for r in results if r["scenario"] == "classes"}):
-            add(f"{n} classes in one call vs {n} single-class calls: speed-up", be, None if one is None else n * one,
-                _median(doc, be, "classes", classes=n),
-                f"{n} x cached 1-shot end-to-end median / {n}-classes end-to-end median")
-        for b in sorted({r["batch"] for r in results if r["scenario"] == "batch"}):
-            med = _median(doc, be, "batch", batch=b)
-            add(f"batch {b} vs batch 1, per tile: speed-up", be, one, None if med is None else med / b,
-                f"cached 1-shot median / (batch-{b} median / {b})")
-        for k in shots:
-            add(f"matcher / encoder time, cached {k}-shot", be, _median(doc, be, "cached", "matcher", shots=k),
-                _median(doc, be, "cached", "encoder", shots=k), "matcher stage median / encoder stage median")
-    for be in backends:  # the deployed query vs the network's own full episode, in PyTorch on the same device
-        spec = BACKENDS.get(be)
-        if spec is None or spec.backend == "torch":
-            continue
-        dev = spec.device
-        for k in shots:
-            add(f"cached {k}-shot vs the PyTorch network's uncached episode: speed-up", f"{be} / torch-{dev}",
-                _median(doc, f"torch-{dev}", "uncached", shots=k), _median(doc, be, "cached", shots=k),
-                f"torch-{dev} uncached end-to-end median / {be} cached end-to-end median (backends run one after "
-                "the other: a drift of the machine between them is not cancelled)")
-    for dev in ("cpu", "cuda"):
-        add(f"ORT vs torch encoder ({dev}): speed-up", f"ort-{dev} / torch-{dev}",
-            _median(doc, f"torch-{dev}", "cached", "encoder"), _median(doc, f"ort-{dev}", "cached", "encoder"),
-            "torch encoder stage median / ORT encoder stage median (cached 1-shot)")
-    return out
 
 
 # -- icpd bench ab -----------------------------------------------------------------------------------

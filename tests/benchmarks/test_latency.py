@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from icpd.benchmarks import latency
+from icpd.benchmarks import latency, queries
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
 from icpd.benchmarks.schema import make_document, make_result, validate
 from icpd.benchmarks.timer import END_TO_END
@@ -114,7 +114,7 @@ def test_run_query_is_predict_with_its_stages_timed(tiny_model_dir):
     from icpd.runtime.predictor import STAGES, Predictor
 
     p = Predictor.load(tiny_model_dir, backend="ort")
-    inputs = latency._inputs_for(p, pool=4)
+    inputs = queries.inputs_for(p, pool=4)
     supports = [inputs.support(p, shots=1, cls=c) for c in range(2)]
     images = inputs.query(2)
     for s in supports:
