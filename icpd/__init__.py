@@ -7,21 +7,17 @@ The entry points load on first use (as segment-anything's and open_clip's do):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
 from icpd.config import Preset, get_preset, list_presets, register_preset
 
-if TYPE_CHECKING:
-    from icpd.io import read_image, read_mask
-    from icpd.runtime.predictor import Prediction, Predictor
-    from icpd.runtime.support_cache import SupportSet
-
 __all__ = ["Prediction", "Predictor", "Preset", "SupportSet", "__version__", "get_preset", "list_presets",
            "read_image", "read_mask", "register_preset"]
 
-# name -> the module that defines it, imported on first use
+# name -> the module that defines it, imported on first use. No import of them here, not even for type
+# checkers: every module imports `icpd` (its version), and the layer contract forbids `icpd` -> runtime.
 _LAZY = {"Predictor": "icpd.runtime.predictor", "Prediction": "icpd.runtime.predictor",
          "SupportSet": "icpd.runtime.support_cache", "read_image": "icpd.io", "read_mask": "icpd.io"}
 
