@@ -9,7 +9,7 @@ import typer
 
 from icpd.commands import bench_gate
 from icpd.commands.bench_options import backend_names, claim_outputs, parse_ints
-from icpd.commands.common import QuietOpt
+from icpd.commands.common import QuietOpt, threads_in_range
 
 bench_app = typer.Typer(
     name="bench",
@@ -128,7 +128,7 @@ def bench_cmd(
     iterations: Annotated[int | None, typer.Option(min=1, help="With --rounds 0: iterations to measure each scenario at least (default 3; --quick 5).")] = None,
     warmup: Annotated[float | None, typer.Option(min=0.0, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny preset, short budgets: a smoke run in seconds.")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per backend (default: the backend's own choice).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range, help="CPU threads per backend (default: the backend's own choice).")] = None,
     precision: Annotated[str | None, typer.Option(help="Precisions to time side by side, interleaved in the same rounds: "
                                                        "fp32, int8 or fp32,int8 (int8: ONNX Runtime on the CPU, quantized "
                                                        "from the FP32 model once). Default: the model's own.")] = None,

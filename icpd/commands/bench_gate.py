@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from icpd.commands.bench_options import backend_names, claim_outputs, parse_fraction
-from icpd.commands.common import BackendOpt
+from icpd.commands.common import BackendOpt, threads_in_range
 from icpd.config import Backend
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def ab_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer rounds (15).")] = False,
     shots: Annotated[int, typer.Option(min=1, help="Shots of the cached support.")] = 1,
     batch: Annotated[int, typer.Option(min=1, help="Query tiles per call.")] = 1,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per backend.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range, help="CPU threads per backend.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the A/B results here (for `icpd bench compare`).")] = None,
     max_slowdown: MaxSlowdown = "10%",
     alpha: Alpha = 0.01,

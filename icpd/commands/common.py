@@ -43,6 +43,7 @@ __all__ = [
     "preset_callback",
     "print_error",
     "process_guard",
+    "threads_in_range",
 ]
 
 
@@ -153,7 +154,20 @@ ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Exported model
 BackendOpt = Annotated[Backend, typer.Option(help="Runtime: torch (PyTorch eager), ort (ONNX Runtime) or trt "
                                                   "(TensorRT engines from `icpd build`).")]
 DeviceOpt = Annotated[str, typer.Option(help="Device: cpu, cuda or cuda:N.")]
-ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the backend (default: its own choice).")]
+
+
+def threads_in_range(threads: int | None) -> int | None:
+    """--threads against the Predictor's rule (1 to 4 per CPU here), so the refusal names the option."""
+    from icpd.runtime.validation import InputError, check_threads
+
+    try:
+        return check_threads(threads)
+    except InputError as e:
+        raise typer.BadParameter(str(e).removeprefix("threads: ")) from None
+
+
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, callback=threads_in_range,
+                                                help="CPU threads for the backend (default: its own choice).")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="Numeric precision: fp32 or fp16.")]
 RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(parser=parse_rank_prior, metavar="<topk|sort|plugin>",
                                                             help=RANK_PRIOR_HELP)]

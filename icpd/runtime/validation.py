@@ -60,7 +60,20 @@ def check_threads(threads: Any) -> int | None:
                          "own choice)")
     if threads < 1:
         raise InputError(f"threads: must be >= 1 (got {threads}); pass a value >= 1")
+    cpus, limit = max_threads()
+    if threads > limit:  # ONNX Runtime starts every thread up front: 10,000 of them stalled for minutes
+        raise InputError(f"threads: must be from 1 to {limit} (got {threads}; this machine has {cpus} CPUs, and more "
+                         f"than {THREADS_PER_CPU} threads a CPU only add overhead); pass a value from 1 to {limit}")
     return int(threads)
+
+
+THREADS_PER_CPU = 4
+
+
+def max_threads() -> tuple[int, int]:
+    """(CPUs here, the most threads a backend may be given: ``THREADS_PER_CPU`` per CPU, at least 16)."""
+    cpus = os.cpu_count() or 1
+    return cpus, max(16, THREADS_PER_CPU * cpus)
 
 
 def check_class_name(name: Any) -> str:
