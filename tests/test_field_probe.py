@@ -38,3 +38,14 @@ def test_predictor_threads_above_the_limit_in_the_same_words():
     with pytest.raises(InputError, match=rf"^threads: must be from 1 to {_limit()} \(got 100000;"):
         check_threads(100000)
     assert check_threads(_limit()) == _limit()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video\n"])
+def test_stream_of_a_file_that_is_no_video_is_one_line_with_ffmpegs_reason(content, tmp_path):
+    """FFmpeg printed '[mov,mp4,... @ 0x...] moov atom not found' on its own line above the error line."""
+    (tmp_path / "clip.mp4").write_bytes(content)
+    res = _icpd("stream", "clip.mp4", "--model", "m", "--support", "s.support", "-q", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [
+        "error: source clip.mp4: OpenCV could not open it (moov atom not found); check that it is a video file "
+        "OpenCV's FFmpeg backend can decode (e.g. .mp4, .avi, .mkv)"]

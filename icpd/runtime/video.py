@@ -12,10 +12,15 @@ frame decodes exactly as ``icpd infer`` decodes the same file. Every frame leave
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import struct
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -107,13 +112,18 @@ class CaptureSource(FrameSource):
 
     def __init__(self, target: int | str, description: str, live: bool, fps: float | None) -> None:
         self.description, self.live = description, live
-        if isinstance(target, str) and "://" in target:
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]
-            self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
-        else:
-            self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            raise SourceError(f"source {description}: OpenCV could not open it; {_hint(target)}")
+        with _native_stderr() as said:  # FFmpeg and OpenCV print their reasons on fd 2, lines of their own
+            if isinstance(target, str) and "://" in target:
+                params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]
+                self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+            else:
+                self.cap = cv2.VideoCapture(target)
+            opened = self.cap.isOpened()
+        if not opened:  # their reason goes into the one error line
+            reason = f" ({said[0]})" if said else ""  # the first: the cause, later ones fallbacks
+            raise SourceError(f"source {description}: OpenCV could not open it{reason}; {_hint(target)}")
+        for line in said:  # opened after all: what they said is a warning, shown as printed
+            print(line, file=sys.stderr)
         if live:  # keep the driver's queue short: old frames there are latency
             self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         own_fps = self.cap.get(cv2.CAP_PROP_FPS)
@@ -159,6 +169,27 @@ class CaptureSource(FrameSource):
 
     def close(self) -> None:
         self.cap.release()
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes on file descriptor 2 during the block: its non-empty lines,
+    FFmpeg's ``[mov,mp4,... @ 0x...]`` prefix and OpenCV's ``[ WARN:...] global file.cpp:N`` cut off."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for raw in captured.read().decode("utf-8", "replace").splitlines():
+                line = re.sub(r"^\[[^\]]*\]\s*(global )?(\S+\.[ch]pp:\d+ )?", "", raw.strip()).strip()
+                if line:
+                    lines.append(line)
 
 
 def _hint(target: int | str) -> str:
