@@ -30,6 +30,7 @@ from typing import Any
 
 from icpd.kernels.launch import MAX_SUPPORT
 from icpd.kernels.trt_plugin import ONNX_ATTRIBUTES, OP_TYPE
+from icpd.trt import graph_values as gv
 from icpd.trt.operators import ONNX_TYPE_NAMES, operator_matrix
 
 TOPK_MAX_K = 3840  # TensorRT: "K input must be less than 3840"
@@ -58,14 +59,6 @@ SHAPE_INPUTS: dict[str, tuple[tuple[int, str, str], ...]] = {
         "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
         "ReduceProd", "ReduceSum", "ReduceSumSquare")},
 }
-# Ops a shape tensor may pass through (TensorRT evaluates them on shape values at build time).
-SHAPE_OPS = frozenset({
-    "Gather", "Slice", "Concat", "Squeeze", "Unsqueeze", "Cast", "Add", "Sub", "Mul", "Div", "Mod", "Min", "Max",
-    "Neg", "Abs", "Reshape", "Identity", "Flatten", "ReduceProd", "ReduceSum", "ReduceMax", "ReduceMin", "Equal",
-    "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Not", "And", "Or", "Range", "ConstantOfShape",
-    "Expand", "Tile", "Floor", "Ceil", "Round", "Sqrt", "Sign", "Transpose",
-})
-SHAPE_SOURCES = frozenset({"Shape", "Size"})
 RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
 RESIZE_MODES = {"nearest", "linear"}
 RESIZE_NEAREST = {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}
@@ -127,139 +120,6 @@ def normalize_trt_version(version: str) -> str:
 
 
 # -- one graph ---------------------------------------------------------------------------------
-class _Scope:
-    """Names visible in one graph or body: producers, initializers, data inputs, static shapes."""
-
-    def __init__(self, graph: Any, path: str, parent: _Scope | None, shapes: dict[str, list]) -> None:
-        self.path, self.parent, self.shapes = path, parent, shapes
-        self.inits = {i.name: i for i in graph.initializer}
-        self.inputs = {i.name for i in graph.input} - set(self.inits)
-        self.producer = {o: n for n in graph.node for o in n.output if o}
-        self.node_name = {id(n): (f"{path}/" if path else "") + (n.name or f"{n.op_type}#{i}") for i, n in enumerate(graph.node)}
-
-    def find(self, name: str) -> tuple[_Scope, str] | None:
-        scope: _Scope | None = self
-        while scope is not None:
-            if name in scope.inits:
-                return scope, "initializer"
-            if name in scope.producer:
-                return scope, "node"
-            if name in scope.inputs:
-                return scope, "input"
-            scope = scope.parent
-        return None
-
-
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _data_chain(name: str, scope: _Scope, memo: dict[tuple[int, str], list[str] | None]) -> list[str] | None:
-    """None when ``name`` is a shape tensor (Shape/Size outputs and initializers only), else the
-    chain of producers from ``name`` back to the first value that depends on tensor data."""
-    found = scope.find(name)
-    if found is None:
-        return [f"'{name}' (undefined)"]
-    where, kind = found
-    key = (id(where), name)
-    if key in memo:
-        return memo[key]
-    memo[key] = None  # cycles cannot occur in a valid graph; this guards the recursion anyway
-    chain: list[str] | None = None
-    if kind == "input":
-        chain = [f"input '{name}' of {'the graph' if where.parent is None else 'the body ' + where.path}"]
-    elif kind == "node":
-        node = where.producer[name]
-        label = f"{node.op_type} '{where.node_name[id(node)].rsplit('/', 1)[-1]}'"  # the scope is in the node column
-        if node.op_type in SHAPE_SOURCES or node.op_type == "Constant":
-            chain = None
-        elif node.op_type not in SHAPE_OPS:
-            chain = [label + " (tensor values)"]
-        else:
-            for inp in (i for i in node.input if i):
-                sub = _data_chain(inp, where, memo)
-                if sub is not None:
-                    chain = [label, *sub]
-                    break
-    memo[key] = chain
-    return chain
-
-
-def _is_constant(name: str, scope: _Scope) -> bool:
-    found = scope.find(name)
-    if found is None:
-        return False
-    where, kind = found
-    if kind == "initializer":
-        return True
-    node = where.producer.get(name) if kind == "node" else None
-    if node is not None and node.op_type == "Identity":
-        return _is_constant(node.input[0], where)
-    return node is not None and node.op_type == "Constant"
-
-
-def _value(name: str, scope: _Scope) -> Any:
-    """The value of a small constant or shape expression (numpy), or None when not known statically."""
-    import numpy as np
-    from onnx import numpy_helper
-
-    found = scope.find(name)
-    if found is None:
-        return None
-    where, kind = found
-    if kind == "initializer":
-        t = where.inits[name]
-        return None if t.data_location == 1 else numpy_helper.to_array(t)
-    if kind != "node":
-        return None
-    node = where.producer[name]
-    a = _attrs(node)
-    if node.op_type == "Constant":
-        return numpy_helper.to_array(a["value"]) if "value" in a else None
-    if node.op_type == "Shape":
-        full = where.shapes.get(node.input[0])
-        dims = full[a.get("start", 0): a.get("end", len(full))] if full is not None else [None]
-        return None if any(d is None for d in dims) else np.array(dims, dtype=np.int64)
-    args = [_value(i, where) for i in node.input if i]
-    if any(v is None for v in args):
-        return None
-    ops = {"Identity": lambda x: x, "Cast": lambda x: x, "Squeeze": lambda x, *_: x.reshape(-1)[0] if x.size == 1 else x,
-           "Unsqueeze": lambda x, *_: x.reshape(-1), "Reshape": lambda x, *_: x, "Add": np.add, "Sub": np.subtract,
-           "Mul": np.multiply, "Min": np.minimum, "Max": np.maximum, "Concat": lambda *xs: np.concatenate([np.atleast_1d(x) for x in xs]),
-           "Gather": lambda x, i: np.take(x, i, axis=a.get("axis", 0))}
-    return ops[node.op_type](*args) if node.op_type in ops else None
-
-
-def _infer_shapes(model: Any) -> dict[str, list]:
-    """Tensor name -> dims (None where dynamic) for every tensor shape inference can type, bodies included."""
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001  (inference is best effort: the checks that need shapes are skipped)
-        inferred = model
-    shapes: dict[str, list] = {}
-    types: dict[str, int] = {}
-
-    def visit(graph: Any) -> None:
-        for vi in [*graph.input, *graph.output, *graph.value_info]:
-            t = vi.type.tensor_type
-            types[vi.name] = t.elem_type
-            if t.HasField("shape"):
-                shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        for init in graph.initializer:
-            types[init.name] = init.data_type
-            shapes[init.name] = list(init.dims)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g)
-
-    visit(inferred.graph)
-    shapes["__types__"] = types  # type: ignore[assignment]
-    return shapes
 
 
 def check_graph(model: Any, trt_version: str = "10.3", graph_name: str = "graph") -> list[Violation]:
@@ -272,14 +132,14 @@ def check_graph(model: Any, trt_version: str = "10.3", graph_name: str = "graph"
     if opset is not None and not lo <= opset <= hi:
         out.append(Violation(graph_name, "(model)", "-", f"opset {opset} outside TensorRT {version}'s range {lo}..{hi}",
                              f"export with an opset in {lo}..{hi} (icpd exports opset 18)"))
-    shapes = _infer_shapes(model)
+    shapes = gv.infer_shapes(model)
     types: dict[str, int] = shapes.pop("__types__")  # type: ignore[assignment]
     memo: dict[tuple[int, str], list[str] | None] = {}
-    _check_nodes(model.graph, _Scope(model.graph, "", None, shapes), graph_name, matrix, types, memo, out)
+    _check_nodes(model.graph, gv.Scope(model.graph, "", None, shapes), graph_name, matrix, types, memo, out)
     return out
 
 
-def _check_nodes(graph: Any, scope: _Scope, graph_name: str, matrix: dict, types: dict, memo: dict, out: list) -> None:
+def _check_nodes(graph: Any, scope: gv.Scope, graph_name: str, matrix: dict, types: dict, memo: dict, out: list) -> None:
     from onnx import AttributeProto
 
     for node in graph.node:
@@ -301,26 +161,26 @@ def _check_nodes(graph: Any, scope: _Scope, graph_name: str, matrix: dict, types
             if index >= len(node.input) or not node.input[index]:
                 continue
             if need == "initializer":
-                if not _is_constant(node.input[index], scope):
+                if not gv.is_constant(node.input[index], scope):
                     bad(f"`{what}` must be an initializer", "make it a constant in the exported graph")
                 continue
-            chain = _data_chain(node.input[index], scope, memo)
+            chain = gv.data_chain(node.input[index], scope, memo)
             if chain is not None:
                 fix = FIX_RANK_PRIOR if node.op_type in ("TopK", "Range") else "compute it from Shape outputs and constants only"
                 bad(f"`{what}` must be a shape tensor, but depends on tensor values: " + " <- ".join(chain), fix)
         _check_attributes(node, scope, bad)
         for attr in node.attribute:
             if attr.type == AttributeProto.GRAPH:
-                body = _Scope(attr.g, f"{name}.{attr.name}", scope, scope.shapes)
+                body = gv.Scope(attr.g, f"{name}.{attr.name}", scope, scope.shapes)
                 _check_nodes(attr.g, body, graph_name, matrix, types, memo, out)
 
 
-def _check_custom(node: Any, scope: _Scope, bad: Any) -> None:
+def _check_custom(node: Any, scope: gv.Scope, bad: Any) -> None:
     if node.domain != PLUGIN_DOMAIN or node.op_type != OP_TYPE:
         bad(f"custom-domain node ({node.domain}::{node.op_type}); only icpd's {OP_TYPE} plugin node is allowed",
             "export without custom ops (icpd export writes only icpd::NdcgPrior)")
         return
-    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in _attrs(node).items()}
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in gv.attrs(node).items()}
     for key, want in ONNX_ATTRIBUTES.items():
         if attrs.get(key) != want:
             bad(f"{OP_TYPE} needs attribute {key}={want!r} (the parser's plugin lookup), has {attrs.get(key)!r}",
@@ -331,7 +191,7 @@ def _check_custom(node: Any, scope: _Scope, bad: Any) -> None:
             "use a smaller image size (support maps up to 64 x 64)")
 
 
-def _check_type(node: Any, scope: _Scope, entry: dict, types: dict, bad: Any) -> None:
+def _check_type(node: Any, scope: gv.Scope, entry: dict, types: dict, bad: Any) -> None:
     allowed = set(entry["types"])
     index = _TYPED_INPUT.get(node.op_type, 0)
     if not allowed or index is None or index >= len(node.input) or not node.input[index]:
@@ -342,14 +202,14 @@ def _check_type(node: Any, scope: _Scope, entry: dict, types: dict, bad: Any) ->
             "cast to a supported type before this node")
 
 
-def _check_attributes(node: Any, scope: _Scope, bad: Any) -> None:
-    a = _attrs(node)
+def _check_attributes(node: Any, scope: gv.Scope, bad: Any) -> None:
+    a = gv.attrs(node)
     op = node.op_type
     text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in a.items()}
     if op == "TopK":
         if a.get("sorted", 1) != 1:
             bad("`sorted` must be 1", "export TopK with sorted=1 (torch.topk(..., sorted=True))")
-        k = _value(node.input[1], scope) if len(node.input) > 1 else None
+        k = gv.value(node.input[1], scope) if len(node.input) > 1 else None
         if k is not None and int(k.reshape(-1)[0]) >= TOPK_MAX_K:
             bad(f"K = {int(k.reshape(-1)[0])} must be less than {TOPK_MAX_K}",
                 f"support maps above {TOPK_MAX_K} pixels need `icpd export --rank-prior plugin` (up to {MAX_SUPPORT})")
@@ -381,7 +241,7 @@ def _check_attributes(node: Any, scope: _Scope, bad: Any) -> None:
         _check_loop(node, a, scope, bad)
 
 
-def _check_loop(node: Any, a: dict, scope: _Scope, bad: Any) -> None:
+def _check_loop(node: Any, a: dict, scope: gv.Scope, bad: Any) -> None:
     body = a["body"]
     carried = len(node.input) - 2
     if len(node.output) <= carried:
