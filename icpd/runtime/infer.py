@@ -13,9 +13,9 @@ pixel larger than a tile sees nearly the same pixels, so results do not jump at 
 The label map is the per-pixel argmax over classes, background where the best probability is
 below the threshold (:func:`~icpd.runtime.predictor.merge_labels`, the rule of every command).
 
-Scenes run window by window (:mod:`icpd.runtime.windowed`): a TIFF is read by rasterio windows
-and blended in strips, so memory is bounded by the tile batch and the output strip, not by the
-scene size; what is written per scene is in :mod:`icpd.runtime.scene_io`. The output folder is
+Scenes run window by window (:mod:`icpd.runtime.windowed`): a TIFF is read by windows and
+blended and written block by block, so memory follows the tile, batch and overlap, not the
+scene's width; what is written per scene is in :mod:`icpd.runtime.scene_io`. The output folder is
 checked for writing and locked for the run, and each run appends a JSONL manifest with the
 hashes of every scene's outputs, so a restarted run skips complete scenes
 (:mod:`icpd.runtime.runlog`). ``summary.json`` says whether the run was interrupted.
@@ -32,19 +32,25 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from icpd.io import ImageError, atomic_write, list_inputs
 from icpd.io.windows import pixel_area
+from icpd.runtime.infer_types import (
+    InferOptions,
+    InferProgress,
+    InferSummary,
+    InputResult,
+    ScenePrediction,
+)
 from icpd.runtime.predictor import merge_labels
 from icpd.runtime.runlog import Manifest, OutLock, check_writable, new_run_id
 from icpd.runtime.scene_io import SceneOutputs, open_source, safe_name
-from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, min_tile, plan_tiles
-from icpd.runtime.validation import check_threshold
+from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, plan_tiles
 from icpd.runtime.viz import colour_hex
 from icpd.runtime.windowed import resize_maps as _resize_maps
 from icpd.runtime.windowed import run_scene
@@ -67,128 +73,7 @@ __all__ = [
 ]
 
 SUMMARY_NAME = "summary.json"
-MIN_TILE_ANY = 32  # min_tile() of the smallest preset (tiny, 128 px input)
-
-
-@dataclass(frozen=True)
-class InferOptions:
-    """How to run and what to write. Checked once, when made (ValueError naming the option)."""
-
-    threshold: float = 0.5  # foreground probability a class needs to win a pixel (>=)
-    tile: int | None = None  # tile side in scene pixels; None: the model input S (see for_model)
-    overlap: int = 32  # pixels shared by neighbouring tiles (blended with a raised cosine)
-    batch: int = 8  # tiles per predictor call
-    save_probs: bool = False  # also write <stem>_prob_<class>.png (uint8, round(p * 255))
-    save_priors: bool = False  # also write <stem>_prior_<class>.png heat maps at scene size
-    alpha: float = 0.5  # opacity of the class colours in <stem>_overlay.png
-    recursive: bool = False  # descend into sub-folders of folder inputs
-    bands: tuple[int, int, int] | None = None  # 1-based band numbers used as R, G, B (None: the file's rules)
-
-    def __post_init__(self) -> None:
-        check_threshold(self.threshold)  # the Predictor's rule and words
-        if self.tile is not None and self.tile < 1:
-            raise ValueError(f"--tile {self.tile}: must be >= 1 pixel (default: the model input size)")
-        if self.overlap < 0 or (self.tile is not None and self.overlap >= self.tile):
-            bound = f"tile ({self.tile})" if self.tile is not None else "tile"
-            hint = f"; e.g. --overlap {self.tile // 4}" if self.tile is not None else ""
-            if self.tile is not None and self.tile < MIN_TILE_ANY:
-                raise ValueError(
-                    f"--tile {self.tile}: too small for any model: tiles are resized to the model input, so one below "
-                    f"a quarter of it (>= {MIN_TILE_ANY} px for every preset) is upsampled blur, and the tile count "
-                    "grows as 1/tile²; omit --tile to use the model input size")
-            raise ValueError(f"--overlap {self.overlap}: must satisfy 0 <= overlap < {bound}{hint}")
-        if self.batch < 1:
-            raise ValueError(f"--batch {self.batch}: must be >= 1")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
-        if self.bands is not None and (len(self.bands) != 3 or any(b < 1 for b in self.bands)):
-            raise ValueError(f"--bands {self.bands}: pass three 1-based band numbers R,G,B, e.g. --bands 4,3,2")
-
-    def for_model(self, model_size: int) -> InferOptions:
-        """These options with ``tile`` resolved (None -> the model input ``model_size``), so the
-        overlap is checked against the actual tile once, here. ``self`` when the tile is set.
-
-        Raises:
-            ValueError: a tile below :func:`~icpd.runtime.tiling.min_tile` (the message says why).
-        """
-        low = min_tile(model_size)
-        if self.tile is not None and self.tile < low:
-            raise ValueError(
-                f"--tile {self.tile}: the smallest useful tile for this model is {low} px: each tile is resized "
-                f"to the model input ({model_size} px), so a smaller one is upsampled more than "
-                f"{model_size // low}x (blur, not detail) and the tile count grows as 1/tile²; "
-                f"omit --tile for {model_size}")
-        return self if self.tile is not None else replace(self, tile=model_size)
-
-    def validate(self, model_size: int) -> int:
-        """The tile side for a model of input ``model_size`` (:meth:`for_model`'s tile)."""
-        tile = self.for_model(model_size).tile
-        return model_size if tile is None else tile
-
-
-@dataclass
-class ScenePrediction:
-    """probs (N, H, W) float32 per-class foreground probability; labels (H, W) uint8 (0
-    background, i + 1 = class_names[i]); priors (N, H, W) float32 when asked; tiles: predictor
-    inputs used (1 for a scene no larger than one tile)."""
-
-    probs: np.ndarray
-    labels: np.ndarray
-    class_names: list[str]
-    tiles: int
-    priors: np.ndarray | None = None
-
-
-@dataclass
-class InputResult:
-    """One input's outcome, as recorded in summary.json."""
-
-    path: str
-    status: str  # "ok" or "error"
-    height: int | None = None
-    width: int | None = None
-    tiles: int = 0
-    seconds: float = 0.0  # read + predict + write, wall clock
-    foreground: dict[str, float] = field(default_factory=dict)  # class -> fraction of pixels labelled with it
-    pixels: dict[str, int] = field(default_factory=dict)  # class -> pixels labelled with it ("nodata" too)
-    area: dict[str, float] | None = None  # class -> area in area_unit (georeferenced scenes)
-    area_unit: str | None = None  # e.g. "m²" for a projected CRS in metres
-    outputs: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # conversions made while reading
-    error: str | None = None
-    resumed_from: str | None = None  # the earlier run whose complete outputs this scene kept (not redone)
-
-
-@dataclass
-class InferSummary:
-    results: list[InputResult]
-    class_names: list[str]
-    summary_path: Path
-    skipped: list[str] = field(default_factory=list)  # inputs inside the output folder
-    run_id: str = ""
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> list[InputResult]:
-        return [r for r in self.results if r.status != "ok"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-class InferProgress(Protocol):
-    """Receives progress events (the CLI draws a bar from them)."""
-
-    def start_input(self, path: Path) -> None: ...
-
-    def tiles_done(self, done: int, total: int) -> None: ...
-
-    def finish_input(self, result: InputResult) -> None: ...
-
-    # optional: ``scene_planned(path, height, width, tiles)`` before a scene's tiles start
-
-
+DEFAULT_OPTIONS = InferOptions()  # frozen: one shared default
 # ------------------------------------------------------------------------------------------------
 # session
 
@@ -227,7 +112,7 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
 # prediction
 
 
-def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOptions = InferOptions(),
+def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOptions = DEFAULT_OPTIONS,
                   on_tiles: Callable[[int, int], None] | None = None) -> ScenePrediction:
     """Predict every class of ``predictor`` on one (H, W, 3) uint8 RGB scene at full size.
 
@@ -361,7 +246,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.P
 
 
 def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | os.PathLike[str]],
-                out_dir: str | os.PathLike[str], options: InferOptions = InferOptions(),
+                out_dir: str | os.PathLike[str], options: InferOptions = DEFAULT_OPTIONS,
                 progress: InferProgress | None = None) -> InferSummary:
     """Segment every image in ``inputs`` (files or folders, or a :class:`CollectedInputs` listed
     already by :func:`collect_inputs` for this ``out_dir``) into ``out_dir``.

@@ -118,7 +118,7 @@ def test_options_are_checked_once_when_made():
     now once, when made, and the tile resolved once (for_model)."""
     with pytest.raises(ValueError, match="--overlap 200: must satisfy 0 <= overlap < tile \\(128\\)"):
         InferOptions(tile=128, overlap=200)
-    with pytest.raises(ValueError, match="--threshold"):
+    with pytest.raises(ValueError, match=r"^threshold: must be from 0 to 1 \(got 1.5\)"):  # the Predictor's words
         InferOptions(threshold=1.5)
     opts = InferOptions(overlap=16)
     resolved = opts.for_model(S)
