@@ -7,14 +7,16 @@ import os
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 
 from icpd.runtime.validation import InputError, check_threads
 
 
 def _icpd(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "icpd.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run([sys.executable, "-m", "icpd.cli", *args], check=False, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def _limit() -> int:
@@ -29,8 +31,8 @@ def test_threads_far_above_the_cpus_is_one_error_line(command, tmp_path):
     res = _icpd(*command, *model, "--threads", "10000", cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines() == [
-        f"error: --threads: must be from 1 to {_limit()} (got 10000; this machine has {os.cpu_count()} CPUs, "
-        f"and more than 4 threads a CPU only add overhead); pass a value from 1 to {_limit()}"]
+        (f"error: --threads: must be from 1 to {_limit()} (got 10000; this machine has {os.cpu_count()} CPUs, "
+         f"and more than 4 threads a CPU only add overhead); pass a value from 1 to {_limit()}")]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -47,5 +49,35 @@ def test_stream_of_a_file_that_is_no_video_is_one_line_with_ffmpegs_reason(conte
     res = _icpd("stream", "clip.mp4", "--model", "m", "--support", "s.support", "-q", cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [
-        "error: source clip.mp4: OpenCV could not open it (moov atom not found); check that it is a video file "
-        "OpenCV's FFmpeg backend can decode (e.g. .mp4, .avi, .mkv)"]
+        ("error: source clip.mp4: OpenCV could not open it (moov atom not found); check that it is a video file "
+         "OpenCV's FFmpeg backend can decode (e.g. .mp4, .avi, .mkv)")]
+
+
+def test_a_folder_where_a_support_or_embeddings_file_belongs_is_called_a_folder(tmp_path):
+    """'--support DIR: file not found' sent the user looking for a file that was there, as a folder."""
+    (tmp_path / "ship.support").mkdir()
+    cv2.imwrite(str(tmp_path / "q.png"), np.zeros((8, 8, 3), np.uint8))
+    res = _icpd("infer", "q.png", "--model", ".", "--support", "ship.support", "--out", "o", "-q", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [
+        "error: --support ship.support: a folder, not a file; create it with `icpd cache-support`"]
+    from icpd.model.text import load_class_embeddings
+    from icpd.runtime.support_cache import SupportCacheError, SupportSet
+
+    with pytest.raises(SupportCacheError, match=r"^support cache .*ship.support: a folder, not a file; create it"):
+        SupportSet.load(tmp_path / "ship.support")
+    with pytest.raises(ValueError, match=r"^class embeddings .*ship.support: a folder, not a file; make one with"):
+        load_class_embeddings(tmp_path / "ship.support")
+
+
+def test_predictor_load_and_add_support_name_the_argument_of_a_wrong_type(tiny_model_dir):
+    """Predictor.load(None) / add_support(None) gave os.fspath's 'expected str, bytes or os.PathLike object'."""
+    from icpd.runtime.predictor import Predictor
+
+    with pytest.raises(InputError, match=r"^model_dir: got NoneType \(None\); pass the path of a model directory"):
+        Predictor.load(None)
+    p = Predictor.load(tiny_model_dir, backend="ort", threads=1)
+    for wrong in (None, {"a": 1}):
+        with pytest.raises(InputError, match=rf"^support: got {type(wrong).__name__}; pass a SupportSet"):
+            p.add_support(wrong)
+    assert p.supports == []

@@ -59,7 +59,8 @@ def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | N
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"class embeddings {path}: file not found; make one with `icpd embed-text`")
+        what = "a folder, not a file" if path.is_dir() else "file not found"
+        raise ValueError(f"class embeddings {path}: {what}; make one with `icpd embed-text`")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})

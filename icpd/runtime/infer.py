@@ -96,7 +96,8 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
         raise ValueError(f"--model {model_path}: not a directory; create one with `icpd export --out {model_path}`")
     for s in supports:  # cheap checks first: loading the sessions takes seconds
         if not Path(s).is_file():
-            raise ValueError(f"--support {s}: file not found; create it with `icpd cache-support`")
+            what = "a folder, not a file" if Path(s).is_dir() else "file not found"
+            raise ValueError(f"--support {s}: {what}; create it with `icpd cache-support`")
     if backend == "trt" and engine_dir is None:
         raise ValueError("--backend trt: pass --engines ENGINE_DIR (from `icpd build`)")
     predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads, engine_dir=engine_dir)

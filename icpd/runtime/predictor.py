@@ -111,6 +111,9 @@ class Predictor:
         except ValueError:
             raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
         threads = check_threads(threads)
+        if not isinstance(model_dir, (str, os.PathLike)):  # os.fspath's own TypeError names no argument
+            raise InputError(f"model_dir: got {type(model_dir).__name__} ({model_dir!r}); pass the path of a "
+                             "model directory written by `icpd export`")
         md = ModelDir.open(model_dir, verify=verify)
         files = {role: md.file(role) for role in md.meta["files"]}
         from icpd.export.signature import MatcherSignature
@@ -145,6 +148,9 @@ class Predictor:
         ``replace=True``: then the new set takes the old one's place, keeping its label, as a dict
         assignment would (a new name is simply added).
         """
+        if not isinstance(support, (SupportSet, str, os.PathLike)):
+            raise InputError(f"support: got {type(support).__name__}; pass a SupportSet (Predictor.encode_support, "
+                             "SupportSet.load) or the path of a .support file written by `icpd cache-support`")
         if not isinstance(support, SupportSet):
             support = SupportSet.load(support, self.fingerprint)
         self._check(support)

@@ -133,7 +133,8 @@ class SupportSet:
 
         path = Path(path)
         if not path.is_file():
-            raise SupportCacheError(f"support cache {path}: file not found; create it with `icpd cache-support`")
+            what = "a folder, not a file" if path.is_dir() else "file not found"
+            raise SupportCacheError(f"support cache {path}: {what}; create it with `icpd cache-support`")
         try:
             with safe_open(str(path), framework="numpy") as f:
                 raw = (f.metadata() or {}).get("icpd")
