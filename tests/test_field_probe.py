@@ -81,3 +81,17 @@ def test_predictor_load_and_add_support_name_the_argument_of_a_wrong_type(tiny_m
         with pytest.raises(InputError, match=rf"^support: got {type(wrong).__name__}; pass a SupportSet"):
             p.add_support(wrong)
     assert p.supports == []
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"\x00" * 500, ("not a safetensors file (no safetensors header; truncated, or another format under this name); "
+                     "re-export it, or rename a torch.save file to .pt")),
+    (None, "file not found; pass the path of a .pt or .safetensors file")])
+def test_eval_of_a_truncated_or_missing_safetensors_checkpoint_is_one_line(content, said, tmp_path):
+    """A truncated checkpoint gave a SafetensorError traceback (exit 1); a missing one 'records no class embeddings'."""
+    if content is not None:
+        (tmp_path / "c.safetensors").write_bytes(content)
+    res = _icpd("eval", "--dataset", "isaid5i", "--root", ".", "--fold", "0", "--checkpoint", "c.safetensors",
+                "--preset", "tiny", "-q", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [f"error: checkpoint c.safetensors: {said}"]

@@ -233,14 +233,25 @@ def make_dataset(
 
 
 def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The header metadata of an icpd safetensors checkpoint ({} for other files)."""
-    path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return {}
-    from safetensors import safe_open
+    """The header metadata of an icpd safetensors checkpoint ({} for a .pt file). A missing file or a
+    ``.safetensors`` without a readable header raises ``CheckpointError`` in ``load_checkpoint``'s words."""
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    from icpd.model.checkpoint import CheckpointError, is_safetensors
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: file not found; pass the path of a .pt or .safetensors file")
+    if not is_safetensors(path):
+        if path.suffix == ".safetensors":
+            raise CheckpointError(f"checkpoint {path}: not a safetensors file (no safetensors header; truncated, or "
+                                  "another format under this name); re-export it, or rename a torch.save file to .pt")
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except SafetensorError as e:
+        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e}); re-export it") from e
 
 
 @dataclass
