@@ -139,7 +139,7 @@ def test_a_run_in_progress_refuses_the_next_at_once(files, tmp_path, force):
     so the lock's message (naming the holder's pid) shows nothing else ran."""
     import os
 
-    from icpd.io.atomic import exclusive_lock
+    from icpd.io.locks import exclusive_lock
 
     (tmp_path / "empty_model").mkdir()
     out = tmp_path / "c.support"

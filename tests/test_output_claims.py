@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from icpd.cli import app
-from icpd.io.atomic import exclusive_lock, lock_path
+from icpd.io.locks import exclusive_lock, lock_path
 
 ICPD = [sys.executable, "-c", "from icpd.cli import main; main()"]
 
@@ -172,7 +172,7 @@ def test_fetch_weights_waits_for_a_download_of_the_same_file(tmp_path, monkeypat
     from icpd.model.pretrained import SOURCES
 
     target = tmp_path / "cache" / SOURCES["vgg16"].filename
-    script = ("import sys, time\nfrom pathlib import Path\nfrom icpd.io.atomic import exclusive_lock\n"
+    script = ("import sys, time\nfrom pathlib import Path\nfrom icpd.io.locks import exclusive_lock\n"
               "with exclusive_lock(sys.argv[1], 'fetch-weights'):\n    print('held', flush=True)\n    time.sleep(1.5)\n"
               "    Path(sys.argv[1]).write_bytes(b'weights')\n")
     first = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)

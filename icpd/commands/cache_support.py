@@ -61,7 +61,7 @@ def cache_support_cmd(
 ) -> None:
     """Encode a class's support images once and cache what the matcher needs (masks: --mask, or --label + --class-id)."""
     from icpd.io import OutputPathError, ensure_writable
-    from icpd.io.atomic import exclusive_lock
+    from icpd.io.locks import exclusive_lock
     from icpd.runtime.validation import check_class_name, check_counts
 
     masks, labels = masks or [], labels or []

@@ -172,7 +172,7 @@ def _lock_out(out_dir: Path, force: bool) -> Iterator[None]:
     from icpd.export.model_dir import check_replaceable
     from icpd.export.onnx import ExportError
     from icpd.io import ensure_writable
-    from icpd.io.atomic import exclusive_lock
+    from icpd.io.locks import exclusive_lock
 
     ensure_writable(out_dir.parent, folder=True)
     with exclusive_lock(out_dir, "export"):

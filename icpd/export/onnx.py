@@ -2,7 +2,7 @@
 
 ``runtime_only=True`` (``--runtime-only``) leaves out model.safetensors: a smaller dir for hosts that
 run ONNX Runtime or TensorRT only. A second export into the same folder is refused at once
-(``<out>.lock``, :func:`icpd.io.atomic.exclusive_lock`).
+(``<out>.lock``, :func:`icpd.io.locks.exclusive_lock`).
 
 Shots are a dynamic axis of the matcher (one graph serves 1- and 5-shot support sets: the
 shot average is a mean over that axis, nothing else depends on K); the query batch is dynamic
@@ -44,7 +44,8 @@ from icpd.export.wrappers import (
     encoder_output_names,
     preprocess_pixels,
 )
-from icpd.io.atomic import atomic_dir, exclusive_lock
+from icpd.io.atomic import atomic_dir
+from icpd.io.locks import exclusive_lock
 from icpd.model.checkpoint import model_fingerprint, save_checkpoint
 from icpd.model.icpd_net import ICPDNet
 
@@ -139,7 +140,7 @@ def export_model(
         runtime_only: leave out ``model.safetensors`` (the PyTorch weights, about half of the dir):
             ONNX Runtime and TensorRT run such a dir, the torch backend refuses it; model.json says
             ``"runtime_only": true``. The self-check runs as usual (against ``model`` in memory).
-        lock: hold ``<out_dir>.lock`` for the export (:func:`icpd.io.atomic.exclusive_lock`), so a
+        lock: hold ``<out_dir>.lock`` for the export (:func:`icpd.io.locks.exclusive_lock`), so a
             second export into ``out_dir`` is refused at once; False when the caller holds it.
 
     Raises:

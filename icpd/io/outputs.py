@@ -5,12 +5,12 @@ two runs into one output must never both "succeed" with the last writer winning,
 with a traceback; an unwritable output must fail at once, not after the work). It composes the two
 helpers of :mod:`icpd.io.atomic`: :func:`~icpd.io.atomic.ensure_writable` (a real probe file, so a
 read-only mount, a path through a file and root alike are caught) and
-:func:`~icpd.io.atomic.exclusive_lock` (``<target>.lock`` with the holder's pid).
+:func:`~icpd.io.locks.exclusive_lock` (``<target>.lock`` with the holder's pid).
 
 Two policies:
 
 - refuse (default): a second run is refused at once with
-  :class:`~icpd.io.atomic.LockHeldError` (its message names the output and the holder's pid);
+  :class:`~icpd.io.locks.LockHeldError` (its message names the output and the holder's pid);
 - ``wait=True``: for outputs shared by design (a cache: the bench export, downloaded weights),
   the second run waits for the first to finish, saying so once through ``on_wait``, and then
   finds (and reuses) what the first one wrote.
@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from icpd.io.atomic import LockHeldError, OutputPathError, ensure_writable, exclusive_lock, lock_path
+from icpd.io.atomic import OutputPathError, ensure_writable
+from icpd.io.locks import LockHeldError, exclusive_lock, lock_path
 
 __all__ = ["check_output", "claim_output", "lock_holder"]
 

@@ -9,14 +9,14 @@ import subprocess
 import sys
 
 from icpd.benchmarks.latency import prepare_model
-from icpd.io.atomic import lock_path
+from icpd.io.locks import lock_path
 from icpd.model.checkpoint import model_fingerprint, seeded_model
 
 # the other run: holds the cache entry's lock while "exporting" (an export made beforehand, renamed into
 # place after a while, as atomic_dir does at the end of a real export)
 HOLDER = """
 import os, sys, time
-from icpd.io.atomic import exclusive_lock
+from icpd.io.locks import exclusive_lock
 with exclusive_lock(sys.argv[1], "bench"):
     print("held", flush=True)
     time.sleep(1.5)

@@ -15,7 +15,7 @@ import pytest
 
 from icpd.export.model_dir import ModelDir
 from icpd.export.onnx import export_model
-from icpd.io.atomic import LockHeldError, exclusive_lock, lock_path
+from icpd.io.locks import LockHeldError, exclusive_lock, lock_path
 
 ICPD = [sys.executable, "-c", "from icpd.cli import main; main()"]
 
@@ -70,7 +70,7 @@ def test_library_export_is_refused_while_another_holds_the_folder(tiny_model, tm
 def test_a_killed_exports_lock_is_taken_over(tmp_path):
     """A lock left by an export killed with SIGKILL (its process is gone): the next export goes ahead."""
     out = tmp_path / "model"
-    script = ("import sys, time\nfrom icpd.io.atomic import exclusive_lock\n"
+    script = ("import sys, time\nfrom icpd.io.locks import exclusive_lock\n"
               "with exclusive_lock(sys.argv[1], 'export'):\n    print('held', flush=True)\n    time.sleep(600)")
     holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

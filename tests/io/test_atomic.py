@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from icpd.io.atomic import _temp_name, atomic_dir, remove_stale, scratch_dir, write_text_atomic
+from icpd.io.atomic import atomic_dir, remove_stale, scratch_dir, temp_name, write_text_atomic
 
 
 def _names(folder: Path) -> list[str]:
@@ -103,7 +103,7 @@ def test_scratch_leftovers_of_killed_runs_are_removed_too(tmp_path):
 
 def test_a_live_runs_folder_is_kept(tmp_path):
     out = tmp_path / "model"
-    live = tmp_path / _temp_name(out)  # this process is alive
+    live = tmp_path / temp_name(out)  # this process is alive
     live.mkdir()
     assert remove_stale(out) == [] and live.is_dir()
 

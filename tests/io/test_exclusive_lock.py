@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from icpd.io.atomic import LockHeldError, exclusive_lock, lock_path
+from icpd.io.locks import LockHeldError, exclusive_lock, lock_path
 
 
 def _dead_pid() -> int:
@@ -95,7 +95,7 @@ def test_a_lock_taken_over_is_not_removed_by_its_former_holder(tmp_path):
 
 RACER = """
 import sys, time
-from icpd.io.atomic import LockHeldError, exclusive_lock
+from icpd.io.locks import LockHeldError, exclusive_lock
 start = float(sys.argv[2])
 while time.time() < start:
     time.sleep(0.001)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from icpd.io.atomic import lock_path
+from icpd.io.locks import lock_path
 from icpd.kernels import build
 
 FAKE_NVCC = r"""#!/bin/sh
