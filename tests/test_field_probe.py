@@ -95,3 +95,32 @@ def test_eval_of_a_truncated_or_missing_safetensors_checkpoint_is_one_line(conte
                 "--preset", "tiny", "-q", cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [f"error: checkpoint c.safetensors: {said}"]
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height RGB and whose data holds two rows (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\x00" * (1 + 3 * width) * 2)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def test_a_png_declaring_more_pixels_than_opencv_decodes_says_so(tmp_path):
+    """A PNG claiming 100000x100000 px was refused as 'truncated or not really an image? Re-export it.'"""
+    from icpd.io import ImageError, read_image
+
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    with pytest.raises(ImageError) as e:
+        read_image(tmp_path / "bomb.png")
+    assert str(e.value) == (
+        f"image {tmp_path / 'bomb.png'}: its header declares 100000x100000 (WxH) px (10,000 megapixels), more than "
+        "OpenCV decodes (1,074 Mpx, CV_IO_MAX_IMAGE_PIXELS); cut the scene into a tiled GeoTIFF (read window by "
+        "window) or smaller PNGs, or re-export it if the header is wrong")
+    (tmp_path / "short.png").write_bytes(_png_header_only(300, 200)[:40])  # within the limit: truncated, as before
+    with pytest.raises(ImageError, match="could not be decoded as an image"):
+        read_image(tmp_path / "short.png")

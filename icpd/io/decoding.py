@@ -97,6 +97,22 @@ def _jpeg(data: bytes, arr: np.ndarray) -> tuple[np.ndarray, Layout, list[str]]:
 
 
 
+def _png_too_big(data: bytes) -> str:
+    """Why OpenCV refused a PNG whose header declares more pixels than it decodes ("" if it does not)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 24:
+        return ""
+    w, h = struct.unpack(">II", data[16:24])
+    try:
+        limit = int(os.environ.get("CV_IO_MAX_IMAGE_PIXELS", str(1 << 30)))  # OpenCV's own default and override
+    except ValueError:
+        limit = 1 << 30
+    if w * h <= limit:
+        return ""
+    return (f"its header declares {w}x{h} (WxH) px ({w * h / 1e6:,.0f} megapixels), more than OpenCV decodes "
+            f"({limit / 1e6:,.0f} Mpx, CV_IO_MAX_IMAGE_PIXELS); cut the scene into a tiled GeoTIFF (read window by "
+            "window) or smaller PNGs, or re-export it if the header is wrong")
+
+
 def decode_file(path: str | os.PathLike[str], what: str = "image", palette_colours: bool = True) -> Decoded:
     """Decode ``path`` to (H, W, bands) in **file band order**, with its layout and georeferencing.
 
@@ -123,6 +139,9 @@ def decode_file(path: str | os.PathLike[str], what: str = "image", palette_colou
                    f"install the geo extra ({GEO_EXTRA_HINT}); else re-export it.")
         else:
             fix = "Is it truncated (an interrupted copy or download?) or not really an image? Re-export it."
+        too_big = _png_too_big(data)
+        if too_big:  # OpenCV refuses it unread: 'truncated?' would send the user to the wrong fix
+            raise ImageError(f"{what} {path}: {too_big}")
         raise ImageError(f"{what} {path} could not be decoded as an image (starts with {data[:8]!r}). {fix}")
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         arr, layout, notes = _png(data, arr)
