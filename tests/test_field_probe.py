@@ -124,3 +124,19 @@ def test_a_png_declaring_more_pixels_than_opencv_decodes_says_so(tmp_path):
     (tmp_path / "short.png").write_bytes(_png_header_only(300, 200)[:40])  # within the limit: truncated, as before
     with pytest.raises(ImageError, match="could not be decoded as an image"):
         read_image(tmp_path / "short.png")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["train", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--class-embeddings", "e.safetensors",
+      "--out", "run", "--lr", "inf"], "error: --lr: must be a finite number (got inf); pass a finite value, e.g. 0.0001"),
+    (["bench", "--quick", "--rounds", "0", "--duration", "inf"],
+     "error: --duration: must be a finite number (got inf); pass a finite value"),
+    (["bench", "--quick", "--warmup", "inf"], "error: --warmup: must be a finite number (got inf); pass a finite value"),
+    (["stream", "clip.mp4", "--model", "m", "--support", "s.support", "--fps", "inf"],
+     "error: --fps: must be a finite number (got inf); pass a finite value")])
+def test_infinite_float_options_are_refused(args, line, tmp_path):
+    """--lr inf trained to NaN weights and exited 0; bench --duration/--warmup inf would measure forever."""
+    res = _icpd(*args, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import typer
 
 from icpd.commands import bench_gate
 from icpd.commands.bench_options import backend_names, claim_outputs, parse_ints
-from icpd.commands.common import QuietOpt, threads_in_range
+from icpd.commands.common import QuietOpt, finite_number, threads_in_range
 
 bench_app = typer.Typer(
     name="bench",
@@ -124,9 +124,9 @@ def bench_cmd(
     batch: Annotated[str, typer.Option(help="Tile batch sizes of the batch scenario (B > 1), comma-separated.")] = "2",
     classes: Annotated[int, typer.Option(min=1, help="N of the N-classes-per-query scenario (1: skip it).")] = 5,
     rounds: Annotated[int, typer.Option(min=0, help="Interleave each backend's scenarios: this many rounds, each running every scenario once in a random order, so drifts of a busy machine hit all of them alike; 0: one scenario after the other, each for --duration / --iterations.")] = 5,
-    duration: Annotated[float | None, typer.Option(min=0.0, help="With --rounds 0: seconds to measure each scenario at least (default 4; --quick 0.3).")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.0, callback=finite_number, help="With --rounds 0: seconds to measure each scenario at least (default 4; --quick 0.3).")] = None,
     iterations: Annotated[int | None, typer.Option(min=1, help="With --rounds 0: iterations to measure each scenario at least (default 3; --quick 5).")] = None,
-    warmup: Annotated[float | None, typer.Option(min=0.0, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,
+    warmup: Annotated[float | None, typer.Option(min=0.0, callback=finite_number, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny preset, short budgets: a smoke run in seconds.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range, help="CPU threads per backend (default: the backend's own choice).")] = None,
     precision: Annotated[str | None, typer.Option(help="Precisions to time side by side, interleaved in the same rounds: "

@@ -11,6 +11,7 @@ deprecated spelling's note included) and the command's final result line still p
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ __all__ = [
     "console",
     "fail",
     "fail_os_error",
+    "finite_number",
     "note",
     "out",
     "parse_bands_option",
@@ -164,6 +166,15 @@ def threads_in_range(threads: int | None) -> int | None:
         return check_threads(threads)
     except InputError as e:
         raise typer.BadParameter(str(e).removeprefix("threads: ")) from None
+
+
+def finite_number(param: typer.CallbackParam, value: float | None) -> float | None:
+    """A float option with only a lower bound: ``inf`` passes click's range check, and as a learning rate
+    (NaN weights) or a duration (a run that never ends) it is never what the user meant."""
+    if value is not None and not math.isfinite(value):
+        example = f", e.g. {param.default}" if isinstance(param.default, float) else ""
+        raise typer.BadParameter(f"must be a finite number (got {value}); pass a finite value{example}")
+    return value
 
 
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, callback=threads_in_range,

@@ -21,6 +21,7 @@ from icpd.commands.common import (
     ThresholdOpt,
     TileBatchOpt,
     TileOpt,
+    finite_number,
 )
 from icpd.config import Backend
 
@@ -98,7 +99,7 @@ def stream_cmd(
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Overlay video (.mp4 or .avi); OUT.jsonl and OUT.summary.json go beside it. Default: no files.")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Process the newest frame when inference falls behind; count the dropped ones (files play at their frame rate).")] = False,
     every: Annotated[int, typer.Option(min=1, help="Process one frame in N.")] = 1,
-    fps: Annotated[float | None, typer.Option(min=0.001, help="Frame rate of a folder of frames (default 10), or override the source's.")] = None,
+    fps: Annotated[float | None, typer.Option(min=0.001, callback=finite_number, help="Frame rate of a folder of frames (default 10), or override the source's.")] = None,
     queue: Annotated[int | None, typer.Option(min=1, help="Frames waiting for inference at most. Default: 1 with --realtime, else 4.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=0, help="Stop after this many source frames.")] = None,
     backend: BackendOpt = Backend.ORT,

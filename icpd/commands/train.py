@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import QuietOpt, console, fail, out
+from icpd.commands.common import QuietOpt, console, fail, finite_number, out
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[Path | None, typer.Option(help="ICPD-Net checkpoint to fine-tune from.")] = None,
         epochs: Annotated[int, typer.Option(min=1, help="Epochs (authors: 100).")] = 100,
         batch_size: Annotated[int, typer.Option(min=1, help="Episodes per step over all processes (authors: 8).")] = 8,
-        lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (authors: 1e-4).")] = 1e-4,
+        lr: Annotated[float, typer.Option(min=0.0, callback=finite_number, help="Adam learning rate (authors: 1e-4).")] = 1e-4,
         workers: Annotated[int, typer.Option(min=0, help="DataLoader workers per process.")] = 0,
         episodes_per_epoch: Annotated[int | None, typer.Option(min=1, help="Default: one per training list line.")] = None,
         val_episodes: Annotated[int | None, typer.Option(min=1, help="Validate on this many (evenly spaced); default all.")] = None,
