@@ -140,3 +140,15 @@ def test_infinite_float_options_are_refused(args, line, tmp_path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [line]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--class-embeddings", "e.safetensors", "--out", "run"],
+    ["eval", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--checkpoint", "c.safetensors"]])
+def test_workers_far_above_the_cpus_is_one_error_line(command, tmp_path):
+    """--workers 100000 forked DataLoader workers for minutes; stopped by SIGTERM, the run left some behind."""
+    res = _icpd(*command, "--workers", "100000", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [(f"error: --workers: must be from 0 to {_limit()} (got 100000; this machine "
+                                        f"has {os.cpu_count()} CPUs); pass a value from 0 to {_limit()}")]
+    assert list(tmp_path.iterdir()) == []

@@ -46,6 +46,7 @@ __all__ = [
     "print_error",
     "process_guard",
     "threads_in_range",
+    "workers_in_range",
 ]
 
 
@@ -175,6 +176,18 @@ def finite_number(param: typer.CallbackParam, value: float | None) -> float | No
         example = f", e.g. {param.default}" if isinstance(param.default, float) else ""
         raise typer.BadParameter(f"must be a finite number (got {value}); pass a finite value{example}")
     return value
+
+
+def workers_in_range(workers: int) -> int:
+    """--workers (DataLoader processes) within 4 per CPU (at least 16), --threads' bound: 100,000 of them
+    forked for minutes, and a run stopped meanwhile left workers behind holding the terminal."""
+    from icpd.runtime.validation import max_threads
+
+    cpus, limit = max_threads()
+    if workers > limit:
+        raise typer.BadParameter(f"must be from 0 to {limit} (got {workers}; this machine has {cpus} CPUs); "
+                                 f"pass a value from 0 to {limit}")
+    return workers
 
 
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, callback=threads_in_range,

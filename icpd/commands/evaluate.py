@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from icpd.commands.common import BackendOpt, QuietOpt, console, fail, out
+from icpd.commands.common import BackendOpt, QuietOpt, console, fail, out, workers_in_range
 from icpd.config import Backend
 
 
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         )] = None,
         backend: BackendOpt = Backend.TORCH,
         batch_size: Annotated[int, typer.Option(min=1, help="Episodes per forward pass.")] = 8,
-        workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+        workers: Annotated[int, typer.Option(min=0, callback=workers_in_range, help="DataLoader worker processes.")] = 0,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Autocast on CUDA.")] = False,
         seed: Annotated[int, typer.Option(help="Episode sampling seed.")] = 0,

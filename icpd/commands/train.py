@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import QuietOpt, console, fail, finite_number, out
+from icpd.commands.common import QuietOpt, console, fail, finite_number, out, workers_in_range
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int, typer.Option(min=1, help="Epochs (authors: 100).")] = 100,
         batch_size: Annotated[int, typer.Option(min=1, help="Episodes per step over all processes (authors: 8).")] = 8,
         lr: Annotated[float, typer.Option(min=0.0, callback=finite_number, help="Adam learning rate (authors: 1e-4).")] = 1e-4,
-        workers: Annotated[int, typer.Option(min=0, help="DataLoader workers per process.")] = 0,
+        workers: Annotated[int, typer.Option(min=0, callback=workers_in_range, help="DataLoader workers per process.")] = 0,
         episodes_per_epoch: Annotated[int | None, typer.Option(min=1, help="Default: one per training list line.")] = None,
         val_episodes: Annotated[int | None, typer.Option(min=1, help="Validate on this many (evenly spaced); default all.")] = None,
         seed: Annotated[int, typer.Option(help="Seed of initialisation, episodes and RNGs.")] = 0,
