@@ -133,7 +133,12 @@ def test_a_png_declaring_more_pixels_than_opencv_decodes_says_so(tmp_path):
      "error: --duration: must be a finite number (got inf); pass a finite value"),
     (["bench", "--quick", "--warmup", "inf"], "error: --warmup: must be a finite number (got inf); pass a finite value"),
     (["stream", "clip.mp4", "--model", "m", "--support", "s.support", "--fps", "inf"],
-     "error: --fps: must be a finite number (got inf); pass a finite value")])
+     "error: --fps: must be a finite number (got inf); pass a finite value"),
+    (["export", "--checkpoint", "c.safetensors", "--out", "m", "--precision", "int8", "--int8-min-speedup", "inf"],
+     "error: --int8-min-speedup: must be a finite number (got inf); pass a finite value"),
+    (["build", "--model", "m", "--workspace", "inf"],
+     "error: --workspace: must be a finite number (got inf); pass a finite value, e.g. 4.0"),
+    (["build", "--model", "m", "--workspace", "-1"], "error: --workspace: must be >= 0.001 (got -1); pass a value >= 0.001")])
 def test_infinite_float_options_are_refused(args, line, tmp_path):
     """--lr inf trained to NaN weights and exited 0; bench --duration/--warmup inf would measure forever."""
     res = _icpd(*args, cwd=tmp_path)

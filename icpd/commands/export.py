@@ -15,6 +15,7 @@ from icpd.commands.common import (
     RankPriorOpt,
     fail,
     fail_os_error,
+    finite_number,
     out,
     preset_callback,
 )
@@ -43,7 +44,7 @@ def export_cmd(
         "--int8-exclude", help="With --precision int8: blocks or MatMuls to keep FP32 (fnmatch pattern on the names "
                                "model.json int8.mixed_precision lists, e.g. '*resblocks.23.*'; repeatable).")] = None,
     int8_min_speedup: Annotated[float | None, typer.Option(
-        "--int8-min-speedup", help="With --precision int8: refuse (write nothing) if the INT8 encoder, after blocks "
+        "--int8-min-speedup", callback=finite_number, help="With --precision int8: refuse (write nothing) if the INT8 encoder, after blocks "
                                    "kept FP32, is not at least this many times as fast as FP32 on this CPU.")] = None,
     validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch (and INT8 against FP32) before finishing.")] = True,
     force: Annotated[bool, typer.Option(help="Replace an existing model dir at --out.")] = False,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from icpd.commands.common import ModelDirOpt, QuietOpt, RankPriorOpt
+from icpd.commands.common import ModelDirOpt, QuietOpt, RankPriorOpt, finite_number
 
 TrtVersionOpt = Annotated[str, typer.Option("--trt-version", help="TensorRT version to check against: 10.3 "
                                                                   "(JetPack 6) or 11 (desktop/datacenter).")]
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         rank_prior: RankPriorOpt = None,
         batch: Annotated[str, typer.Option(help="Query batch profile MIN,OPT,MAX.")] = "1,1,4",
         shots: Annotated[str, typer.Option(help="Support shots profile MIN,OPT,MAX.")] = "1,1,5",
-        workspace: Annotated[float, typer.Option(help="Builder workspace limit in GiB.")] = 4.0,
+        workspace: Annotated[float, typer.Option(min=0.001, callback=finite_number, help="Builder workspace limit in GiB.")] = 4.0,
         plugin_library: Annotated[Path | None, typer.Option(help="C++ NdcgPrior plugin (.so) instead of the AOT plugin.")] = None,
         force: Annotated[bool, typer.Option(help="Replace an existing, non-empty --out.")] = False,
         opt_level: Annotated[int | None, typer.Option(
