@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -157,3 +158,28 @@ def test_workers_far_above_the_cpus_is_one_error_line(command, tmp_path):
     assert res.stderr.splitlines() == [(f"error: --workers: must be from 0 to {_limit()} (got 100000; this machine "
                                         f"has {os.cpu_count()} CPUs); pass a value from 0 to {_limit()}")]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scene_with_a_side_below_a_quarter_of_the_model_input_is_segmented_with_a_note(tiny_model_dir, tmp_path):
+    """A 1x1 or 20x300 px query is padded by reflection to one tile and segmented; the user is told how
+    little the network saw (supports and tiles of that size are refused as blur). 100x90 gets no note."""
+    import json
+
+    from icpd.io import write_png
+    from icpd.runtime.infer import InferOptions, infer_paths, open_predictor
+    from tests.runtime.supports import make_supports
+
+    supports = make_supports(tiny_model_dir, tmp_path)
+    rng = np.random.default_rng(0)
+    for name, shape in {"dot": (1, 1, 3), "strip": (20, 300, 3), "ok": (100, 90, 3)}.items():
+        write_png(tmp_path / f"{name}.png", rng.integers(0, 255, shape, dtype=np.uint8))
+    p = open_predictor(tiny_model_dir, supports)
+    summary = infer_paths(p, [tmp_path / f"{n}.png" for n in ("dot", "strip", "ok")], tmp_path / "out", InferOptions())
+    notes = {Path(r.path).stem: r.notes for r in summary.results}
+    assert all(r.status == "ok" for r in summary.results)
+    tail = "(a quarter of the model input, 128 px); padded by reflection to the 128 px tile, never stretched"
+    assert notes["dot"] == [f"1x1 px (HxW): a side below 32 px {tail}: so few pixels give unreliable masks"]
+    assert notes["strip"] == [f"20x300 px (HxW): a side below 32 px {tail}: so few pixels give unreliable masks"]
+    assert notes["ok"] == []
+    saved = {Path(r["path"]).stem: r["notes"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"]}
+    assert saved["dot"] == notes["dot"]

@@ -50,7 +50,7 @@ from icpd.runtime.infer_types import (
 from icpd.runtime.predictor import merge_labels
 from icpd.runtime.runlog import Manifest, OutLock, check_writable, new_run_id
 from icpd.runtime.scene_io import SceneOutputs, open_source, safe_name
-from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, plan_tiles
+from icpd.runtime.tiling import Blender, Tile, iter_tile_batches, min_tile, plan_tiles
 from icpd.runtime.viz import colour_hex
 from icpd.runtime.windowed import resize_maps as _resize_maps
 from icpd.runtime.windowed import run_scene
@@ -326,6 +326,7 @@ def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: 
             result.height, result.width, result.notes = source.height, source.width, list(notes)
             tile = options.validate(predictor.preset.image_size)
             result.tiles = len(plan_tiles(source.height, source.width, tile, options.overlap))
+            result.notes += small_scene_notes(source.height, source.width, tile, predictor.preset.image_size)
             planned = getattr(progress, "scene_planned", None)
             if planned is not None:
                 planned(path, source.height, source.width, result.tiles)
@@ -350,3 +351,15 @@ def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: 
         result.error = msg if str(path) in msg else f"{path}: {msg}"
     result.seconds = round(time.perf_counter() - start, 4)
     return result, written
+
+
+def small_scene_notes(height: int, width: int, tile: int, model_size: int) -> list[str]:
+    """A note for a scene with a side below :func:`~icpd.runtime.tiling.min_tile` (a quarter of the
+    model input, where tiles and supports are refused as blur): it is segmented, padded by reflection
+    to one tile, but the user should know how little the network saw."""
+    low = min_tile(model_size)
+    if min(height, width) >= low:
+        return []
+    return [(f"{height}x{width} px (HxW): a side below {low} px (a quarter of the model input, {model_size} px); "
+             f"padded by reflection to the {tile} px tile, never stretched: so few pixels give unreliable masks")]
+
