@@ -140,7 +140,7 @@ def test_two_real_data_synth_runs_into_one_folder(tmp_path):
     draws; the first finishes and its tree is exactly what a lone run writes."""
     out = tmp_path / "data"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
-    cmd = [*ICPD, "data", "synth", "--out", str(out), "--tiles", "300", "--size", "96", "-q"]
+    cmd = [*ICPD, "data", "synth", "--out", str(out), "--tiles", "800", "--size", "96", "-q"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -150,7 +150,6 @@ def test_two_real_data_synth_runs_into_one_folder(tmp_path):
             time.sleep(0.02)
         assert json.loads(lock_path(out).read_text())["pid"] == first.pid
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
-        still_running = first.poll() is None
         stdout, stderr = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -158,7 +157,8 @@ def test_two_real_data_synth_runs_into_one_folder(tmp_path):
     assert second.returncode == 2 and second.stdout == "", second
     assert _flat(second.stderr).startswith(f"error: {out} is being written by another `icpd data synth` run "
                                            f"(pid {first.pid} on "), second.stderr
-    assert still_running, "the second run was not refused while the first was drawing"
+    # Refused naming the first run's pid: the first held its lock then (it may finish before the second
+    # process exits on a quiet machine, so whether it is still running afterwards proves nothing).
     assert first.returncode == 0, stderr
     assert stdout.startswith(f"wrote {out} ")
     assert not lock_path(out).exists()
