@@ -97,7 +97,7 @@ RACER = """
 import sys, time
 from icpd.io.locks import LockHeldError, exclusive_lock
 start = float(sys.argv[2])
-while time.time() < start:
+while time.monotonic() < start:
     time.sleep(0.001)
 try:
     with exclusive_lock(sys.argv[1], "export"):
@@ -114,7 +114,7 @@ def test_racing_processes_get_exactly_one_lock(tmp_path, stale):
     out = tmp_path / "model"
     if stale:
         _write_lock(out, pid=_dead_pid())
-    start = time.time() + 2.0
+    start = time.monotonic() + 2.0  # CLOCK_MONOTONIC: one clock for every process of this machine
     procs = [subprocess.Popen([sys.executable, "-c", RACER, str(out), str(start)], stdout=subprocess.PIPE, text=True)
              for _ in range(4)]
     results = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
