@@ -9,10 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from icpd.runtime.tiling import min_tile
 from icpd.runtime.validation import check_threshold
+from icpd.runtime.windowed import ScenePrediction
 
 __all__ = ["MIN_TILE_ANY", "InferOptions", "InferProgress", "InferSummary", "InputResult", "ScenePrediction"]
 
@@ -73,19 +72,6 @@ class InferOptions:
         """The tile side for a model of input ``model_size`` (:meth:`for_model`'s tile)."""
         tile = self.for_model(model_size).tile
         return model_size if tile is None else tile
-
-
-@dataclass
-class ScenePrediction:
-    """probs (N, H, W) float32 per-class foreground probability; labels (H, W) uint8 (0
-    background, i + 1 = class_names[i]); priors (N, H, W) float32 when asked; tiles: predictor
-    inputs used (1 for a scene no larger than one tile)."""
-
-    probs: np.ndarray
-    labels: np.ndarray
-    class_names: list[str]
-    tiles: int
-    priors: np.ndarray | None = None
 
 
 @dataclass

@@ -38,8 +38,8 @@ from icpd.runtime.viz import _inner_edges  # the overlay's own outline rule
 if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
 
-__all__ = ["NODATA_LABEL", "ArraySource", "BlockSink", "SceneBlend", "SceneSource", "SceneStats", "plan_batches",
-           "read_batch", "run_scene"]
+__all__ = ["NODATA_LABEL", "ArraySource", "BlockSink", "SceneBlend", "ScenePrediction", "SceneSource", "SceneStats",
+           "plan_batches", "read_batch", "run_scene", "segment_array"]
 
 NODATA_LABEL = 255  # label of input nodata pixels
 # (y, x, probs (N, h, w) float32, labels (h, w) uint8, priors (N, h, w) or None, edges (h, w) bool)
@@ -305,3 +305,41 @@ def run_scene(predictor: Predictor, source: SceneSource, tile: int, overlap: int
         if on_tiles is not None:
             on_tiles(done, total)
     return total
+
+
+@dataclass
+class ScenePrediction:
+    """One in-memory scene's result. probs (N, H, W) float32 per-class foreground probability;
+    labels (H, W) uint8 (0 background, i + 1 = class_names[i]); priors (N, H, W) float32 when
+    asked; tiles: predictor inputs used (1 for a scene no larger than one tile)."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    tiles: int
+    priors: np.ndarray | None = None
+
+
+def segment_array(predictor: Predictor, pixels: np.ndarray, tile: int, overlap: int, batch: int,
+                  threshold: float, priors: bool = False,
+                  on_tiles: Callable[[int, int], None] | None = None) -> ScenePrediction:
+    """:func:`run_scene` over an (H, W, 3) uint8 RGB scene already in memory, its blocks gathered
+    into whole-scene arrays: the same tiles, blending and labels as a file run (one pipeline).
+    For frames, request bodies and tests; a scene on disk goes through its window reader."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"segment_array: expected (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
+    height, width = pixels.shape[:2]
+    n = len(predictor.class_names)
+    probs = np.zeros((n, height, width), np.float32)
+    labels = np.zeros((height, width), np.uint8)
+    prior_maps = np.zeros((n, height, width), np.float32) if priors else None
+
+    def gather(y: int, x: int, p: np.ndarray, lab: np.ndarray, pri: np.ndarray | None, _edges: np.ndarray) -> None:
+        h, w = lab.shape
+        probs[:, y : y + h, x : x + w] = p
+        labels[y : y + h, x : x + w] = lab
+        if prior_maps is not None and pri is not None:
+            prior_maps[:, y : y + h, x : x + w] = pri
+
+    tiles = run_scene(predictor, ArraySource(pixels), tile, overlap, batch, threshold, gather, priors, on_tiles)
+    return ScenePrediction(probs, labels, list(predictor.class_names), tiles, prior_maps)
