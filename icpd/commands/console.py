@@ -3,13 +3,20 @@
 ``out`` (stdout) gets results, ``console`` (stderr) errors, warnings and progress. Its own module
 so that the usage-error formatter (:mod:`icpd.commands.usage_errors`) and the shared options
 (:mod:`icpd.commands.common`) both print through it without importing each other.
+
+Library errors name Python parameters (:mod:`icpd.errors`: ``tile=0: must be >= 1 pixel``); printed
+here they name the running command's flags instead (``--tile 0: must be >= 1 pixel``): :func:`cli_text`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 
-__all__ = ["console", "out", "print_error"]
+from icpd.errors import ParamMessage, render
+
+__all__ = ["cli_text", "console", "flag_for", "name_params", "out", "print_error"]
 
 
 class _ResultConsole(Console):
@@ -29,7 +36,63 @@ console = Console(stderr=True)  # errors, warnings and progress
 out: Console = _ResultConsole()  # results
 
 
+_PARAM_FLAGS = "icpd.param_flags"  # click context meta key: the command's {parameter: flag} exceptions
+
+
+def _context() -> Any:
+    from typer._click import globals as click_globals
+
+    return click_globals.get_current_context(silent=True)
+
+
+def name_params(**flags: str) -> None:
+    """Declare, for the running command, the flag of a library parameter whose name differs from the
+    command's own parameter (``name_params(bound="--queue")``: StreamOptions' ``bound`` is ``--queue``)."""
+    ctx = _context()
+    if ctx is not None:
+        ctx.meta.setdefault(_PARAM_FLAGS, {}).update(flags)
+
+
+def flag_for(name: str) -> str:
+    """The running command's flag for the library parameter ``name``: one declared with
+    :func:`name_params`, else the command's option of that Python name (``out_path`` -> ``--out``),
+    else ``--`` and the name with dashes (``max_frames`` -> ``--max-frames``)."""
+    ctx = _context()
+    if ctx is not None:
+        declared = ctx.meta.get(_PARAM_FLAGS, {})
+        if name in declared:
+            return str(declared[name])
+        for param in getattr(ctx.command, "params", ()):
+            longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+            if param.name == name and longs:
+                return str(longs[0])
+    return "--" + name.replace("_", "-")
+
+
+def _flag_words(name: str, value: str | None) -> str:
+    """A parameter as the command line writes it: ``--tile 0``; a switch given True: ``--force``."""
+    flag = flag_for(name)
+    return flag if value in (None, "True") else f"{flag} {value}"
+
+
+def cli_text(err: Exception | str) -> str:
+    """``err`` in the command line's words: its parameters as the running command's flags.
+
+    An error that only re-words its cause (``raise ExportError(str(e)) from e``) is shown as its
+    cause would be."""
+    if isinstance(err, str):
+        return err
+    if not isinstance(err, ParamMessage):
+        cause = err.__cause__
+        if not (isinstance(cause, ParamMessage) and str(cause) == str(err)):
+            return str(err)
+        err = cause
+    return render(err.template, _flag_words)
+
+
 def print_error(err: Exception | str) -> None:
-    """``error: <err>`` as one line on stderr (every user error, click's usage errors included)."""
+    """``error: <err>`` as one line on stderr (every user error, click's usage errors included), in
+    the command line's words (:func:`cli_text`)."""
+    err = cli_text(err)
     # soft_wrap: paths and key lists stay on one line, copy-pasteable; markup off: messages may hold [..]
     console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)

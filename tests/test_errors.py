@@ -1,0 +1,91 @@
+"""Library errors name Python parameters; the command layer prints them as the running command's flags
+(icpd.errors, icpd.commands.console.cli_text)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from icpd.commands.console import cli_text, flag_for, name_params
+from icpd.errors import ParamError, ParamMessage, arg, render
+
+
+def test_python_reading_names_the_parameter():
+    err = ParamError(f"{arg('tile', 0)}: must be >= 1 pixel; pass {arg('force', True)} or {arg('engines')}")
+    assert str(err) == "tile=0: must be >= 1 pixel; pass force=True or engines"
+    assert err.args == ("tile=0: must be >= 1 pixel; pass force=True or engines",)
+    assert err.param == "tile"  # the first parameter named, unless given
+    assert isinstance(err, ValueError)
+    assert ParamError(f"{arg('a', 1)} and {arg('b', 2)}", param="b").param == "b"
+    assert ParamError("no parameter here").param is None
+
+
+def test_flag_reading_outside_a_command():
+    err = ParamError(f"{arg('max_frames', -1)}: must be >= 0; or pass {arg('force', True)}")
+    assert cli_text(err) == "--max-frames -1: must be >= 0; or pass --force"
+    assert render(err.template, lambda name, value: name.upper()) == "MAX_FRAMES: must be >= 0; or pass FORCE"
+
+
+def test_values_are_shown_as_written_even_with_braces_and_colons():
+    path = Path("/data/{run}:1/out dir")
+    err = ParamError(f"{arg('out', path)}: exists")
+    assert str(err) == "out=/data/{run}:1/out dir: exists"
+    assert cli_text(err) == "--out /data/{run}:1/out dir: exists"
+
+
+def test_pickles_with_its_parameters():
+    """Ray sends a worker's error to the driver: the flags must survive the trip."""
+
+    class BuildFailed(ParamMessage, RuntimeError):
+        pass
+
+    for err in (ParamError(f"{arg('tile', 3)}: too small"), ParamError(f"{arg('batch', 0)}: must be >= 1")):
+        back = pickle.loads(pickle.dumps(err))
+        assert (type(back), str(back), back.param, cli_text(back)) == (type(err), str(err), err.param, cli_text(err))
+    mixed = BuildFailed(f"{arg('out', '/x')}: exists")
+    assert isinstance(mixed, RuntimeError) and cli_text(mixed) == "--out /x: exists" and str(mixed) == "out=/x: exists"
+
+
+def test_a_rewording_wrapper_is_shown_as_its_cause():
+    """``raise ExportError(str(e)) from e`` keeps the cause's flags; a wrapper with words of its own keeps them."""
+    cause = ParamError(f"{arg('min_speedup', 0.5)}: give a ratio above 0")
+    try:
+        raise RuntimeError(str(cause)) from cause
+    except RuntimeError as wrapped:
+        assert cli_text(wrapped) == "--min-speedup 0.5: give a ratio above 0"
+    try:
+        raise RuntimeError(f"export failed: {cause}") from cause
+    except RuntimeError as wrapped:
+        assert cli_text(wrapped) == "export failed: min_speedup=0.5: give a ratio above 0"
+    assert cli_text("plain text") == "plain text"
+
+
+def test_arg_takes_parameter_names_only():
+    with pytest.raises(ValueError, match="'--tile' is not a Python parameter name"):
+        arg("--tile")
+
+
+def test_the_running_command_decides_the_flag():
+    """Inside a command: its option of that Python name (``out_path`` is ``--out``, ``queue_bound``
+    is ``--queue``), a declared one (``name_params``), else ``--`` and the name with dashes."""
+    app = typer.Typer()
+
+    @app.command()
+    def run(out_path: Annotated[str, typer.Option("--out", "-o")] = "x",
+            bound: Annotated[int, typer.Option("--queue")] = 1) -> None:
+        name_params(limit="--max-frames")
+        print(flag_for("out_path"), flag_for("bound"), flag_for("limit"), flag_for("max_tiles"), flag_for("out"))
+        err = ParamError(f"{arg('bound', 0)}: must be >= 1; see {arg('limit')} and {arg('out', 'a b')}")
+        print(cli_text(err))
+
+    res = CliRunner().invoke(app, [])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == [
+        "--out --queue --max-frames --max-tiles --out",
+        "--queue 0: must be >= 1; see --max-frames and --out a b",
+    ]
