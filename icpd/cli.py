@@ -15,6 +15,7 @@ from icpd.commands import (
     infer,
     model,
     selftest,
+    serve,
     stream,
     train,
     trt,
@@ -60,7 +61,7 @@ def _root(
 
 # The command modules, in the order `icpd --help` lists their commands (explicit: nothing is
 # discovered at import).
-COMMAND_MODULES = (model, export, cache_support, infer, stream, trt, bench, evaluate, train, data, weights, selftest)
+COMMAND_MODULES = (model, export, cache_support, infer, serve, stream, trt, bench, evaluate, train, data, weights, selftest)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

@@ -113,19 +113,22 @@ def _png_too_big(data: bytes) -> str:
             "window) or smaller PNGs, or re-export it if the header is wrong")
 
 
-def decode_file(path: str | os.PathLike[str], what: str = "image", palette_colours: bool = True) -> Decoded:
+def decode_file(path: str | os.PathLike[str], what: str = "image", palette_colours: bool = True,
+                data: bytes | None = None) -> Decoded:
     """Decode ``path`` to (H, W, bands) in **file band order**, with its layout and georeferencing.
 
     ``palette_colours=False`` keeps a palette TIFF's indices (H, W, 1) (class-id label maps); a
-    palette PNG is always expanded (OpenCV cannot give its indices).
+    palette PNG is always expanded (OpenCV cannot give its indices). ``data``: the file's bytes, already
+    in memory (a request body: ``path`` then only names it in messages and gives its suffix).
 
     Raises:
         ImageError: missing, unreadable, empty or undecodable file (the message says what to do).
     """
     path = Path(path)
-    data = check_file(path, what)
+    in_memory = data is not None
+    data = check_file(path, what) if data is None else data
     is_tiff = path.suffix.lower() in TIFF_SUFFIXES or data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-    decoded = decode_tiff(data, path, what, palette_colours) if is_tiff else ""
+    decoded = decode_tiff(data, path, what, palette_colours, in_memory) if is_tiff else ""
     if isinstance(decoded, Decoded):
         return decoded
     arr = cv2_decode(data)  # not a TIFF after all (a PNG named .tif?), or one only OpenCV reads

@@ -86,7 +86,7 @@ def check_mask(arr: np.ndarray, source: str, image_size: tuple[int, int] | None 
     return np.ascontiguousarray(mask)
 
 
-def read_mask(path: str | os.PathLike[str], like: Raster | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike[str], like: Raster | None = None, data: bytes | None = None) -> np.ndarray:
     """Read a binary mask as (H, W) uint8 in {0, 1}.
 
     Accepted (:func:`check_mask`'s rule): single-channel, or RGB/RGBA whose colour channels are
@@ -96,13 +96,14 @@ def read_mask(path: str | os.PathLike[str], like: Raster | None = None) -> np.nd
     Args:
         path: the mask file (PNG recommended: JPEG compression changes mask values).
         like: the image the mask belongs to; its height and width must match.
+        data: the file's bytes, already in memory (an upload; ``path`` then only names it).
 
     Raises:
         ImageError: missing/corrupt file, non-binary values, differing channels, float
             dtype, or a size that differs from ``like``.
     """
     path = Path(path)
-    arr, _, _ = decode(path, "mask")
+    arr, _, _ = decode(path, "mask", data)
     if arr.ndim == 3 and arr.shape[2] == 4 and path.suffix.lower() == ".png":
         arr = arr[:, :, :3]  # RGBA PNG: the alpha is not part of the mask
     is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")

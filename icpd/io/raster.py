@@ -90,11 +90,11 @@ class Raster:
         return int(self.pixels.shape[1])
 
 
-def decode(path: Path, what: str) -> tuple[np.ndarray, GeoInfo | None, str]:
+def decode(path: Path, what: str, data: bytes | None = None) -> tuple[np.ndarray, GeoInfo | None, str]:
     """(H, W) or (H, W, bands) as OpenCV lays a PNG out (grayscale+alpha as 4 bands), plus geo and
     reader; for mask and label files (a palette TIFF's indices kept: class ids). Scenes use
     :func:`read_image`, which knows the file's layout."""
-    dec = decode_file(path, what, palette_colours=False)
+    dec = decode_file(path, what, palette_colours=False, data=data)
     arr = dec.pixels
     if dec.layout.kind == "grayscale+alpha" and path.suffix.lower() == ".png":
         arr = arr[:, :, [0, 0, 0, 1]]
@@ -242,7 +242,8 @@ def to_uint8(arr: np.ndarray, layout: Layout, path: Path, notes: list[str]) -> n
     return np.round(arr.astype(np.float32) * 255.0).astype(np.uint8)
 
 
-def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None = None) -> Raster:
+def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None = None,
+               data: bytes | None = None) -> Raster:
     """Read a PNG/JPEG/TIFF scene as (H, W, 3) uint8 RGB, converting as the module docstring says.
 
     Args:
@@ -250,6 +251,8 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
         bands: three **1-based** band numbers in file order to use as R, G, B; required for
             files with 2 or 4+ bands and no declared alpha, optional otherwise (e.g. ``(3, 2, 1)``
             for a BGR file).
+        data: the file's bytes, already in memory (a request body): decoded without touching the
+            file system; ``path`` then only names it in messages and gives its suffix.
 
     Returns:
         a :class:`Raster` with ``pixels`` (H, W, 3) uint8, ``geo`` for GeoTIFFs when rasterio
@@ -261,11 +264,13 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
             count and pixel type, and the fix.
     """
     path = Path(path)
-    dec = decode_file(path, "image")
+    dec = decode_file(path, "image", data=data)
     arr, notes = dec.pixels, list(dec.notes)
     if path.suffix.lower() in (".jpg", ".jpeg"):
-        with path.open("rb") as fh:
-            orientation = jpeg_orientation(fh.read(1 << 16))  # EXIF lives in the first 64 KiB
+        if data is None:
+            with path.open("rb") as fh:
+                data = fh.read(1 << 16)
+        orientation = jpeg_orientation(data[: 1 << 16])  # EXIF lives in the first 64 KiB
         if orientation != 1:
             arr = np.ascontiguousarray(apply_orientation(arr, orientation))
             notes.append(f"EXIF orientation {orientation}: {ORIENTATION_TEXT[orientation]} to show it upright, "

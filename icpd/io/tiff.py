@@ -37,7 +37,7 @@ from icpd.io.layout import (
 )
 
 
-def _rasterio_tiff(rasterio: ModuleType, path: Path, colours: bool) -> tuple[np.ndarray, Layout, GeoInfo | None, list[str]]:
+def _rasterio_tiff(rasterio: ModuleType, path: Path | io.BytesIO, colours: bool) -> tuple[np.ndarray, Layout, GeoInfo | None, list[str]]:
     """Pixels (H, W, bands) in file order (palette colours looked up if ``colours``), layout and
     georeferencing, read by rasterio."""
     with warnings.catch_warnings():
@@ -174,12 +174,13 @@ def _opencv_exact(layout: Layout, data: bytes) -> np.ndarray | None:
     return arr
 
 
-def decode_tiff(data: bytes, path: Path, what: str, colours: bool) -> Decoded | str:
-    """A TIFF decoded the same way with or without rasterio; why not, when no TIFF reader can parse it."""
+def decode_tiff(data: bytes, path: Path, what: str, colours: bool, in_memory: bool = False) -> Decoded | str:
+    """A TIFF decoded the same way with or without rasterio; why not, when no TIFF reader can parse it.
+    ``in_memory``: rasterio reads ``data`` (GDAL's /vsimem/), not ``path``."""
     rasterio = import_rasterio()
     if rasterio is not None:
         with contextlib.suppress(rasterio.errors.RasterioError):
-            arr, layout, geo, notes = _rasterio_tiff(rasterio, path, colours)
+            arr, layout, geo, notes = _rasterio_tiff(rasterio, io.BytesIO(data) if in_memory else path, colours)
             return Decoded(arr, layout, geo, "rasterio", tuple(notes))
     try:
         arr, layout, notes, compression, reader = _tifffile_tiff(data, path, what, colours)

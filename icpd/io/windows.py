@@ -88,19 +88,25 @@ class WindowReader:
     (conversions, as ``Raster.notes``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], bands: Sequence[int] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], bands: Sequence[int] | None = None,
+                 data: bytes | None = None) -> None:
+        """``data``: the file's bytes, already in memory (a request body, read through GDAL's /vsimem/:
+        nothing touches the file system); ``path`` then only names it in messages."""
         rasterio = import_rasterio(needed_for="Reading a GeoTIFF by windows")
         self.path = Path(path)
-        if not self.path.is_file():
+        self._memory = None if data is None else rasterio.MemoryFile(data)
+        if data is None and not self.path.is_file():
             raise ImageError(f"image {self.path} does not exist or is not a file. Check the path.")
         self._env = _env()
         self._env.__enter__()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                self._ds = rasterio.open(self.path)
+                self._ds = rasterio.open(self.path) if self._memory is None else self._memory.open()
         except rasterio.errors.RasterioError as exc:
             self._env.__exit__(None, None, None)
+            if self._memory is not None:
+                self._memory.close()
             raise ImageError(f"image {self.path} could not be opened as a GeoTIFF ({exc}). Re-export it.") from exc
         try:
             self.layout, palette = rasterio_layout(rasterio, self._ds)
@@ -172,6 +178,8 @@ class WindowReader:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._ds.close()
+        if self._memory is not None:
+            self._memory.close()
         self._env.__exit__(None, None, None)
 
     def __enter__(self) -> WindowReader:  # noqa: PYI034 - final classes

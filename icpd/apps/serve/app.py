@@ -1,0 +1,213 @@
+"""``create_app(settings) -> FastAPI``: the HTTP face of ``icpd serve`` (uvicorn runs it; Ray Serve
+wraps the same app with ``serve.ingress``).
+
+Routes (README "Serving"): ``/healthz``, ``/readyz`` (open), ``/v1/model``, ``/v1/supports``
+(GET, PUT, DELETE), ``/v1/segment``, ``/metrics``, the Open Inference Protocol under ``/v2``
+(:mod:`icpd.apps.serve.kserve`), and the page at ``/`` (static files shipped in the package, open:
+the page asks for the token and sends it). The model loads in the app's lifespan, in a thread, so
+``/healthz`` answers at once and ``/readyz`` says 503 until the model and one support set are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from icpd.apps.serve.decode import check_pixels, sniff
+from icpd.apps.serve.errors import ServeError, error_response, install_error_handlers
+from icpd.apps.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
+from icpd.apps.serve.segment import label_png, result_json, segment_body
+from icpd.apps.serve.service import DeadlineExceeded, Job, SegmentService
+from icpd.apps.serve.settings import ServeSettings
+from icpd.apps.serve.supports import router as supports_router
+
+__all__ = ["create_app", "read_body", "run_job"]
+
+STATIC = Path(__file__).with_name("static")
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+
+
+def _protected(path: str) -> bool:
+    """Everything of the API needs the token; health, readiness and the page's static files do not."""
+    return path not in OPEN_PATHS and (path.startswith(("/v1/", "/v2")) or path == "/metrics")
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The service's FastAPI application; the model is loaded when the app starts (its lifespan)."""
+    metrics = ServeMetrics()
+    service = SegmentService(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        yield
+        await asyncio.to_thread(service.stop)
+
+    app = FastAPI(title="icpd serve", summary="Few-shot segmentation of remote-sensing scenes (ICPD-Net)",
+                  lifespan=lifespan, docs_url="/v1/docs", redoc_url=None, openapi_url="/v1/openapi.json")
+    app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def auth_and_count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.monotonic()
+        if settings.token is not None and _protected(request.url.path) and not _authorized(request, settings.token):
+            response: Response = error_response(401, "missing or wrong token: send the header 'Authorization: Bearer "
+                                                     "<token>' (the token `icpd serve` was started with)",
+                                                {"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", None) or ("static" if not _protected(request.url.path) else "unmatched")
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        if endpoint in ("/v1/segment", "/v2/models/{name}/infer"):
+            metrics.stage.labels("total").observe(time.monotonic() - start)
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive (the process answers), whether or not the model is loaded."""
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """200 once the model is loaded and at least one support set; 503 with the reason before."""
+        if not service.ready:
+            return error_response(503, service.why_not_ready(), {"Retry-After": "5"})
+        return JSONResponse({"status": "ready", "classes": service.model().class_names})
+
+    @app.get("/v1/model")
+    async def model() -> dict[str, Any]:
+        """Preset, fingerprint, precision, backend and the loaded classes."""
+        p = service.model()
+        return {"model": str(settings.model), "preset": p.preset.name, "fingerprint": p.fingerprint,
+                "precision": p.model_dir.meta.get("precision", "fp32"), "backend": p.backend_name,
+                "device": settings.device, "input_size": p.preset.image_size, "classes": p.class_names,
+                "tile": service.options.tile if service.options else None, "overlap": settings.overlap,
+                "batch": settings.batch}
+
+    app.include_router(supports_router)
+
+    @app.post("/v1/segment", response_model=None)
+    async def segment(request: Request,
+                      classes: str | None = Query(None, description="Comma-separated classes (default: all loaded); "
+                                                                    "label i + 1 is the i-th"),
+                      threshold: float = Query(0.5, ge=0.0, le=1.0, description="Foreground probability a class "
+                                                                                "needs to win a pixel (>=)"),
+                      polygons: bool = Query(False, description="JSON: add the masks as GeoJSON polygons"),
+                      bands: str | None = Query(None, description="Three 1-based band numbers as R,G,B, e.g. 4,3,2"),
+                      ) -> Response:
+        """The image bytes as the body -> the label PNG (Accept: image/png) or counts as JSON."""
+        want = _negotiate(request.headers.get("accept"))
+        names = [c.strip() for c in classes.split(",")] if classes is not None else None
+        predictor = service.select(names)
+        band_numbers = _parse_bands(bands)
+        data = await read_body(request, settings.max_body_bytes)
+        suffix = sniff(data, request.headers.get("content-type"))
+        check_pixels(data, suffix, settings.max_pixels)
+        options = service.scene_options(threshold)
+        result = await run_job(service, lambda job: _answer(job, predictor, data, suffix, band_numbers, options,
+                                                            want, polygons))
+        return result
+
+    def _answer(job: Job, predictor: Any, data: bytes, suffix: str, bands: tuple[int, int, int] | None,
+                options: Any, want: str, polygons: bool) -> Response:
+        result = segment_body(job, predictor, data, suffix, bands, options, metrics)
+        start = time.monotonic()
+        if want == "png":
+            body, media = label_png(result), "image/png"
+            response: Response = Response(body, media_type=media, headers={
+                "X-Classes": ",".join(result.class_names), "X-Notes": str(len(result.scene.notes))})
+        else:
+            result.timings["queue"] = (job.started or job.queued) - job.queued
+            response = JSONResponse(result_json(result, polygons))
+        metrics.stage.labels("encode").observe(time.monotonic() - start)
+        return response
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text: requests by endpoint and status, stage latencies, queue depth, batch sizes."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    from icpd.apps.serve.kserve import router as kserve_router
+
+    app.include_router(kserve_router)
+    app.mount("/", StaticFiles(directory=STATIC, html=True, check_dir=False), name="page")
+    return app
+
+
+def _authorized(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # constant time: the comparison takes as long for a nearly right token as for a wrong one
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _negotiate(accept: str | None) -> str:
+    """"png" or "json" from an Accept header (none or */*: json); ServeError 406 otherwise."""
+    if not accept:
+        return "json"
+    ranked = []
+    for i, part in enumerate(accept.split(",")):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = next((float(p[2:]) for p in params if p.startswith("q=") and p[2:].replace(".", "", 1).isdigit()), 1.0)
+        ranked.append((-q, i, kind.lower()))
+    for q, _, kind in sorted(ranked):
+        if q < 0 and kind in ("application/json", "*/*", "application/*"):
+            return "json"
+        if q < 0 and kind in ("image/png", "image/*"):
+            return "png"
+    raise ServeError(406, f"Accept {accept!r}: /v1/segment answers image/png (the label map) or application/json "
+                          "(counts, notes, polygons)")
+
+
+def _parse_bands(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    from icpd.io import ImageError, parse_bands
+
+    try:
+        return parse_bands(text)
+    except ImageError as e:
+        raise ServeError(422, str(e)) from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it passes ``limit`` bytes (the declared length first)."""
+    declared = request.headers.get("content-length")
+    too_big = (f"the body is larger than this server's limit of {limit / (1 << 20):g} MiB (--max-body-mb); "
+               "send a smaller image or tiles of it")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ServeError(413, too_big)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServeError(413, too_big)
+        chunks.append(chunk)
+    if not size:
+        raise ServeError(422, "the body is empty: send the image file's bytes as the body")
+    return b"".join(chunks)
+
+
+async def run_job(service: SegmentService, fn: Callable[[Job], Any]) -> Any:
+    """Run ``fn`` on a worker within the request's deadline: 503 when the queue is full, 504 past it."""
+    settings = service.settings
+    job = service.submit(fn, time.monotonic() + settings.deadline)
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(job.future), settings.deadline)
+    except (TimeoutError, asyncio.TimeoutError, DeadlineExceeded):
+        job.future.cancel()  # still waiting: the worker skips it; running: it stops at its next tile batch
+        waited = (job.started or time.monotonic()) - job.queued
+        raise ServeError(504, f"deadline of {settings.deadline:g} s passed ({waited:.1f} s of it waiting for a worker);"
+                              " send a smaller image, or start the server with a longer --deadline or more --workers"
+                         ) from None
+
