@@ -19,7 +19,7 @@ __all__ = ["Prediction", "Predictor", "Preset", "SupportSet", "__version__", "ge
 # name -> the module that defines it, imported on first use. No import of them here, not even for type
 # checkers: every module imports `icpd` (its version), and the layer contract forbids `icpd` -> runtime.
 _LAZY = {"Predictor": "icpd.runtime.predictor", "Prediction": "icpd.runtime.predictor",
-         "SupportSet": "icpd.runtime.support_cache", "read_image": "icpd.io", "read_mask": "icpd.io"}
+         "SupportSet": "icpd.artifacts.support_cache", "read_image": "icpd.io", "read_mask": "icpd.io"}
 
 
 def __getattr__(name: str) -> Any:

@@ -104,12 +104,12 @@ def throughput(model_dir: Path, supports: list[Path], scenes: list[Path], work: 
     """tiles/s per variant and round (module docstring (b))."""
     import ray
 
-    from icpd.cluster.ray_infer import infer_paths_ray
-    from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
+    from icpd.apps.infer.local import InferOptions, collect_inputs, infer_paths, open_predictor
+    from icpd.apps.infer.ray_runner import infer_paths_ray
 
     predictor = open_predictor(model_dir, supports, threads=threads)
     options = InferOptions()
-    from icpd.cluster.ray_infer import init_ray
+    from icpd.apps.infer.ray_runner import init_ray
 
     init_ray(None, actors=2)  # the local Ray `icpd infer --ray` starts (workers at the caller's priority)
     rates: dict[str, list[float]] = {"single": [], "ray-1": [], "ray-2": []}

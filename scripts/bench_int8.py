@@ -56,16 +56,16 @@ def main() -> None:
     ap.add_argument("--agreement-tiles", type=int, default=4, help="tiles for the cosine-to-FP32 figures (0: none)")
     args = ap.parse_args()
 
+    from icpd.apps.validate import check_int8_against_fp32
+    from icpd.artifacts.model_dir import ModelDir, ModelDirError
     from icpd.benchmarks.latency import query_step
     from icpd.benchmarks.timer import StageTimer, measure_rounds
     from icpd.export.calibration import calibration_images
     from icpd.export.mixed_precision import summary_line
-    from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.onnx import export_model
     from icpd.export.quantize import DEFAULT_OPTIONS, Int8Options, convert_model_dir_int8
     from icpd.model.checkpoint import seeded_model
     from icpd.runtime.predictor import Predictor
-    from icpd.trt.validate import check_int8_against_fp32
 
     args.work.mkdir(parents=True, exist_ok=True)
     fp32 = args.fp32 or args.work / f"{args.preset}-fp32"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from icpd.artifacts.support_cache import SupportSet
 from icpd.cli import app
 from icpd.model.text import ClassEmbeddings, save_class_embeddings
-from icpd.runtime.support_cache import SupportSet
 from tests.io.readonly import read_only_dir
 
 

@@ -167,8 +167,8 @@ def test_predict_threshold_rule_is_infers(files, tiny_model):
     """Guards issue 10 defect 3: `icpd predict` used prob > threshold, `icpd infer` prob >= threshold.
     With the threshold set to the exact probability of one pixel, that pixel is foreground (>=),
     and the whole mask equals merge_labels (the runtime's rule) of the same probabilities."""
-    from icpd.engine.predict import predict_files, predict_probability
     from icpd.runtime.predictor import merge_labels
+    from icpd.training.predict import predict_files, predict_probability
 
     if not (files / "emb.safetensors").exists():
         test_embed_text_writes_loadable_embeddings(files)

@@ -62,8 +62,8 @@ def test_a_folder_where_a_support_or_embeddings_file_belongs_is_called_a_folder(
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [
         "error: --support ship.support: a folder, not a file; create it with `icpd cache-support`"]
+    from icpd.artifacts.support_cache import SupportCacheError, SupportSet
     from icpd.model.text import load_class_embeddings
-    from icpd.runtime.support_cache import SupportCacheError, SupportSet
 
     with pytest.raises(SupportCacheError, match=r"^support cache .*ship.support: a folder, not a file; create it"):
         SupportSet.load(tmp_path / "ship.support")
@@ -165,8 +165,8 @@ def test_a_scene_with_a_side_below_a_quarter_of_the_model_input_is_segmented_wit
     little the network saw (supports and tiles of that size are refused as blur). 100x90 gets no note."""
     import json
 
+    from icpd.apps.infer.local import InferOptions, infer_paths, open_predictor
     from icpd.io import write_png
-    from icpd.runtime.infer import InferOptions, infer_paths, open_predictor
     from tests.runtime.supports import make_supports
 
     supports = make_supports(tiny_model_dir, tmp_path)

@@ -20,8 +20,8 @@ def test_runtime_modules_import_no_torch():
     library) imports neither torch nor the exporter: a runtime-only install has neither (issue 12)."""
     code = (
         "import sys\n"
-        "import icpd.runtime.predictor, icpd.runtime.backends.ort, icpd.runtime.backends.trt, icpd.runtime.infer\n"
-        "import icpd.runtime.support_encoding, icpd.model.text, icpd.export.signature, icpd.model, icpd.kernels\n"
+        "import icpd.runtime.predictor, icpd.runtime.backends.ort, icpd.runtime.backends.trt, icpd.apps.infer.local\n"
+        "import icpd.runtime.support_encoding, icpd.model.text, icpd.artifacts.signature, icpd.model, icpd.kernels\n"
         "from icpd.runtime import Predictor, SupportSet\n"
         "print([m for m in ('torch', 'torchvision', 'open_clip', 'onnx', 'onnxscript', 'scipy') if m in sys.modules])\n"
     )

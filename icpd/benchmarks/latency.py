@@ -89,7 +89,7 @@ def prepare_model(
 ) -> ModelInfo:
     """An exported model to time: ``model_dir`` as is, else the checkpoint (or seeded random
     weights of ``preset``) exported once into ``cache_dir/<preset>-<fingerprint[:12]>`` and reused."""
-    from icpd.export.model_dir import ModelDirError
+    from icpd.artifacts.model_dir import ModelDirError
 
     note = on_step or (lambda _: None)
     if model_dir is not None:
@@ -108,7 +108,7 @@ def prepare_model(
         model, source = seeded_model(preset or "paper", seed=0), RANDOM_WEIGHTS_NOTE
     fingerprint = model_fingerprint(model)
     path = Path(cache_dir or default_cache_dir()) / f"{model.preset.name}-{fingerprint[:12]}"
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
     from icpd.export.onnx import GRAPH_VERSION
 
     # the cache is shared by design: a run exporting into it is waited for (one note), then its export reused

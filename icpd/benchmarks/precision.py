@@ -74,8 +74,8 @@ def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir:
 
 
 def _int8_dir(model: ModelInfo, cache: Path, note: Callable[[str], None]) -> ModelInfo:
+    from icpd.artifacts.model_dir import ModelDir, ModelDirError
     from icpd.benchmarks.subjects import model_info
-    from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.quantize import DEFAULT_OPTIONS, convert_model_dir_int8, int8_fingerprint
     from icpd.io.outputs import claim_output
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from icpd.artifacts.support_cache import SupportSet
     from icpd.benchmarks.timer import StageTimer
     from icpd.runtime.predictor import Predictor
-    from icpd.runtime.support_cache import SupportSet
 
 __all__ = ["THRESHOLD", "Inputs", "inputs_for", "query_step", "run_query", "session"]
 

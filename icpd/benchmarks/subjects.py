@@ -105,7 +105,7 @@ def default_cache_dir() -> Path:
 
 def model_info(path: Path, random_weights: bool, exported_s: float | None = None) -> ModelInfo:
     """The ModelInfo of the model dir at ``path`` (``random_weights``: the caller knows they are)."""
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
 
     md = ModelDir.open(path)
     source = str(md.meta.get("source") or "")

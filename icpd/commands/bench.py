@@ -168,8 +168,8 @@ def bench_cmd(
     uses_torch = model_dir is None or not listed or any(n.startswith(("torch", "trt")) for n in listed)
     if uses_torch and (mismatch := check_torchvision()) is not None:
         fail(mismatch)
+    from icpd.artifacts.model_dir import ModelDir, ModelDirError
     from icpd.benchmarks.latency import BenchConfig, run_benchmark
-    from icpd.export.model_dir import ModelDir, ModelDirError
     from icpd.export.quantize import Int8ConversionError
 
     try:

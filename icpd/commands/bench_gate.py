@@ -141,12 +141,12 @@ def ab_cmd(
     """Time two model dirs interleaved (A, B, A, B ...) in one process on the cached-support query; exit like compare.
 
     Refuses (exit 2, before timing anything) --rounds too few for p < --alpha unless --allow-ratio-only."""
+    from icpd.artifacts.model_dir import ModelDirError
     from icpd.benchmarks.compare import split_variants
     from icpd.benchmarks.latency import ABConfig, run_model_ab
     from icpd.benchmarks.schema import dump
     from icpd.benchmarks.stats import can_reach, min_rounds, smallest_p_value
     from icpd.commands.common import fail, out
-    from icpd.export.model_dir import ModelDirError
 
     try:
         tolerance = parse_fraction(max_slowdown)

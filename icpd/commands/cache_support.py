@@ -23,8 +23,8 @@ from icpd.config import Backend
 if TYPE_CHECKING:
     import numpy as np
 
+    from icpd.artifacts.support_cache import SupportSet
     from icpd.io import Raster
-    from icpd.runtime.support_cache import SupportSet
 
 
 def _existing_class(path: Path) -> str:

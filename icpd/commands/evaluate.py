@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
         """Score a checkpoint on a fold's validation episodes (novel classes)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from icpd.engine.evaluate import EvalConfig, result_table, run_evaluation
-        from icpd.engine.metrics import format_score
+        from icpd.training.evaluate import EvalConfig, result_table, run_evaluation
+        from icpd.training.metrics import format_score
 
         cfg = EvalConfig(
             dataset, root, fold, shot, checkpoint, preset, class_embeddings, backend.value, batch_size, workers, device,

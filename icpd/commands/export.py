@@ -52,7 +52,7 @@ def export_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Export a trained ICPD-Net: preprocess/encoder/matcher ONNX + weights + model.json, self-checked."""
-    from icpd.export.model_dir import ModelDirError
+    from icpd.artifacts.model_dir import ModelDirError
     from icpd.export.onnx import ExportError
 
     if (checkpoint is None) == (not random_weights):
@@ -77,7 +77,7 @@ def export_cmd(
             raise
         fail_os_error(e)
     if int8_check is not None and not quiet:
-        from icpd.trt.validate import format_int8_check
+        from icpd.apps.validate import format_int8_check
 
         out.print(format_int8_check(int8_check), markup=False, highlight=False, soft_wrap=True)
     worst = res.validation.get("outputs", {}).get("logits", {}).get("max_abs")
@@ -90,7 +90,7 @@ def _export(out_dir: Path, checkpoint: Path | None, preset: str | None, rank_pri
             calibration: Path | None, validate: bool, force: bool, runtime_only: bool,
             quiet: bool, int8_opts: dict[str, Any] | None = None) -> tuple[ExportResult, dict[str, Any] | None]:
     """Build the model and write the model dir; the export's result and the INT8 self-check's report."""
-    from icpd.export.model_dir import write_runtime_only
+    from icpd.artifacts.model_dir import write_runtime_only
     from icpd.export.onnx import export_model
     from icpd.io.atomic import scratch_dir
     from icpd.model.checkpoint import load_checkpoint, seeded_model
@@ -124,9 +124,9 @@ def _export(out_dir: Path, checkpoint: Path | None, preset: str | None, rank_pri
 
 
 def _to_fp16(src: Path, out_dir: Path, validate: bool, force: bool, quiet: bool) -> None:
+    from icpd.apps.validate import check_fp16_against_fp32
     from icpd.export.fp16 import Fp16ConversionError, convert_model_dir_fp16
     from icpd.export.onnx import ExportError
-    from icpd.trt.validate import check_fp16_against_fp32
 
     try:
         with step("converting to FP16" + (" and checking against FP32" if validate else ""), quiet):
@@ -138,10 +138,10 @@ def _to_fp16(src: Path, out_dir: Path, validate: bool, force: bool, quiet: bool)
 def _to_int8(src: Path, out_dir: Path, calibration: Path | None, validate: bool, force: bool, quiet: bool,
              exclude: tuple[str, ...] = (), min_speedup: float | None = None) -> dict[str, Any] | None:
     """Quantize the FP32 export at ``src`` into ``out_dir``; the INT8 self-check's report (None without --validate)."""
+    from icpd.apps.validate import check_int8_against_fp32
     from icpd.export.mixed_precision import summary_line
     from icpd.export.onnx import ExportError
     from icpd.export.quantize import DEFAULT_OPTIONS, Int8ConversionError, convert_model_dir_int8
-    from icpd.trt.validate import check_int8_against_fp32
 
     def check(fp32_dir: Path, int8_dir: Path) -> dict[str, Any]:
         with step("INT8 self-check against FP32 (seeded episodes)", quiet):
@@ -170,7 +170,7 @@ def _lock_out(out_dir: Path, force: bool) -> Iterator[None]:
             (``LockHeldError``), or --out is there and may not be replaced (``ModelDirError``); ExportError:
             --out is not empty and --force is not given.
     """
-    from icpd.export.model_dir import check_replaceable
+    from icpd.artifacts.model_dir import check_replaceable
     from icpd.export.onnx import ExportError
     from icpd.io import ensure_writable
     from icpd.io.locks import exclusive_lock

@@ -31,7 +31,7 @@ from icpd.config import Backend
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from icpd.runtime.infer import InputResult
+    from icpd.apps.infer.local import InputResult
 
 SOME_INPUTS_FAILED = 1  # exit code: the run finished, some scenes failed (README "Exit codes")
 
@@ -41,7 +41,7 @@ NOTE_REPEATS = 3  # the same conversion note is printed for this many scenes, th
 
 
 class _RichProgress:
-    """One bar over inputs, one over tiles with tiles/s and ETA (icpd.runtime.infer.InferProgress).
+    """One bar over inputs, one over tiles with tiles/s and ETA (icpd.apps.infer.local.InferProgress).
     ``per_scene``: the tile bar restarts per scene (single process); else it spans the run (Ray)."""
 
     def __init__(self, console: Console, inputs: int, enabled: bool, quiet: bool, per_scene: bool = True) -> None:
@@ -123,8 +123,8 @@ def infer_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment scenes of any size, window by window: writes <stem>_labels.png/.tif, <stem>_overlay, summary.json, runs/<run>.jsonl."""
+    from icpd.apps.infer.local import InferOptions, collect_inputs, infer_paths, open_predictor
     from icpd.io import ImageError, OutputPathError, ensure_writable
-    from icpd.runtime.infer import InferOptions, collect_inputs, infer_paths, open_predictor
 
     try:
         # cheap checks first (options, the input list: listed once, here, the output folder), the model takes seconds
@@ -141,7 +141,7 @@ def infer_cmd(
             if ray is None:
                 summary = infer_paths(predictor, listed, out_dir, options, progress)
             else:
-                from icpd.cluster import infer_paths_ray
+                from icpd.apps.infer.ray_runner import infer_paths_ray
 
                 summary = infer_paths_ray(predictor, model, support, listed, out_dir, options, address=ray,
                                           actors=actors, backend=backend.value, threads=threads, progress=progress,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from icpd.runtime.infer import InferSummary, InputResult
+    from icpd.apps.infer.local import InferSummary, InputResult
 
 TABLE_ROWS = 50  # longer runs: the rest is in summary.json
 _FIXED = ("input", "size", "tiles", "s")

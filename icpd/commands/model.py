@@ -91,8 +91,8 @@ def predict_cmd(
                                                                     "(the rule of every icpd command).")] = 0.5,
 ) -> None:
     """Segment one query image with PyTorch (eager): writes <query>_mask.png and <query>_overlay.png."""
-    from icpd.engine.predict import predict_files
     from icpd.io import OutputPathError
+    from icpd.training.predict import predict_files
 
     try:  # the outputs are claimed (writable, no other run writing them) before the checkpoint is read
         res = predict_files(checkpoint, query, support, mask, class_embeddings, target_class, out_dir, threshold,

@@ -28,7 +28,7 @@ from icpd.config import Backend
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from icpd.runtime.stream import FrameResult, StreamSummary
+    from icpd.apps.stream.pipeline import FrameResult, StreamSummary
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
@@ -113,14 +113,15 @@ def stream_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
+    from icpd.apps.infer.local import open_predictor
+    from icpd.apps.stream.outputs import check_outputs
+    from icpd.apps.stream.pipeline import StreamOptions, run_stream
+    from icpd.apps.stream.video import SourceError, open_source
     from icpd.commands.common import console, fail, fail_os_error, out
-    from icpd.runtime.infer import InferOptions, open_predictor
-    from icpd.runtime.stream import StreamOptions, run_stream
-    from icpd.runtime.stream_outputs import check_outputs
-    from icpd.runtime.video import SourceError, open_source
+    from icpd.runtime.tiling import SceneOptions
 
     options = StreamOptions(realtime=realtime, every=every, queue_size=queue, max_frames=max_frames,
-                            infer=InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
+                            infer=SceneOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
     stop = threading.Event()
     try:
         if out_path is not None:

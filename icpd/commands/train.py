@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
 
         The tiny preset on a synthetic set (`icpd data synth`) in about 10 minutes on 2 cores: see the README's
         "A first hour" section for the options that get there."""
-        from icpd.engine.metrics import format_score
-        from icpd.engine.train import TrainConfig, train
+        from icpd.training.metrics import format_score
+        from icpd.training.train import TrainConfig, train
 
         cfg = TrainConfig(
             dataset=dataset, root=root, fold=fold, shot=shot, class_embeddings=class_embeddings, out=out_dir, preset=preset,

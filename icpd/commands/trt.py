@@ -20,10 +20,10 @@ TrtVersionOpt = Annotated[str, typer.Option("--trt-version", help="TensorRT vers
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The exception types a command reports as a one-line user error (imported lazily: keeps the CLI light)."""
+    from icpd.artifacts.engine_sidecar import EngineMismatchError
+    from icpd.artifacts.model_dir import ModelDirError
     from icpd.export.fp16 import Fp16ConversionError
-    from icpd.export.model_dir import ModelDirError
     from icpd.kernels.ort_custom_op import OrtExtensionsUnavailableError
-    from icpd.runtime.engine_sidecar import EngineMismatchError
     from icpd.trt import TensorRTUnavailableError
     from icpd.trt.build import EngineBuildError
 
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         """Per-output error statistics and mask IoU of each backend against PyTorch FP32; exit 1 on FAIL.
 
         With -q the report prints only when a backend fails."""
-        from icpd.trt.validate import format_report, validate_model, write_report
+        from icpd.apps.validate import format_report, validate_model, write_report
 
         names = tuple(b.strip() for b in backends.split(",") if b.strip())
         if "trt" in names and device == "cpu":

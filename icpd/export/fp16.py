@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from icpd.artifacts.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.export.fp16_graph import (
     Fp16ConversionError,
     detach_outputs,
@@ -41,7 +42,6 @@ from icpd.export.fp16_graph import (
     fp32_subgraphs,
     restore_subgraphs,
 )
-from icpd.export.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.io.atomic import atomic_dir
 
 # Op types computed in FP32 inside an FP16 graph (the converter's own block list is added).
@@ -196,7 +196,7 @@ def convert_model_dir_fp16(
     Args:
         check: ``check(fp32_dir, fp16_dir) -> report``, run on the converted folder before it is
             moved into place; the report is recorded under ``model.json["fp16"]["check"]``
-            (``icpd.trt.validate.check_fp16_against_fp32`` runs both in ONNX Runtime on the
+            (``icpd.apps.validate.check_fp16_against_fp32`` runs both in ONNX Runtime on the
             harness's seeded episodes and judges them by the FP16 pass rule of
             :mod:`icpd.export.validate`; it lives above the runtime, which this layer cannot
             import). Its verdict is recorded, not enforced: with random weights (latency-only

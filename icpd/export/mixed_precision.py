@@ -227,7 +227,7 @@ def block_sensitivity(fp32_encoder: Path, int8_encoder: Path, blocks: Sequence[B
 
     import onnx
 
-    from icpd.export.model_dir import external_data_files
+    from icpd.artifacts.model_dir import external_data_files
     from icpd.export.ort_session import ort_session
 
     fp32_model = onnx.load(str(fp32_encoder), load_external_data=False)

@@ -25,16 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from icpd.config import Precision, RankPriorForm
-from icpd.export.model_dir import (
+from icpd.artifacts.model_dir import (
     base_meta,
     check_replaceable,
     describe_files,
     remove_unreferenced_data,
     write_model_json,
 )
+from icpd.artifacts.signature import MatcherSignature
+from icpd.config import Precision, RankPriorForm
 from icpd.export.rank_prior_onnx import parse_form, translation_table
-from icpd.export.signature import MatcherSignature
 from icpd.export.validate import Comparison, seeded_episodes, tolerance
 from icpd.export.wrappers import (
     MATCHER_OUTPUTS_ALL,

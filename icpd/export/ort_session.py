@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icpd.export.model_dir import ModelDirError
+from icpd.artifacts.model_dir import ModelDirError
 
 
 def providers_for(device: str) -> list[str]:

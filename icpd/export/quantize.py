@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from icpd.artifacts.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.export import mixed_precision as mp
 from icpd.export.calibration import CalibrationReader, Int8ConversionError, calibration_images, encoder_feeds
-from icpd.export.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
 from icpd.io.atomic import atomic_dir
 
 CONV_MODES = ("fp32", "qdq")
@@ -188,7 +188,7 @@ def convert_model_dir_int8(
         calibration: folder of the user's images (None: built-in synthetic tiles, with a note in
             model.json). The sensitivity and the speed-up are measured on them, and the
             convolutions calibrated on them when ``options.convs == "qdq"``.
-        check: ``check(fp32_dir, int8_dir) -> report`` (``icpd.trt.validate.check_int8_against_fp32``),
+        check: ``check(fp32_dir, int8_dir) -> report`` (``icpd.apps.validate.check_int8_against_fp32``),
             run on the converted folder before it is moved into place; the last one is recorded
             under ``model.json["int8"]["check"]``. A report with ``"passed": False`` starts the
             mixed-precision fallback (``fallback``), or stops the conversion.

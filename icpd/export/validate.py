@@ -1,7 +1,7 @@
 """The validation harness: seeded episodes, error statistics and one pass rule.
 
 Used by the export self-check (``icpd.export.onnx.validate_export``: ONNX Runtime against
-PyTorch eager), ``icpd validate`` and the FP16 check (``icpd.trt.validate``: every backend
+PyTorch eager), ``icpd validate`` and the FP16 check (``icpd.apps.validate``: every backend
 through the Predictor against PyTorch FP32, or the FP16 graphs against the FP32 ones).
 
 - :func:`seeded_episodes`: query batches of uint8 images (not of the preset's size, so the

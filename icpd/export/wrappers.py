@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names, level_names
 from icpd.config import Preset
-from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names, level_names
 from icpd.model.icpd_net import Features, ICPDNet, PreparedSupport
 
 __all__ = ["MATCHER_OUTPUTS_ALL", "EncoderGraph", "MatcherGraph", "PreprocessGraph", "encoder_output_names",
@@ -35,7 +35,7 @@ def preprocess_pixels(pixels: torch.Tensor, preset: Preset) -> torch.Tensor:
 
 
 def matcher_input_names(preset: Preset, fusion: bool | None = None) -> list[str]:
-    """The matcher's input names in order (:class:`icpd.export.signature.MatcherSignature`); ``fusion``
+    """The matcher's input names in order (:class:`icpd.artifacts.signature.MatcherSignature`); ``fusion``
     defaults to the preset's."""
     sig = MatcherSignature.for_preset(preset)
     if fusion is not None and fusion != sig.fusion:
@@ -66,7 +66,7 @@ class EncoderGraph(nn.Module):
 
 class MatcherGraph(nn.Module):
     """Positional inputs in :attr:`MatcherSignature.inputs` order -> logits (B, 2, S, S), or with
-    ``all_outputs`` every output of :data:`~icpd.export.signature.MATCHER_OUTPUTS` in order."""
+    ``all_outputs`` every output of :data:`~icpd.artifacts.signature.MATCHER_OUTPUTS` in order."""
 
     def __init__(self, model: ICPDNet, all_outputs: bool = False, rank: str = "distances") -> None:
         super().__init__()

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 import icpd
+from icpd.artifacts.formats import ArtifactFormat, check_format
 from icpd.config import Preset, get_preset
-from icpd.io.artifacts import ArtifactFormat, check_format
 from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
 

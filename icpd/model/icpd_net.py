@@ -114,7 +114,7 @@ class ICPDNet(nn.Module):
     def set_encoders_trainable(self, trainable: bool) -> ICPDNet:
         """Let gradients reach the encoders (default: frozen, as the authors train).
 
-        For the tiny preset only (``icpd.engine.train``): it has no pretrained weights, and its
+        For the tiny preset only (``icpd.training.train``): it has no pretrained weights, and its
         random encoders give similarity priors too weak to segment anything; training them with
         the rest is the pretrained-free way to useful features. BatchNorm keeps its statistics.
         """

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from icpd.artifacts.support_cache import SupportSet
     from icpd.runtime.predictor import Prediction, Predictor
-    from icpd.runtime.support_cache import SupportSet
 
 __all__ = ["Prediction", "Predictor", "SupportSet"]
 
@@ -17,7 +17,7 @@ def __getattr__(name: str):  # lazy: `import icpd.runtime` stays light
 
         return getattr(predictor, name)
     if name == "SupportSet":
-        from icpd.runtime.support_cache import SupportSet
+        from icpd.artifacts.support_cache import SupportSet
 
         return SupportSet
     raise AttributeError(name)

@@ -1,12 +1,17 @@
-"""What `icpd info` reports: versions, backends and devices, without importing heavy modules."""
+"""The running environment: what `icpd info` reports (versions, backends and devices, without
+importing heavy modules) and what TensorRT engines are checked against (:func:`current_env`)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 import platform
+from typing import TYPE_CHECKING
 
 import icpd
+
+if TYPE_CHECKING:
+    from icpd.artifacts.engine_sidecar import EngineEnv
 
 
 def _version(dist: str) -> str | None:
@@ -62,3 +67,17 @@ def _describe_without_torch(info: dict[str, str]) -> dict[str, str]:
     info["backends"] = "; ".join(backends) or "none: pip install onnxruntime"
     info["devices"] = f"cpu ({os.cpu_count()} cores)"
     return info
+
+
+def current_env(device: int = 0) -> EngineEnv:
+    """The running TensorRT, GPU and plugin sources (needs TensorRT and a CUDA device)."""
+    import torch
+
+    from icpd.artifacts.engine_sidecar import EngineEnv, EngineMismatchError, plugin_hash
+    from icpd.kernels.tensorrt import import_tensorrt
+
+    trt = import_tensorrt()
+    if not torch.cuda.is_available():
+        raise EngineMismatchError("TensorRT engines need a CUDA GPU and torch sees none here")
+    major, minor = torch.cuda.get_device_capability(device)
+    return EngineEnv(str(trt.__version__), torch.cuda.get_device_name(device), f"{major}.{minor}", plugin_hash())

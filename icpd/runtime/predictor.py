@@ -29,10 +29,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from icpd.artifacts.model_dir import ModelDir
+from icpd.artifacts.support_cache import SupportCacheError, SupportSet, check_inputs
 from icpd.config import Backend
-from icpd.export.model_dir import ModelDir
 from icpd.runtime.backends.protocol import Features, Images, RuntimeBackend, SupportHandle
-from icpd.runtime.support_cache import SupportCacheError, SupportSet, check_inputs
 from icpd.runtime.support_encoding import encode_support
 from icpd.runtime.validation import (
     DuplicateClassError,
@@ -116,7 +116,7 @@ class Predictor:
                              "model directory written by `icpd export`")
         md = ModelDir.open(model_dir, verify=verify)
         files = {role: md.file(role) for role in md.meta["files"]}
-        from icpd.export.signature import MatcherSignature
+        from icpd.artifacts.signature import MatcherSignature
 
         impl: RuntimeBackend
         if kind is Backend.ORT:

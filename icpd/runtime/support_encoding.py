@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icpd.runtime.support_cache import SupportSet
+from icpd.artifacts.support_cache import SupportSet
 from icpd.runtime.validation import check_class_name, check_shots, check_supports, image_groups
 
 if TYPE_CHECKING:

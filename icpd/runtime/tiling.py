@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["Blender", "Tile", "extract_tiles", "iter_tile_batches", "min_tile", "pad_tile", "plan_tiles", "tile_window"]
+from icpd.runtime.validation import check_threshold
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
+
+__all__ = ["MIN_TILE_ANY", "Blender", "SceneOptions", "Tile", "extract_tiles", "iter_tile_batches", "min_tile",
+           "pad_tile", "plan_tiles", "tile_window"]
 
 # A tile is resized to the model input S; below S / MIN_TILE_DIVISOR it is upsampled more than
 # this factor, so the model sees interpolation blur instead of texture, and the tile count grows
@@ -141,6 +148,58 @@ def min_tile(model_size: int) -> int:
     return max(1, model_size // MIN_TILE_DIVISOR)
 
 
+MIN_TILE_ANY = 32  # min_tile() of the smallest preset (tiny, 128 px input)
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """How a scene is cut, batched and labelled: what every application's scene pipeline takes
+    (``icpd infer``'s :class:`~icpd.apps.infer.options.InferOptions` adds its outputs; ``icpd stream``
+    uses these as they are). Checked once, when made (ValueError naming the option)."""
+
+    threshold: float = 0.5  # foreground probability a class needs to win a pixel (>=)
+    tile: int | None = None  # tile side in scene pixels; None: the model input S (see for_model)
+    overlap: int = 32  # pixels shared by neighbouring tiles (blended with a raised cosine)
+    batch: int = 8  # tiles per predictor call
+
+    def __post_init__(self) -> None:
+        check_threshold(self.threshold)  # the Predictor's rule and words
+        if self.tile is not None and self.tile < 1:
+            raise ValueError(f"--tile {self.tile}: must be >= 1 pixel (default: the model input size)")
+        if self.overlap < 0 or (self.tile is not None and self.overlap >= self.tile):
+            bound = f"tile ({self.tile})" if self.tile is not None else "tile"
+            hint = f"; e.g. --overlap {self.tile // 4}" if self.tile is not None else ""
+            if self.tile is not None and self.tile < MIN_TILE_ANY:
+                raise ValueError(
+                    f"--tile {self.tile}: too small for any model: tiles are resized to the model input, so one below "
+                    f"a quarter of it (>= {MIN_TILE_ANY} px for every preset) is upsampled blur, and the tile count "
+                    "grows as 1/tile²; omit --tile to use the model input size")
+            raise ValueError(f"--overlap {self.overlap}: must satisfy 0 <= overlap < {bound}{hint}")
+        if self.batch < 1:
+            raise ValueError(f"--batch {self.batch}: must be >= 1")
+
+    def for_model(self, model_size: int) -> Self:  # InferOptions stays InferOptions
+        """These options with ``tile`` resolved (None -> the model input ``model_size``), so the
+        overlap is checked against the actual tile once, here. ``self`` when the tile is set.
+
+        Raises:
+            ValueError: a tile below :func:`min_tile` (the message says why).
+        """
+        low = min_tile(model_size)
+        if self.tile is not None and self.tile < low:
+            raise ValueError(
+                f"--tile {self.tile}: the smallest useful tile for this model is {low} px: each tile is resized "
+                f"to the model input ({model_size} px), so a smaller one is upsampled more than "
+                f"{model_size // low}x (blur, not detail) and the tile count grows as 1/tile²; "
+                f"omit --tile for {model_size}")
+        return self if self.tile is not None else replace(self, tile=model_size)
+
+    def validate(self, model_size: int) -> int:
+        """The tile side for a model of input ``model_size`` (:meth:`for_model`'s tile)."""
+        tile = self.for_model(model_size).tile
+        return model_size if tile is None else tile
+
+
 def iter_tile_batches(
     image: np.ndarray, tiles: Sequence[Tile], batch_size: int
 ) -> Iterator[tuple[list[Tile], np.ndarray]]:
@@ -187,7 +246,7 @@ class Blender:
     Memory: two float32 accumulators, ``(C, H, W)`` sums and ``(H, W)`` weights, i.e.
     ``4 * (C + 1) * H * W`` bytes: 1.2 GB for a 10000 x 10000 scene with C = 2, plus the same
     ``(C, H, W)`` float32 again for :meth:`result`. Larger scenes are blended block by block
-    (:class:`icpd.runtime.windowed.SceneBlend`), with the same float32 sums in the same order.
+    (:class:`icpd.runtime.scene.SceneBlend`), with the same float32 sums in the same order.
 
     Exactness: with ``overlap = 0`` and tiles that partition the image, :meth:`result` equals
     the float32 tile probabilities placed side by side, bit for bit (every weight is 1.0).

@@ -1,7 +1,7 @@
 """Self-test steps for the backends, on the tiny preset with seeded weights (nothing is downloaded):
 export, ONNX Runtime vs PyTorch on the CPU, PyTorch on CUDA vs the CPU, TensorRT engines of the
 ``sort`` and ``plugin`` forms, and each backend's latency. Comparisons use ``icpd validate``'s
-harness and pass rule (:mod:`icpd.trt.validate`)."""
+harness and pass rule (:mod:`icpd.apps.validate`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Exports:
 
     def get(self, form: str) -> Path:
         """The seeded tiny model exported in ``form`` (exported now unless this run or the cache has it)."""
-        from icpd.export.model_dir import ModelDir, ModelDirError
+        from icpd.artifacts.model_dir import ModelDir, ModelDirError
         from icpd.export.onnx import export_model
         from icpd.model.checkpoint import seeded_model
 
@@ -114,13 +114,13 @@ def export_step(exports: Exports, details: dict[str, Any]) -> None:
 
 
 def ort_vs_torch_cpu(exports: Exports, details: dict[str, Any]) -> None:
-    from icpd.trt.validate import validate_model
+    from icpd.apps.validate import validate_model
 
     _verdict(validate_model(exports.exported("sort"), ("ort",), runs=RUNS, device="cpu"), details)
 
 
 def torch_cuda(exports: Exports, device: str, details: dict[str, Any]) -> None:
-    from icpd.trt.validate import validate_model
+    from icpd.apps.validate import validate_model
 
     _gpu_or_skip(device)
     _verdict(validate_model(exports.exported("sort"), ("torch",), runs=RUNS, device=device), details)
@@ -140,10 +140,10 @@ def trt_engines(exports: Exports, device: str, form: str, precision: str, detail
                 plugin_library: str | None = None) -> None:
     """Build engines from ``form`` and validate them: against ONNX Runtime CPU (sort) or PyTorch CPU
     FP32 (plugin: ONNX Runtime needs onnxruntime-extensions for the NdcgPrior node)."""
-    from icpd.export.model_dir import ModelDir
+    from icpd.apps.validate import compare_backends, make_backend
+    from icpd.artifacts.model_dir import ModelDir
     from icpd.kernels.trt_plugin import MIN_TENSORRT
     from icpd.trt.build import build_engines
-    from icpd.trt.validate import compare_backends, make_backend
 
     trt = _tensorrt_or_skip(device)
     version = tuple(int(v) for v in trt.__version__.split(".")[:2])
@@ -186,9 +186,9 @@ def latency(exports: Exports, device: str, details: dict[str, Any]) -> None:
     on every backend that ran here: ORT CPU, torch on the device, TensorRT (sort engines)."""
     import torch
 
-    from icpd.export.model_dir import ModelDir
+    from icpd.apps.validate import make_backend, run_episode
+    from icpd.artifacts.model_dir import ModelDir
     from icpd.export.validate import seeded_episodes
-    from icpd.trt.validate import make_backend, run_episode
 
     md = ModelDir.open(exports.exported("sort"))
     (episode,) = seeded_episodes(md.preset, 1, SEED, 2)

@@ -1,5 +1,5 @@
 """TensorRT engines for exported model dirs: building (``build``) and backend-vs-FP32 validation
-(``validate``). The engine sidecar is :mod:`icpd.runtime.engine_sidecar` (the runtime reads it).
+(``validate``). The engine sidecar is :mod:`icpd.artifacts.engine_sidecar` (the runtime reads it).
 
 Nothing here imports TensorRT at module level; functions that need it import it and raise
 :class:`TensorRTUnavailableError` with what to install when it is missing.

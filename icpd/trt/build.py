@@ -43,11 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import icpd
+from icpd.artifacts.engine_sidecar import PRECISIONS, EngineEnv, Sidecar, write_sidecar
+from icpd.artifacts.model_dir import ModelDir, file_sha256
 from icpd.config import RankPriorForm
-from icpd.export.model_dir import ModelDir, file_sha256
 from icpd.io.atomic import atomic_dir, write_bytes_atomic
 from icpd.kernels.launch import MAX_SUPPORT
-from icpd.runtime.engine_sidecar import PRECISIONS, EngineEnv, Sidecar, current_env, write_sidecar
+from icpd.runtime.environment import current_env
 from icpd.trt.check import TOPK_MAX_K  # TensorRT's limit on TopK's K
 
 ENGINE_ROLES = ("encoder", "matcher")

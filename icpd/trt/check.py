@@ -267,7 +267,7 @@ BUILT_ROLES = ("encoder", "matcher")
 
 def model_dir_graphs(model_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Role -> ONNX file of a model dir, as model.json lists them (an FP16 variant is its own model dir)."""
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
 
     md = ModelDir.open(model_dir)
     return {role: md.file(role) for role, entry in md.meta.get("files", {}).items()

@@ -25,7 +25,7 @@ SMALL = ["--backends", "ort", "--shots", "1", "--batch", "2", "--classes", "2",
 def cache_dir(tmp_path_factory, tiny_model_dir):
     """A bench cache holding the session's tiny export where `icpd bench --quick` looks for it
     (seeded tiny weights: same fingerprint), so the CLI reuses it instead of exporting again."""
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
 
     root = tmp_path_factory.mktemp("bench-cache")
     shutil.copytree(tiny_model_dir, root / f"tiny-{ModelDir.open(tiny_model_dir).fingerprint[:12]}")

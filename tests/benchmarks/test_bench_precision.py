@@ -70,7 +70,7 @@ def test_verdict_line_names_the_regressed_benchmarks(tmp_path):
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory, tiny_model_dir):
     """The session's tiny export where `icpd bench --quick` looks for it (see test_bench_cli)."""
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
 
     root = tmp_path_factory.mktemp("bench-cache-int8")
     shutil.copytree(tiny_model_dir, root / f"tiny-{ModelDir.open(tiny_model_dir).fingerprint[:12]}")

@@ -164,7 +164,7 @@ def test_compute_ratios_arithmetic():
 
 def test_prepare_model_exports_once_into_the_cache_and_reuses_it(tiny_model_dir, tmp_path, monkeypatch):
     import icpd.export.onnx as onnx_export
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
 
     seen = []
 

@@ -33,7 +33,7 @@ def test_synth_writes_embeddings_the_tiny_preset_and_the_data_set_accept(tmp_pat
     assert emb.model == SYNTHETIC_MODEL and "not text embeddings" in emb.model and emb.normalized
     np.testing.assert_allclose(np.linalg.norm(np.asarray(emb.embeddings), axis=1), 1.0, rtol=1e-6)
     assert emb.index("storage tank") == 1  # `cache-support --class-name "storage tank"` finds its row
-    from icpd.engine.evaluate import make_dataset
+    from icpd.training.evaluate import make_dataset
 
     episode = make_dataset("isaid5i", root, 0, "trn", 1, emb.embeddings, "tiny")[0]
     assert tuple(episode["class_embeddings"].shape) == (15, 32)

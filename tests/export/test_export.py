@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from icpd.export.model_dir import ModelDir, ModelDirError
+from icpd.artifacts.model_dir import ModelDir, ModelDirError
 from icpd.export.onnx import OPSET, ExportError, export_model
 from icpd.export.validate import TOLERANCES
 from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names, matcher_input_names

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from icpd.export.model_dir import ModelDir
+from icpd.artifacts.model_dir import ModelDir
 from icpd.export.onnx import export_model
 from icpd.io.locks import LockHeldError, exclusive_lock, lock_path
 

@@ -13,8 +13,8 @@ pytest.importorskip("onnxconverter_common", reason="needs onnxconverter-common (
 
 @pytest.fixture(scope="module")
 def fp16_dir(tiny_model_dir, tmp_path_factory):
+    from icpd.apps.validate import check_fp16_against_fp32
     from icpd.export.fp16 import convert_model_dir_fp16
-    from icpd.trt.validate import check_fp16_against_fp32
 
     return convert_model_dir_fp16(tiny_model_dir, tmp_path_factory.mktemp("fp16") / "tiny", check=check_fp16_against_fp32)
 
@@ -31,7 +31,7 @@ def elem_types(model):
 
 
 def test_model_json_says_fp16(fp16_dir, tiny_model_dir):
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
 
     src = ModelDir.open(tiny_model_dir)
     assert fp16_dir.meta["precision"] == "fp16" and src.meta["precision"] == "fp32"

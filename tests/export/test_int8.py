@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from icpd.apps.validate import check_int8_against_fp32
+from icpd.artifacts.model_dir import ModelDir
 from icpd.cli import app
 from icpd.export import pass_rule
 from icpd.export.calibration import SYNTHETIC_NOTE
 from icpd.export.mixed_precision import quantized_nodes_of, summary_line
-from icpd.export.model_dir import ModelDir
 from icpd.export.quantize import (
     DEFAULT_OPTIONS,
     Int8ConversionError,
@@ -24,7 +25,6 @@ from icpd.export.quantize import (
     convert_model_dir_int8,
     int8_fingerprint,
 )
-from icpd.trt.validate import check_int8_against_fp32
 
 runner = CliRunner()
 
@@ -184,8 +184,8 @@ def test_min_speedup_refuses_an_int8_dir_that_no_longer_pays(tiny_model_dir, tmp
 
 
 def test_support_cache_of_the_other_precision_is_refused(int8_dir, tiny_model_dir, tmp_path):
+    from icpd.artifacts.support_cache import SupportCacheError, SupportSet
     from icpd.runtime.predictor import Predictor
-    from icpd.runtime.support_cache import SupportCacheError, SupportSet
 
     rng = np.random.default_rng(0)
     pixels = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)]
@@ -293,11 +293,11 @@ def test_int8_keeps_the_miou_of_a_trained_tiny_model(tmp_path_factory):
 
     from icpd.data import synthesize
     from icpd.data.synthetic_embeddings import write_synthetic_embeddings
-    from icpd.engine.evaluate import evaluate, make_dataset, spread_subset
-    from icpd.engine.train import TrainConfig, train
     from icpd.export.onnx import export_model
     from icpd.model.checkpoint import load_checkpoint
     from icpd.model.text import load_class_embeddings
+    from icpd.training.evaluate import evaluate, make_dataset, spread_subset
+    from icpd.training.train import TrainConfig, train
 
     base = tmp_path_factory.mktemp("retention")
     root = base / "iSAID-5i"

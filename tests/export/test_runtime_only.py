@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from icpd.artifacts.model_dir import ModelDir, ModelDirError, file_sha256, write_runtime_only
+from icpd.artifacts.support_cache import SupportSet
 from icpd.cli import app
-from icpd.export.model_dir import ModelDir, ModelDirError, file_sha256, write_runtime_only
 from icpd.export.onnx import export_model
 from icpd.model.text import ClassEmbeddings, save_class_embeddings
 from icpd.runtime.predictor import Predictor
-from icpd.runtime.support_cache import SupportSet
 
 REFUSAL = ("is runtime-only: it has no model.safetensors, the PyTorch weights the torch backend runs from; "
            "export without --runtime-only, or pass --backend ort")

@@ -1,4 +1,4 @@
-"""The matcher's I/O signature has one owner (icpd.export.signature): the exported graph, the
+"""The matcher's I/O signature has one owner (icpd.artifacts.signature): the exported graph, the
 model.json entry, MatcherGraph's unpacking and the support packing all follow it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature, level_names
+from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature, level_names
 from icpd.export.wrappers import MatcherGraph
 from tests.conftest import tiny_inputs
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from icpd.io import read_class_mask, write_label_png
-from icpd.runtime.viz import OVERLAY_PALETTE
+from icpd.io.viz import OVERLAY_PALETTE
 
 
 def _labels() -> np.ndarray:

@@ -13,7 +13,7 @@ S = 128  # tiny preset input size
 
 def make_supports(model_dir: Path, folder: Path, names: tuple[str, str] = ("ship", "tank")) -> list[Path]:
     """Two seeded 1-shot support caches for the tiny model, ``folder/<name>.support`` (spaces -> _);
-    shared by test_infer.py, test_windowed.py and the Ray tests."""
+    shared by test_infer.py, test_scene.py and the Ray tests."""
     p = Predictor.load(model_dir, backend="ort", threads=1)
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 255, (2, S, S, 3), dtype=np.uint8)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from icpd.artifacts.support_cache import SupportCacheError, SupportSet
 from icpd.runtime.predictor import Predictor, merge_labels
-from icpd.runtime.support_cache import SupportCacheError, SupportSet
 
 
 def _scene(seed: int, n: int = 3, size: int = 128) -> np.ndarray:
@@ -210,12 +210,12 @@ def test_load_verify_checks_every_file_hash(tiny_model_dir, tmp_path):
     """Predictor.load(verify=True) passes through to ModelDir.open: same-size corruption is caught."""
     import shutil
 
-    from icpd.export.model_dir import ModelDirError
+    from icpd.artifacts.model_dir import ModelDirError
 
     d = tmp_path / "m"
     shutil.copytree(tiny_model_dir, d)
     data = bytearray((d / "model.safetensors").read_bytes())
-    from icpd.export.model_dir import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS
+    from icpd.artifacts.model_dir import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS
 
     step = (len(data) - SAMPLE_BLOCK_BYTES) / (SAMPLE_BLOCKS - 1)
     data[SAMPLE_BLOCK_BYTES + int(step - SAMPLE_BLOCK_BYTES) // 2] ^= 0xFF  # same size, between two sampled blocks

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from icpd.artifacts.support_cache import SupportSet
 from icpd.cli import app
 from icpd.io import Raster, read_image
 from icpd.model.text import ClassEmbeddings, save_class_embeddings
 from icpd.runtime.predictor import Predictor, merge_labels
-from icpd.runtime.support_cache import SupportSet
 from icpd.runtime.validation import (
     MAX_SHOTS,
     DuplicateClassError,

@@ -83,7 +83,7 @@ def test_ort_predictor_imports_no_torch(tiny_model_dir):
 
 def test_cache_support_infer_and_bench_run_without_torch(tiny_model_dir, inputs, tiny_embeddings):
     """The three runtime commands of a runtime-only install, run as the console script."""
-    from icpd.runtime.support_cache import SupportSet
+    from icpd.artifacts.support_cache import SupportSet
 
     res = icpd_without_torch("cache-support", "--model", str(tiny_model_dir), "--class-name", "c3", "--image", "s.png",
                              "--mask", "m.png", "--class-embeddings", "e.safetensors", "--out", "c3.support", cwd=inputs)

@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
+from icpd.io.viz import _inner_edges
 from icpd.runtime.predictor import merge_labels
+from icpd.runtime.scene import ArraySource, SceneBlend, plan_batches, resize_maps
 from icpd.runtime.tiling import Blender, plan_tiles
-from icpd.runtime.viz import _inner_edges
-from icpd.runtime.windowed import ArraySource, SceneBlend, plan_batches, resize_maps
 
 S = 16  # model-size probability maps, resized to the tile as the predictor's are
 

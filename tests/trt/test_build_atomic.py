@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import icpd.trt
-from icpd.runtime.engine_sidecar import EngineEnv, read_sidecar
+from icpd.artifacts.engine_sidecar import EngineEnv, read_sidecar
 from icpd.trt import build
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from icpd.export.model_dir import ModelDir
+from icpd.artifacts.model_dir import ModelDir
 from icpd.trt.build import (
     TOPK_MAX_K,
     EngineBuildError,

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import icpd.trt
+from icpd.artifacts.engine_sidecar import EngineEnv, read_sidecar
 from icpd.cli import app
-from icpd.runtime.engine_sidecar import EngineEnv, read_sidecar
 from icpd.trt import build
 from tests.trt.fake_tensorrt import make_fake_tensorrt
 

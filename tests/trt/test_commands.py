@@ -67,25 +67,25 @@ def test_validate_as_a_subprocess(tiny_model_dir):
 def test_internal_errors_keep_their_traceback(tiny_model_dir, monkeypatch):
     """Issue 10, defect 4: `icpd validate` caught RuntimeError, so an internal torch/ORT failure printed as a
     one-line user error with exit 2. Only the project's own error types are user errors now."""
-    import icpd.trt.validate
+    import icpd.apps.validate
 
     def broken(*args, **kwargs):
         raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code")
 
-    monkeypatch.setattr(icpd.trt.validate, "validate_model", broken)
+    monkeypatch.setattr(icpd.apps.validate, "validate_model", broken)
     res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--backends", "ort"])
     assert res.exit_code != 2 and isinstance(res.exception, RuntimeError)
     assert "error: [ONNXRuntimeError]" not in res.output
 
 
 def test_project_errors_are_one_line_user_errors(tiny_model_dir, monkeypatch):
-    import icpd.trt.validate
-    from icpd.runtime.engine_sidecar import EngineMismatchError
+    import icpd.apps.validate
+    from icpd.artifacts.engine_sidecar import EngineMismatchError
 
     def mismatch(*args, **kwargs):
         raise EngineMismatchError("engines.json: built for another GPU; rebuild with `icpd build`")
 
-    monkeypatch.setattr(icpd.trt.validate, "validate_model", mismatch)
+    monkeypatch.setattr(icpd.apps.validate, "validate_model", mismatch)
     res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--backends", "ort"])
     assert res.exit_code == 2 and res.output.strip() == "error: engines.json: built for another GPU; rebuild with `icpd build`"
 

@@ -68,9 +68,9 @@ def _plugin_library_or_skip() -> str | None:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_build_and_validate_engines(tiny_sort_dir, tiny_plugin_dir, tmp_path, precision, form):
     """Both forms TensorRT can build (the default topk form is refused by the static check)."""
-    from icpd.runtime.engine_sidecar import read_sidecar
+    from icpd.apps.validate import validate_model
+    from icpd.artifacts.engine_sidecar import read_sidecar
     from icpd.trt.build import build_engines
-    from icpd.trt.validate import validate_model
 
     model_dir = tiny_sort_dir if form == "sort" else tiny_plugin_dir
     library = _plugin_library_or_skip() if form == "plugin" else None
@@ -89,9 +89,9 @@ def test_build_and_validate_engines(tiny_sort_dir, tiny_plugin_dir, tmp_path, pr
 def test_trt_backend_refuses_engines_of_another_model(tiny_sort_dir, tmp_path):
     import dataclasses
 
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.engine_sidecar import EngineMismatchError, read_sidecar, write_sidecar
+    from icpd.artifacts.model_dir import ModelDir
     from icpd.runtime.backends.trt import TrtBackend
-    from icpd.runtime.engine_sidecar import EngineMismatchError, read_sidecar, write_sidecar
     from icpd.trt.build import build_engines
 
     res = build_engines(tiny_sort_dir, tmp_path / "engines", precision="fp32", batch=(1, 1, 1), shots=(1, 1, 1))
@@ -103,7 +103,7 @@ def test_trt_backend_refuses_engines_of_another_model(tiny_sort_dir, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.trt
 def test_trt_backend_runs_on_its_own_stream(tiny_sort_dir, tmp_path):
-    from icpd.export.model_dir import ModelDir
+    from icpd.artifacts.model_dir import ModelDir
     from icpd.runtime.backends.trt import TrtBackend
     from icpd.trt.build import build_engines
 

@@ -54,7 +54,7 @@ def test_plugin_form_matches_standard_form(tiny_model, tiny_model_dir, tiny_plug
 
 
 def test_validate_runs_the_plugin_form_in_ort(tiny_plugin_dir):
-    from icpd.trt.validate import validate_model
+    from icpd.apps.validate import validate_model
 
     report = validate_model(tiny_plugin_dir, ("ort",), runs=1, batch=1)
     ort = report.backends["ort"]

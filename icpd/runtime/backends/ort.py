@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature
 from icpd.export.ort_session import ort_session, providers_for, share_thread_pool  # noqa: F401  (re-exported)
-from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature
 
 if TYPE_CHECKING:
-    from icpd.runtime.support_cache import SupportSet
+    from icpd.artifacts.support_cache import SupportSet
 
 
 class OrtBackend:

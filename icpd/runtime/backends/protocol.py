@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
-    from icpd.export.signature import MatcherSignature
-    from icpd.runtime.support_cache import SupportSet
+    from icpd.artifacts.signature import MatcherSignature
+    from icpd.artifacts.support_cache import SupportSet
 
 # The backend's own forms, opaque to the Predictor:
 Images = Any  # (B, 3, S, S) float32 normalised images

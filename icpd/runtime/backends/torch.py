@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature
+from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature
 
 if TYPE_CHECKING:
-    from icpd.runtime.support_cache import SupportSet
+    from icpd.artifacts.support_cache import SupportSet
 
 
 class TorchBackend:

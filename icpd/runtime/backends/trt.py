@@ -16,7 +16,7 @@ buffers and replayed afterwards (TensorRT's enqueue then costs one graph launch)
 
 Preprocessing runs in PyTorch on the GPU (``icpd.export.wrappers.preprocess_pixels``, the same
 function the ONNX graph was exported from). The engine sidecar is checked before anything is
-deserialised (:func:`icpd.runtime.engine_sidecar.check_sidecar`). Query batches larger than the engines'
+deserialised (:func:`icpd.artifacts.engine_sidecar.check_sidecar`). Query batches larger than the engines'
 profile are split into chunks of the profile's maximum.
 """
 
@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icpd.export.model_dir import ModelDir, file_sha256
-from icpd.export.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names
+from icpd.artifacts.model_dir import ModelDir, file_sha256
+from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names
 
 if TYPE_CHECKING:
-    from icpd.runtime.support_cache import SupportSet
+    from icpd.artifacts.support_cache import SupportSet
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
@@ -128,8 +128,9 @@ class TrtBackend:
                  cuda_graphs: bool = False, verify_engines: bool = True) -> None:
         import torch
 
+        from icpd.artifacts.engine_sidecar import check_sidecar, read_sidecar
         from icpd.kernels.tensorrt import import_tensorrt
-        from icpd.runtime.engine_sidecar import check_sidecar, current_env, read_sidecar
+        from icpd.runtime.environment import current_env
 
         if engine_dir is None:
             raise ValueError("--backend trt needs --engines ENGINE_DIR (build it with `icpd build --model MODEL_DIR --out ENGINE_DIR`)")

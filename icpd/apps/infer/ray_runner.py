@@ -1,0 +1,365 @@
+"""``icpd infer --ray``: many scenes on a Ray cluster with Ray Data, outputs equal to one process.
+
+Pipeline (Ray Data, streaming, order preserved)::
+
+    (scene, tile batch) items --map(read_tiles)--> pixels (B, T, T, 3)    CPU tasks: decode
+        --map_batches(TilePredictor, ActorPoolStrategy(actors))--> probs (B, N, S, S)   one Predictor per actor
+        --> driver: SceneBlend per scene (block blending) -> SceneOutputs (files), manifest line
+
+* The tile batches are those of single-process ``icpd infer`` (same plan, same batch size) and
+  the driver blends with the same code, so the outputs are identical (tested).
+* The Predictor loads once per actor; the support caches are read once by the driver, put in
+  the object store and fetched by each actor at start (not re-read per task).
+* Actors that die are restarted and their task retried (Ray Data's actor-pool defaults
+  ``max_restarts=-1``, ``max_task_retries=-1``); a retried batch gives the
+  same probabilities, so the output is unchanged (tested by killing an actor mid-run).
+* The output folder, lock, manifest and resume are those of :func:`icpd.apps.infer.local.infer_paths`.
+
+Every node needs the model directory and the scenes at the same paths (a shared file system);
+the driver writes the outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icpd.apps.infer.local import (
+    SUMMARY_NAME,
+    CollectedInputs,
+    InferOptions,
+    InferProgress,
+    InferSummary,
+    InputResult,
+    output_stems,
+    resumed_result,
+    run_config,
+    scene_result,
+    write_summary,
+)
+from icpd.apps.infer.outputs import SceneOutputs, open_source
+from icpd.apps.infer.session import Manifest, OutLock, check_writable, new_run_id
+from icpd.runtime.scene import SceneBlend, plan_batches, read_batch
+from icpd.runtime.tiling import Tile
+
+if TYPE_CHECKING:
+    from icpd.runtime.predictor import Predictor
+
+__all__ = ["FAULT_ENV", "RAY_EXTRA_HINT", "TilePredictor", "infer_paths_ray", "init_ray"]
+
+RAY_EXTRA_HINT = "pip install 'icpd[ray]'"
+# Test hook: "PATH:N" makes an actor exit hard at its N-th batch while PATH exists (PATH is
+# removed first, so the restarted actor runs on): fault injection for the retry test.
+FAULT_ENV = "ICPD_RAY_FAULT"
+DECODE_CPUS = 0.5  # logical CPUs of one tile-decode task (Ray's bookkeeping: they are light)
+
+
+def _import_ray():  # -> the ray module
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ImportError(f"--ray needs Ray Data, which is not installed: {RAY_EXTRA_HINT}") from exc
+    return ray
+
+
+def init_ray(address: str | None, actors: int) -> bool:
+    """Start a local Ray (``address`` None or ``"local"``) or join ``address`` (``auto``,
+    ``ray://host:10001``). Returns True when this call started it (the caller shuts it down)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    # ERROR: Ray's start-up warnings (token authentication, ...) are not the user's business here
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True}
+    if address in (None, "local"):
+        # Ray runs its workers at nice 15 unless told otherwise: on a machine shared with other
+        # work the predictor actors then lose the CPU to everything else (measured: an actor took
+        # 59 s of wall clock for 7 s of CPU on a loaded 2-core VM). A local Ray runs this command's
+        # own work, so its workers keep the caller's priority; a cluster keeps its own setting.
+        os.environ.setdefault("RAY_worker_niceness", "0")
+        # one CPU per actor plus room for the decode tasks (logical CPUs: Ray's bookkeeping only)
+        ray.init(num_cpus=max(os.cpu_count() or 1, actors + 1), **kwargs)
+    else:
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:  # no cluster there (or none running, for `auto`): the user's address
+            raise ValueError(
+                f"--ray {address}: could not join a Ray cluster there ({exc}). Check the address `ray start --head` "
+                "printed (`auto`: one running on this machine); a cluster with token authentication needs its token "
+                "here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head prints it); --ray alone starts a local Ray"
+            ) from exc
+    return True
+
+
+def actor_cpus(ray: Any, actors: int) -> float:
+    """Logical CPUs each predictor actor asks for: 1, or less where ``actors`` would take every
+    CPU of the cluster and leave none to the decode tasks (the pipeline would then wait forever)."""
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    return min(1.0, (total - DECODE_CPUS) / actors) if total > DECODE_CPUS else total / (actors + 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _open(path: str, bands: tuple[int, int, int] | None):  # -> SceneSource; one per worker and scene
+    return open_source(Path(path), bands)[0]
+
+
+def read_tiles(item: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data ``map`` step: one tile batch's pixels (B, T, T, 3) uint8, or the error text."""
+    out = {"scene": item["scene"], "batch": item["batch"], "error": ""}
+    try:
+        tiles = [Tile(*t) for t in item["tiles"]]
+        out["pixels"] = read_batch(_open(item["path"], item["bands"]), tiles)
+    except Exception as e:  # noqa: BLE001 - recorded for the scene, the run goes on
+        out["error"] = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+        size = item["tiles"][0][4]
+        out["pixels"] = np.zeros((1, size, size, 3), np.uint8)
+    return out
+
+
+class TilePredictor:
+    """Ray Data callable class: a Predictor (and its support sets) per actor, loaded once."""
+
+    def __init__(self, model_dir: str, supports: list[Any], load: dict[str, Any], threshold: float, priors: bool,
+                 fault: str | None = None) -> None:
+        import ray
+
+        from icpd.runtime.predictor import Predictor
+
+        self.predictor = Predictor.load(model_dir, **load)
+        with tempfile.TemporaryDirectory(prefix="icpd-support-") as tmp:
+            for i, data in enumerate(ray.get(list(supports))):  # from the object store
+                path = Path(tmp) / f"{i}.support"
+                path.write_bytes(data)
+                self.predictor.add_support(path)
+        self.threshold, self.priors, self.fault, self.calls = threshold, priors, fault, 0
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls += 1
+        if self.fault:
+            path, n = self.fault.rsplit(":", 1)
+            if self.calls == int(n) and os.path.exists(path):
+                os.unlink(path)
+                os._exit(1)  # a dying worker, as when a node is lost
+        out: dict[str, list[Any]] = {"scene": [], "batch": [], "error": [], "probs": [], "priors": []}
+        for i in range(len(batch["scene"])):
+            pixels, error = np.asarray(batch["pixels"][i]), str(batch["error"][i])
+            if error:
+                probs = priors = np.zeros((0,), np.float32)
+            else:
+                pred = self.predictor.predict(pixels, self.threshold, priors=self.priors)
+                probs = pred.probs.astype(np.float32, copy=False)
+                priors = pred.priors if pred.priors is not None else np.zeros((0,), np.float32)
+            for key, value in (("scene", batch["scene"][i]), ("batch", batch["batch"][i]), ("error", error),
+                               ("probs", probs), ("priors", priors)):
+                out[key].append(value)
+        return {k: (np.array(v) if k in ("scene", "batch", "error") else _column(v)) for k, v in out.items()}
+
+
+def _column(arrays: list[np.ndarray]) -> np.ndarray:
+    """A column of arrays; an object array when their shapes differ (last batch of a scene)."""
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    col = np.empty(len(arrays), dtype=object)
+    col[:] = arrays
+    return col
+
+
+class _Scene:
+    """Driver-side state of one scene: its plan, and from its first batch on its blend and outputs.
+
+    The scene is opened once to plan it and closed again: an archive of hundreds of scenes would
+    otherwise hold every file open (and every PNG decoded) in the driver from the start. It is
+    reopened when its first batch comes back (a second header read; for uint16 GeoTIFFs a second
+    histogram pass, for PNG/JPEG a second decode).
+    """
+
+    def __init__(self, path: Path, stem: str, out: Path, predictor: Predictor, options: InferOptions) -> None:
+        self.path, self.result, self.start = path, InputResult(path=str(path), status="ok"), time.perf_counter()
+        source, self.geo, notes = open_source(path, options.bands)
+        height, width = source.height, source.width
+        _close(source)
+        self.tile = int(options.tile)  # resolved by for_model
+        self.batches = plan_batches(height, width, self.tile, options.overlap, options.batch)
+        self.result.height, self.result.width, self.result.notes = height, width, list(notes)
+        self.result.tiles = sum(len(b) for b in self.batches)
+        self.stem, self.out, self.classes, self.options = stem, out, predictor.class_names, options
+        self.source: Any = None
+        self.blend: SceneBlend | None = None
+        self.sink: SceneOutputs | None = None
+
+    def add(self, probs: np.ndarray, priors: np.ndarray | None) -> None:
+        o = self.options
+        if self.sink is None:
+            self.start = time.perf_counter()  # first batch back: the scene's own time starts
+            self.source = open_source(self.path, o.bands)[0]
+            self.blend = SceneBlend(self.source.height, self.source.width, len(self.classes), self.tile, o.overlap,
+                                    o.threshold, o.save_priors, self.batches, self.source)
+            self.sink = SceneOutputs(self.out, self.stem, self.path, self.source, self.geo, self.classes, o.alpha,
+                                     o.save_probs, o.save_priors)
+        for rows in self.blend.add(probs, priors):
+            self.sink(*rows)
+
+    @property
+    def done(self) -> bool:
+        return self.blend is not None and self.blend.done
+
+    def close(self) -> None:
+        if self.sink is not None and not self.done:
+            self.sink.abort()
+        _close(self.source)
+        self.source = self.blend = self.sink = None  # closed twice (the run's finally): a no-op
+
+
+def _close(source: Any) -> None:
+    with contextlib.suppress(Exception):
+        getattr(source, "close", lambda: None)()
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost ``SomeError: message`` line of a Ray error's text (it nests the remote traceback)."""
+    lines = [ln.strip() for ln in str(error).splitlines()]
+    causes = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    return causes[-1] if causes else (lines[0] if lines else type(error).__name__)
+
+
+def _fail(result: InputResult, path: Path, e: BaseException) -> None:
+    msg = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+    result.status, result.error = "error", msg if str(path) in msg else f"{path}: {msg}"
+
+
+def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], supports: list[Path],
+                    listed: CollectedInputs, out_dir: str | os.PathLike[str], options: InferOptions,
+                    address: str | None = None, actors: int = 1, backend: str = "ort", threads: int | None = None,
+                    progress: InferProgress | None = None, device: str = "cpu",
+                    engine_dir: str | os.PathLike[str] | None = None) -> InferSummary:
+    """:func:`icpd.apps.infer.local.infer_paths` on Ray: same outputs, summary, manifest and resume.
+
+    ``predictor`` (loaded in the driver with ``supports``) gives class names, fingerprints and
+    sizes; the actors load their own from ``model_dir``. ``actors``: predictor actors (one per
+    GPU on a GPU cluster); ``threads``: ONNX Runtime threads per actor (default 1). ``device``
+    other than ``cpu``: each actor asks Ray for one GPU and uses the one Ray gives it (``cuda``,
+    as Ray sets ``CUDA_VISIBLE_DEVICES``); ``engine_dir``: TensorRT engines (``backend="trt"``),
+    at the same path on every node.
+    """
+    ray = _import_ray()
+    options = options.for_model(predictor.preset.image_size)
+    out = Path(out_dir)
+    check_writable(out)
+    summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped, new_run_id())
+    started = init_ray(address, actors)
+    try:
+        with OutLock(out, summary.run_id):
+            manifest = Manifest(out, summary.run_id, run_config(predictor, options))
+            try:
+                # absolute paths: workers on other nodes (or a joined cluster's workers here) have their own cwd
+                engines = None if engine_dir is None else str(Path(engine_dir).resolve())
+                load = {"backend": backend, "threads": threads or 1,
+                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": engines}
+                _run(ray, predictor, str(Path(model_dir).resolve()), supports, listed, out, options, actors, load,
+                     progress, summary, manifest)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                raise
+            finally:
+                write_summary(summary.summary_path, predictor, options, summary, manifest.path,
+                              {"ray": {"address": address or "local", "actors": actors}})
+    finally:
+        if started:
+            ray.shutdown()
+    return summary
+
+
+def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], listed: CollectedInputs, out: Path,
+         options: InferOptions, actors: int, load: dict[str, Any], progress: InferProgress | None,
+         summary: InferSummary, manifest: Manifest) -> None:
+    results: dict[int, InputResult] = {}
+    scenes: dict[int, _Scene] = {}
+    items: list[dict[str, Any]] = []
+    for i, (path, stem) in enumerate(zip(listed.paths, output_stems(listed.paths))):
+        done = manifest.complete(path)
+        if done is not None:
+            results[i] = resumed_result(done)
+            continue
+        try:
+            scene = scenes[i] = _Scene(path, stem, out, predictor, options)
+        except Exception as e:  # noqa: BLE001 - one bad input must not stop the run
+            results[i] = InputResult(path=str(path), status="error")
+            _fail(results[i], path, e)
+            continue
+        where = str(Path(path).resolve())  # absolute: the decode tasks run in the workers' own cwd
+        items += [{"scene": i, "batch": j, "path": where, "bands": options.bands,
+                   "tiles": [(t.y, t.x, t.h, t.w, t.size) for t in chunk]} for j, chunk in enumerate(scene.batches)]
+    total_tiles = sum(s.result.tiles for s in scenes.values())
+    tiles_done = 0
+
+    def finish(i: int) -> None:
+        results[i] = scenes[i].result if i in scenes else results[i]
+        if progress is not None:
+            progress.finish_input(results[i])
+
+    for i in sorted(results):  # resumed or unreadable: reported first
+        finish(i)
+    if items:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # scenes arrive whole and in order: strip blending
+        ctx.enable_progress_bars = False  # the CLI draws its own (scenes, tiles/s, ETA)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours
+        logging.getLogger("ray.data.exceptions").setLevel(logging.CRITICAL)  # its stack dump: we raise one line
+        refs = [ray.put(Path(s).read_bytes()) for s in supports]  # the object store, fetched once per actor
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64 * max(actors, 1)))
+        ds = ds.map(read_tiles, num_cpus=DECODE_CPUS)
+        ds = ds.map_batches(
+            TilePredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=actor_cpus(ray, actors), num_gpus=0 if load["device"] == "cpu" else 1,
+            fn_constructor_kwargs={"model_dir": model_dir, "supports": refs, "load": load,
+                                   "threshold": options.threshold,
+                                   "priors": options.save_priors, "fault": os.environ.get(FAULT_ENV)})
+        # no max_restarts / max_task_retries here: Ray Data's actor pools default to -1 / -1
+        # (restart dead actors, retry their tasks), and passing them is deprecated in Ray 2.60
+        try:
+            for row in ds.iter_rows():
+                i = int(row["scene"])
+                scene = scenes[i]
+                tiles_done += len(scene.batches[int(row["batch"])])
+                if progress is not None:
+                    progress.tiles_done(tiles_done, total_tiles)
+                if scene.result.status != "ok":
+                    continue
+                try:
+                    if row["error"]:
+                        raise ValueError(str(row["error"]))
+                    pri = np.asarray(row["priors"]) if options.save_priors else None
+                    scene.add(np.asarray(row["probs"]), pri)
+                    if scene.done:
+                        written = scene.sink.finish() if scene.sink is not None else []
+                        scene_result(scene.result, scene.sink, predictor.class_names)
+                        scene.result.outputs = [str(p) for p in written]
+                        scene.result.seconds = round(time.perf_counter() - scene.start, 4)
+                        manifest.record(scene.path, asdict(scene.result), written)
+                        scene.close()
+                        finish(i)
+                except Exception as e:  # noqa: BLE001 - recorded for the scene, the run goes on
+                    _fail(scene.result, scene.path, e)
+                    scene.close()
+                    finish(i)
+        except ray.exceptions.RayError as e:  # an actor that cannot start, a batch that raises: not retried
+            raise ValueError(f"--ray: the run stopped: {_cause(e)}. Every node needs the model dir ({model_dir}) "
+                             "and the scenes at the same paths; scenes completed so far are in the manifest "
+                             "(run again to go on)") from None
+        finally:
+            for s in scenes.values():
+                s.close()
+            summary.results[:] = [results[i] for i in sorted(results)]
+    else:
+        summary.results[:] = [results[i] for i in sorted(results)]
