@@ -1,4 +1,7 @@
-"""Deployment runtime: Predictor over torch / ONNX Runtime / TensorRT, support caches, I/O, tiling."""
+"""The runtime core every application shares: :class:`Predictor` over torch / ONNX Runtime /
+TensorRT backends, support encoding, tile planning and blending, and the one scene pipeline
+(:func:`icpd.runtime.scene.run_scene`). ``SupportSet`` (a file format) lives in
+:mod:`icpd.artifacts.support_cache` and is re-exported here for convenience."""
 
 from __future__ import annotations
 

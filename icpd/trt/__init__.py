@@ -1,5 +1,7 @@
-"""TensorRT engines for exported model dirs: building (``build``) and backend-vs-FP32 validation
-(``validate``). The engine sidecar is :mod:`icpd.artifacts.engine_sidecar` (the runtime reads it).
+"""TensorRT engines for exported model dirs: building (``build``) and static compatibility checks
+(``check``: ``icpd check-trt``). The engine sidecar is a file format
+(:mod:`icpd.artifacts.engine_sidecar`); validating a backend is an application
+(:mod:`icpd.apps.validate`).
 
 Nothing here imports TensorRT at module level; functions that need it import it and raise
 :class:`TensorRTUnavailableError` with what to install when it is missing.

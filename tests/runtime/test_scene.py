@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from icpd.apps.infer import outputs as scene_io
+from icpd.apps.infer import outputs as infer_outputs
 from icpd.apps.infer.local import InferOptions, infer_paths, predict_scene
 from icpd.apps.infer.session import LOCK_NAME
 from icpd.cli import app
@@ -67,7 +67,7 @@ def test_block_written_tiffs_equal_the_former_strip_path(predictor, tmp_path, mo
     """Every GeoTIFF output of a scene written block by block (odd size, wider than tall in tiles so
     it is swept left to right, nodata, two classes, probabilities and priors) equals what the
     full-width strip path wrote: the in-memory prediction, and the overlay drawn strip by strip."""
-    monkeypatch.setattr(scene_io, "WHOLE_MAX_PIXELS", 0)  # the large-scene outputs (TIFF only)
+    monkeypatch.setattr(infer_outputs, "WHOLE_MAX_PIXELS", 0)  # the large-scene outputs (TIFF only)
     img = scene(150, 403)
     img[:, :37] = 0  # nodata on the left (all three bands = nodata 0)
     write_tif(tmp_path / "w.tif", img, nodata=0)

@@ -214,7 +214,7 @@ def test_ray_auto_from_another_process_joins_the_running_cluster_with_relative_p
 def test_an_address_where_no_cluster_answers_is_one_clear_error(monkeypatch):
     """ray.init's ConnectionError (no cluster, wrong port, a token the cluster refuses) becomes the
     user's error naming --ray and its value, with what to check."""
-    from icpd.apps.infer import ray_runner as ray_infer
+    from icpd.apps.infer import ray_runner
 
     def refuse(**kwargs):
         raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
@@ -223,5 +223,5 @@ def test_an_address_where_no_cluster_answers_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(ValueError, match=r"^--ray 10\.0\.0\.9:6379: could not join a Ray cluster there \(Failed to "
                                          r"connect to Ray cluster at 10\.0\.0\.9:6379\)\. Check the address") as err:
-        ray_infer.init_ray("10.0.0.9:6379", 1)
+        ray_runner.init_ray("10.0.0.9:6379", 1)
     assert "RAY_AUTH_TOKEN" in str(err.value) and "--ray alone starts a local Ray" in str(err.value)
