@@ -1,0 +1,130 @@
+"""``icpd serve --ray``: the same FastAPI app (:func:`icpd.apps.serve.app.create_app`) as a Ray Serve
+deployment with ``replicas`` replicas behind Ray Serve's HTTP proxy.
+
+    run_ray_serve(settings, address=None, replicas=2)   # blocks until SIGTERM / SIGINT
+
+* Each replica builds its own app from the (frozen, picklable) ``ServeSettings`` when it starts
+  (``__serve_build_asgi_app__``): the model loads once per replica, in the app's lifespan, exactly
+  as in the single-process server, so the answers are the same bytes (tested).
+* Ray Serve's proxy listens on ``settings.host:settings.port`` and spreads requests over the
+  replicas. A replica that dies (its process killed, its node lost) is replaced by the Serve
+  controller; the requests that were on it fail with a 5xx, every other request is answered
+  (tested by killing a replica's process under load).
+* Local Ray (``address`` None or ``"local"``) or a cluster's address (``auto``, ``ray://HOST:10001``),
+  as ``icpd infer --ray`` takes it; every node needs the model dir and support files at the same
+  paths. Support sets PUT over HTTP go to the one replica that answered (replicas do not share
+  them): give a Ray service its classes with ``--support``.
+* No ``@serve.batch``: batching concurrent one-tile requests into one ``Predictor.predict`` call
+  was measured (``scripts/serve_batching.py``, README "Serving on Ray and measured numbers"), see there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from icpd.apps.serve.settings import ServeSettings
+
+__all__ = ["APP_NAME", "DEPLOYMENT_NAME", "RAY_SERVE_HINT", "run_ray_serve"]
+
+RAY_SERVE_HINT = "pip install 'icpd[serve,ray]' 'ray[serve]'"
+APP_NAME = "icpd"  # the Serve application (one per cluster: a second `icpd serve --ray` replaces it)
+DEPLOYMENT_NAME = "icpd-serve"
+# Serve logs a line per request (and INFO about every replica) to the driver's terminal by default;
+# the app's own /metrics count requests, and warnings (a replica that died) still show
+QUIET_LOGS = {"log_level": "WARNING", "enable_access_log": False}
+
+
+def _import_serve():  # -> (ray, ray.serve)
+    try:
+        import ray
+        from ray import serve
+    except ImportError as exc:
+        raise ImportError(f"--ray needs Ray Serve, which is not installed: {RAY_SERVE_HINT}") from exc
+    return ray, serve
+
+
+def _start_ray(ray: Any, address: str | None, replicas: int) -> bool:
+    """Start a local Ray or join ``address``, with ``icpd infer --ray``'s conventions. Returns True
+    when this call started it (the caller shuts it down)."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True}
+    if address in (None, "local"):
+        # a local Ray runs this command's own work: its workers keep the caller's priority (Ray's
+        # default nice 15 lets everything else on a shared machine take the CPU from the replicas)
+        os.environ.setdefault("RAY_worker_niceness", "0")
+        # one logical CPU per replica plus one for the proxy (Ray's bookkeeping, not threads)
+        ray.init(num_cpus=max(os.cpu_count() or 1, replicas + 1), **kwargs)
+    else:
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise ValueError(
+                f"--ray {address}: could not join a Ray cluster there ({exc}). Check the address `ray start --head` "
+                "printed (`auto`: one running on this machine); --ray alone starts a local Ray"
+            ) from exc
+    return True
+
+
+def replica_cpus(ray: Any, replicas: int) -> float:
+    """Logical CPUs each replica asks for: 1, or a share where ``replicas`` would exceed the cluster
+    (Serve would otherwise wait forever for resources that never come)."""
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    return min(1.0, total / replicas)
+
+
+def deployment(serve: Any, settings: ServeSettings, replicas: int, cpus: float) -> Any:
+    """The bound Serve application: ``replicas`` replicas, each ``create_app(settings)``."""
+
+    @serve.deployment(name=DEPLOYMENT_NAME, num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
+                      # a replica takes what its own workers and queue take (past that the app answers
+                      # 503 + Retry-After itself); Serve's router queue in front is bounded too: past
+                      # it the proxy answers 503 + Retry-After, never unbounded memory
+                      max_ongoing_requests=settings.workers + settings.queue + 1,
+                      max_queued_requests=max(1, settings.queue) * replicas,
+                      graceful_shutdown_timeout_s=settings.drain, logging_config=QUIET_LOGS)
+    @serve.ingress()
+    class IcpdServe:
+        def __init__(self, settings: ServeSettings) -> None:
+            self.settings = settings
+
+        def __serve_build_asgi_app__(self):
+            from icpd.apps.serve.app import create_app
+
+            return create_app(self.settings)
+
+    return IcpdServe.bind(settings)
+
+
+def run_ray_serve(settings: ServeSettings, address: str | None, replicas: int) -> None:
+    """Serve ``create_app(settings)`` on Ray Serve with ``replicas`` replicas on ``settings.host:port``
+    until SIGTERM or SIGINT; then the application is deleted (in-flight requests finish within the
+    graceful-shutdown bound), Serve stops, and a Ray this call started is shut down."""
+    if replicas < 1:
+        raise ValueError(f"--replicas {replicas}: give at least 1")
+    ray, serve = _import_serve()
+    stop = threading.Event()
+    started = _start_ray(ray, address, replicas)
+    # after ray.init, which sets a SIGTERM handler of its own (sys.exit) in the driver
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port}, logging_config=QUIET_LOGS)
+        serve.run(deployment(serve, settings, replicas, replica_cpus(ray, replicas)), name=APP_NAME,
+                  route_prefix="/")
+        print(f"icpd serve: {replicas} Ray Serve replica(s) on http://{settings.host}:{settings.port} "
+              f"(Ray: {address or 'local'})", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            if started:
+                ray.shutdown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
