@@ -98,8 +98,8 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise CheckpointError(f"checkpoint {path}: file not found; pass the path of a .pt or .safetensors file")
     safetensors = is_safetensors(path)
     if path.suffix == ".safetensors" and not safetensors:
-        raise CheckpointError(f"checkpoint {path}: not a safetensors file (no safetensors header; truncated, or another "
-                              "format under this name); re-export it, or rename a torch.save file to .pt")
+        raise CheckpointError(f"checkpoint {path}: not a safetensors file (no safetensors header; truncated, "
+                              "or another format under this name); re-export it, or rename a torch.save file to .pt")
     if safetensors:
         from safetensors import SafetensorError
         from safetensors.torch import load_file, safe_open
@@ -134,7 +134,9 @@ def _likely_cause(missing: list[str], unexpected: list[str], misshapen: list[str
     if any(k.startswith("backbone.layer") for k in unexpected) and preset.backbone == "vgg16":
         return "the checkpoint has a ResNet backbone: use --preset paper"
     if any(k.startswith("cross_modal_visual_backbone.") for k in misshapen + unexpected):
-        return f"the CLIP vision tower differs from preset {preset.name!r} ({preset.clip_model if isinstance(preset.clip_model, str) else 'custom config'}): choose the preset of that CLIP model"
+        clip = preset.clip_model if isinstance(preset.clip_model, str) else "custom config"
+        return (f"the CLIP vision tower differs from preset {preset.name!r} ({clip}): "
+                "choose the preset of that CLIP model")
     if any(k.startswith("backbone.") for k in misshapen):
         return f"the backbone widths differ from preset {preset.name!r}: choose the matching preset"
     if keys and all(k.startswith(("visual.", "transformer.", "token_embedding")) for k in unexpected):
@@ -236,7 +238,8 @@ def save_checkpoint(model: ICPDNet, path: str | os.PathLike[str], extra: dict[st
     with atomic_write(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     if sidecar:
-        write_text_atomic(path.with_suffix(".json"), json.dumps({**meta, "preset": json.loads(meta["preset"])}, indent=2))
+        write_text_atomic(path.with_suffix(".json"),
+                          json.dumps({**meta, "preset": json.loads(meta["preset"])}, indent=2))
     return meta
 
 

@@ -29,7 +29,8 @@ class Decoder(nn.Module):
         self.encoder_layer2 = _block(stack_channels[2], (c1, c2, c3))
         self.encoder_layer4to3 = _block(c3, (c3, c3, c3))
         self.encoder_layer3to2 = _block(c3, (c3, c3, c3))
-        self.decoder1 = nn.Sequential(nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU(), nn.Conv2d(c3, c2, 3, padding=1), nn.ReLU())
+        self.decoder1 = nn.Sequential(nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(c3, c2, 3, padding=1), nn.ReLU())
         self.decoder2 = nn.Sequential(nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(), nn.Conv2d(c2, 2, 3, padding=1))
 
     def forward(self, pyramid: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:

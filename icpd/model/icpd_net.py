@@ -146,7 +146,8 @@ class ICPDNet(nn.Module):
         checks.check_masks("support_masks", support_masks, b, k, (self.preset.image_size,) * 2)
         if support.batch != b * k:
             raise ValueError(
-                f"support features: batch {support.batch} != B*K = {b}*{k} from support_masks {tuple(support_masks.shape)}"
+                f"support features: batch {support.batch} != B*K = {b}*{k} "
+                f"from support_masks {tuple(support_masks.shape)}"
             )
         return prepare_support_tensors(support, support_masks)
 
@@ -214,7 +215,8 @@ class ICPDNet(nn.Module):
         for level, (q, s) in enumerate(zip(q_maps, support.features)):
             h, w = q.shape[-2:]
             fused = fuse_support(
-                q, s.view(*s.shape[:3], h, w), prior, masks, p.fusion_weight, p.fusion_threshold, normalise=level != last
+                q, s.view(*s.shape[:3], h, w), prior, masks, p.fusion_weight, p.fusion_threshold,
+                normalise=level != last,
             ).flatten(3)
             feats.append(fused)
             norms.append(pixel_norms(fused))
@@ -253,7 +255,8 @@ class ICPDNet(nn.Module):
         checks.check_images("support_images", support_images, self.preset, batch_dims=2)
         b, k = support_images.shape[:2]
         if b != query.shape[0]:
-            raise ValueError(f"support_images: batch {b} != query batch {query.shape[0]}; expected one support set per query")
+            raise ValueError(f"support_images: batch {b} != query batch {query.shape[0]}; "
+                             "expected one support set per query")
         checks.check_masks("support_masks", support_masks, b, k, tuple(query.shape[-2:]))
         q = self.encode(query)
         s = self.encode(support_images.flatten(0, 1))

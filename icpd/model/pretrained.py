@@ -22,7 +22,8 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {
-    "resnet50": Source("resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth", "backbone"),
+    "resnet50": Source("resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+                       "backbone"),
     "vgg16": Source("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth", "backbone"),
     "remoteclip-vitl14": Source(
         "RemoteCLIP-ViT-L-14.pt",

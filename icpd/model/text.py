@@ -42,7 +42,8 @@ class ClassEmbeddings:
             return i
         names = [c.lower() for c in self.classes]
         if target.lower() not in names:
-            raise ValueError(f"target class {target!r} is not in the class embeddings; known: {', '.join(self.classes)}")
+            raise ValueError(f"target class {target!r} is not in the class embeddings; "
+                             f"known: {', '.join(self.classes)}")
         return names.index(target.lower())
 
     def for_target(self, target: str | int) -> Any:
