@@ -278,7 +278,8 @@ class FewShotDataset(Dataset):
             if n < self.shot + 1:
                 raise DatasetError(
                     f"class {c} ({self.index.class_names[c - 1]}) has {n} image(s) in {lists}, but a {self.shot}-shot "
-                    f"episode needs {self.shot + 1} (K={self.shot} supports + 1 query). Use a smaller shot or add images"
+                    f"episode needs {self.shot + 1} (K={self.shot} supports + 1 query). "
+                    "Use a smaller shot or add images"
                 )
 
     # -- episodes ------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def read_label(path: str | Path, max_label: int = 15) -> np.ndarray:
                 f"label file {path} has a transparent alpha channel; save labels as single-channel PNGs of class ids"
             )
         arr = arr[:, :, :bands]
-        if bands == 3 and not (np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 0], arr[:, :, 2])):
+        if bands == 3 and not (np.array_equal(arr[:, :, 0], arr[:, :, 1])
+                               and np.array_equal(arr[:, :, 0], arr[:, :, 2])):
             raise DatasetError(
                 f"label file {path} is an RGB image whose channels differ: it looks colour-coded (for example "
                 "iSAID's original instance colours). Labels must hold class ids; convert it to a single-channel "

@@ -96,7 +96,8 @@ def _background(rng: np.random.Generator, size: int, water: bool, zoom: float = 
         p = rng.uniform(0, size, 2)
         a = rng.uniform(0, np.pi)
         d = 2 * size * np.array([np.cos(a), np.sin(a)])
-        cv2.line(m, tuple(int(v) for v in p - d), tuple(int(v) for v in p + d), 1, max(2, int(rng.uniform(5, 14) * cv.s)))
+        cv2.line(m, tuple(int(v) for v in p - d), tuple(int(v) for v in p + d), 1,
+                 max(2, int(rng.uniform(5, 14) * cv.s)))
         cv.paint(m, jitter(rng, (105, 105, 100), 10), 0, 4)
     return cv
 
@@ -168,7 +169,8 @@ def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256
     if layout not in ("isaid5i", "dlrsd5i"):
         raise ValueError(f"layout must be 'isaid5i' or 'dlrsd5i', got {layout!r}")
     if tiles < 1 or size < 32 or not 0.25 <= zoom <= 8:
-        raise ValueError(f"need tiles >= 1, size >= 32 and zoom in [0.25, 8], got tiles={tiles}, size={size}, zoom={zoom}")
+        raise ValueError(f"need tiles >= 1, size >= 32 and zoom in [0.25, 8], "
+                         f"got tiles={tiles}, size={size}, zoom={zoom}")
     out = Path(out)
     summary = SynthSummary(out, layout, tiles, seed, size)
     min_px = _min_pixels(size, zoom)
@@ -190,7 +192,8 @@ def synthesize(out: Path, layout: Layout, tiles: int, seed: int, size: int = 256
                     counts[c] += 1
                     lists[(c - 1) // 5].append(_list_line(layout, name, c))
         for f, lines in enumerate(lists):
-            path = out / split / "list" / f"split{f}.txt" if layout == "isaid5i" else out / "DLRSD_5i" / split / f"fold{f}.txt"
+            path = (out / split / "list" / f"split{f}.txt" if layout == "isaid5i"
+                    else out / "DLRSD_5i" / split / f"fold{f}.txt")
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, "".join(line + "\n" for line in lines), fsync=False)
         summary.class_tiles[split] = counts
