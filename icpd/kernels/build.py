@@ -2,7 +2,8 @@
 
 * :func:`compile_kernel` runs one nvcc invocation with a ``-gencode`` per cubin arch in
   :data:`CUBIN_ARCHS` (T4 sm_75, A100 sm_80, RTX 30 sm_86, Jetson Orin sm_87, RTX 40/L4 sm_89,
-  H100/H200 sm_90, B200 sm_100, Jetson Thor sm_110, RTX 50 sm_120; those this nvcc offers) plus PTX for the lowest arch the nvcc offers, so a future GPU can JIT it.
+  H100/H200 sm_90, B200 sm_100, Jetson Thor sm_110, RTX 50 sm_120; those this nvcc offers) plus
+  PTX for the lowest arch the nvcc offers, so a future GPU can JIT it.
   Output: ``libicpd_ndcg_prior.so`` (the ``extern "C"`` launchers of ``plugin/ndcg_prior.h``,
   CUDA runtime linked statically) and the fatbin embedded in it.
 * :func:`ptx_for` returns PTX text for one virtual arch with its ``.version`` pinned to
