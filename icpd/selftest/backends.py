@@ -81,7 +81,8 @@ def export_key() -> str:
 
     root = Path(icpd.__file__).parent
     h = hashlib.sha256()
-    for f in sorted([root / "config.py", *root.glob("model/*.py"), *root.glob("export/*.py"), *root.glob("kernels/*.py")]):
+    for f in sorted([root / "config.py", *root.glob("model/*.py"), *root.glob("export/*.py"),
+                     *root.glob("kernels/*.py")]):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     for v in (icpd.__version__, torch.__version__, onnx.__version__, onnxscript.__version__):
         h.update(v.encode() + b"\0")

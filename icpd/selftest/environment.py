@@ -20,7 +20,9 @@ def _run(cmd: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unavailable ({type(err).__name__}: {err})"
     text = (res.stdout or res.stderr).strip()
-    return text.splitlines()[0] if res.returncode == 0 and text else f"unavailable (exit {res.returncode}: {text[:200]})"
+    if res.returncode == 0 and text:
+        return text.splitlines()[0]
+    return f"unavailable (exit {res.returncode}: {text[:200]})"
 
 
 def _tensorrt() -> str:

@@ -51,7 +51,8 @@ def rank_prior_cpu() -> dict[str, Any]:
     cases["1024x1024 vs full sort"] = float((_prior(q, s, rel) - expected).abs().max())
     bad = {name: err for name, err in cases.items() if err > 1e-6}
     if bad:
-        raise AssertionError(f"the CPU rank prior is off on {sorted(bad)} (max abs error {max(bad.values()):.3g} > 1e-6)")
+        raise AssertionError(f"the CPU rank prior is off on {sorted(bad)} "
+                             f"(max abs error {max(bad.values()):.3g} > 1e-6)")
     return {"max_abs_error": cases, "summary": f"{len(cases)} cases exact (<= 1e-6)"}
 
 

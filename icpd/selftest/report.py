@@ -83,7 +83,8 @@ def format_table(report: SelftestReport, width: int = 110) -> str:
     for s in report.steps:
         note = _summary(s)
         room = max(20, width - 37)
-        lines.append(f"{s.name:<20} {s.status.upper():<6} {s.seconds:>6.1f}s  {note[:room] + ('...' if len(note) > room else '')}")
+        shown = note[:room] + ("..." if len(note) > room else "")
+        lines.append(f"{s.name:<20} {s.status.upper():<6} {s.seconds:>6.1f}s  {shown}")
     for s in report.steps:
         if s.status == "fail":
             lines += ["", f"FAILED {s.name} ({s.title})", f"  error: {s.error}", f"  likely fix: {s.fix}"]

@@ -47,7 +47,8 @@ def _steps(device: str, exports: backends.Exports, kernel_cache: Path, plugin_li
              lambda d: kernels.kernel_cuda(device, kernel_cache),
              f"the kernel disagrees with the reference on this GPU; the torch backend then falls back to PyTorch "
              f"only where the kernel cannot run, so {BUG_REPORT}"),
-        Step("export", "export the seeded tiny model (sort form) to ONNX (reused while sources and versions match)", lambda d: backends.export_step(exports, d),
+        Step("export", "export the seeded tiny model (sort form) to ONNX (reused while sources and versions match)",
+             lambda d: backends.export_step(exports, d),
              "reinstall the torch extra (pip install 'icpd[torch]'): torch, onnx and onnxscript must be the "
              "versions pyproject.toml allows"),
         Step("ort_vs_torch_cpu", "ONNX Runtime CPU vs PyTorch CPU FP32 (icpd validate's pass rule)",
