@@ -28,6 +28,7 @@ def test_python_reading_names_the_parameter():
 def test_flag_reading_outside_a_command():
     err = ParamError(f"{arg('max_frames', -1)}: must be >= 0; or pass {arg('force', True)}")
     assert cli_text(err) == "--max-frames -1: must be >= 0; or pass --force"
+    assert cli_text(ParamError(f"{arg('model_dir', 'm')}: not a model dir")) == "--model m: not a model dir"
     assert render(err.template, lambda name, value: name.upper()) == "MAX_FRAMES: must be >= 0; or pass FORCE"
 
 
@@ -53,15 +54,15 @@ def test_pickles_with_its_parameters():
 
 def test_a_rewording_wrapper_is_shown_as_its_cause():
     """``raise ExportError(str(e)) from e`` keeps the cause's flags; a wrapper with words of its own keeps them."""
-    cause = ParamError(f"{arg('min_speedup', 0.5)}: give a ratio above 0")
+    cause = ParamError(f"{arg('max_ratio', 0.5)}: give a ratio above 0")
     try:
         raise RuntimeError(str(cause)) from cause
     except RuntimeError as wrapped:
-        assert cli_text(wrapped) == "--min-speedup 0.5: give a ratio above 0"
+        assert cli_text(wrapped) == "--max-ratio 0.5: give a ratio above 0"
     try:
         raise RuntimeError(f"export failed: {cause}") from cause
     except RuntimeError as wrapped:
-        assert cli_text(wrapped) == "export failed: min_speedup=0.5: give a ratio above 0"
+        assert cli_text(wrapped) == "export failed: max_ratio=0.5: give a ratio above 0"
     assert cli_text("plain text") == "plain text"
 
 
@@ -71,21 +72,23 @@ def test_arg_takes_parameter_names_only():
 
 
 def test_the_running_command_decides_the_flag():
-    """Inside a command: its option of that Python name (``out_path`` is ``--out``, ``queue_bound``
-    is ``--queue``), a declared one (``name_params``), else ``--`` and the name with dashes."""
+    """Inside a command: a declared flag (``name_params``), its option of that Python name (``out_path``
+    is ``--out``, ``bound`` is ``--queue``), its option under the usual alias (``out_dir``, ``model_dir``),
+    else ``--`` and the name with dashes (also for an alias the command has no option for)."""
     app = typer.Typer()
 
     @app.command()
     def run(out_path: Annotated[str, typer.Option("--out", "-o")] = "x",
             bound: Annotated[int, typer.Option("--queue")] = 1) -> None:
         name_params(limit="--max-frames")
-        print(flag_for("out_path"), flag_for("bound"), flag_for("limit"), flag_for("max_tiles"), flag_for("out"))
+        print(flag_for("out_path"), flag_for("bound"), flag_for("limit"), flag_for("max_tiles"), flag_for("out"),
+              flag_for("out_dir"), flag_for("model_dir"))
         err = ParamError(f"{arg('bound', 0)}: must be >= 1; see {arg('limit')} and {arg('out', 'a b')}")
         print(cli_text(err))
 
     res = CliRunner().invoke(app, [])
     assert res.exit_code == 0, res.output
     assert res.output.splitlines() == [
-        "--out --queue --max-frames --max-tiles --out",
+        "--out --queue --max-frames --max-tiles --out --out --model-dir",
         "--queue 0: must be >= 1; see --max-frames and --out a b",
     ]

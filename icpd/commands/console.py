@@ -37,6 +37,13 @@ out: Console = _ResultConsole()  # results
 
 
 _PARAM_FLAGS = "icpd.param_flags"  # click context meta key: the command's {parameter: flag} exceptions
+# Library parameters that commands spell differently (where the running command has that option).
+_FLAG_ALIASES = {
+    "model_dir": "--model", "src_dir": "--model",  # build_engines, convert_model_dir_*: `--model MODEL_DIR`
+    "out_dir": "--out", "engine_dir": "--engines",
+    "exclude": "--int8-exclude", "min_speedup": "--int8-min-speedup",  # convert_model_dir_int8 (icpd export)
+    "bound": "--queue",  # StreamOptions.bound (icpd stream)
+}
 
 
 def _context() -> Any:
@@ -55,18 +62,25 @@ def name_params(**flags: str) -> None:
 
 def flag_for(name: str) -> str:
     """The running command's flag for the library parameter ``name``: one declared with
-    :func:`name_params`, else the command's option of that Python name (``out_path`` -> ``--out``),
-    else ``--`` and the name with dashes (``max_frames`` -> ``--max-frames``)."""
+    :func:`name_params`, else the command's option of that Python name (``out_path`` is ``--out``),
+    else its option spelled as the library's usual alias (``model_dir`` is ``--model``), else ``--``
+    and the name with dashes (``max_frames`` -> ``--max-frames``)."""
+    dashed = "--" + name.replace("_", "-")
     ctx = _context()
-    if ctx is not None:
-        declared = ctx.meta.get(_PARAM_FLAGS, {})
-        if name in declared:
-            return str(declared[name])
-        for param in getattr(ctx.command, "params", ()):
-            longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
-            if param.name == name and longs:
-                return str(longs[0])
-    return "--" + name.replace("_", "-")
+    if ctx is None:
+        return _FLAG_ALIASES.get(name, dashed)
+    declared = ctx.meta.get(_PARAM_FLAGS, {})
+    if name in declared:
+        return str(declared[name])
+    flags: dict[str, str] = {}  # the command's options: Python name -> first long flag
+    for param in getattr(ctx.command, "params", ()):
+        longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+        if longs:
+            flags[str(param.name)] = longs[0]
+    if name in flags:
+        return flags[name]
+    alias = _FLAG_ALIASES.get(name)
+    return alias if alias is not None and alias in flags.values() else dashed
 
 
 def _flag_words(name: str, value: str | None) -> str:

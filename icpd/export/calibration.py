@@ -1,4 +1,4 @@
-"""What INT8 conversion calibrates and measures on: the user's own tiles (``--calibration DIR``)
+"""What INT8 conversion calibrates and measures on: the user's own tiles (``calibration=DIR``)
 or, as a fallback said in a note, a few built-in synthetic aerial tiles; and the encoder inputs
 made from them by the model dir's own ``preprocess.onnx``."""
 
@@ -11,21 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from icpd.errors import ParamMessage, arg
+
 __all__ = ["DEFAULT_CALIBRATION_TILES", "MAX_CALIBRATION_IMAGES", "SYNTHETIC_NOTE", "CalibrationReader",
            "Int8ConversionError", "calibration_images", "encoder_feeds"]
 
 DEFAULT_CALIBRATION_TILES = 8  # built-in synthetic tiles when no --calibration folder is given
 MAX_CALIBRATION_IMAGES = 32  # a folder's first images (sorted): ranges settle long before this
-SYNTHETIC_NOTE = ("no --calibration folder: sensitivity and speed were measured on built-in synthetic tiles; "
-                  "pass --calibration DIR with some of your own tiles to measure them on your data")
+SYNTHETIC_NOTE = ("no calibration folder: sensitivity and speed were measured on built-in synthetic tiles; "
+                  "give one with some of your own tiles (`icpd export --calibration DIR`) to measure them "
+                  "on your data")
 
 
-class Int8ConversionError(RuntimeError):
+class Int8ConversionError(ParamMessage, RuntimeError):
     """The INT8 conversion failed (wrong source, bad calibration images, quantizer error)."""
 
 
 
-def calibration_images(folder: str | os.PathLike[str] | None, size: int, seed: int = 0) -> tuple[list[np.ndarray], dict[str, Any]]:
+def calibration_images(folder: str | os.PathLike[str] | None, size: int,
+                       seed: int = 0) -> tuple[list[np.ndarray], dict[str, Any]]:
     """(H, W, 3) uint8 RGB images to calibrate on, and how they were chosen (for model.json).
 
     ``folder``: its images (sorted, the first :data:`MAX_CALIBRATION_IMAGES`); None: the built-in
@@ -47,14 +51,15 @@ def calibration_images(folder: str | os.PathLike[str] | None, size: int, seed: i
 
     path = Path(folder)
     if not path.is_dir():
-        raise Int8ConversionError(f"--calibration {path}: not a folder; give a folder of PNG/JPEG/TIFF images")
+        raise Int8ConversionError(f"{arg('calibration', path)}: not a folder; give a folder of PNG/JPEG/TIFF "
+                                  "images")
     try:
         files = list_inputs(path)[:MAX_CALIBRATION_IMAGES]
         if not files:
-            raise Int8ConversionError(f"--calibration {path}: no .png/.jpg/.tif images in it")
+            raise Int8ConversionError(f"{arg('calibration', path)}: no .png/.jpg/.tif images in it")
         images = [read_image(f).pixels for f in files]
     except ImageError as err:
-        raise Int8ConversionError(f"--calibration {path}: {err}") from err
+        raise Int8ConversionError(f"{arg('calibration', path)}: {err}") from err
     return images, {"source": str(path.resolve()), "images": len(images), "files": [f.name for f in files]}
 
 

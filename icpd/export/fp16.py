@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from icpd.artifacts.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
+from icpd.errors import arg
 from icpd.export.fp16_graph import (
     Fp16ConversionError,
     detach_outputs,
@@ -92,7 +93,8 @@ def rank_prior_nodes(graph: Any) -> set[str]:
     names = set()
     tagged_nodes = []
     for node in graph.node:
-        tagged = any(p.key == "pkg.torch.onnx.class_hierarchy" and RANK_PRIOR_TAG in p.value for p in node.metadata_props)
+        tagged = any(p.key == "pkg.torch.onnx.class_hierarchy" and RANK_PRIOR_TAG in p.value
+                     for p in node.metadata_props)
         if tagged or node.op_type == "NdcgPrior":
             names.add(node.name)
             tagged_nodes.append(node)
@@ -137,7 +139,8 @@ def convert_graph_fp16(model: Any) -> Any:
     detach_outputs(model)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # one warning per constant clamped to FP16's range: expected, noise
+            # one warning per constant clamped to FP16's range: expected, noise
+            warnings.simplefilter("ignore")
             converted = float16.convert_float_to_float16(
                 model, min_positive_val=MIN_POSITIVE, max_finite_val=MAX_FINITE, keep_io_types=True,
                 disable_shape_infer=False, op_block_list=block_ops, node_block_list=nodes,
@@ -154,7 +157,8 @@ def precision_summary(model: Any) -> dict[str, Any]:
     """Which node types compute in FP16 and which in FP32 (by the element type of their first float input)."""
     from onnx import TensorProto
 
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
     types.update({t.name: t.data_type for t in model.graph.initializer})
     fp16: Counter[str] = Counter()
     fp32: Counter[str] = Counter()
@@ -213,15 +217,18 @@ def convert_model_dir_fp16(
     src = ModelDir.open(src_dir)
     out = Path(out_dir)
     if src.meta.get("precision", "fp32") != "fp32":
-        raise Fp16ConversionError(f"--model {src.path}: precision is {src.meta.get('precision')!r}; convert an FP32 model dir")
+        raise Fp16ConversionError(f"{arg('src_dir', src.path)}: precision is {src.meta.get('precision')!r}; "
+                                  "convert an FP32 model dir")
     if out.exists() and any(out.iterdir()) and not force:
-        raise Fp16ConversionError(f"--out {out}: exists and is not empty; pass force=True (--force) or choose another folder")
-    check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
+        raise Fp16ConversionError(f"{arg('out_dir', out)}: exists and is not empty; pass "
+                                  f"{arg('force', True)} or choose another folder")
+    check_replaceable(out)  # force replaces a model dir or an empty folder, nothing else
     try:
         with atomic_dir(out, replace=force) as work:
             meta = json.loads(json.dumps(src.meta))
             kept: dict[str, Any] = {}
-            for role in [r for r in ("preprocess", *CONVERTED, "weights") if r in src.meta["files"]]:  # runtime-only: no weights
+            # runtime-only: no weights
+            for role in [r for r in ("preprocess", *CONVERTED, "weights") if r in src.meta["files"]]:
                 name = src.meta["files"][role]["name"]
                 if role in CONVERTED:
                     model = onnx.load(str(src.file(role)), load_external_data=True)
@@ -234,10 +241,12 @@ def convert_model_dir_fp16(
                         shutil.copy2(f, work / f.name)
             meta["precision"] = "fp16"
             meta["fp16"] = {"source_dir": str(src.path), "fp32_ops": list(FP32_OPS),
-                            "fp32_subgraphs": ["rank prior (NdcgPrior / Scan of TopK)", "output heads (final logits)"],
+                            "fp32_subgraphs": ["rank prior (NdcgPrior / Scan of TopK)",
+                                               "output heads (final logits)"],
                             "io": "float32", "graphs": kept}
             meta.pop("validation", None)
-            meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"] for role in src.meta["files"]})
+            meta["files"] = describe_files(work, {role: src.meta["files"][role]["name"]
+                                                  for role in src.meta["files"]})
             write_model_json(work, meta)
             if check is not None:
                 meta["fp16"]["check"] = check(src.path, work)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["Fp16ConversionError", "detach_outputs", "drop_fp16_round_trips", "float32_outputs", "fp32_subgraphs",
-           "restore_subgraphs"]
+from icpd.errors import ParamMessage
+
+__all__ = ["Fp16ConversionError", "detach_outputs", "drop_fp16_round_trips", "float32_outputs",
+           "fp32_subgraphs", "restore_subgraphs"]
 
 
-class Fp16ConversionError(RuntimeError):
+class Fp16ConversionError(ParamMessage, RuntimeError):
     """The FP16 conversion failed, or its result did not pass the ONNX checker."""
 
 
@@ -29,7 +31,8 @@ def drop_fp16_round_trips(graph: Any) -> int:
     """
     from onnx import TensorProto
 
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.value_info, *graph.input, *graph.output]}
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*graph.value_info, *graph.input, *graph.output]}
     types.update({t.name: t.data_type for t in graph.initializer})
     producer = {o: n for n in graph.node for o in n.output}
 
@@ -57,7 +60,8 @@ def _remove_dead_casts(graph: Any) -> None:
     while True:
         used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
         used |= _subgraph_reads(graph)
-        dead = [n for n in graph.node if n.op_type in ("Cast", "Identity") and not any(o in used for o in n.output)]
+        dead = [n for n in graph.node
+                if n.op_type in ("Cast", "Identity") and not any(o in used for o in n.output)]
         if not dead:
             return
         for n in dead:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from icpd.artifacts.model_dir import ModelDirError
+from icpd.errors import ParamError, arg
 
 
 def providers_for(device: str) -> list[str]:
@@ -19,13 +20,14 @@ def providers_for(device: str) -> list[str]:
     available = ort.get_available_providers()
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
-            raise ValueError(
-                f"--device {device}: ONNX Runtime has no CUDAExecutionProvider here (available: {', '.join(available)}); "
-                "pip install 'icpd[gpu]' (onnxruntime-gpu) or use --device cpu"
+            raise ParamError(
+                f"{arg('device', device)}: ONNX Runtime has no CUDAExecutionProvider here (available: "
+                f"{', '.join(available)}); pip install 'icpd[gpu]' (onnxruntime-gpu) or use "
+                f"{arg('device', 'cpu')}"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device != "cpu":
-        raise ValueError(f"--device {device!r}: use 'cpu' or 'cuda[:N]'")
+        raise ParamError(f"{arg('device', repr(device))}: use 'cpu' or 'cuda[:N]'")
     return ["CPUExecutionProvider"]
 
 
@@ -66,17 +68,22 @@ def ort_session(path: str | os.PathLike[str], device: str = "cpu", threads: int 
         from icpd.kernels.ort_custom_op import register_ort_custom_op
 
         if device != "cpu":
-            raise ValueError(f"--device {device}: the NdcgPrior node runs in ONNX Runtime only on the CPU; use --backend trt")
+            raise ParamError(f"{arg('device', device)}: the NdcgPrior node runs in ONNX Runtime only on the "
+                             f"CPU; use {arg('backend', 'trt')}")
         opts.register_custom_ops_library(register_ort_custom_op())
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    if threads and not _shared_pool["wanted"]:  # the shared pool has its size (set above); setting it
-        opts.intra_op_num_threads = threads        # per session too makes ONNX Runtime warn that it ignores it
+    # the shared pool has its size (set above); setting it per session too makes ONNX Runtime warn
+    # that it ignores it
+    if threads and not _shared_pool["wanted"]:
+        opts.intra_op_num_threads = threads
     provider_options = None
     providers = providers_for(device)
     if device.startswith("cuda:"):
         provider_options = [{"device_id": int(device.split(":")[1])}, {}]
     try:
-        return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers, provider_options=provider_options)
+        return ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers,
+                                    provider_options=provider_options)
     except Exception as e:
-        raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e}); re-run `icpd export`") from e
+        raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e}); "
+                            "re-run `icpd export`") from e

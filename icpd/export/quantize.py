@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from icpd.artifacts.model_dir import ModelDir, check_replaceable, describe_files, write_model_json
+from icpd.errors import arg
 from icpd.export import mixed_precision as mp
 from icpd.export.calibration import CalibrationReader, Int8ConversionError, calibration_images, encoder_feeds
 from icpd.io.atomic import atomic_dir
@@ -74,16 +75,18 @@ class Int8Options:
 # what `icpd export --precision int8` uses, and why (recorded in model.json as int8.why)
 DEFAULT_OPTIONS = Int8Options(reduce_range=True)
 DEFAULT_OPTIONS_WHY = (
-    "the export's default, by measurement (README 'INT8 on CPU'): 7-bit weights do not saturate the u8 x s8 pair "
-    "sums of AVX2 kernels without VNNI (full range: CLIP token cosine 0.980 there, below 0.999) and are as fast as "
-    "full range with VNNI (2.08x vs 2.10x the FP32 encoder); per tensor; ResNet convolutions FP32 (static QDQ "
-    "gained 1 % and cost ResNet cosine 0.994)"
+    "the export's default, by measurement (README 'INT8 on CPU'): 7-bit weights do not saturate the u8 x s8 "
+    "pair sums of AVX2 kernels without VNNI (full range: CLIP token cosine 0.980 there, below 0.999) and "
+    "are as fast as full range with VNNI (2.08x vs 2.10x the FP32 encoder); per tensor; ResNet convolutions "
+    "FP32 (static QDQ gained 1 % and cost ResNet cosine 0.994)"
 )
 
 
 def options_reason(options: Int8Options) -> str:
     """Why these options, as recorded in model.json."""
-    return DEFAULT_OPTIONS_WHY if options == DEFAULT_OPTIONS else "chosen by the caller (not the export's default)"
+    if options == DEFAULT_OPTIONS:
+        return DEFAULT_OPTIONS_WHY
+    return "chosen by the caller (not the export's default)"
 
 
 def int8_fingerprint(weights_fingerprint: str, options: Int8Options, fp32_nodes: Sequence[str] = ()) -> str:
@@ -101,7 +104,8 @@ def quantized_nodes(model: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QuantizeLinear",
-                            "DequantizeLinear", "DynamicQuantizeMatMul", "QLinearConv", "MatMulIntegerToFloat"):
+                            "DequantizeLinear", "DynamicQuantizeMatMul", "QLinearConv",
+                            "MatMulIntegerToFloat"):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return dict(sorted(counts.items()))
 
@@ -147,7 +151,8 @@ def quantize_encoder(src: Path, dst: Path, options: Int8Options, calibration: Ca
         for old in (dst, dst.with_name(dst.name + ".data")):
             old.unlink(missing_ok=True)
         _save(model, dst)
-    return {"quantized_ops": quantized_nodes(model), "op_types": ["MatMul", "Gemm"] + (["Conv"] if options.convs == "qdq" else []),
+    convs = ["Conv"] if options.convs == "qdq" else []
+    return {"quantized_ops": quantized_nodes(model), "op_types": ["MatMul", "Gemm", *convs],
             "matmuls_int8": len(mp.quantized_nodes_of(model))}
 
 
@@ -192,9 +197,9 @@ def convert_model_dir_int8(
             run on the converted folder before it is moved into place; the last one is recorded
             under ``model.json["int8"]["check"]``. A report with ``"passed": False`` starts the
             mixed-precision fallback (``fallback``), or stops the conversion.
-        exclude: ``fnmatch`` patterns of blocks or nodes to keep FP32 (``--int8-exclude``).
+        exclude: ``fnmatch`` patterns of blocks or nodes to keep FP32 (``icpd export --int8-exclude``).
         min_speedup: refuse (write nothing) when the encoder is not at least this many times as
-            fast as FP32 (``--int8-min-speedup``).
+            fast as FP32 (``icpd export --int8-min-speedup``).
         fallback: keep the most sensitive blocks in FP32 until the check passes.
         force: replace a non-empty ``out_dir``.
 
@@ -207,27 +212,33 @@ def convert_model_dir_int8(
     src = ModelDir.open(src_dir)
     out = Path(out_dir)
     if src.meta.get("precision", "fp32") != "fp32":
-        raise Int8ConversionError(f"--model {src.path}: precision is {src.meta.get('precision')!r}; convert an FP32 model dir")
+        raise Int8ConversionError(f"{arg('src_dir', src.path)}: precision is {src.meta.get('precision')!r}; "
+                                  "convert an FP32 model dir")
     if out.exists() and any(out.iterdir()) and not force:
-        raise Int8ConversionError(f"--out {out}: exists and is not empty; pass force=True (--force) or choose another folder")
+        raise Int8ConversionError(f"{arg('out_dir', out)}: exists and is not empty; pass "
+                                  f"{arg('force', True)} or choose another folder")
     if min_speedup is not None and not min_speedup > 0:
-        raise Int8ConversionError(f"--int8-min-speedup {min_speedup}: give a ratio above 0 (e.g. 1.25)")
-    check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
+        raise Int8ConversionError(f"{arg('min_speedup', min_speedup)}: give a ratio above 0 (e.g. 1.25)")
+    check_replaceable(out)  # force replaces a model dir or an empty folder, nothing else
     images, calib_meta = calibration_images(calibration, src.preset.image_size)
     calib_meta["used_for"] = ("sensitivity of the quantized blocks, the speed-up check" +
-                              (", activation ranges of the static QDQ convolutions" if options.convs == "qdq" else ""))
+                              (", activation ranges of the static QDQ convolutions" if options.convs == "qdq"
+                               else ""))
     with atomic_dir(out, replace=force) as work:
         feeds = encoder_feeds(src.file("preprocess"), images)
         enc_src, enc = src.file("encoder"), work / src.meta["files"]["encoder"]["name"]
-        for role in [r for r in ("preprocess", "matcher", "weights") if r in src.meta["files"]]:  # runtime-only: no weights
+        # runtime-only: no weights
+        for role in [r for r in ("preprocess", "matcher", "weights") if r in src.meta["files"]]:
             for f in src.role_files(role):
                 shutil.copy2(f, work / f.name)
         meta = json.loads(json.dumps(src.meta))
         meta.pop("validation", None)
         meta["precision"] = "int8"
         meta["weights_fingerprint"] = src.fingerprint
-        meta["int8"] = {"source_dir": str(src.path), "options": options.as_dict(), "why": options_reason(options),
-                        "fp32": ["matcher (rank prior order unchanged)", "preprocess", "LayerNorm, Softmax, attention products"],
+        meta["int8"] = {"source_dir": str(src.path), "options": options.as_dict(),
+                        "why": options_reason(options),
+                        "fp32": ["matcher (rank prior order unchanged)", "preprocess",
+                                 "LayerNorm, Softmax, attention products"],
                         "calibration": calib_meta, "io": "float32"}
         search = _Search(enc_src, enc, options, feeds, src, work, meta, check)
         search.start(exclude)
@@ -238,10 +249,11 @@ def convert_model_dir_int8(
         record = search.finish()
         if min_speedup is not None and record["speed"]["speedup"] < min_speedup:
             raise Int8ConversionError(
-                f"--int8-min-speedup {min_speedup:g}: the INT8 encoder is only {record['speed']['speedup']:.2f}x as fast "
-                f"as FP32 on this CPU ({record['speed']['fp32_ms']:.0f} -> {record['speed']['int8_ms']:.0f} ms, "
-                f"FP32 blocks: {len(record['fp32_blocks'])}); nothing written. Export FP32 (no --precision int8), "
-                "or lower --int8-min-speedup")
+                f"{arg('min_speedup', f'{min_speedup:g}')}: the INT8 encoder is only "
+                f"{record['speed']['speedup']:.2f}x as fast as FP32 on this CPU "
+                f"({record['speed']['fp32_ms']:.0f} -> {record['speed']['int8_ms']:.0f} ms, FP32 blocks: "
+                f"{len(record['fp32_blocks'])}); nothing written. Export FP32 (no "
+                f"{arg('precision', 'int8')}), or lower {arg('min_speedup')}")
     return ModelDir.open(out)
 
 
@@ -249,7 +261,8 @@ class _Search:
     """The mixed-precision search of one conversion: quantize with some blocks FP32, check, repeat."""
 
     def __init__(self, enc_src: Path, enc: Path, options: Int8Options, feeds: list[dict[str, np.ndarray]],
-                 src: ModelDir, work: Path, meta: dict[str, Any], check: Callable[[Path, Path], dict[str, Any]] | None):
+                 src: ModelDir, work: Path, meta: dict[str, Any],
+                 check: Callable[[Path, Path], dict[str, Any]] | None):
         self.enc_src, self.enc, self.options, self.feeds = enc_src, enc, options, feeds
         self.src, self.work, self.meta, self.check = src, work, meta, check
         self.kept: list[dict[str, Any]] = []  # blocks kept FP32, in the order they were chosen
@@ -272,11 +285,13 @@ class _Search:
         chosen, unmatched = mp.match_blocks(self.blocks, patterns)
         if unmatched:
             names = ", ".join(b.name for b in self.blocks[:6]) + (", ..." if len(self.blocks) > 6 else "")
-            raise Int8ConversionError(f"--int8-exclude {unmatched[0]!r}: matches no quantized block or MatMul of the "
-                                      f"encoder; blocks: {names} (fnmatch patterns, e.g. '*resblocks.3.*')")
+            raise Int8ConversionError(f"{arg('exclude', repr(unmatched[0]))}: matches no quantized block or "
+                                      f"MatMul of the encoder; blocks: {names} (fnmatch patterns, e.g. "
+                                      "'*resblocks.3.*')")
         if len(chosen) == len(self.blocks):
-            raise Int8ConversionError(f"--int8-exclude {' '.join(patterns)}: keeps every quantized block FP32, so "
-                                      "nothing would be INT8; export FP32 instead (no --precision int8)")
+            raise Int8ConversionError(f"{arg('exclude', ' '.join(patterns))}: keeps every quantized block "
+                                      "FP32, so nothing would be INT8; export FP32 instead (no "
+                                      f"{arg('precision', 'int8')})")
         self.kept = [{"block": b.name, "nodes": list(b.nodes), "why": "--int8-exclude"} for b in chosen]
         if chosen:
             self._quantize()
@@ -287,7 +302,8 @@ class _Search:
         before the last quantized block (refused by the caller)."""
         kept = {k["block"] for k in self.kept}
         remaining = [b for b in self.blocks if b.name not in kept]
-        self.sensitivity = mp.block_sensitivity(self.enc_src, self.enc, remaining, self.feeds[:mp.SENSITIVITY_IMAGES])
+        self.sensitivity = mp.block_sensitivity(self.enc_src, self.enc, remaining,
+                                                self.feeds[:mp.SENSITIVITY_IMAGES])
         order = sorted(remaining, key=lambda b: -self.sensitivity[b.name]["rel_error"])
         for block in order[:-1]:
             cost = self.sensitivity[block.name]
@@ -302,9 +318,10 @@ class _Search:
         first, last = self.steps[0], self.steps[-1]
         text = "the INT8 self-check failed: " + "; ".join(first["failures"])
         if len(self.steps) > 1:
-            text += (f"; with {len(self.kept)} of {len(self.blocks)} blocks kept in FP32 (most sensitive first) it "
-                     "still failed: " + "; ".join(last["failures"]))
-        return text + " (rule: icpd.export.pass_rule); nothing written. Export FP32 instead (no --precision int8)"
+            text += (f"; with {len(self.kept)} of {len(self.blocks)} blocks kept in FP32 (most sensitive "
+                     "first) it still failed: " + "; ".join(last["failures"]))
+        return (text + " (rule: icpd.export.pass_rule); nothing written. Export FP32 instead "
+                f"(no {arg('precision', 'int8')})")
 
     def finish(self) -> dict[str, Any]:
         """Time FP32 vs the final INT8 encoder, record everything in model.json; returns the record."""
@@ -313,8 +330,8 @@ class _Search:
             "matmuls": sum(len(b.nodes) for b in self.blocks), "matmuls_int8": n_int8,
             "blocks": len(self.blocks), "fp32_blocks": self.kept,
             "sensitivity": None if self.sensitivity is None else {
-                "method": "relative error each block's INT8 MatMuls add by themselves (ONNX Runtime kernels, node "
-                          "inputs of the INT8 graph, against X @ W in FP32), summed over "
+                "method": "relative error each block's INT8 MatMuls add by themselves (ONNX Runtime kernels, "
+                          "node inputs of the INT8 graph, against X @ W in FP32), summed over "
                           f"{min(len(self.feeds), mp.SENSITIVITY_IMAGES)} calibration images",
                 "blocks": self.sensitivity},
             "steps": self.steps,
@@ -327,7 +344,8 @@ class _Search:
     def _quantize(self) -> None:
         nodes = [n for k in self.kept for n in k["nodes"]]
         reader = CalibrationReader(self.feeds) if self.options.convs == "qdq" else None
-        self.meta["int8"]["encoder"] = quantize_encoder(self.enc_src, self.enc, self.options, reader, exclude=nodes)
+        self.meta["int8"]["encoder"] = quantize_encoder(self.enc_src, self.enc, self.options, reader,
+                                                        exclude=nodes)
         self.meta["fingerprint"] = int8_fingerprint(self.src.fingerprint, self.options, nodes)
         self.meta["files"] = describe_files(self.work, {role: self.src.meta["files"][role]["name"]
                                                         for role in self.src.meta["files"]})
@@ -342,7 +360,8 @@ class _Search:
         r = self.report
         enc = r.get("encoder") or {}
         self.steps.append({
-            "kept_fp32": added or ("--int8-exclude" if self.kept else "nothing"), "fp32_blocks": len(self.kept),
+            "kept_fp32": added or ("--int8-exclude" if self.kept else "nothing"),
+            "fp32_blocks": len(self.kept),
             "passed": self.passed, "failures": list(r.get("failures", [])),
             "min_encoder_cosine": min((s["cosine"] for s in enc.values()), default=None),
             "query_prior_max_abs": r.get("query_prior_max_abs"),

@@ -3,8 +3,9 @@
 A matcher exported with ``--rank-prior plugin`` holds one ``NdcgPrior`` node (domain ``icpd``)
 per rank prior, meant for the TensorRT plugin. ONNX Runtime has no kernel for it; this module
 gives it one through onnxruntime-extensions' Python custom ops (``onnx_op``), computing the
-node with ``icpd.model.rank_prior.ndcg_prior_reference`` (the PyTorch CPU reference of ``icpd::ndcg_prior``), so the
-plugin-form graph can be run and compared with the standard form on any machine.
+node with ``icpd.model.rank_prior.ndcg_prior_reference`` (the PyTorch CPU reference of
+``icpd::ndcg_prior``), so the plugin-form graph can be run and compared with the standard form on any
+machine.
 
     Predictor.load(plugin_model_dir, backend="ort")  # registers the op once per process
 
@@ -28,12 +29,13 @@ class OrtExtensionsUnavailableError(RuntimeError):
 
 
 def ndcg_prior_numpy(query: np.ndarray, support: np.ndarray, relevance: np.ndarray) -> np.ndarray:
-    """query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) -> (N, Nq) float32 via the op's CPU reference."""
+    """query (N, Nq, C), support (N, Ns, C), relevance (N, Ns) -> (N, Nq) float32 (the op's CPU reference)."""
     import torch
 
     from icpd.model.rank_prior import ndcg_prior_reference
 
-    q, s, r = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (query, support, relevance))
+    q, s, r = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+               for a in (query, support, relevance))
     with torch.no_grad():
         return ndcg_prior_reference(q, s, r).numpy().astype(np.float32, copy=False)
 
@@ -49,7 +51,8 @@ def register_ort_custom_op() -> str:
     except ImportError as err:
         raise OrtExtensionsUnavailableError(
             f"running the plugin-form matcher (NdcgPrior nodes) in ONNX Runtime needs onnxruntime-extensions "
-            f"({err}); pip install onnxruntime-extensions, or export with --rank-prior onnx"
+            f"({err}); pip install onnxruntime-extensions, or export the standard form instead "
+            "(`icpd export --rank-prior topk`)"
         ) from err
     if not _registered:
         f32 = PyCustomOpDef.dt_float

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from icpd.errors import ParamMessage, arg
+
 # The C++ plugin's creator (icpd/kernels/plugin/NdcgPriorPlugin.cpp): name, version, namespace.
 CPP_PLUGIN_CREATOR = ("NdcgPrior", "1", "icpd")
 
@@ -20,7 +22,7 @@ class TensorRTUnavailableError(RuntimeError):
     """TensorRT's Python package is missing or cannot load its libraries."""
 
 
-class PluginLibraryError(TensorRTUnavailableError):
+class PluginLibraryError(ParamMessage, TensorRTUnavailableError):
     """TensorRT could not load the C++ NdcgPrior plugin library (the message names it and the fix)."""
 
 
@@ -28,11 +30,11 @@ def import_tensorrt():
     """``import tensorrt``, or a :class:`TensorRTUnavailableError` that says what to do."""
     try:
         import tensorrt as trt
-    except (ImportError, OSError) as err:  # OSError: the bindings are there but libnvinfer/libnvonnxparser are not
+    except (ImportError, OSError) as err:  # OSError: bindings there but libnvinfer/libnvonnxparser are not
         raise TensorRTUnavailableError(
             f"TensorRT is not available here ({err}); install it on the target (pip install 'icpd[trt]' from "
-            "NVIDIA's index, or JetPack's python3-libnvinfer) and run this there. ONNX Runtime (--backend ort) "
-            "and PyTorch (--backend torch) work without it."
+            f"NVIDIA's index, or JetPack's python3-libnvinfer) and run this there. ONNX Runtime "
+            f"({arg('backend', 'ort')}) and PyTorch ({arg('backend', 'torch')}) work without it."
         ) from err
     return trt
 
@@ -52,9 +54,11 @@ def _creator_registered(registry: Any) -> bool:
     return False
 
 
-def load_plugin_library(trt: Any, registry: Any, path: str | os.PathLike[str], what: str = "--plugin-library") -> Any:
+def load_plugin_library(trt: Any, registry: Any, path: str | os.PathLike[str],
+                        what: str | None = None) -> Any:
     """``registry.load_library(path)``, checked: returns the library handle (``None`` when the plugin
-    was already registered in this process, e.g. by an earlier build).
+    was already registered in this process, e.g. by an earlier build). ``what``: where the path came
+    from (default: the parameter ``plugin_library``).
 
     ``IPluginRegistry::loadLibrary`` returns nullptr (``None`` in Python) when the library cannot be
     opened (missing, built for another architecture, unresolved libnvinfer symbols) or when one of
@@ -65,8 +69,9 @@ def load_plugin_library(trt: Any, registry: Any, path: str | os.PathLike[str], w
     """
     lib = Path(path)
     version = getattr(trt, "__version__", "unknown")
+    named = arg("plugin_library", lib) if what is None else f"{what} {lib}"
     if not lib.is_file():
-        raise PluginLibraryError(f"{what} {lib}: no such file; build it with icpd/kernels/plugin/CMakeLists.txt "
+        raise PluginLibraryError(f"{named}: no such file; build it with icpd/kernels/plugin/CMakeLists.txt "
                                  f"against this TensorRT ({version})")
     handle = registry.load_library(str(lib))
     if handle:
@@ -74,8 +79,8 @@ def load_plugin_library(trt: Any, registry: Any, path: str | os.PathLike[str], w
     if _creator_registered(registry):
         return None
     raise PluginLibraryError(
-        f"{what} {lib}: TensorRT {version} could not load this plugin library (load_library returned no handle). "
-        f"Rebuild it against TensorRT {version} with icpd/kernels/plugin/CMakeLists.txt (-DTENSORRT_ROOT=...), "
-        "check that `ldd` finds libnvinfer and the CUDA runtime it links, and that it was built for this "
-        "machine's architecture; TensorRT's log above may name the failing symbol"
+        f"{named}: TensorRT {version} could not load this plugin library (load_library returned no "
+        f"handle). Rebuild it against TensorRT {version} with icpd/kernels/plugin/CMakeLists.txt "
+        "(-DTENSORRT_ROOT=...), check that `ldd` finds libnvinfer and the CUDA runtime it links, and that "
+        "it was built for this machine's architecture; TensorRT's log above may name the failing symbol"
     )

@@ -46,6 +46,7 @@ import icpd
 from icpd.artifacts.engine_sidecar import PRECISIONS, EngineEnv, Sidecar, write_sidecar
 from icpd.artifacts.model_dir import ModelDir, file_sha256
 from icpd.config import RankPriorForm
+from icpd.errors import ParamError, ParamMessage, arg
 from icpd.io.atomic import atomic_dir, write_bytes_atomic
 from icpd.kernels.launch import MAX_SUPPORT
 from icpd.runtime.environment import current_env
@@ -53,11 +54,12 @@ from icpd.trt.check import TOPK_MAX_K  # TensorRT's limit on TopK's K
 
 ENGINE_ROLES = ("encoder", "matcher")
 DEFAULT_WORKSPACE = 4 << 30  # bytes
-MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (TensorRT 10.3 and 11.1 headers)
+MAX_WORKSPACE = (1 << 64) - 1  # bytes: setMemoryPoolLimit takes a size_t (more: a TypeError in its binding)
+MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (TensorRT 10.3, 11.1)
 TIMING_CACHE_NAME = "timing.cache"  # in the engine dir unless --timing-cache names another file
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(ParamMessage, RuntimeError):
     """The options do not fit the model, or TensorRT failed to parse or build."""
 
 
@@ -69,24 +71,25 @@ class BuildResult:
 
 
 def parse_profile(text: str, what: str) -> tuple[int, int, int]:
-    """``"1,2,8"`` -> (1, 2, 8); a single ``"4"`` means (4, 4, 4). Raises ValueError naming ``--what``."""
+    """``"1,2,8"`` -> (1, 2, 8); a single ``"4"`` means (4, 4, 4). Raises ParamError naming ``what``."""
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"--{what} {text!r}: give MIN,OPT,MAX as integers, e.g. 1,1,4") from None
+        raise ParamError(f"{arg(what, repr(text))}: give MIN,OPT,MAX as integers, e.g. 1,1,4") from None
     if len(values) == 1:
         values *= 3
     if len(values) != 3:
-        raise ValueError(f"--{what} {text!r}: give MIN,OPT,MAX (three integers), e.g. 1,1,4")
+        raise ParamError(f"{arg(what, repr(text))}: give MIN,OPT,MAX (three integers), e.g. 1,1,4")
     return check_profile(tuple(values), what)
 
 
 def check_profile(profile: tuple[int, ...], what: str, limit: int | None = None) -> tuple[int, int, int]:
     lo, opt, hi = profile
     if not 1 <= lo <= opt <= hi:
-        raise ValueError(f"--{what} {lo},{opt},{hi}: need 1 <= MIN <= OPT <= MAX")
+        raise ParamError(f"{arg(what, f'{lo},{opt},{hi}')}: need 1 <= MIN <= OPT <= MAX")
     if limit is not None and hi > limit:
-        raise ValueError(f"--{what} {lo},{opt},{hi}: MAX {hi} exceeds the exported graphs' limit of {limit}")
+        raise ParamError(f"{arg(what, f'{lo},{opt},{hi}')}: MAX {hi} exceeds the exported graphs' limit of "
+                         f"{limit}")
     return lo, opt, hi
 
 
@@ -99,32 +102,34 @@ def support_pixels(md: ModelDir) -> int:
 def check_rank_prior(md: ModelDir, rank_prior: str | None) -> str:
     """The model's rank-prior form (a RankPriorForm value), refusing a mismatch with ``rank_prior``
     or a support map TensorRT can't take. ``onnx`` (the old name, also in older model.json files) is topk."""
-    from icpd.export.rank_prior_onnx import parse_form
-
-    form = parse_form(md.meta.get("rank_prior", RankPriorForm.TOPK), f"{md.path / 'model.json'}: rank_prior")
-    if rank_prior is not None and parse_form(rank_prior) != form:
+    form = md.rank_prior
+    if rank_prior is not None and RankPriorForm.parse(rank_prior) != form:
         raise EngineBuildError(
-            f"--rank-prior {rank_prior}: the model dir {md.path} was exported with --rank-prior {form.value}; the form is "
-            f"fixed at export: export again with `icpd export --rank-prior {rank_prior}` or pass --rank-prior {form.value}"
+            f"{arg('rank_prior', rank_prior)}: the model dir {md.path} was exported with "
+            f"{arg('rank_prior', form.value)}; the form is fixed at export: export again with "
+            f"`icpd export --rank-prior {rank_prior}` or pass {arg('rank_prior', form.value)}"
         )
     ns = support_pixels(md)
     if form in (RankPriorForm.TOPK, RankPriorForm.SORT) and ns >= TOPK_MAX_K:
         raise EngineBuildError(
-            f"the {form.value} rank prior sorts {ns} support pixels with TopK, beyond TensorRT's limit K < {TOPK_MAX_K}; "
-            "export with `icpd export --rank-prior plugin` and build with the NdcgPrior plugin"
+            f"the {form.value} rank prior sorts {ns} support pixels with TopK, beyond TensorRT's limit "
+            f"K < {TOPK_MAX_K}; export with `icpd export --rank-prior plugin` and build with the NdcgPrior "
+            "plugin"
         )
     if form == RankPriorForm.PLUGIN and ns > MAX_SUPPORT:
         raise EngineBuildError(f"{ns} support pixels exceed the NdcgPrior plugin's limit of {MAX_SUPPORT}")
     return form.value
 
 
-def io_profiles(md: ModelDir, role: str, batch: tuple[int, int, int], shots: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], ...]]:
+def io_profiles(md: ModelDir, role: str, batch: tuple[int, int, int],
+                shots: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], ...]]:
     """Input name -> (min, opt, max) shapes from model.json's symbolic shapes ("batch", "shots")."""
     axes = {"batch": batch, "shots": shots}
     profiles = {}
     for name, spec in md.meta[role]["inputs"].items():
         dims = spec[:-1]  # the last entry is the dtype
-        profiles[name] = tuple(tuple(axes[d][i] if isinstance(d, str) else int(d) for d in dims) for i in range(3))
+        profiles[name] = tuple(tuple(axes[d][i] if isinstance(d, str) else int(d) for d in dims)
+                               for i in range(3))
     return profiles
 
 
@@ -133,7 +138,8 @@ def tensorrt_major(version: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _load_plugin(trt: Any, builder: Any, plugin_library: str | os.PathLike[str] | None, cache_dir: Path) -> str:
+def _load_plugin(trt: Any, builder: Any, plugin_library: str | os.PathLike[str] | None,
+                 cache_dir: Path) -> str:
     """Make ``icpd::NdcgPrior`` known to TensorRT; returns how ("library PATH" or "aot compute_XX")."""
     if plugin_library is not None:
         from icpd.kernels.tensorrt import PluginLibraryError, load_plugin_library
@@ -150,7 +156,8 @@ def _load_plugin(trt: Any, builder: Any, plugin_library: str | os.PathLike[str] 
     except (TensorRTUnavailableError, RuntimeError) as err:
         raise EngineBuildError(
             f"the model uses the NdcgPrior rank-prior plugin and it could not be registered ({err}). Pass "
-            "--plugin-library libicpd_ndcg_prior_plugin.so (C++ plugin), or export with --rank-prior sort"
+            f"{arg('plugin_library', 'libicpd_ndcg_prior_plugin.so')} (C++ plugin), or export with "
+            "`icpd export --rank-prior sort`"
         ) from err
     return f"aot {reg.ptx_arch}"
 
@@ -236,7 +243,8 @@ class TimingCache:
             cache = None
         if cache is None or not config.set_timing_cache(cache, False):
             if self.blob:
-                self.report(f"timing cache {self.path}: made on another GPU or TensorRT; starting a fresh one")
+                self.report(f"timing cache {self.path}: made on another GPU or TensorRT; "
+                            "starting a fresh one")
             self.blob = b""
             cache = config.create_timing_cache(b"")
             if cache is None or not config.set_timing_cache(cache, False):
@@ -290,7 +298,8 @@ def build_engine(trt: Any, onnx_path: Path, out_path: Path, profiles: dict[str, 
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError(f"TensorRT failed to build {out_path.name} from {onnx_path.name} (see its log above)")
+        raise EngineBuildError(f"TensorRT failed to build {out_path.name} from {onnx_path.name} "
+                               "(see its log above)")
     if timing is not None:
         timing.collect(config)
     write_bytes_atomic(out_path, bytes(serialized))
@@ -298,9 +307,21 @@ def build_engine(trt: Any, onnx_path: Path, out_path: Path, profiles: dict[str, 
 
 def check_opt_level(opt_level: int | None) -> int | None:
     if opt_level is not None and not 0 <= opt_level <= MAX_OPT_LEVEL:
-        raise ValueError(f"--opt-level {opt_level}: choose 0 (fastest build) to {MAX_OPT_LEVEL} (slowest, "
-                         "fastest engine); TensorRT's default is 3")
+        raise ParamError(f"{arg('opt_level', opt_level)}: choose 0 (fastest build) to {MAX_OPT_LEVEL} "
+                         "(slowest, fastest engine); TensorRT's default is 3")
     return opt_level
+
+
+def check_workspace(workspace: int) -> int:
+    """The builder's memory pool limit in bytes: a whole number from 1 to ``MAX_WORKSPACE`` (a size_t)."""
+    if isinstance(workspace, bool) or not isinstance(workspace, int):
+        raise ParamError(f"{arg('workspace', repr(workspace))}: not a whole number of bytes; pass an int, "
+                         f"e.g. 4 << 30 for 4 GiB")
+    if not 1 <= workspace <= MAX_WORKSPACE:
+        raise ParamError(f"{arg('workspace', workspace)} bytes ({workspace / (1 << 30):.4g} GiB): the "
+                         f"builder's memory limit must be from 1 to {MAX_WORKSPACE} bytes (TensorRT's "
+                         "size_t); pass a smaller one, e.g. 4 << 30 (4 GiB)")
+    return workspace
 
 
 def build_engines(
@@ -319,7 +340,7 @@ def build_engines(
     timing_cache: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
-    """Build ``encoder.engine`` and ``matcher.engine`` + ``engines.json`` into ``out_dir`` (see the module docstring).
+    """Build ``encoder.engine``, ``matcher.engine`` and ``engines.json`` into ``out_dir`` (module docstring).
 
     Args:
         opt_level: builder optimisation level 0-5 (None: TensorRT's default, 3).
@@ -328,32 +349,36 @@ def build_engines(
         progress: called with one line per build phase (TensorRT's ``IProgressMonitor``, where it exists).
 
     Raises:
-        ValueError: bad precision, profiles or opt level; EngineBuildError; TensorRTUnavailableError; ModelDirError.
+        ParamError (a ValueError): bad precision, profiles, workspace or opt level; EngineBuildError;
+        TensorRTUnavailableError; ModelDirError.
     """
     from icpd.export.onnx import MAX_BATCH, MAX_SHOTS
     from icpd.trt import import_tensorrt
 
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        raise ParamError(f"{arg('precision', repr(precision))}: choose one of {', '.join(PRECISIONS)}")
     batch = check_profile(tuple(batch), "batch", MAX_BATCH)
     shots = check_profile(tuple(shots), "shots", MAX_SHOTS)
-    options = BuildOptions(workspace, check_opt_level(opt_level), plugin_library, verbose)
+    options = BuildOptions(check_workspace(workspace), check_opt_level(opt_level), plugin_library, verbose)
     md = ModelDir.open(model_dir)
     form = check_rank_prior(md, rank_prior)
     from icpd.trt.check import TrtCompatibilityError, check_model_dir, installed_trt_version
 
-    report = check_model_dir(md.path, installed_trt_version())  # the static check, before any TensorRT parser error
+    # the static check, before any TensorRT parser error
+    report = check_model_dir(md.path, installed_trt_version())
     if not report.passed:
         raise TrtCompatibilityError(report)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
-        raise EngineBuildError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
+        raise EngineBuildError(f"{arg('out', out)}: exists and is not empty; pass {arg('force', True)} to "
+                               "replace it or choose another folder")
     trt = import_tensorrt()
     env: EngineEnv = current_env()
     t0 = time.perf_counter()
     onnx_fp16 = md.meta.get("precision") == "fp16"
     if precision == "fp32" and onnx_fp16:
-        raise EngineBuildError(f"--precision fp32 from the FP16 model dir {md.path}: build from the FP32 model dir")
+        raise EngineBuildError(f"{arg('precision', 'fp32')} from the FP16 model dir {md.path}: build from "
+                               "the FP32 model dir")
     cache_path = Path(timing_cache) if timing_cache else out / TIMING_CACHE_NAME
     timing = TimingCache(cache_path, progress)
     # Everything is written into a temporary folder next to ``out``, renamed to ``out`` only when the
@@ -377,7 +402,8 @@ def build_engines(
                          plugin=uses_plugin, cache_dir=cache, timing=timing, progress=progress)
             engines[role] = {"name": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
         sidecar = Sidecar(
-            env=env, precision=precision, rank_prior=form, batch=batch, shots=shots, model_fingerprint=md.fingerprint,
+            env=env, precision=precision, rank_prior=form, batch=batch, shots=shots,
+            model_fingerprint=md.fingerprint,
             engines=engines, strongly_typed=True, model_dir=str(md.path.resolve()),
             build_seconds=time.perf_counter() - t0, icpd_version=icpd.__version__, plugin=plugin_source,
             opt_level=options.opt_level,

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from icpd.apps.validate import check_int8_against_fp32
 from icpd.artifacts.model_dir import ModelDir
 from icpd.cli import app
+from icpd.commands.console import cli_text
 from icpd.export import pass_rule
 from icpd.export.calibration import SYNTHETIC_NOTE
 from icpd.export.mixed_precision import quantized_nodes_of, summary_line
@@ -146,7 +147,8 @@ def test_int8_that_passes_only_with_everything_fp32_is_refused(tiny_model_dir, t
     msg = str(err.value)
     assert msg.startswith("the INT8 self-check failed: feat_clip: cosine similarity 0.9")
     assert "< 0.9999999 (gross error guard); with 5 of 6 blocks kept in FP32 (most sensitive first) it still failed: feat_clip" in msg
-    assert msg.endswith("(rule: icpd.export.pass_rule); nothing written. Export FP32 instead (no --precision int8)")
+    assert msg.endswith("(rule: icpd.export.pass_rule); nothing written. Export FP32 instead (no precision=int8)")
+    assert cli_text(err.value).endswith("Export FP32 instead (no --precision int8)")
     assert not out.exists() and not list(tmp_path.glob(".never*"))
 
 
@@ -161,7 +163,7 @@ def test_user_excluded_blocks_stay_fp32_and_unknown_patterns_are_refused(tiny_mo
     assert len(nodes) == 3 and mixed["sensitivity"] is None  # no check given: no fallback
     quantized = quantized_nodes_of(onnx.load(str(md.file("encoder")), load_external_data=False))
     assert not set(nodes) & set(quantized) and len(quantized) == mixed["matmuls"] - 3
-    with pytest.raises(Int8ConversionError, match=r"--int8-exclude '\*resblock\.9\*': matches no quantized block or "
+    with pytest.raises(Int8ConversionError, match=r"^exclude='\*resblock\.9\*': matches no quantized block or "
                                                   r"MatMul of the encoder; blocks: node_matmul_1, cross_modal_visual"):
         convert_model_dir_int8(tiny_model_dir, tmp_path / "none", DEFAULT_OPTIONS, exclude=["*resblock.9*"])
     with pytest.raises(Int8ConversionError, match="keeps every quantized block FP32, so nothing would be INT8"):
@@ -172,12 +174,14 @@ def test_user_excluded_blocks_stay_fp32_and_unknown_patterns_are_refused(tiny_mo
 def test_min_speedup_refuses_an_int8_dir_that_no_longer_pays(tiny_model_dir, tmp_path):
     """No encoder is 1000x faster in INT8: the conversion says by how much it is, and writes nothing."""
     out = tmp_path / "slow"
-    with pytest.raises(Int8ConversionError, match=r"^--int8-min-speedup 1000: the INT8 encoder is only \d+\.\d\dx as fast "
+    with pytest.raises(Int8ConversionError, match=r"^min_speedup=1000: the INT8 encoder is only \d+\.\d\dx as fast "
                                                   r"as FP32 on this CPU \(\d+ -> \d+ ms, FP32 blocks: 0\); nothing written\. "
-                                                  r"Export FP32 \(no --precision int8\), or lower --int8-min-speedup$"):
+                                                  r"Export FP32 \(no precision=int8\), or lower min_speedup$") as err:
         convert_model_dir_int8(tiny_model_dir, out, DEFAULT_OPTIONS, min_speedup=1000)
+    assert err.value.param == "min_speedup"  # the CLI (icpd export) prints it as --int8-min-speedup
+    assert cli_text(err.value).endswith("Export FP32 (no --precision int8), or lower --int8-min-speedup")
     assert not out.exists() and not list(tmp_path.glob(".slow*"))
-    with pytest.raises(Int8ConversionError, match=r"--int8-min-speedup 0: give a ratio above 0"):
+    with pytest.raises(Int8ConversionError, match=r"^min_speedup=0: give a ratio above 0"):
         convert_model_dir_int8(tiny_model_dir, out, DEFAULT_OPTIONS, min_speedup=0)
     md = convert_model_dir_int8(tiny_model_dir, out, DEFAULT_OPTIONS, min_speedup=0.01)  # a bound it meets
     assert md.meta["int8"]["mixed_precision"]["speed"]["speedup"] >= 0.01
