@@ -194,7 +194,7 @@ class SceneOptions:
                 f"omit --tile for {model_size}")
         return self if self.tile is not None else replace(self, tile=model_size)
 
-    def validate(self, model_size: int) -> int:
+    def resolve_tile(self, model_size: int) -> int:
         """The tile side for a model of input ``model_size`` (:meth:`for_model`'s tile)."""
         tile = self.for_model(model_size).tile
         return model_size if tile is None else tile

@@ -18,8 +18,10 @@ from icpd.runtime.predictor import Predictor
 from icpd.runtime.support_encoding import prepare_support_arrays
 
 
-class PredictorEpisodePredictor:
-    """``predict_episodes(batch) -> (B, S, S) bool`` through any Predictor backend.
+class ExportedEpisodePredictor:
+    """An exported model (a :class:`Predictor` on torch, ort or trt) as an episode predictor:
+    ``predict_episodes(batch) -> (B, S, S) bool``; :class:`~icpd.training.evaluate.TorchEpisodePredictor`
+    is the eager model's counterpart.
 
     The batch holds normalised float images (``query`` (B,3,S,S), ``support_images``
     (B,K,3,S,S)), ``support_masks`` (B,K,S,S) and ``class_embeddings`` (B,15,D), as the data

@@ -92,9 +92,9 @@ def model_dir_predictor(model_dir: str | os.PathLike[str], backend: str, device:
                         engine_dir: str | os.PathLike[str] | None = None) -> EpisodePredictor:
     """An exported model (any ``Predictor`` backend: torch, ort, trt) as an episode predictor."""
     from icpd.runtime.predictor import Predictor
-    from icpd.training.episodes import PredictorEpisodePredictor
+    from icpd.training.episodes import ExportedEpisodePredictor
 
-    return PredictorEpisodePredictor(Predictor.load(model_dir, backend=backend, device=device, engine_dir=engine_dir))
+    return ExportedEpisodePredictor(Predictor.load(model_dir, backend=backend, device=device, engine_dir=engine_dir))
 
 
 @dataclass

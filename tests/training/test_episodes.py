@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from icpd.runtime.predictor import Predictor
-from icpd.training.episodes import PredictorEpisodePredictor
+from icpd.training.episodes import ExportedEpisodePredictor
 from tests.conftest import tiny_inputs
 
 
@@ -15,7 +15,7 @@ def test_ort_episodes_match_torch_network(tiny_model, tiny_model_dir):
     with torch.no_grad():
         ref = tiny_model(q, s, m, e).argmax(1) == 1
     for backend in ("ort", "torch"):
-        got = PredictorEpisodePredictor(Predictor.load(tiny_model_dir, backend=backend)).predict_episodes(batch)
+        got = ExportedEpisodePredictor(Predictor.load(tiny_model_dir, backend=backend)).predict_episodes(batch)
         assert got.shape == ref.shape and got.dtype == torch.bool
         assert (got == ref).float().mean() > 0.999, backend
 

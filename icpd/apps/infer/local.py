@@ -32,7 +32,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -125,7 +125,7 @@ def predict_scene(predictor: Predictor, pixels: np.ndarray, options: InferOption
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"predict_scene: expected (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
-    tile = options.validate(predictor.preset.image_size)
+    tile = options.resolve_tile(predictor.preset.image_size)
     height, width = pixels.shape[:2]
     n = len(predictor.class_names)
     tiles: list[Tile] = plan_tiles(height, width, tile, options.overlap)
@@ -164,7 +164,7 @@ def output_stems(inputs: Sequence[Path]) -> list[str]:
     return out
 
 
-def run_config(predictor: Predictor, options: InferOptions) -> dict[str, object]:
+def resume_key(predictor: Predictor, options: InferOptions) -> dict[str, object]:
     """What makes two runs' outputs the same (the manifest's resume key): options but the
     input listing, the model fingerprint, the support sets' contents."""
     opts = {k: v for k, v in asdict(options).items() if k != "recursive"}
@@ -270,7 +270,7 @@ def infer_paths(predictor: Predictor, inputs: CollectedInputs | Iterable[str | o
     check_writable(out)
     summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped, new_run_id())
     with OutLock(out, summary.run_id):
-        manifest = Manifest(out, summary.run_id, run_config(predictor, options))
+        manifest = Manifest(out, summary.run_id, resume_key(predictor, options))
         try:
             for path, stem in zip(listed.paths, output_stems(listed.paths)):
                 done = manifest.complete(path)
@@ -298,19 +298,21 @@ def resumed_result(entry: dict[str, object]) -> InputResult:
     return result
 
 
-def scene_result(result: InputResult, outputs: SceneOutputs, class_names: list[str]) -> None:
-    """Fill ``result``'s per-class statistics from a finished scene's outputs."""
+def scene_result(result: InputResult, outputs: SceneOutputs, class_names: list[str]) -> InputResult:
+    """``result`` with the per-class statistics of a finished scene's outputs (a new record;
+    ``result`` is left as it was)."""
     counts = outputs.stats.counts
     total = max(int(outputs.source.height) * int(outputs.source.width), 1)
-    result.pixels = {c: int(counts[i + 1]) for i, c in enumerate(class_names)}
+    pixels = {c: int(counts[i + 1]) for i, c in enumerate(class_names)}
     nodata = total - int(counts.sum())
     if nodata:
-        result.pixels["nodata"] = nodata
-    result.foreground = {c: float(counts[i + 1]) / total for i, c in enumerate(class_names)}
+        pixels["nodata"] = nodata
+    foreground = {c: float(counts[i + 1]) / total for i, c in enumerate(class_names)}
     area = pixel_area(outputs.geo)
-    if area is not None:
-        result.area = {c: float(counts[i + 1]) * area[0] for i, c in enumerate(class_names)}
-        result.area_unit = area[1]
+    if area is None:
+        return replace(result, pixels=pixels, foreground=foreground)
+    return replace(result, pixels=pixels, foreground=foreground, area_unit=area[1],
+                   area={c: float(counts[i + 1]) * area[0] for i, c in enumerate(class_names)})
 
 
 def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: InferOptions,
@@ -324,7 +326,7 @@ def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: 
         source, geo, notes = open_source(path, options.bands)
         try:
             result.height, result.width, result.notes = source.height, source.width, list(notes)
-            tile = options.validate(predictor.preset.image_size)
+            tile = options.resolve_tile(predictor.preset.image_size)
             result.tiles = len(plan_tiles(source.height, source.width, tile, options.overlap))
             result.notes += small_scene_notes(source.height, source.width, tile, predictor.preset.image_size)
             planned = getattr(progress, "scene_planned", None)
@@ -339,7 +341,7 @@ def _infer_one(predictor: Predictor, path: Path, out: Path, stem: str, options: 
             except BaseException:
                 sink.abort()
                 raise
-            scene_result(result, sink, predictor.class_names)
+            result = scene_result(result, sink, predictor.class_names)
             result.outputs = [str(p) for p in written]
         finally:
             close = getattr(source, "close", None)

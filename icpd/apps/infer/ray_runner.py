@@ -42,8 +42,8 @@ from icpd.apps.infer.local import (
     InferSummary,
     InputResult,
     output_stems,
+    resume_key,
     resumed_result,
-    run_config,
     scene_result,
     write_summary,
 )
@@ -259,7 +259,7 @@ def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], sup
     started = init_ray(address, actors)
     try:
         with OutLock(out, summary.run_id):
-            manifest = Manifest(out, summary.run_id, run_config(predictor, options))
+            manifest = Manifest(out, summary.run_id, resume_key(predictor, options))
             try:
                 # absolute paths: workers on other nodes (or a joined cluster's workers here) have their own cwd
                 engines = None if engine_dir is None else str(Path(engine_dir).resolve())
@@ -343,7 +343,7 @@ def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], l
                     scene.add(np.asarray(row["probs"]), pri)
                     if scene.done:
                         written = scene.sink.finish() if scene.sink is not None else []
-                        scene_result(scene.result, scene.sink, predictor.class_names)
+                        scene.result = scene_result(scene.result, scene.sink, predictor.class_names)
                         scene.result.outputs = [str(p) for p in written]
                         scene.result.seconds = round(time.perf_counter() - scene.start, 4)
                         manifest.record(scene.path, asdict(scene.result), written)

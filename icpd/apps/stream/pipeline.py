@@ -86,7 +86,7 @@ class StreamOptions:
             raise ValueError(f"--max-frames {self.max_frames}: must be >= 0")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
-        self.infer.validate(model_size)
+        self.infer.resolve_tile(model_size)
 
 
 @dataclass
@@ -287,7 +287,7 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
     """
     options.validate(predictor.preset.image_size)
     scene = options.infer
-    tile = scene.validate(predictor.preset.image_size)  # resolved once for the whole stream
+    tile = scene.resolve_tile(predictor.preset.image_size)  # resolved once for the whole stream
     if not predictor.class_names:
         raise ValueError("no support set: pass --support CLASS.support")
     sinks = StreamOutputs(out, (source.fps or 10.0) / options.every) if out is not None else None
