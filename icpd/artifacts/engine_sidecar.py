@@ -69,7 +69,7 @@ class Sidecar:
     model_dir: str = ""  # where the model dir was when the engines were built (informational)
     build_seconds: float = 0.0
     icpd_version: str = ""
-    plugin: str = ""  # "" (no plugin), "aot" (PTX embedded in the engine) or "library:/path/libicpd_ndcg_prior_plugin.so"
+    plugin: str = ""  # "" (no plugin), "aot" (PTX in the engine) or "library:/path/libicpd_ndcg_prior_plugin.so"
     opt_level: int | None = None  # builder optimisation level (None: TensorRT's default, 3)
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,17 +127,20 @@ def check_sidecar(sidecar: Sidecar, current: EngineEnv, model_fingerprint: str, 
     if env.tensorrt_version != current.tensorrt_version:
         problems.append(f"built with TensorRT {env.tensorrt_version}, running TensorRT {current.tensorrt_version}")
     if env.compute_capability != current.compute_capability:
-        problems.append(f"built for compute capability {env.compute_capability}, this GPU is {current.compute_capability}")
+        problems.append(f"built for compute capability {env.compute_capability}, "
+                        f"this GPU is {current.compute_capability}")
     if env.gpu_name != current.gpu_name:
         problems.append(f"built on {env.gpu_name!r}, running on {current.gpu_name!r} (engines are tuned per GPU model)")
     if sidecar.rank_prior == "plugin" and env.plugin_hash != current.plugin_hash:
         problems.append(f"built with rank-prior plugin sources {env.plugin_hash[:12]}..., installed sources are "
                         f"{current.plugin_hash[:12]}...")
     if sidecar.model_fingerprint != model_fingerprint:
-        problems.append(f"built from model {sidecar.model_fingerprint[:12]}..., the model dir holds {model_fingerprint[:12]}...")
+        problems.append(f"built from model {sidecar.model_fingerprint[:12]}..., "
+                        f"the model dir holds {model_fingerprint[:12]}...")
     if problems:
         hint = rebuild_hint or "icpd build --model MODEL_DIR --out ENGINE_DIR"
-        raise EngineMismatchError("the TensorRT engines do not match: " + "; ".join(problems) + f". Rebuild them: `{hint}`")
+        raise EngineMismatchError("the TensorRT engines do not match: " + "; ".join(problems)
+                                  + f". Rebuild them: `{hint}`")
 
 
 def check_profile(sidecar: Sidecar, batch: int, shots: int) -> None:

@@ -60,9 +60,11 @@ def check_format(meta: Any, fmt: ArtifactFormat, source: str | os.PathLike[str],
             icpd), older than it reads or not an integer (``fmt.fix``), or required keys missing.
     """
     if not isinstance(meta, Mapping):
-        raise error(f"{source}: not an icpd {fmt.what} (metadata is {type(meta).__name__}, not a JSON object); {fmt.fix}")
+        raise error(f"{source}: not an icpd {fmt.what} (metadata is {type(meta).__name__}, not a JSON object); "
+                    f"{fmt.fix}")
     if meta.get("format") != fmt.name:
-        raise error(f"{source}: not an icpd {fmt.what} (format {meta.get('format')!r}, expected {fmt.name!r}); {fmt.fix}")
+        raise error(f"{source}: not an icpd {fmt.what} (format {meta.get('format')!r}, expected {fmt.name!r}); "
+                    f"{fmt.fix}")
     raw = meta.get("format_version")
     try:
         version = int(raw)  # safetensors metadata holds strings: "1"
@@ -129,7 +131,8 @@ def check_fields(meta: Mapping[str, Any], schema: Mapping[str, Rule], source: st
         if key not in meta:
             raise error(f"{source}: {prefix}{key} is missing (incomplete or altered); {fix}")
         if not ok(meta[key]):
-            raise error(f"{source}: {prefix}{key} = {json.dumps(meta[key])[:80]} is not {what} (altered or corrupt); {fix}")
+            raise error(f"{source}: {prefix}{key} = {json.dumps(meta[key])[:80]} is not {what} "
+                        f"(altered or corrupt); {fix}")
 
 
 NUMBER: Rule = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), "a number"
@@ -138,7 +141,8 @@ BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
 
 def one_of(*values: Any) -> Rule:
     """Exactly one of ``values`` (strings: compared as strings, so 1 is not "1")."""
-    return (lambda v: any(type(v) is type(x) and v == x for x in values)), "one of " + ", ".join(json.dumps(x) for x in values)
+    return ((lambda v: any(type(v) is type(x) and v == x for x in values)),
+            "one of " + ", ".join(json.dumps(x) for x in values))
 
 
 def either(*rules: Rule) -> Rule:
@@ -218,5 +222,5 @@ def check_schema(value: Any, schema: Schema, source: str | os.PathLike[str], err
         if unknown and not schema.open:
             full = f"{path}.{unknown[0]}" if path else unknown[0]
             known = ", ".join(schema.fields)
-            raise error(f"{source}: unknown key {full} = {_show(value[unknown[0]])} (altered, or written by a newer icpd; "
-                        f"{where if path else 'the top level'} has {known}); remove it, or {fix}")
+            raise error(f"{source}: unknown key {full} = {_show(value[unknown[0]])} (altered, or written by a "
+                        f"newer icpd; {where if path else 'the top level'} has {known}); remove it, or {fix}")

@@ -53,7 +53,8 @@ _FORMAT = ArtifactFormat(MODEL_FORMAT, MODEL_FORMAT_VERSION, "model description"
                          min_version=2, required=("preset", "fingerprint", "files"))
 
 
-ROLES = ("preprocess", "encoder", "matcher", "weights")  # every model dir has these files (a runtime-only one: not weights)
+# every model dir has these files (a runtime-only one: not weights)
+ROLES = ("preprocess", "encoder", "matcher", "weights")
 RUNTIME_ROLES = ROLES[:3]  # what ONNX Runtime and TensorRT read
 SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 16, 1 << 16  # sample_sha256: 1 MiB read per file
 
@@ -221,7 +222,8 @@ def external_data_files(onnx_path: Path) -> list[str]:
         tensors = list(graph.initializer)
         for node in graph.node:
             for a in node.attribute:
-                tensors.extend([a.t, *a.tensors] if a.type in (onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS) else [])
+                if a.type in (onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS):
+                    tensors.extend([a.t, *a.tensors])
                 for g in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
                     walk(g)
         for t in tensors:
@@ -276,7 +278,8 @@ def write_runtime_only(src: str | os.PathLike[str], out: str | os.PathLike[str],
     md = ModelDir.open(src)
     out = Path(out)
     if not force and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelDirError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
+        raise ModelDirError(f"--out {out}: exists and is not empty; "
+                            "pass --force to replace it or choose another folder")
     check_replaceable(out)
     with atomic_dir(out, replace=force) as work:
         for role in RUNTIME_ROLES:

@@ -37,12 +37,15 @@ from icpd.config import Preset, RankPriorForm
 POSITIVE: Rule = (lambda v: NUMBER[0](v) and v > 0), "a number > 0"
 DIM: Rule = either(is_int(0), NON_EMPTY_STR)  # a size, or a dynamic axis's name ("batch", "shots")
 # a tensor: its dimensions, then its dtype ("batch", 3, 128, 128, "float32")
-TENSOR: Rule = ((lambda v: isinstance(v, list) and bool(v) and isinstance(v[-1], str) and all(DIM[0](d) for d in v[:-1])),
-                'a JSON list of dimensions (integers or axis names) ending with a dtype, e.g. ["batch", 3, 128, 128, "float32"]')
+TENSOR: Rule = ((lambda v: isinstance(v, list) and bool(v) and isinstance(v[-1], str)
+                 and all(DIM[0](d) for d in v[:-1])),
+                ('a JSON list of dimensions (integers or axis names) ending with a dtype, '
+                 'e.g. ["batch", 3, 128, 128, "float32"]'))
 
 _FILE = Obj({"name": FILE_NAME, "bytes": is_int(0), "sha256": SHA256, "sample_sha256": SHA256},
             optional=frozenset({"sample_sha256"}))
-FILE_ENTRY = Obj({**_FILE.fields, "external_data": ListOf(_FILE)}, optional=frozenset({"sample_sha256", "external_data"}))
+FILE_ENTRY = Obj({**_FILE.fields, "external_data": ListOf(_FILE)},
+                 optional=frozenset({"sample_sha256", "external_data"}))
 
 # Preset fields: the same names as icpd.config.Preset (a test keeps them equal); the ones with a
 # default may be absent, as Preset.from_dict fills them in.

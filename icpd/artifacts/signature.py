@@ -155,7 +155,9 @@ class MatcherSignature:
         """Positional inputs (:attr:`inputs` order) -> grouped (``MatcherGraph.forward``)."""
         n = len(self.levels)
         if len(inputs) != len(self.inputs):
-            raise ValueError(f"matcher: {len(inputs)} inputs; expected {len(self.inputs)} ({self.inputs[0]} .. {self.inputs[-1]})")
-        return MatcherInputs(query=list(inputs[:n]), features=list(inputs[n : 2 * n]), norms=list(inputs[2 * n : 3 * n]),
-                             masks=list(inputs[3 * n : 4 * n]), class_embeddings=inputs[4 * n],
+            raise ValueError(f"matcher: {len(inputs)} inputs; expected {len(self.inputs)} "
+                             f"({self.inputs[0]} .. {self.inputs[-1]})")
+        return MatcherInputs(query=list(inputs[:n]), features=list(inputs[n : 2 * n]),
+                             norms=list(inputs[2 * n : 3 * n]), masks=list(inputs[3 * n : 4 * n]),
+                             class_embeddings=inputs[4 * n],
                              raw_masks=inputs[4 * n + 1] if self.fusion else None)

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 SUPPORT_FORMAT = "icpd-support"
 SUPPORT_FORMAT_VERSION = 2  # 2: the content hash covers the metadata too
-_FORMAT = ArtifactFormat(SUPPORT_FORMAT, SUPPORT_FORMAT_VERSION, "support cache", "recreate it with `icpd cache-support`",
+_FORMAT = ArtifactFormat(SUPPORT_FORMAT, SUPPORT_FORMAT_VERSION, "support cache",
+                         "recreate it with `icpd cache-support`",
                          min_version=2, required=("fingerprint", "class_name", "shots", "content_hash"))
 _SCHEMA = {"fingerprint": SHA256, "class_name": NON_EMPTY_STR, "shots": is_int(1), "shapes": OBJECT,
            "dtype": ((lambda v: v == "float32"), '"float32"'), "created": STR, "icpd_version": STR,
@@ -49,7 +50,8 @@ _SCHEMA = {"fingerprint": SHA256, "class_name": NON_EMPTY_STR, "shots": is_int(1
 
 
 RESERVED_KEYS = frozenset(
-    {"format", "format_version", "fingerprint", "class_name", "shots", "shapes", "dtype", "created", "icpd_version", "content_hash"}
+    {"format", "format_version", "fingerprint", "class_name", "shots", "shapes", "dtype", "created", "icpd_version",
+     "content_hash"}
 )
 
 
@@ -157,7 +159,8 @@ class SupportSet:
                                     f"corrupt); {_FORMAT.fix}")
         shapes = {k: list(v.shape) for k, v in tensors.items()}
         if meta["shapes"] != shapes:  # a writer bug rather than an edit (the hash covers both), but never load it
-            raise SupportCacheError(f"{source}: tensor shapes {shapes} differ from its metadata {meta['shapes']}; {_FORMAT.fix}")
+            raise SupportCacheError(f"{source}: tensor shapes {shapes} differ from its metadata {meta['shapes']}; "
+                                    f"{_FORMAT.fix}")
         if fingerprint is not None and meta.get("fingerprint") != fingerprint:
             raise SupportCacheError(
                 f"support cache {path} was made with model {str(meta.get('fingerprint'))[:12]}..., not this model "
@@ -194,11 +197,13 @@ def check_inputs(support: SupportSet, signature: MatcherSignature) -> None:
     missing = signature.missing_support(support.tensors)
     if missing:
         more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-        raise SupportCacheError(f"support set {support.class_name!r} lacks the matcher inputs {', '.join(missing[:4])}{more}; "
+        raise SupportCacheError(f"support set {support.class_name!r} lacks the matcher inputs "
+                                f"{', '.join(missing[:4])}{more}; "
                                 "recreate it with `icpd cache-support` for this model")
     axes = signature.dynamic_axes("batch", "shots")[len(signature.levels):]
     wrong = [n for n, dyn in zip(signature.support_inputs, axes)
              if dyn and np.shape(support.tensors[n])[:1] != (support.shots,)]
     if wrong:
-        raise SupportCacheError(f"support set {support.class_name!r}: {wrong[0]} has shape {np.shape(support.tensors[wrong[0]])}, "
+        raise SupportCacheError(f"support set {support.class_name!r}: {wrong[0]} has shape "
+                                f"{np.shape(support.tensors[wrong[0]])}, "
                                 f"not {support.shots} shots first; recreate it with `icpd cache-support`")
