@@ -122,7 +122,8 @@ class Plan:
                f"  time: {times}",
                f"  peak memory: {f.peak_rss_bytes / GIB:.1f} GiB RSS"]
         if not self.exports:
-            out.append("  disk: nothing written (--model: the model dir is timed as is; the times above include an export)")
+            out.append("  disk: nothing written (--model: the model dir is timed as is; "
+                       "the times above include an export)")
         elif self.existing:
             listed = ", ".join(p.name for p in self.existing[:2])
             out.append(f"  disk: an earlier export is in {self.cache_dir} ({listed}); reused when its weights and "
@@ -158,7 +159,8 @@ def plan_run(preset: str | None, quick: bool, model_dir: Path | None, checkpoint
     if model_dir is not None and preset is None:
         name = _model_dir_preset(Path(model_dir)) or "of the model dir"
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    existing = tuple(sorted(p for p in cache.glob(f"{name}-*") if (p / "model.json").is_file())) if cache.is_dir() else ()
+    existing = (tuple(sorted(p for p in cache.glob(f"{name}-*") if (p / "model.json").is_file()))
+                if cache.is_dir() else ())
     _, free = _free_bytes(cache)
     return Plan(preset=name, quick=quick, figures=MEASURED.get((name, quick)), cache_dir=cache,
                 exports=model_dir is None, existing=tuple(p for p in existing if not p.name.endswith("-int8")),

@@ -125,7 +125,8 @@ def compare(
     if short and not allow_ratio_only:
         raise TooFewSamples(alpha, short)
     pairs = [
-        Pair(key, is_regression(base[key], cand[key], max_slowdown, alpha, seed=seed, allow_ratio_only=allow_ratio_only))
+        Pair(key, is_regression(base[key], cand[key], max_slowdown, alpha, seed=seed,
+                                allow_ratio_only=allow_ratio_only))
         for key in common
     ]
     return CompareResult(
@@ -215,9 +216,11 @@ def render_table(result: CompareResult) -> RenderableType:
         v = pair.verdict
         word = _STATUS_WORDS[v.status] + (" (ratio)" if v.ratio_only else "")
         cells = [("  " if grp else "") + name, _ms(v.baseline_median), _ms(v.candidate_median), f"{v.ratio:.3f}",
-                 f"{v.ci_low:.2f}-{v.ci_high:.2f}", f"{v.p_value:.2g}", *([f"{v.n_baseline}/{v.n_candidate}"] if n_col else [])]
+                 f"{v.ci_low:.2f}-{v.ci_high:.2f}", f"{v.p_value:.2g}",
+                 *([f"{v.n_baseline}/{v.n_candidate}"] if n_col else [])]
         rows.append((grp, cells, Text(word, style=_STATUS_STYLE[v.status])))
-    unmatched = [("baseline only", k) for k in result.only_baseline] + [("candidate only", k) for k in result.only_candidate]
+    unmatched = ([("baseline only", k) for k in result.only_baseline]
+                 + [("candidate only", k) for k in result.only_candidate])
     for (side, _), (grp, name) in zip(unmatched, names[len(result.pairs):]):
         rows.append((grp, [("  " if grp else "") + name] + [""] * (len(headers) - 2), Text(side, style="dim")))
     widths = [max(len(h), *(len(cells[i]) for _, cells, _ in rows)) + (i == 0) for i, h in enumerate(headers[:-1])]
@@ -358,7 +361,8 @@ def _short(values: set[str], limit: int = 3) -> str:
 
 def incomparable(baseline_doc: Mapping[str, Any], candidate_doc: Mapping[str, Any]) -> list[str]:
     """Why the two documents should not be compared (empty: they may be): another preset, other
-    scenarios, or another machine (CPU model and INT8 features, usable cores, GPUs, Jetson power mode). One line each."""
+    scenarios, or another machine (CPU model and INT8 features, usable cores, GPUs, Jetson power
+    mode). One line each."""
     problems = []
     presets = [(d.get("model") or {}).get("preset") for d in (baseline_doc, candidate_doc)]
     if None not in presets and presets[0] != presets[1]:
@@ -387,7 +391,8 @@ def verdict_line(result: CompareResult, limit: int = 5) -> str:
         loud = (f"; RATIO ONLY for {len(ratio_only)} of {len(result.pairs)} result(s): {n1}/{n2} samples cannot reach "
                 f"p < {result.alpha}, {min_rounds(result.alpha)} per side can (--allow-ratio-only)")
     if not regs:
-        what = "no regression beyond the tolerance" if len(ratio_only) == len(result.pairs) else "no significant regression"
+        what = ("no regression beyond the tolerance" if len(ratio_only) == len(result.pairs)
+                else "no significant regression")
         return what + loud
     names = [f"{p.key.label} (x{p.verdict.ratio:.2f}{', ratio only' if p.verdict.ratio_only else ''})"
              for p in regs[:limit]]

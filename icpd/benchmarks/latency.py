@@ -142,7 +142,8 @@ class Scenario:
 def plan_scenarios(shots: tuple[int, ...], batches: tuple[int, ...], classes: int) -> list[Scenario]:
     """The scenario list. Cached 1-shot is always there when the classes or batch scenario is: it
     is what their ratios compare with."""
-    out = [Scenario("uncached", 1, k, 1, f"full episode, no cache (the authors' way): {k} support(s) + query encoded per call")
+    out = [Scenario("uncached", 1, k, 1,
+                    f"full episode, no cache (the authors' way): {k} support(s) + query encoded per call")
            for k in shots]
     baseline = {1} if classes > 1 or any(b > 1 for b in batches) else set()
     out += [Scenario("cached", 1, k, 1, f"cached {k}-shot support: query only") for k in sorted({*shots, *baseline})]
@@ -208,7 +209,8 @@ class BenchConfig:
     threads: int | None = None  # CPU threads per backend (None: the backend's default)
     seed: int = 0  # synthetic inputs
     rounds: int = 5  # > 0: a backend's scenarios interleaved, this many rounds (measure_rounds); 0: one after the other
-    precisions: tuple[str, ...] = ()  # e.g. ("fp32", "int8"): timed side by side (icpd.benchmarks.precision); (): the model's own
+    # e.g. ("fp32", "int8"): timed side by side (icpd.benchmarks.precision); (): the model's own
+    precisions: tuple[str, ...] = ()
 
     def timing(self) -> TimingConfig:
         duration = self.duration_s if self.duration_s is not None else (0.3 if self.quick else 4.0)
@@ -248,7 +250,8 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
         predictors = {}
         for prec, info in models.items():
             step(f"{spec.name}: loading {info.path.name} ({prec})")
-            predictors[prec] = Predictor.load(info.path, backend=spec.backend, device=spec.device, threads=config.threads)
+            predictors[prec] = Predictor.load(info.path, backend=spec.backend, device=spec.device,
+                                              threads=config.threads)
             done += 1
         hooks = _device_hooks(spec)
         plan = [(prec, sc) for prec in predictors for sc in scenarios]
@@ -260,7 +263,8 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
             fns = [_scenario_step(predictors[prec], sc, t, config.seed) for (prec, sc), t in zip(plan, timers)]
 
             def progress(r: int, n: int, spec: BackendSpec = spec, what: str = what) -> None:
-                step(f"{spec.name}: {what} interleaved, round {r}/{n}")  # a line per round: never minutes without a word
+                # a line per round: never minutes without a word
+                step(f"{spec.name}: {what} interleaved, round {r}/{n}")
 
             rounds = measure_rounds(fns, config.rounds, warmup_s=timing.warmup_s, stages=timers,
                                     sync=hooks.get("sync"), seed=config.seed, on_round=progress)
@@ -277,7 +281,8 @@ def run_benchmark(config: BenchConfig, on_step: OnStep | None = None) -> dict[st
         for prec, sc, timed, scoped in timed_all:
             entries = results_from_timing(timed, scenario=sc.name, backend=spec.name, precision=prec,
                                           batch=sc.batch, shots=sc.shots, classes=sc.classes,
-                                          description=sc.description, peak_rss_scope="scenario" if scoped else "process")
+                                          description=sc.description,
+                                          peak_rss_scope="scenario" if scoped else "process")
             results += entries
             e2e = Summary.from_dict(entries[-1]["summary"])
             if (warning := high_variance(e2e)) is not None:

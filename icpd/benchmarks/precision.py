@@ -34,7 +34,8 @@ def parse_precisions(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
     items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     bad = [t for t in items if t not in PRECISIONS]
     if bad:
-        raise ValueError(f"--precision {','.join(items)}: unknown {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
+        raise ValueError(f"--precision {','.join(items)}: unknown {', '.join(bad)}; "
+                         f"choose from {', '.join(PRECISIONS)}")
     if len(set(items)) != len(items):
         raise ValueError(f"--precision {','.join(items)}: a precision is listed twice")
     return tuple(items)

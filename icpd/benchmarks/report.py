@@ -56,7 +56,9 @@ def _rows(doc: Mapping[str, Any]) -> list[list[str]]:
 
 def _ms(value: float) -> str:
     """Milliseconds in at most 6 characters with 3-4 significant digits (0.123, 12.35, 1234)."""
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
 
 
 def _compact_rows(doc: Mapping[str, Any]) -> list[tuple[list[str], bool]]:

@@ -334,7 +334,8 @@ def is_regression(
     if not reachable:
         status = Status.REGRESSION if ratio > factor else Status.IMPROVED if ratio < 1.0 / factor else Status.UNCHANGED
         reason = (
-            f"{change} (tolerance {max_slowdown:.0%}), judged by the ratio alone: {base.size}/{cand.size} samples cannot reach p < {alpha} (smallest p "
+            f"{change} (tolerance {max_slowdown:.0%}), judged by the ratio alone: "
+            f"{base.size}/{cand.size} samples cannot reach p < {alpha} (smallest p "
             f"{smallest_p_value(base.size, cand.size):.3g}; {min_rounds(alpha)} a side can)"
         )
     elif ratio > factor and p_slower < alpha:

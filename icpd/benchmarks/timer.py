@@ -249,8 +249,8 @@ def measure_rounds(
         stage_samples = timer.samples_ms if timer is not None else {}
         stage_samples[END_TO_END] = list(samples[i])
         out.append(TimingResult(samples_ms=samples[i], stage_samples_ms=stage_samples, warmup_iters=warm[i][0],
-                                warmup_s=(warm[i][1] - warm[i][2]) / 1e9, measure_s=sum(samples[i]) / 1e3, stop_reason="rounds",
-                                peak_rss_bytes=peak_rss_bytes()))
+                                warmup_s=(warm[i][1] - warm[i][2]) / 1e9, measure_s=sum(samples[i]) / 1e3,
+                                stop_reason="rounds", peak_rss_bytes=peak_rss_bytes()))
     return out
 
 
