@@ -167,7 +167,8 @@ def read_class_mask(path: str | os.PathLike[str], class_id: int, like: Raster | 
                          "Save it as an 8- or 16-bit single-channel PNG.")
     mask = (arr == class_id).astype(np.uint8)
     if not mask.any():
-        is_jpeg = " JPEG compression alters class ids: save label maps as PNG." if path.suffix.lower() in (".jpg", ".jpeg") else ""
+        is_jpeg = (" JPEG compression alters class ids: save label maps as PNG."
+                   if path.suffix.lower() in (".jpg", ".jpeg") else "")
         raise ImageError(
             f"label {path}: class id {class_id} does not occur; the ids present are "
             f"{_format_values(np.unique(arr))}. Check --class-id (the pixel value of the class in this file).{is_jpeg}"

@@ -37,7 +37,8 @@ from icpd.io.layout import (
 )
 
 
-def _rasterio_tiff(rasterio: ModuleType, path: Path | io.BytesIO, colours: bool) -> tuple[np.ndarray, Layout, GeoInfo | None, list[str]]:
+def _rasterio_tiff(rasterio: ModuleType, path: Path | io.BytesIO, colours: bool
+                   ) -> tuple[np.ndarray, Layout, GeoInfo | None, list[str]]:
     """Pixels (H, W, bands) in file order (palette colours looked up if ``colours``), layout and
     georeferencing, read by rasterio."""
     with warnings.catch_warnings():

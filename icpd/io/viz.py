@@ -9,7 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["LEGEND_MAX_FRACTION", "OVERLAY_PALETTE", "PALETTE", "colorize_labels", "colour_hex", "heatmap", "overlay", "overlay_palette", "voc_palette"]
+__all__ = ["LEGEND_MAX_FRACTION", "OVERLAY_PALETTE", "PALETTE", "colorize_labels", "colour_hex", "heatmap", "overlay",
+           "overlay_palette", "voc_palette"]
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
