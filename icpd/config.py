@@ -15,6 +15,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from icpd.errors import ParamError, arg
+
 
 class Backend(str, Enum):
     """Where a Predictor runs the exported model (``--backend``)."""
@@ -33,16 +35,50 @@ class Precision(str, Enum):
 
 
 class RankPriorForm(str, Enum):
-    """How the rank (NDCG) prior is written into the matcher graph (``--rank-prior``)."""
+    """How the rank (NDCG) prior is written into the matcher graph (``--rank-prior``).
+
+    Code inside icpd passes members; text from outside (an option, a model.json, a caller's
+    string) goes through :meth:`parse`, the one place that knows the old names.
+    """
 
     TOPK = "topk"  # standard ONNX, partial sort with a data-dependent k: fastest on ONNX Runtime CPU
-    SORT = "sort"  # standard ONNX with static shapes only (full sort): buildable by TensorRT without a plugin
+    SORT = "sort"  # standard ONNX with static shapes only (full sort): TensorRT without a plugin
     PLUGIN = "plugin"  # one NdcgPrior node per level: the CUDA kernel inside TensorRT
 
     @classmethod
-    def _missing_(cls, value: object) -> RankPriorForm | None:
-        # "onnx" is the old name of topk (model.json files and `--rank-prior onnx` in users' scripts)
-        return cls.TOPK if value == "onnx" else None
+    def parse(cls, value: object, param: str = "rank_prior") -> RankPriorForm:
+        """``value`` as a form: a member, its value, or an old name in :data:`RANK_PRIOR_OLD_NAMES`
+        (exact spelling, as model.json files and ``--rank-prior`` carry them).
+
+        Raises:
+            ParamError: anything else, about ``param``; the message lists every valid name
+                (``rank_prior='scan': choose one of topk, sort, plugin (onnx is the old name of topk)``).
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            if value in RANK_PRIOR_OLD_NAMES:
+                return RANK_PRIOR_OLD_NAMES[value]
+            if value in cls._value2member_map_:
+                return cls(value)
+        raise ParamError(f"{arg(param, repr(value))}: choose one of {cls.choices()}")
+
+    @classmethod
+    def choices(cls) -> str:
+        """``"topk, sort, plugin (onnx is the old name of topk)"``: the valid names, for messages."""
+        old = ", ".join(f"{name} is the old name of {form.value}" for name, form in RANK_PRIOR_OLD_NAMES.items())
+        return ", ".join(f.value for f in cls) + (f" ({old})" if old else "")
+
+    @classmethod
+    def spellings(cls) -> tuple[str, ...]:
+        """Every string :meth:`parse` accepts: the values, then the old names."""
+        return (*(f.value for f in cls), *RANK_PRIOR_OLD_NAMES)
+
+
+# Old names of rank-prior forms, read from files and scripts written before the rename: model.json
+# files exported by icpd before the rename say "rank_prior": "onnx" (tests/trt/test_build_checks.py
+# keeps one building), and users' scripts pass `--rank-prior onnx`.
+RANK_PRIOR_OLD_NAMES: dict[str, RankPriorForm] = {"onnx": RankPriorForm.TOPK}
 
 
 # Per-channel statistics of the remote-sensing training imagery the authors normalise with.

@@ -150,7 +150,7 @@ def torch_paper(out: str) -> None:
         ref = MatcherGraph(model, all_outputs=True, rank="eager")(*args)
     res: dict = {"model_build_and_cpu_s": round(time.perf_counter() - t0, 1)}
     model = model.cuda()
-    graph = MatcherGraph(model, all_outputs=True, rank="features")
+    graph = MatcherGraph(model, all_outputs=True, rank="plugin")  # icpd::ndcg_prior: the CUDA kernel
     q_cuda, args_cuda = query.cuda(), [a.cuda() for a in args]
 
     def run():

@@ -26,7 +26,8 @@ CASES = [
     (["infer", "x", *M, "--batch", "0"], "error: --batch: must be >= 1 (got 0); pass a value >= 1"),
     (["infer", "x", *M, "--tile", "abc"], "error: --tile: not a whole number (got abc); pass an integer >= 1"),
     (["infer", "x", *M, "--backend", "tpu"],
-     "error: --backend: not one of the choices (got tpu); choose one of torch, ort, trt"),
+     ("error: --backend: not one of the choices (got tpu); choose one of torch, ort, trt (onnxruntime is ort, "
+      "tensorrt is trt)")),
     (["infer", "x", "-s", "s.support", "-o", "out"],
      "error: --model: required option missing (got nothing); give --model PATH (`icpd infer --help` lists them)"),
     (["infer", "x", *M, "--zzzz"],
@@ -48,7 +49,8 @@ CASES = [
      "error: BASELINE: required argument missing (got nothing); give BASELINE (`icpd bench compare --help` lists them)"),
     (["bench", "compare", "a.json", "--zzzz"],
      "error: --zzzz: no such option of icpd bench compare; `icpd bench compare --help` lists them"),
-    (["export", "--rank-prior", "zz"], "error: --rank-prior: 'zz': choose one of topk, sort, plugin (onnx = topk)"),
+    (["export", "--rank-prior", "zz"], ("error: --rank-prior: not one of the choices (got zz); choose one of topk, sort, plugin (onnx is the "
+                                      "old name of topk)")),
     (["info", "extra"], ("error: unexpected extra argument(s) (got extra); remove them, or quote a value that "
                          "holds spaces (`icpd info --help` lists them)")),
     (["segment"], "error: segment: no such command of icpd; `icpd --help` lists the commands"),

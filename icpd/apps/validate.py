@@ -30,14 +30,17 @@ from typing import Any
 import numpy as np
 
 from icpd.artifacts.model_dir import ModelDir
-from icpd.config import Backend, Precision
+from icpd.config import Precision
 from icpd.export.validate import TOLERANCES, Comparison, Episode, ErrorStats, seeded_episodes
 from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names
 from icpd.io.atomic import write_text_atomic
+from icpd.runtime.backends.registry import choices as backend_choices
+from icpd.runtime.backends.registry import names as backend_names
+from icpd.runtime.backends.registry import resolve as resolve_backend
 
 # minimum mean foreground IoU vs the FP32 reference, per precision (part of the pass rule)
 IOU_RULE = {p.value: t.min_mean_iou for p, t in TOLERANCES.items()}
-BACKEND_NAMES = tuple(b.value for b in Backend)
+BACKEND_NAMES = backend_names()  # the registry's: torch, ort, trt
 
 
 def run_episode(backend: Any, model_dir: ModelDir, episode: Episode) -> dict[str, np.ndarray]:
@@ -144,8 +147,6 @@ def make_backend(model_dir: ModelDir, name: str, device: str = "cpu", engine_dir
     """The backend object ``Predictor.load`` makes for ``name`` (torch, ort, trt)."""
     from icpd.runtime.predictor import Predictor
 
-    if name not in BACKEND_NAMES:
-        raise ValueError(f"--backends: unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return Predictor.load(model_dir.path, backend=name, device=device, threads=threads, engine_dir=engine_dir).backend
 
 
@@ -162,9 +163,13 @@ def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] 
         EngineMismatchError.
     """
     md = ModelDir.open(model_dir, verify=True)
-    unknown = [b for b in backends if b not in BACKEND_NAMES]
-    if unknown or not backends:
-        raise ValueError(f"--backends {','.join(backends)}: choose from {', '.join(BACKEND_NAMES)}")
+    try:
+        resolved = tuple(resolve_backend(b).value for b in backends)  # aliases (onnxruntime) as their names
+    except ValueError:
+        resolved = ()
+    if not resolved:
+        raise ValueError(f"--backends {','.join(backends)}: choose from {backend_choices()}")
+    backends = resolved
     if "trt" in backends:
         from icpd.trt import import_tensorrt
 

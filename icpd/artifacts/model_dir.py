@@ -43,7 +43,7 @@ from typing import Any
 import icpd
 from icpd.artifacts.formats import ArtifactFormat, read_json
 from icpd.artifacts.model_schema import check_model_meta
-from icpd.config import Preset
+from icpd.config import Preset, RankPriorForm
 from icpd.io.atomic import write_text_atomic
 
 MODEL_FORMAT = "icpd-model"
@@ -100,6 +100,12 @@ class ModelDir:
     @property
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
+
+    @property
+    def rank_prior(self) -> RankPriorForm:
+        """The form the matcher's rank prior was exported in (model.json ``rank_prior``, old names read
+        by :meth:`RankPriorForm.parse`; topk when absent)."""
+        return RankPriorForm.parse(self.meta.get("rank_prior", RankPriorForm.TOPK))
 
     @property
     def runtime_only(self) -> bool:

@@ -83,7 +83,7 @@ MODEL_SCHEMA = Obj(
         "image_size": is_int(32),
         "opset": is_int(1),
         "graph_version": is_int(1),
-        "rank_prior": one_of(*(f.value for f in RankPriorForm), "onnx"),  # "onnx": the old name of topk
+        "rank_prior": one_of(*RankPriorForm.spellings()),  # the forms and their old names (onnx)
         "precision": one_of("fp32", "fp16", "int8"),
         "source": STR,
         "preprocess": _IO,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
+from icpd.runtime.backends import registry
 
 __all__ = ["BACKENDS", "BackendSpec", "ModelInfo", "available_backends", "default_cache_dir", "model_info",
            "parse_backends"]
@@ -22,53 +23,43 @@ class BackendSpec:
     device: str  # "cpu" or "cuda"
 
 
-BACKENDS = {
-    "ort-cpu": BackendSpec("ort-cpu", "ort", "cpu"),
-    "torch-cpu": BackendSpec("torch-cpu", "torch", "cpu"),
-    "ort-cuda": BackendSpec("ort-cuda", "ort", "cuda"),
-    "torch-cuda": BackendSpec("torch-cuda", "torch", "cuda"),
-    "trt": BackendSpec("trt", "trt", "cuda"),
+def _label(backend: str, device: str, devices: tuple[str, ...]) -> str:
+    """``ort-cpu``; a backend with one device kind is its name alone (``trt``)."""
+    return backend if len(devices) == 1 else f"{backend}-{device}"
+
+
+# Every (backend, device) the registry declares, CPU ones first: torch-cpu, ort-cpu, torch-cuda, ort-cuda, trt.
+BACKENDS: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (BackendSpec(_label(b.name, d, b.devices), b.name, d)
+                 for d in ("cpu", "cuda") for b in registry.BACKENDS.values() if d in b.devices)
 }
-_ALIASES = {"ort": "ort-cpu", "onnxruntime": "ort-cpu", "torch": "torch-cpu", "tensorrt": "trt"}
 
 
 def available_backends() -> list[str]:
-    """Backends that can run here: CPU ones always, CUDA ones only with a device and the libraries."""
-    import importlib.util
-
-    has_ort = importlib.util.find_spec("onnxruntime") is not None
-    has_torch = importlib.util.find_spec("torch") is not None  # absent in a runtime-only install
-    names = ["ort-cpu"] if has_ort else []
-    if has_torch:
-        names.append("torch-cpu")
-    if has_ort:
-        import onnxruntime
-
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            names.append("ort-cuda")
-    if not has_torch:
-        return names
-    import torch
-
-    if torch.cuda.is_available():
-        names.append("torch-cuda")
-        if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("icpd.runtime.backends.trt"):
-            names.append("trt")
-    return names
+    """The labels of :data:`BACKENDS` that can run here (:func:`registry.usable_devices`: installed, and
+    for CUDA a GPU its library sees)."""
+    usable = {name: registry.usable_devices(name) for name in registry.names()}
+    return [label for label, spec in BACKENDS.items() if spec.device in usable[spec.backend]]
 
 
 def parse_backends(names: str | list[str] | tuple[str, ...] | None) -> list[BackendSpec]:
-    """``"auto"``/None: every available backend; else comma-separated names (``ort`` == ``ort-cpu``)."""
+    """``"auto"``/None: every available backend; else comma-separated labels or backend names and
+    aliases (``ort`` == ``onnxruntime`` == ``ort-cpu``: a name alone is its first device)."""
     if names is None or names == "auto" or names == ["auto"]:
         names = available_backends()
     elif isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     specs = []
     for name in names:
-        key = _ALIASES.get(name, name)
-        if key not in BACKENDS:
-            raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
-        specs.append(BACKENDS[key])
+        if name not in BACKENDS:
+            try:
+                record = registry.info(name)
+            except ValueError:
+                raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)} "
+                                 f"or a backend: {registry.choices()}") from None
+            name = _label(record.name, record.devices[0], record.devices)
+        specs.append(BACKENDS[name])
     if not specs:
         raise ValueError("--backends: no backend given; use auto or e.g. ort-cpu,torch-cpu")
     return specs

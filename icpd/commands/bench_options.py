@@ -33,7 +33,6 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-_LEGACY_NAMES = ("ort-cpu", "torch-cpu", "ort-cuda", "torch-cuda", "onnxruntime", "tensorrt")  # icpd <= 0.x spellings
 _DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -45,33 +44,37 @@ def backend_names(backends: str, device: str = "auto") -> str | tuple[str, ...]:
     Raises:
         typer.BadParameter: an unknown backend or device, or trt on the CPU.
     """
-    from icpd.config import Backend
+    from icpd.benchmarks.subjects import BACKENDS as LABELS
+    from icpd.runtime.backends import registry
 
     if device not in _DEVICES:
         raise typer.BadParameter(f"--device {device!r}: choose auto, cpu or cuda")
-    choices = ", ".join(b.value for b in Backend)
+    choices = registry.choices()
     if backends.strip() == "auto":
         if device == "auto":
             return "auto"
         from icpd.benchmarks.latency import available_backends
 
-        return tuple(n for n in available_backends() if (n == "trt" and device == "cuda") or n.endswith(f"-{device}"))
+        return tuple(n for n in available_backends() if LABELS[n].device == device)
     names: list[str] = []
-    for item in (b.strip().lower() for b in backends.split(",")):
+    for item in (b.strip() for b in backends.split(",")):
         if not item:
             continue
-        if item in _LEGACY_NAMES:
-            names.append(item)
-            continue
-        if item not in {b.value for b in Backend}:
+        try:
+            record = registry.info(item)  # a name or an alias (onnxruntime, tensorrt)
+        except ValueError:
+            if item in LABELS:  # a result label (ort-cpu, torch-cuda): the old spelling, device included
+                names.append(item)
+                continue
             raise typer.BadParameter(f"unknown backend {item!r}; choose auto or a list of {choices} "
-                                     "(with --device cpu|cuda)", param_hint="--backends")
-        if item == Backend.TRT.value:
-            if device == "cpu":
-                raise typer.BadParameter("trt runs on cuda: drop it or pass --device cuda", param_hint="--backends")
-            names.append("trt")
+                                     "(with --device cpu|cuda)", param_hint="--backends") from None
+        if len(record.devices) == 1:  # trt: CUDA only, labelled by its name
+            if device not in ("auto", *record.devices):
+                raise typer.BadParameter(f"{record.name} runs on {record.devices[0]}: drop it or pass --device "
+                                         f"{record.devices[0]}", param_hint="--backends")
+            names.append(record.name)
         else:
-            names.append(f"{item}-{'cpu' if device == 'auto' else device}")
+            names.append(f"{record.name}-{'cpu' if device == 'auto' else device}")
     if not names:
         raise typer.BadParameter(f"no backend given; use auto or e.g. {choices}", param_hint="--backends")
     return tuple(dict.fromkeys(names))

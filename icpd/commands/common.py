@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import signal
 import threading
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ __all__ = [
     "finite_number",
     "note",
     "out",
+    "parse_backend",
     "parse_bands_option",
     "parse_rank_prior",
     "preset_callback",
@@ -127,24 +129,21 @@ def note(text: str, to: Console | None = None) -> None:
     (to or console).print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
-# -- the rank-prior form: topk | sort | plugin, and the old spelling `onnx` (= topk) ------------------
-_RANK_PRIOR_ALIASES = {"onnx": RankPriorForm.TOPK}  # icpd <= 0.x wrote `--rank-prior onnx` for topk
+def _not_a_choice(value: object, choices: str) -> str:
+    return f"not one of the choices (got {shlex.quote(str(value))}); choose one of {choices}"
 
 
+# -- the rank-prior form: RankPriorForm.parse reads it (old names included); this adds the CLI's note ---------
 def parse_rank_prior(value: str | RankPriorForm) -> RankPriorForm:
-    """``--rank-prior`` text -> :class:`RankPriorForm`; ``onnx`` is accepted for ``topk`` with a note."""
-    if isinstance(value, RankPriorForm):
-        return value
-    text = value.strip().lower()
-    if text in _RANK_PRIOR_ALIASES:
-        form = _RANK_PRIOR_ALIASES[text]
-        note(f"--rank-prior {text} is now called {form.value}; using {form.value}")
-        return form
+    """``--rank-prior`` text -> :class:`RankPriorForm` (:meth:`RankPriorForm.parse`); an old name
+    (``onnx``) is used with a note giving its new name."""
     try:
-        return RankPriorForm(text)
-    except ValueError:
-        choices = ", ".join(f.value for f in RankPriorForm)
-        raise typer.BadParameter(f"{value!r}: choose one of {choices} (onnx = topk)") from None
+        form = RankPriorForm.parse(value)
+    except ValueError:  # in the form of click's own choice errors (usage_errors): the option comes first
+        raise typer.BadParameter(_not_a_choice(value, RankPriorForm.choices())) from None
+    if value != form:  # an old name: the enum compares equal to its value only
+        note(f"--rank-prior {value} is now called {form.value}; using {form.value}")
+    return form
 
 
 RANK_PRIOR_HELP = ("How the rank (NDCG) prior is written in the matcher: topk (standard ONNX, data-dependent k; "
@@ -154,8 +153,22 @@ RANK_PRIOR_HELP = ("How the rank (NDCG) prior is written in the matcher: topk (s
 
 # -- options that mean the same thing in every command -----------------------------------------------
 ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")]
-BackendOpt = Annotated[Backend, typer.Option(help="Runtime: torch (PyTorch eager), ort (ONNX Runtime) or trt "
-                                                  "(TensorRT engines from `icpd build`).")]
+
+
+def parse_backend(value: str | Backend) -> Backend:
+    """``--backend`` text -> :class:`Backend` through the registry (names and aliases, one message)."""
+    from icpd.runtime.backends.registry import choices, resolve
+
+    try:
+        return resolve(value)
+    except ValueError:  # in the form of click's own choice errors (usage_errors): the option comes first
+        raise typer.BadParameter(_not_a_choice(value, choices())) from None
+
+
+BackendOpt = Annotated[Backend, typer.Option(parser=parse_backend, metavar="<torch|ort|trt>",
+                                             help="Runtime: torch (PyTorch eager), ort (ONNX Runtime; also "
+                                                  "onnxruntime) or trt (TensorRT engines from `icpd build`; also "
+                                                  "tensorrt).")]
 DeviceOpt = Annotated[str, typer.Option(help="Device: cpu, cuda or cuda:N.")]
 
 
@@ -207,15 +220,13 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars 
 
 
 def parse_bands_option(value: str | tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-    """``--bands 4,3,2`` -> ``(4, 3, 2)`` (1-based band numbers of the file as R, G, B)."""
-    from icpd.io import ImageError, parse_bands
+    """``--bands 4,3,2`` -> ``(4, 3, 2)`` through :func:`icpd.io.parse_bands`, the one band parser."""
+    from icpd.io.raster import BANDS_RULE, BandsError, parse_bands
 
-    if value is None or isinstance(value, tuple):
-        return value
     try:
         return parse_bands(value)
-    except ImageError as err:
-        raise typer.BadParameter(str(err)) from None
+    except BandsError:  # click names the option first: "--bands: '4,3': expected three ..."
+        raise typer.BadParameter(f"{value!r}: {BANDS_RULE}") from None
 
 
 BandsOpt = Annotated[Any, typer.Option(  # Any: a tuple annotation would make click take three arguments

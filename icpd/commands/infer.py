@@ -11,6 +11,7 @@ import typer
 
 from icpd.commands.common import (
     BackendOpt,
+    BandsOpt,
     DeviceOpt,
     EnginesOpt,
     ModelDirOpt,
@@ -117,7 +118,7 @@ def infer_cmd(
     save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png: grey, pixel value = round(probability x 255).")] = False,
     save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
-    bands: Annotated[str | None, typer.Option("--bands", help="Three 1-based band numbers used as R,G,B, e.g. 4,3,2 (for 4+ band GeoTIFFs).", show_default=False)] = None,
+    bands: BandsOpt = None,
     ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: `--ray` alone (or `local`) starts a local Ray, `--ray auto` or `--ray ray://HOST:10001` joins a cluster. Needs the ray extra: pip install 'icpd\\[ray]'.", show_default=False)] = None,
     actors: Annotated[int, typer.Option("--actors", help="With --ray: predictor actors (one per GPU on a GPU cluster).", min=1)] = 1,
     quiet: QuietOpt = False,
@@ -129,7 +130,7 @@ def infer_cmd(
     try:
         # cheap checks first (options, the input list: listed once, here, the output folder), the model takes seconds
         options = InferOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch, save_probs=save_probs,
-                               save_priors=save_priors, recursive=recursive, bands=parse_bands(bands))
+                               save_priors=save_priors, recursive=recursive, bands=bands)
         listed = collect_inputs(inputs, out_dir, recursive)
         ensure_writable(out_dir, folder=True)  # checked, not created: a run refused later leaves no folder
         predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
@@ -164,19 +165,6 @@ def infer_cmd(
               markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(code=SOME_INPUTS_FAILED)
-
-
-def parse_bands(text: str | None) -> tuple[int, int, int] | None:
-    """``"4,3,2"`` -> (4, 3, 2); None stays None. Raises ValueError naming the option."""
-    if text is None:
-        return None
-    try:
-        parts = tuple(int(p) for p in text.replace(" ", "").split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        raise ValueError(f"--bands {text}: pass three 1-based band numbers R,G,B, e.g. --bands 4,3,2 (RGB of an RGB+NIR file: 1,2,3)")
-    return parts  # type: ignore[return-value]
 
 
 RAY_ADDRESS = re.compile(r"^(auto|local|[a-z]+://\S+|[\w.\-]+:\d+)$")

@@ -34,7 +34,7 @@ from icpd.artifacts.model_dir import (
 )
 from icpd.artifacts.signature import MatcherSignature
 from icpd.config import Precision, RankPriorForm
-from icpd.export.rank_prior_onnx import parse_form, translation_table
+from icpd.export.rank_prior_onnx import translation_table
 from icpd.export.validate import Comparison, seeded_episodes, tolerance
 from icpd.export.wrappers import (
     MATCHER_OUTPUTS_ALL,
@@ -152,7 +152,7 @@ def export_model(
         with exclusive_lock(out, "export"):
             return export_model(model, out, rank_prior, validate, validation_runs, force, source,
                                 runtime_only=runtime_only, lock=False)
-    rank_prior = parse_form(rank_prior)  # "onnx" (the old name) is topk
+    rank_prior = RankPriorForm.parse(rank_prior)  # text from a caller: "onnx" (the old name) is topk
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
     check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else

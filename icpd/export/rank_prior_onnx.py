@@ -158,25 +158,17 @@ def _plugin():
     return ndcg_prior_plugin
 
 
-def translation_table(form: RankPriorForm | str) -> dict[object, Callable]:
+def translation_table(form: RankPriorForm) -> dict[object, Callable]:
     """custom_translation_table for torch.onnx.export: the rank-prior ops written in ``form``
-    (a :class:`RankPriorForm` or its value; ``"onnx"`` is the old name of ``topk``)."""
+    (text from outside is parsed first, by :meth:`RankPriorForm.parse`)."""
     import torch
 
     import icpd.model.rank_prior  # noqa: F401  (registers icpd::ndcg_prior)
 
-    form = parse_form(form)
-    from_distances, from_features = _standard(RankPriorForm.SORT if form == RankPriorForm.SORT else RankPriorForm.TOPK)
+    form = RankPriorForm.parse(form, "form")  # a member passes through; a stray string is refused here
+    standard = RankPriorForm.SORT if form == RankPriorForm.SORT else RankPriorForm.TOPK
+    from_distances, from_features = _standard(standard)
     return {
         torch.ops.icpd.ndcg_prior_dist.default: from_distances,
         torch.ops.icpd.ndcg_prior.default: _plugin() if form == RankPriorForm.PLUGIN else from_features,
     }
-
-
-def parse_form(form: RankPriorForm | str, what: str = "--rank-prior") -> RankPriorForm:
-    """``form`` as a :class:`RankPriorForm` (``"onnx"`` is topk); ValueError naming ``what`` otherwise."""
-    try:
-        return RankPriorForm(form)
-    except ValueError:
-        choices = ", ".join(f.value for f in RankPriorForm)
-        raise ValueError(f"{what} {form!r}: choose one of {choices} (onnx is the old name of topk)") from None

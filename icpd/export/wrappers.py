@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names, level_names
-from icpd.config import Preset
+from icpd.config import Preset, RankPriorForm
 from icpd.model.icpd_net import Features, ICPDNet, PreparedSupport
+from icpd.model.priors import rank_path
 
 __all__ = ["MATCHER_OUTPUTS_ALL", "EncoderGraph", "MatcherGraph", "PreprocessGraph", "encoder_output_names",
            "level_names", "matcher_input_names", "preprocess_pixels"]
@@ -68,11 +69,14 @@ class MatcherGraph(nn.Module):
     """Positional inputs in :attr:`MatcherSignature.inputs` order -> logits (B, 2, S, S), or with
     ``all_outputs`` every output of :data:`~icpd.artifacts.signature.MATCHER_OUTPUTS` in order."""
 
-    def __init__(self, model: ICPDNet, all_outputs: bool = False, rank: str = "distances") -> None:
+    def __init__(self, model: ICPDNet, all_outputs: bool = False,
+                 rank: RankPriorForm | str = RankPriorForm.TOPK) -> None:
         super().__init__()
         self.model = model
         self.all_outputs = all_outputs
-        self.rank = rank  # "distances" / "features": through an op (export, CUDA); "eager": topk (torch on CPU)
+        # a form: through the op that form exports (plugin: the CUDA kernel on CUDA tensors);
+        # "eager": topk in PyTorch (torch on the CPU); see icpd.model.priors.rank_path
+        self.rank = rank_path(rank)
         self.signature = MatcherSignature.for_preset(model.preset)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:

@@ -35,6 +35,7 @@ GeoTIFF's georeferencing is dropped with a note saying which extra keeps it.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from icpd.errors import ParamMessage, arg
 from icpd.io.decoding import (
     GEO_EXTRA_HINT,
     IMAGE_SUFFIXES,
@@ -56,7 +58,8 @@ from icpd.io.decoding import (
 from icpd.io.exif import ORIENTATION_TEXT, apply_orientation, jpeg_orientation
 
 __all__ = [
-    "GEO_EXTRA_HINT", "IMAGE_SUFFIXES", "STRETCH_PERCENTILES", "TIFF_SUFFIXES", "GeoInfo", "ImageError", "Layout",
+    "BANDS_RULE", "GEO_EXTRA_HINT", "IMAGE_SUFFIXES", "STRETCH_PERCENTILES", "TIFF_SUFFIXES", "BandsError",
+    "GeoInfo", "ImageError", "Layout",
     "Raster", "decode", "describe_array", "import_rasterio", "parse_bands", "plan_bands", "quiet_opencv",
     "read_image", "to_uint8",
 ]
@@ -101,24 +104,41 @@ def decode(path: Path, what: str, data: bytes | None = None) -> tuple[np.ndarray
     return (arr[:, :, 0] if arr.shape[2] == 1 else arr), dec.geo, dec.reader
 
 
-def parse_bands(text: str | tuple[int, ...] | None) -> tuple[int, int, int] | None:
-    """``"4,3,2"`` (the ``--bands`` option; spaces allowed) -> ``(4, 3, 2)``: three 1-based band numbers.
+BANDS_RULE = "expected three 1-based band numbers in R,G,B order, e.g. 4,3,2 (band 1 is the first band of the file)"
 
-    Whether the numbers exist in a file is checked when it is read (:func:`read_image`).
+
+class BandsError(ParamMessage, ImageError):
+    """``bands`` is not three 1-based band numbers: one message (:data:`BANDS_RULE`) wherever it came from."""
+
+
+def parse_bands(value: str | Sequence[int] | None) -> tuple[int, int, int] | None:
+    """The one reader of a band choice: ``"4,3,2"`` (``--bands``; spaces allowed) or three integers in
+    any sequence (a tuple; a list or numpy array, as Ray hands a tuple to its workers) -> ``(4, 3, 2)``,
+    1-based band numbers in file order used as R, G, B. None (the file's own rules) stays None.
+
+    Whether the numbers exist in a file is checked when it is read (:func:`plan_bands`).
 
     Raises:
-        ImageError: not three positive integers.
+        BandsError: not three positive integers (``bands='4,3': expected three 1-based ...``).
     """
-    if text is None or isinstance(text, tuple):
-        return text
-    parts = [t.strip() for t in text.replace(" ", ",").split(",") if t.strip()]
-    try:
-        bands = tuple(int(t) for t in parts)
-    except ValueError:
-        bands = ()
+    if value is None:
+        return None
+    if isinstance(value, str):
+        shown, parts = repr(value), [t.strip() for t in value.replace(" ", ",").split(",") if t.strip()]
+        try:
+            bands: tuple[int, ...] = tuple(int(t) for t in parts)
+        except ValueError:
+            bands = ()
+    else:
+        try:
+            items = list(value)
+        except TypeError:  # a number, not a sequence
+            items = [value]
+        shown = f"({', '.join(str(b) for b in items)})"
+        whole = all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in items)
+        bands = tuple(int(b) for b in items) if whole else ()
     if len(bands) != 3 or min(bands) < 1:
-        raise ImageError(f"bands {text!r}: expected three 1-based band numbers in R,G,B order, e.g. 4,3,2 "
-                         "(band 1 is the first band of the file)")
+        raise BandsError(f"{arg('bands', shown)}: {BANDS_RULE}")
     return bands  # type: ignore[return-value]
 
 
@@ -141,9 +161,9 @@ def plan_bands(layout: Layout, path: Path, bands: Sequence[int] | None) -> tuple
             states the file's size, band count and pixel type and what to pass.
     """
     n, what = layout.count, f"image {path}: {layout.describe()}"
+    bands = parse_bands(bands)  # three positive integers, or BandsError (the same message everywhere)
     if bands is not None:
-        bands = tuple(int(b) for b in bands)
-        if len(bands) != 3 or not all(1 <= b <= n for b in bands):
+        if not all(b <= n for b in bands):  # numbers the file does not have
             raise ImageError(
                 f"{what}; bands={bands} is not valid for a file with {n} band(s). Pass three 1-based band "
                 f"numbers between 1 and {n}, in R, G, B order, e.g. --bands {','.join(str(min(i, n)) for i in (1, 2, 3))} "
@@ -264,6 +284,7 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
             count and pixel type, and the fix.
     """
     path = Path(path)
+    bands = parse_bands(bands)  # refused before the file is decoded
     dec = decode_file(path, "image", data=data)
     arr, notes = dec.pixels, list(dec.notes)
     if path.suffix.lower() in (".jpg", ".jpeg"):

@@ -35,6 +35,7 @@ from icpd.io.raster import (
     check_dtype,
     float_note,
     import_rasterio,
+    parse_bands,
     plan_bands,
     stretch_lut,
 )
@@ -92,6 +93,7 @@ class WindowReader:
                  data: bytes | None = None) -> None:
         """``data``: the file's bytes, already in memory (a request body, read through GDAL's /vsimem/:
         nothing touches the file system); ``path`` then only names it in messages."""
+        bands = parse_bands(bands)  # the one band parser: refused before the file is opened
         rasterio = import_rasterio(needed_for="Reading a GeoTIFF by windows")
         self.path = Path(path)
         self._memory = None if data is None else rasterio.MemoryFile(data)
@@ -121,7 +123,7 @@ class WindowReader:
     def _plan(self, bands: Sequence[int] | None, palette: np.ndarray | None) -> tuple[_Conversion, tuple[str, ...]]:
         """The whole-scene read's conversions (same functions, same order of notes), checked up front."""
         notes = tiff_notes(self.layout)
-        indexes, band_notes = plan_bands(self.layout, self.path, tuple(bands) if bands is not None else None)
+        indexes, band_notes = plan_bands(self.layout, self.path, bands)
         notes += band_notes
         conv = _Conversion(indexes, None, palette)
         dtype = np.dtype(np.uint8) if palette is not None else self.layout.dtype

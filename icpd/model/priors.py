@@ -16,33 +16,31 @@ import torch
 import torch.nn.functional as F
 
 from icpd.config import RankPriorForm
+from icpd.errors import ParamError, arg
 from icpd.model.rank_prior import ndcg_prior
 
 EPS = 1e-5  # the reference's epsilon in norms and mask areas
 EAGER = "eager"  # pair_priors(rank=EAGER): the rank prior in PyTorch (topk with the exact-tie fallback)
-# Old names of the op-level paths, still accepted: the op on the distance matrix (the standard ONNX
-# forms) and the op on features (the plugin form; on CUDA tensors the CUDA kernel).
-_LEGACY_RANK = {"distances": RankPriorForm.TOPK, "features": RankPriorForm.PLUGIN}
 _ON_DISTANCES = (RankPriorForm.TOPK, RankPriorForm.SORT)  # forms traced as icpd::ndcg_prior_dist
 
 
 def rank_path(rank: str | RankPriorForm) -> str | RankPriorForm:
-    """``rank`` of :func:`pair_priors` normalised: ``"eager"`` or a :class:`RankPriorForm`.
+    """``rank`` of :func:`pair_priors` normalised: ``"eager"`` or a :class:`RankPriorForm`
+    (:meth:`RankPriorForm.parse`: a member or its name).
 
     A form means "through the ``icpd::`` op the exporter writes in that form": ``topk`` and
     ``sort`` trace ``icpd::ndcg_prior_dist`` on the distance matrix the cosine's GEMM already
     made (their ONNX forms differ only in the translation table), ``plugin`` traces
     ``icpd::ndcg_prior`` on the features (the NdcgPrior node; the CUDA kernel on CUDA tensors).
+
+    Raises:
+        ValueError: anything else, naming every valid value.
     """
     if rank == EAGER:
         return EAGER
-    if isinstance(rank, str) and rank in _LEGACY_RANK:
-        return _LEGACY_RANK[rank]
-    try:
-        return RankPriorForm(rank)
-    except ValueError:
-        choices = ", ".join([EAGER, *(f.value for f in RankPriorForm)])
-        raise ValueError(f"rank: {rank!r}; expected one of {choices}") from None
+    if isinstance(rank, RankPriorForm) or rank in RankPriorForm.spellings():
+        return RankPriorForm.parse(rank, "rank")
+    raise ParamError(f"{arg('rank', repr(rank))}: choose {EAGER} or a rank-prior form: {RankPriorForm.choices()}")
 
 
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -72,7 +70,6 @@ def pair_priors(
     the :class:`RankPriorForm` the graph is exported in (``topk``/``sort``: the
     ``icpd::ndcg_prior_dist`` op on the shared distance matrix; ``plugin``: the
     ``icpd::ndcg_prior`` op on features, which is also the CUDA kernel in PyTorch on a GPU).
-    The old names ``"distances"`` (= topk) and ``"features"`` (= plugin) are still accepted.
     Returns cos, rank: each (B, K, Nq) float32; every path gives the same values.
     """
     path = rank_path(rank)

@@ -5,13 +5,54 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import platform
 from typing import TYPE_CHECKING
 
 import icpd
+from icpd.config import Backend
+from icpd.runtime.backends import registry
 
 if TYPE_CHECKING:
     from icpd.artifacts.engine_sidecar import EngineEnv
+
+
+def describe() -> dict[str, str]:
+    """Library versions, the backends that can run here (with their devices) and the devices.
+
+    Backends and their libraries come from :mod:`icpd.runtime.backends.registry`; torch is imported
+    only when it is installed (for its version and CUDA devices), TensorRT never.
+    """
+    info: dict[str, str] = {
+        "icpd": icpd.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    has_torch = importlib.util.find_spec("torch") is not None  # the torch extra (export, training, --backend torch)
+    if not has_torch:
+        # no square brackets: `icpd info` prints this in a rich table, whose markup would eat "[torch]"
+        info["torch"] = ("not installed: a runtime-only install (icpd's torch extra adds export, training, "
+                         "--backend torch)")
+    for req in dict.fromkeys(r for b in registry.BACKENDS.values() for r in b.requires):  # each library once
+        if req.module == "torch" and not has_torch:
+            continue
+        found = [(d, v) for d in req.distributions if (v := _version(d))]
+        info[req.distributions[0]] = "; ".join(v if d == req.distributions[0] else f"{v} ({d})"
+                                               for d, v in found) or "not installed"
+    if has_torch:
+        info["onnx"] = _version("onnx") or "not installed"  # the exporter's
+    lines = []
+    for name in registry.names():
+        devices = registry.usable_devices(name)
+        lines.append(f"{name} ({', '.join(devices)})" if devices else
+                     f"{name}: {'no device here' if registry.installed(name) else 'not installed'}")
+    info["backends"] = "; ".join(lines)
+    if registry.installed(Backend.ORT):
+        import onnxruntime as ort
+
+        info["ort providers"] = ", ".join(ort.get_available_providers())
+    info["devices"] = _devices() if has_torch else f"cpu ({os.cpu_count()} cores)"
+    return info
 
 
 def _version(dist: str) -> str | None:
@@ -21,52 +62,12 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def describe() -> dict[str, str]:
-    """Library versions, available backends and devices."""
-    info: dict[str, str] = {
-        "icpd": icpd.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    if importlib.util.find_spec("torch") is None:  # a runtime-only install: exported models on ONNX Runtime
-        return _describe_without_torch(info)
+def _devices() -> str:
     import torch
 
-    info["torch"] = torch.__version__
-    for dist in ("torchvision", "open_clip_torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt"):
-        info[dist] = _version(dist) or "not installed"
-    backends = ["torch"]
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime as ort
-
-        backends.append(f"ort ({', '.join(ort.get_available_providers())})")
-    if importlib.util.find_spec("tensorrt") is not None:
-        backends.append("trt")
-    info["backends"] = "; ".join(backends)
     if torch.cuda.is_available():
-        info["devices"] = ", ".join(
-            f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())
-        )
-    else:
-        info["devices"] = f"cpu ({torch.get_num_threads()} threads); no CUDA device"
-    return info
-
-
-def _describe_without_torch(info: dict[str, str]) -> dict[str, str]:
-    import os
-
-    # no square brackets: `icpd info` prints this in a rich table, whose markup would eat "[torch]"
-    info["torch"] = "not installed: a runtime-only install (icpd's torch extra adds export, training, --backend torch)"
-    for dist in ("onnxruntime", "onnxruntime-gpu"):
-        info[dist] = _version(dist) or "not installed"
-    backends = []
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime as ort
-
-        backends.append(f"ort ({', '.join(ort.get_available_providers())})")
-    info["backends"] = "; ".join(backends) or "none: pip install onnxruntime"
-    info["devices"] = f"cpu ({os.cpu_count()} cores)"
-    return info
+        return ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count()))
+    return f"cpu ({torch.get_num_threads()} threads); no CUDA device"
 
 
 def current_env(device: int = 0) -> EngineEnv:

@@ -31,8 +31,10 @@ import numpy as np
 
 from icpd.artifacts.model_dir import ModelDir
 from icpd.artifacts.support_cache import SupportCacheError, SupportSet, check_inputs
-from icpd.config import Backend
+from icpd.config import Backend, RankPriorForm
 from icpd.runtime.backends.protocol import Features, Images, RuntimeBackend, SupportHandle
+from icpd.runtime.backends.registry import names as backend_names
+from icpd.runtime.backends.registry import resolve as resolve_backend
 from icpd.runtime.support_encoding import encode_support
 from icpd.runtime.validation import (
     DuplicateClassError,
@@ -44,7 +46,7 @@ from icpd.runtime.validation import (
     image_groups,
 )
 
-BACKENDS = tuple(b.value for b in Backend)  # kept name: ("torch", "ort", "trt")
+BACKENDS = backend_names()  # kept name: ("torch", "ort", "trt"), from the registry
 STAGES = ("preprocessing", "encoder", "matcher", "postprocessing")  # the stage names a timer sees
 
 
@@ -106,10 +108,7 @@ class Predictor:
              verify: bool = False) -> Predictor:
         """Open ``model_dir`` (``verify``: also check every file's sha256) and start ``backend``
         (torch, ort or trt) on ``device``; ``threads``: CPU threads of that backend (None: its default)."""
-        try:
-            kind = Backend(backend)
-        except ValueError:
-            raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
+        kind = resolve_backend(backend)  # a name or an alias (onnxruntime, tensorrt); the registry's message
         threads = check_threads(threads)
         if not isinstance(model_dir, (str, os.PathLike)):  # os.fspath's own TypeError names no argument
             raise InputError(f"model_dir: got {type(model_dir).__name__} ({model_dir!r}); pass the path of a "
@@ -122,7 +121,7 @@ class Predictor:
         if kind is Backend.ORT:
             from icpd.runtime.backends.ort import OrtBackend
 
-            impl = OrtBackend(files, device, threads, plugin=md.meta.get("rank_prior") == "plugin",
+            impl = OrtBackend(files, device, threads, plugin=md.rank_prior is RankPriorForm.PLUGIN,
                               signature=MatcherSignature.for_preset(md.preset))
         elif kind is Backend.TORCH:
             from icpd.runtime.backends.torch import TorchBackend

@@ -23,12 +23,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from icpd.config import Backend, Preset
+from icpd.runtime.backends.registry import names as backend_names
+from icpd.runtime.backends.registry import resolve as resolve_backend
 from icpd.training.distributed import DistContext, all_reduce_meter
 from icpd.training.metrics import SegmentationMeter
 
 DatasetName = Literal["isaid5i", "dlrsd5i"]
 DATASETS: tuple[str, ...] = ("isaid5i", "dlrsd5i")
-BACKENDS: tuple[str, ...] = tuple(b.value for b in Backend)  # ort and trt run an exported model dir (--model)
+BACKENDS: tuple[str, ...] = backend_names()  # the registry's; ort and trt run an exported model dir (--model)
 
 
 @runtime_checkable
@@ -81,11 +83,10 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
 
 def build_predictor(backend: str, model: torch.nn.Module, device: str | torch.device = "cpu", amp: bool = False) -> EpisodePredictor:
     """The eager PyTorch predictor of a network; exported models go through ``model_dir_predictor``."""
-    if backend == "torch":
-        return TorchEpisodePredictor(model, device, amp)
-    if backend in ("ort", "trt"):
-        raise ValueError(f"--backend {backend}: evaluates an exported model; pass --model MODEL_DIR (from `icpd export`)")
-    raise ValueError(f"--backend {backend!r}: unknown; choose one of {', '.join(BACKENDS)}")
+    kind = resolve_backend(backend)  # a name or an alias; an unknown one: the registry's message
+    if kind is not Backend.TORCH:
+        raise ValueError(f"--backend {kind.value}: evaluates an exported model; pass --model MODEL_DIR (from `icpd export`)")
+    return TorchEpisodePredictor(model, device, amp)
 
 
 def model_dir_predictor(model_dir: str | os.PathLike[str], backend: str, device: str = "cpu",
@@ -283,11 +284,10 @@ def run_evaluation(config: EvalConfig, progress: Any = None) -> EvalResult:
     from icpd.model.checkpoint import load_checkpoint
     from icpd.model.text import load_class_embeddings
 
-    if config.backend not in BACKENDS:
-        build_predictor(config.backend, torch.nn.Identity())  # raises the backend's message
+    kind = resolve_backend(config.backend)  # an unknown name: the registry's message
     if (config.checkpoint is None) == (config.model_dir is None):
         raise ValueError("give --checkpoint C (PyTorch) or --model MODEL_DIR (an exported model), not both")
-    if config.model_dir is None and config.backend != "torch":
+    if config.model_dir is None and kind is not Backend.TORCH:
         build_predictor(config.backend, torch.nn.Identity())  # raises: ort/trt need a model dir
     weights = config.checkpoint if config.model_dir is None else ModelDir.open(config.model_dir).file("weights")
     emb_path = config.class_embeddings

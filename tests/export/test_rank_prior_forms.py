@@ -127,9 +127,7 @@ def test_the_sort_form_has_static_shapes_only(sessions):
 
 
 def test_old_name_onnx_is_topk():
-    from icpd.export.rank_prior_onnx import parse_form
-
-    assert RankPriorForm("onnx") is RankPriorForm.TOPK
-    assert parse_form("onnx") is RankPriorForm.TOPK and parse_form("sort") is RankPriorForm.SORT
-    with pytest.raises(ValueError, match=r"--rank-prior 'scan': choose one of topk, sort, plugin"):
-        parse_form("scan")
+    """The exporter reads its form with RankPriorForm.parse (tests/test_rank_prior_names.py pins every entry)."""
+    assert RankPriorForm.parse("onnx") is RankPriorForm.TOPK and RankPriorForm.parse("sort") is RankPriorForm.SORT
+    with pytest.raises(ValueError, match=r"rank_prior='scan': choose one of topk, sort, plugin"):
+        RankPriorForm.parse("scan")

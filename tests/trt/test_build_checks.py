@@ -43,7 +43,7 @@ def test_rank_prior_form_must_match_the_export(tiny_model_dir):
     assert check_rank_prior(md, "onnx") == "topk"  # the old name of topk, as users' scripts pass it
     with pytest.raises(EngineBuildError, match="exported with --rank-prior topk"):
         check_rank_prior(md, "plugin")
-    with pytest.raises(ValueError, match="--rank-prior 'scan': choose one of topk, sort, plugin"):
+    with pytest.raises(ValueError, match="rank_prior='scan': choose one of topk, sort, plugin"):
         check_rank_prior(md, "scan")
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from icpd.io.raster import parse_bands
 from icpd.runtime.scene import ScenePrediction
 from icpd.runtime.tiling import SceneOptions
 
@@ -30,8 +31,7 @@ class InferOptions(SceneOptions):
         super().__post_init__()
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
-        if self.bands is not None and (len(self.bands) != 3 or any(b < 1 for b in self.bands)):
-            raise ValueError(f"--bands {self.bands}: pass three 1-based band numbers R,G,B, e.g. --bands 4,3,2")
+        object.__setattr__(self, "bands", parse_bands(self.bands))  # the one band parser ("4,3,2" too)
 
 
 @dataclass
@@ -73,12 +73,20 @@ class InferSummary:
 
 
 class InferProgress(Protocol):
-    """Receives progress events (the CLI draws a bar from them)."""
+    """Receives progress events (the CLI draws a bar from them), from the local and the Ray runner."""
 
-    def start_input(self, path: Path) -> None: ...
+    def start_input(self, path: Path) -> None:
+        """A scene starts (local runner; Ray runs scenes side by side and does not call it)."""
+        ...
 
-    def tiles_done(self, done: int, total: int) -> None: ...
+    def scene_planned(self, path: Path, height: int, width: int, tiles: int) -> None:
+        """A scene of ``height x width`` px was opened and cut into ``tiles`` tiles (before they run)."""
+        ...
 
-    def finish_input(self, result: InputResult) -> None: ...
+    def tiles_done(self, done: int, total: int) -> None:
+        """``done`` of ``total`` tiles predicted (of the scene locally, of the run on Ray)."""
+        ...
 
-    # optional: ``scene_planned(path, height, width, tiles)`` before a scene's tiles start
+    def finish_input(self, result: InputResult) -> None:
+        """A scene is finished: done, failed, or complete in an earlier run (``resumed_from``)."""
+        ...

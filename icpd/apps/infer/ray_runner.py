@@ -28,6 +28,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from icpd.apps.infer.local import (
 )
 from icpd.apps.infer.outputs import SceneOutputs, open_source
 from icpd.apps.infer.session import Manifest, OutLock, check_writable, new_run_id
+from icpd.io.raster import parse_bands
 from icpd.runtime.scene import SceneBlend, plan_batches, read_batch
 from icpd.runtime.tiling import Tile
 
@@ -108,8 +110,14 @@ def actor_cpus(ray: Any, actors: int) -> float:
     return min(1.0, (total - DECODE_CPUS) / actors) if total > DECODE_CPUS else total / (actors + 1)
 
 
+def _open(path: str, bands: Sequence[int] | None):  # -> SceneSource; one per worker and scene
+    # Ray hands the row's (4, 3, 2) over as a list, which the cache cannot hash: the one band parser
+    # makes it the tuple again first
+    return _open_cached(path, parse_bands(bands))
+
+
 @functools.lru_cache(maxsize=4)
-def _open(path: str, bands: tuple[int, int, int] | None):  # -> SceneSource; one per worker and scene
+def _open_cached(path: str, bands: tuple[int, int, int] | None):  # -> SceneSource
     return open_source(Path(path), bands)[0]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature
+from icpd.config import RankPriorForm
 
 if TYPE_CHECKING:
     from icpd.artifacts.support_cache import SupportSet
@@ -30,6 +31,7 @@ class TorchBackend:
     def __init__(self, files: dict[str, Path], device: str = "cpu", threads: int | None = None) -> None:
         from icpd.export.wrappers import MatcherGraph
         from icpd.model.checkpoint import load_checkpoint
+        from icpd.model.priors import EAGER
 
         if "weights" not in files:  # a runtime-only model dir (`icpd export --runtime-only`)
             raise ValueError(f"model dir {files['encoder'].parent} is runtime-only: it has no model.safetensors, the "
@@ -41,13 +43,13 @@ class TorchBackend:
         self.device = torch.device(device)
         with self._scope():
             self.model = load_checkpoint(files["weights"]).to(self.device).eval()
-        rank = "eager"  # CPU: topk with the exact-tie fallback is the fastest
+        rank: RankPriorForm | str = EAGER  # CPU: topk with the exact-tie fallback is the fastest
         if self.device.type == "cuda":
             from icpd.kernels.cuda_op import CudaOpUnavailableError, ensure_cuda_op
 
             try:
                 ensure_cuda_op()  # the rank-prior kernel behind icpd::ndcg_prior on CUDA
-                rank = "features"
+                rank = RankPriorForm.PLUGIN  # icpd::ndcg_prior on features: the kernel
             except CudaOpUnavailableError:
                 pass  # no nvcc: vectorised PyTorch on the GPU
         self.matcher = MatcherGraph(self.model, all_outputs=True, rank=rank)
