@@ -11,10 +11,11 @@ Prints numbers, asserts nothing:
     that starts nothing else. The bound stated is ``--bound-mib``.
 (b) throughput on the same ``--scenes`` GeoTIFF scenes: single-process ``infer_paths`` vs
     ``infer_paths_ray`` with 1 and 2 actors on a local Ray started once by ``init_ray``, as
-    `icpd infer --ray` starts it (its start-up is not counted; each run's actor start and model load are), rounds interleaved (single, ray-1,
-    ray-2, single, ...) so a load change on the machine hits every variant alike. The predictor
-    has 1 ONNX Runtime thread everywhere (``--threads``), so the ratio measures the pipeline,
-    not a thread count. Each run writes into a fresh folder (no resume).
+    `icpd infer --ray` starts it (its start-up is not counted; each run's actor start and model
+    load are), rounds interleaved (single, ray-1, ray-2, single, ...) so a load change on the
+    machine hits every variant alike. The predictor has 1 ONNX Runtime thread everywhere
+    (``--threads``), so the ratio measures the pipeline, not a thread count. Each run writes into
+    a fresh folder (no resume).
 
 The tiny model is seeded and exported once into ``--work`` (about a minute); so are the scenes.
 """

@@ -1,6 +1,7 @@
 """FP32 vs INT8 encoder on the CPU, paper preset (seeded weights): speed and feature agreement.
 
-    python scripts/bench_int8.py [--preset paper] [--seed 0] [--work /tmp/int8] [--rounds 8] [--variants default,reduce_range]
+    python scripts/bench_int8.py [--preset paper] [--seed 0] [--work /tmp/int8] [--rounds 8]
+                                 [--variants default,reduce_range]
                                  [--fp32 DIR] [--int8-dir DIR ...] [--agreement-tiles 4]
 
 Exports the FP32 model dir once (into --work, reused; or --fp32 DIR) from seeded weights (--seed;
@@ -93,8 +94,10 @@ def main() -> None:
     for k, d in dirs.items():
         mixed = ModelDir.open(d).meta.get("int8", {}).get("mixed_precision")
         if mixed is not None:
-            kept[k] = {"fp32_blocks": [{x: b[x] for x in ("block", "why", "rel_error") if x in b} for b in mixed["fp32_blocks"]],
-                       "matmuls_int8": mixed["matmuls_int8"], "matmuls": mixed["matmuls"], "export_speed": mixed.get("speed")}
+            kept[k] = {"fp32_blocks": [{x: b[x] for x in ("block", "why", "rel_error") if x in b}
+                                       for b in mixed["fp32_blocks"]],
+                       "matmuls_int8": mixed["matmuls_int8"], "matmuls": mixed["matmuls"],
+                       "export_speed": mixed.get("speed")}
             print(f"{k}: {summary_line(mixed)}", flush=True)
 
     preds = {k: Predictor.load(d, backend="ort", threads=args.threads) for k, d in dirs.items()}
@@ -109,22 +112,23 @@ def main() -> None:
         got = [p.to_host(p.encode(p.preprocess(t[None]))) for t in tiles[:n_tiles]]
         names = p.backend.encoder_outputs
         agreement[k] = {n: min(cosine(g[i], r[i]) for g, r in zip(got, ref)) for i, n in enumerate(names)}
-        print(f"{k}: min cosine to FP32 per encoder output: " + json.dumps({n: round(c, 5) for n, c in agreement[k].items()}),
-              flush=True)
+        print(f"{k}: min cosine to FP32 per encoder output: "
+              + json.dumps({n: round(c, 5) for n, c in agreement[k].items()}), flush=True)
 
     timers = {k: StageTimer() for k in preds}
     fns = [query_step(p, shots=1, stages=timers[k]) for k, p in preds.items()]
     print(f"timing {len(fns)} models interleaved, {args.rounds} rounds ...", flush=True)
     res = measure_rounds(fns, args.rounds, warmup_s=0.0, stages=list(timers.values()))
-    med = {k: {"encoder": float(np.median(r.stage_samples_ms["encoder"])), "cached_1shot": float(np.median(r.samples_ms))}
+    med = {k: {"encoder": float(np.median(r.stage_samples_ms["encoder"])),
+               "cached_1shot": float(np.median(r.samples_ms))}
            for k, r in zip(preds, res)}
     from icpd.benchmarks.env import collect_environment
 
     environment = collect_environment()
     print(f"CPU: {environment['cpu_model']}, INT8 features {environment['cpu_int8_flags']}, "
           f"{environment['cpu_cores_usable']} usable cores", flush=True)
-    out = {"preset": args.preset, "seed": args.seed, "rounds": args.rounds, "environment": environment, "medians_ms": med,
-           "agreement": agreement, "kept_fp32": kept,
+    out = {"preset": args.preset, "seed": args.seed, "rounds": args.rounds, "environment": environment,
+           "medians_ms": med, "agreement": agreement, "kept_fp32": kept,
            "speedup": {k: {s: med["fp32"][s] / m[s] for s in m} for k, m in med.items() if k != "fp32"}}
     print(json.dumps(out, indent=2), flush=True)
     (args.work / f"bench_int8_{args.preset}_seed{args.seed}.json").write_text(json.dumps(out, indent=2))

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, help="An exported model dir to use instead of the tiny one.")
     parser.add_argument("--cache-dir", type=Path, help="Export cache (default: icpd bench's, ~/.cache/icpd/bench).")
     parser.add_argument("--rounds", type=int, default=20, help="Interleaved rounds per check (default 20).")
-    parser.add_argument("--slowdown", type=float, default=0.5, help="Artificial slowdown of check 2 (default 0.5 = +50%%).")
+    parser.add_argument("--slowdown", type=float, default=0.5,
+                        help="Artificial slowdown of check 2 (default 0.5 = +50%%).")
     parser.add_argument("--max-slowdown", type=float, default=0.10, help="Tolerated slowdown (default 0.10).")
     parser.add_argument("--alpha", type=float, default=0.01, help="Significance level (default 0.01).")
     parser.add_argument("--threads", type=int, default=1, help="ORT threads per session (default 1: less jitter).")
@@ -78,13 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.slowdown <= args.max_slowdown:
-        parser.error(f"--slowdown {args.slowdown} must exceed --max-slowdown {args.max_slowdown}, or check 2 cannot fail")
+        parser.error(f"--slowdown {args.slowdown} must exceed --max-slowdown {args.max_slowdown}, "
+                     "or check 2 cannot fail")
     from icpd.benchmarks.stats import can_reach, min_rounds, smallest_p_value
 
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha {args.alpha}: give a significance level in (0, 1), e.g. 0.01")
     if args.rounds < 1 or not can_reach(args.alpha, args.rounds, args.rounds):
-        smallest = f" (the smallest p of {args.rounds} vs {args.rounds} is {smallest_p_value(args.rounds, args.rounds):.3g})"
+        smallest = (f" (the smallest p of {args.rounds} vs {args.rounds} is "
+                    f"{smallest_p_value(args.rounds, args.rounds):.3g})")
         parser.error(f"--rounds {args.rounds}: with --alpha {args.alpha} the rank test cannot flag a regression"
                      f"{smallest if args.rounds >= 1 else ''}; use --rounds {min_rounds(args.alpha)} or more")
 

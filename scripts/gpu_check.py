@@ -41,10 +41,12 @@ def record(summary: str, name: str, status: str, seconds: str, details: str = ""
     for step, v in doc["steps"].items():
         body = ""
         if v["status"] in ("fail", "timeout"):
-            body = f'<failure message={quoteattr(v["status"])}>{escape(json.dumps(v.get("details", ""))[:4000])}</failure>'
+            detail = escape(json.dumps(v.get("details", ""))[:4000])
+            body = f'<failure message={quoteattr(v["status"])}>{detail}</failure>'
         elif v["status"] in ("skip", "budget"):
             body = f"<skipped message={quoteattr(str(v.get('details', v['status']))[:500])}/>"
-        cases.append(f'  <testcase classname="gpu_check" name={quoteattr(step)} time="{v["seconds"]}">{body}</testcase>')
+        cases.append(f'  <testcase classname="gpu_check" name={quoteattr(step)} time="{v["seconds"]}">'
+                     f'{body}</testcase>')
     failures = sum(v["status"] in ("fail", "timeout") for v in doc["steps"].values())
     skipped = sum(v["status"] in ("skip", "budget") for v in doc["steps"].values())
     xml = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="gpu_check" tests="{len(cases)}" '
@@ -158,7 +160,8 @@ def torch_paper(out: str) -> None:
 
     def compare(tag, feats, outs):
         logits = outs[0].float().cpu()
-        err = {"feat_max_rel": max(float((f.float().cpu() - r).abs().max() / r.abs().max()) for f, r in zip(feats, feats_cpu)),
+        err = {"feat_max_rel": max(float((f.float().cpu() - r).abs().max() / r.abs().max())
+                                   for f, r in zip(feats, feats_cpu)),
                "logits_max_abs": float((logits - ref[0]).abs().max()), "logits_ref_max": float(ref[0].abs().max()),
                "mask_agreement": float((logits.argmax(1) == ref[0].argmax(1)).float().mean())}
         err["ms"] = round(_median_ms(torch, run if tag != "cuda graphs" else replay, reps=10), 3)
