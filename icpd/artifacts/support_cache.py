@@ -145,13 +145,34 @@ class SupportSet:
             raise SupportCacheError(
                 f"support cache {path}: unreadable or truncated ({e}); recreate it with `icpd cache-support`"
             ) from e
+        return cls._checked(raw, tensors, f"support cache {path}", fingerprint)
+
+    @classmethod
+    def loads(cls, data: bytes, fingerprint: str | None = None, source: str = "support cache (bytes)") -> SupportSet:
+        """:meth:`load` of a cache file's bytes already in memory (an upload), with the same checks and
+        words; ``source`` names it in the messages."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load as load_tensors
+
+        try:
+            size = int.from_bytes(data[:8], "little")  # safetensors: u64 header length, JSON header, tensors
+            raw = (json.loads(data[8 : 8 + size]).get("__metadata__") or {}).get("icpd")
+            tensors = load_tensors(data)
+        except (SafetensorError, ValueError, AttributeError) as e:
+            raise SupportCacheError(f"{source}: unreadable or truncated ({e}); recreate it with `icpd cache-support`"
+                                    ) from e
+        return cls._checked(raw, tensors, source, fingerprint)
+
+    @classmethod
+    def _checked(cls, raw: str | None, tensors: dict[str, np.ndarray], source: str,
+                 fingerprint: str | None) -> SupportSet:
+        """The cache's metadata checked (schema, content hash, shapes, model) -> the SupportSet."""
         if raw is None:
-            raise SupportCacheError(f"support cache {path}: no icpd metadata; not made by `icpd cache-support`")
+            raise SupportCacheError(f"{source}: no icpd metadata; not made by `icpd cache-support`")
         try:
             meta = json.loads(raw)
         except json.JSONDecodeError as e:
-            raise SupportCacheError(f"support cache {path}: its icpd metadata is not valid JSON ({e}); {_FORMAT.fix}") from e
-        source = f"support cache {path}"
+            raise SupportCacheError(f"{source}: its icpd metadata is not valid JSON ({e}); {_FORMAT.fix}") from e
         check_format(meta, _FORMAT, source, SupportCacheError)
         check_fields(meta, _SCHEMA, source, SupportCacheError, _FORMAT.fix)
         if content_hash(tensors, meta) != meta["content_hash"]:
@@ -163,7 +184,7 @@ class SupportSet:
                                     f"{_FORMAT.fix}")
         if fingerprint is not None and meta.get("fingerprint") != fingerprint:
             raise SupportCacheError(
-                f"support cache {path} was made with model {str(meta.get('fingerprint'))[:12]}..., not this model "
+                f"{source} was made with model {str(meta.get('fingerprint'))[:12]}..., not this model "
                 f"({fingerprint[:12]}...); recreate it with `icpd cache-support --model <this model dir>`"
             )
         return cls(meta["class_name"], meta["fingerprint"], int(meta["shots"]), tensors, meta)

@@ -94,8 +94,8 @@ def _settings(model: Path, supports: list[Path], host: str, port: int, token: st
                                  workers=workers, queue=queue, deadline=deadline, max_body_mb=max_body_mb,
                                  max_pixels=max_pixels, tile=tile, overlap=overlap, batch=batch, token=token,
                                  host=host, port=port)
-    except ValueError as e:
-        fail(f"--{str(e).replace('_', '-')}")
+    except ValueError as e:  # a ParamError: printed with this command's flags
+        fail(e)
     if backend is Backend.TRT and engines is None:
         fail("--backend trt: pass --engines ENGINE_DIR (from `icpd build`)")
     if not model.is_dir():

@@ -137,6 +137,24 @@ class Predictor:
         """Another session on the same loaded backend, with no support sets (nothing is reloaded)."""
         return type(self)(self.model_dir, self.backend, self.backend_name)
 
+    def select(self, names: Sequence[str]) -> Predictor:
+        """Another session on the same backend with only the classes ``names`` (ignoring case), in that
+        order: labels i + 1 for ``names[i]``, as if added in that order. Nothing is reloaded or uploaded.
+
+        Raises:
+            InputError: a name given twice, or one this Predictor does not have (the message lists them).
+        """
+        index = {s.class_name.casefold(): i for i, s in enumerate(self.supports)}
+        keys = [str(n).casefold() for n in names]
+        unknown = [n for n, k in zip(names, keys) if k not in index]
+        if unknown or len(set(keys)) != len(keys):
+            what = f"unknown class(es) {', '.join(map(repr, unknown))}" if unknown else f"classes {list(names)} repeat one"
+            raise InputError(f"{what}; the loaded classes are {', '.join(self.class_names) or 'none'}")
+        view = self.fork()
+        view.supports = [self.supports[index[k]] for k in keys]
+        view._handles = [self._handles[index[k]] for k in keys]
+        return view
+
     # -- session state -------------------------------------------------------------------------
     def add_support(self, support: SupportSet | str | os.PathLike[str], *, replace: bool = False) -> SupportSet:
         """Add one class (a SupportSet or the path of a cache file); its tensors go to the backend's

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import FileResponse, JSONResponse
 
 from icpd.apps.serve.decode import check_pixels, sniff
 from icpd.apps.serve.errors import ServeError, error_response, install_error_handlers
@@ -141,8 +140,29 @@ def create_app(settings: ServeSettings) -> FastAPI:
     from icpd.apps.serve.kserve import router as kserve_router
 
     app.include_router(kserve_router)
-    app.mount("/", StaticFiles(directory=STATIC, html=True, check_dir=False), name="page")
+    _page_routes(app)
     return app
+
+
+def _page_routes(app: FastAPI) -> None:
+    """GET routes for the page's files (``/`` is index.html), listed when the app is made. Routes, not a
+    catch-all mount, so that a wrong method on an API path stays 405 and an unknown path 404."""
+    files = sorted(p for p in STATIC.rglob("*") if p.is_file()) if STATIC.is_dir() else []
+    for path in files:
+        url = "/" + path.relative_to(STATIC).as_posix()
+        page_file = _file_handler(path)
+        app.add_api_route(url, page_file, methods=["GET"], include_in_schema=False)
+        if path.name == "index.html":
+            app.add_api_route(url[: -len("index.html")], page_file, methods=["GET"], include_in_schema=False)
+
+
+def _file_handler(path: Path) -> Callable[[], Awaitable[FileResponse]]:
+    """A handler without parameters (nothing of the request chooses the file) that sends ``path``."""
+
+    async def page_file() -> FileResponse:
+        return FileResponse(path)
+
+    return page_file
 
 
 def _authorized(request: Request, token: str) -> bool:

@@ -220,18 +220,20 @@ class SegmentService:
             with self._count_lock:
                 self._waiting -= 1
                 self.metrics.queue_depth.set(self._waiting)
-            try:
-                if not job.future.set_running_or_notify_cancel():
-                    continue  # its client gave up (deadline) while it waited
-                job.started = time.monotonic()
-                self.metrics.stage.labels("queue").observe(job.started - job.queued)
-                try:
-                    job.check()
-                    result = job.fn(job)
-                except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
-                    job.future.set_exception(e)
-                else:
-                    job.future.set_result(result)
-                self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - job.started)
-            finally:
+            if not job.future.set_running_or_notify_cancel():
                 self._slots.release()
+                continue  # its client gave up (deadline) while it waited
+            job.started = time.monotonic()
+            self.metrics.stage.labels("queue").observe(job.started - job.queued)
+            error: BaseException | None = None
+            try:
+                job.check()
+                result = job.fn(job)
+            except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
+                error = e
+            self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - job.started)
+            self._slots.release()  # before the answer: a client that sends its next request at once finds it free
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)

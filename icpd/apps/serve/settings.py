@@ -2,7 +2,8 @@
 
 Frozen and picklable (plain values and paths): the same object configures the single-process server
 (:func:`icpd.apps.serve.app.create_app`) and each replica of the Ray Serve deployment. Checked once,
-when made; the messages name the field (``workers: ...``), and the command puts ``--`` in front.
+when made (:class:`~icpd.errors.ParamError` naming the field: ``workers=0`` from Python, ``--workers 0``
+from the command line).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from icpd.errors import ParamError, arg
 
 __all__ = ["LOOPBACK_HOSTS", "SAFE_NAME", "ServeSettings", "is_loopback"]
 
@@ -56,7 +59,7 @@ class ServeSettings:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         if self.backend not in ("torch", "ort", "trt"):
-            raise ValueError(f"backend: {self.backend!r} is not one of torch, ort, trt")
+            raise ParamError(f"{arg('backend', self.backend)}: choose one of torch, ort, trt")
         _at_least("workers", self.workers, 1, MAX_WORKERS)
         _at_least("queue", self.queue, 0, 100_000)
         _at_least("max_pixels", self.max_pixels, 1, None)
@@ -66,17 +69,17 @@ class ServeSettings:
         if self.tile is not None:
             _at_least("tile", self.tile, 1, None)
             if self.overlap >= self.tile:
-                raise ValueError(f"overlap: must be below the tile ({self.tile} px; got {self.overlap}); "
-                                 f"e.g. {self.tile // 4}")
+                raise ParamError(f"{arg('overlap', self.overlap)}: must be below the tile ({arg('tile', self.tile)}); "
+                                 f"e.g. {arg('overlap', self.tile // 4)}")
         for name in ("deadline", "max_body_mb", "drain"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}: must be a finite number above 0 (got {value!r})")
+                raise ParamError(f"{arg(name, value)}: must be a finite number above 0")
         if self.token is not None and (not self.token or any(c.isspace() or not c.isprintable() for c in self.token)):
-            raise ValueError("token: must be non-empty, without spaces or control characters (it travels in an "
-                             "Authorization: Bearer header)")
+            raise ParamError(f"{arg('token')}: must be non-empty, without spaces or control characters (it travels "
+                             "in an Authorization: Bearer header)")
         if not SAFE_NAME.fullmatch(self.model_name):
-            raise ValueError(f"model_name {self.model_name!r}: use 1 to 64 of A-Z a-z 0-9 . _ -")
+            raise ParamError(f"{arg('model_name', repr(self.model_name))}: use 1 to 64 of A-Z a-z 0-9 . _ -")
 
     @property
     def max_body_bytes(self) -> int:
@@ -85,7 +88,7 @@ class ServeSettings:
 
 def _at_least(name: str, value: object, low: int, high: int | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: must be a whole number (got {value!r})")  # noqa: TRY004 - one error type for settings
+        raise ParamError(f"{arg(name, repr(value))}: must be a whole number")
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name}: must be {bound} (got {value})")
+        raise ParamError(f"{arg(name, value)}: must be {bound}")

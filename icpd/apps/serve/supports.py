@@ -37,7 +37,7 @@ async def list_supports(request: Request) -> dict[str, Any]:
     return {"supports": [_describe(s) for s in predictor.supports]}
 
 
-@router.put("/v1/supports/{name}")
+@router.put("/v1/supports/{name:path}")  # :path: a name with "/" is refused (422), not unrouted
 async def put_support(name: str, request: Request) -> JSONResponse:
     """Add or replace class ``name``: 201 when added, 200 when it replaced one."""
     from icpd.apps.serve.app import read_body
@@ -66,7 +66,7 @@ async def put_support(name: str, request: Request) -> JSONResponse:
                         status_code=200 if replaced else 201)
 
 
-@router.delete("/v1/supports/{name}")
+@router.delete("/v1/supports/{name:path}")
 async def delete_support(name: str, request: Request) -> dict[str, Any]:
     """Unload class ``name`` (404 listing the loaded ones when it is not loaded)."""
     service = request.app.state.service
