@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icpd.errors import ParamError, arg
+
 if TYPE_CHECKING:
     from icpd.benchmarks.subjects import BackendSpec, ModelInfo
 
@@ -27,17 +29,17 @@ def parse_precisions(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
     """``"fp32,int8"`` -> ``("fp32", "int8")``; None or empty: ``()`` (the model dir's own precision).
 
     Raises:
-        ValueError: an unknown or repeated precision.
+        ParamError: an unknown or repeated precision (named as ``BenchConfig.precisions``).
     """
     if text is None:
         return ()
     items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     bad = [t for t in items if t not in PRECISIONS]
     if bad:
-        raise ValueError(f"--precision {','.join(items)}: unknown {', '.join(bad)}; "
+        raise ParamError(f"{arg('precisions', ','.join(items))}: unknown {', '.join(bad)}; "
                          f"choose from {', '.join(PRECISIONS)}")
     if len(set(items)) != len(items):
-        raise ValueError(f"--precision {','.join(items)}: a precision is listed twice")
+        raise ParamError(f"{arg('precisions', ','.join(items))}: a precision is listed twice")
     return tuple(items)
 
 
@@ -46,8 +48,9 @@ def check_backends(precisions: tuple[str, ...], specs: list[BackendSpec]) -> Non
     if "int8" in precisions:
         other = [s.name for s in specs if (s.backend, s.device) != ("ort", "cpu")]
         if other:
-            raise ValueError(f"--precision int8 runs on ONNX Runtime on the CPU only; --backends {','.join(other)} "
-                             "cannot run it (use --backends ort --device cpu)")
+            raise ParamError(f"{arg('precisions', 'int8')} runs on ONNX Runtime on the CPU only; "
+                             f"{arg('backends', ','.join(other))} cannot run it (use "
+                             f"{arg('backends', 'ort-cpu')})", param="backends")
 
 
 def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir: str | Path | None,
@@ -56,7 +59,7 @@ def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir:
     dir quantized from it (into ``cache_dir``, reused when current) for ``int8``.
 
     Raises:
-        ValueError: a precision other than the model's own that cannot be made from it.
+        ParamError: a precision other than the model's own that cannot be made from it.
     """
     from icpd.benchmarks.subjects import default_cache_dir, model_info
 
@@ -67,8 +70,8 @@ def prepare_precisions(model: ModelInfo, precisions: tuple[str, ...], cache_dir:
             out[p] = model
             continue
         if (p, model.precision) != ("int8", "fp32"):
-            raise ValueError(f"--precision {p}: cannot be made from the {model.precision} model dir {model.path}; "
-                             "give an FP32 model dir (or none)")
+            raise ParamError(f"{arg('precisions', p)}: cannot be made from the {model.precision} model dir "
+                             f"{model.path}; give an FP32 model dir (or none)")
         out[p] = _int8_dir(model, Path(cache_dir or default_cache_dir()), note)
         out[p] = model_info(out[p].path, model.random_weights, out[p].exported_s)
     return out
@@ -97,8 +100,8 @@ def precision_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
     the same interleaved run: the encoder stage and the end-to-end query."""
     med: dict[tuple[str, str, str, int, int, int, str], float] = {}
     for r in doc["results"]:
-        med[(r["backend"], r["precision"], r["scenario"], r["batch"], r["shots"], r["classes"], r["stage"])] = \
-            float(r["summary"]["median"])
+        key = (r["backend"], r["precision"], r["scenario"], r["batch"], r["shots"], r["classes"], r["stage"])
+        med[key] = float(r["summary"]["median"])
     out = []
     for (be, prec, sc, b, k, c, stage), fp32 in sorted(med.items()):
         if prec != "fp32" or sc != "cached" or stage not in ("encoder", "end_to_end"):
@@ -107,8 +110,8 @@ def precision_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if int8:
             what = "encoder" if stage == "encoder" else f"cached {k}-shot query"
             out.append({"name": f"INT8 vs FP32 {what}: speed-up", "backend": be, "value": fp32 / int8,
-                        "detail": f"FP32 {stage} median / INT8 {stage} median (cached {k}-shot, one interleaved run); "
-                                  + int8_kept_text(doc)})
+                        "detail": f"FP32 {stage} median / INT8 {stage} median (cached {k}-shot, one "
+                                  "interleaved run); " + int8_kept_text(doc)})
     return out
 
 
@@ -116,4 +119,6 @@ def int8_kept_text(doc: dict[str, Any]) -> str:
     """What the timed INT8 dir kept in FP32, in words: ``"full INT8 (no block kept FP32)"`` or
     ``"INT8 with 2 block(s) kept FP32: a, b"`` (from the run's ``models.int8.kept_fp32``)."""
     kept = (doc.get("models") or {}).get("int8", {}).get("kept_fp32") or []
-    return f"INT8 with {len(kept)} block(s) kept FP32: {', '.join(kept)}" if kept else "full INT8 (no block kept FP32)"
+    if not kept:
+        return "full INT8 (no block kept FP32)"
+    return f"INT8 with {len(kept)} block(s) kept FP32: {', '.join(kept)}"

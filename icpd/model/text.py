@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from icpd.config import Preset, get_preset
+from icpd.errors import ParamError, arg
 from icpd.io.atomic import atomic_write
 
 
@@ -53,7 +54,8 @@ class ClassEmbeddings:
         return self.embeddings[order]
 
 
-def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | None = None) -> ClassEmbeddings:
+def load_class_embeddings(path: str | os.PathLike[str],
+                          preset: Preset | str | None = None) -> ClassEmbeddings:
     """Read a class-embedding safetensors file (numpy; no torch needed); with ``preset``, check
     count and dimension. Returns embeddings (N, D) float32."""
     from safetensors import SafetensorError, safe_open
@@ -72,22 +74,26 @@ def load_class_embeddings(path: str | os.PathLike[str], preset: Preset | str | N
         raise ValueError(f"class embeddings {path}: not a safetensors file ({e})") from e
     except TypeError as e:  # numpy has no bfloat16: such a file needs re-saving as float32
         raise ValueError(f"class embeddings {path}: {e}; save the embeddings as float32") from e
-    classes = tuple(meta["classes"].split("|")) if meta.get("classes") else tuple(str(i) for i in range(emb.shape[0]))
+    classes = (tuple(meta["classes"].split("|")) if meta.get("classes")
+               else tuple(str(i) for i in range(emb.shape[0])))
     if emb.ndim != 2 or emb.shape[0] != len(classes):
-        raise ValueError(f"class embeddings {path}: shape {tuple(emb.shape)} does not match {len(classes)} class names")
+        raise ValueError(f"class embeddings {path}: shape {tuple(emb.shape)} does not match {len(classes)} "
+                         "class names")
     if preset is not None:
         p = get_preset(preset)
         if tuple(emb.shape) != (p.num_classes, p.embed_dim):
             raise ValueError(
                 f"class embeddings {path}: shape {tuple(emb.shape)}; preset {p.name!r} needs "
-                f"({p.num_classes}, {p.embed_dim}): {p.num_classes} classes from the CLIP model of that preset"
+                f"({p.num_classes}, {p.embed_dim}): {p.num_classes} classes from the CLIP model of that "
+                "preset"
             )
     if not bool(np.isfinite(emb).all()):
         raise ValueError(f"class embeddings {path}: contains NaN/inf")
     return ClassEmbeddings(emb, classes, meta.get("normalized", "False") == "True", meta.get("model", ""))
 
 
-def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, prompt: str = "bare class name") -> Path:
+def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings,
+                          prompt: str = "bare class name") -> Path:
     from safetensors.numpy import save_file
 
     from icpd.io.safetensors_order import sort_metadata
@@ -97,7 +103,8 @@ def save_class_embeddings(path: str | os.PathLike[str], emb: ClassEmbeddings, pr
     if bad:
         raise ValueError(f"class names may not contain '|': {bad}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"classes": "|".join(emb.classes), "prompt": prompt, "normalized": str(emb.normalized), "model": emb.model}
+    meta = {"classes": "|".join(emb.classes), "prompt": prompt, "normalized": str(emb.normalized),
+            "model": emb.model}
     with atomic_write(path) as tmp:
         save_file({"embeddings": _as_float32(emb.embeddings)}, str(tmp), metadata=meta)
         sort_metadata(tmp)  # same embeddings, same bytes (save_file's metadata order varies per process)
@@ -125,13 +132,15 @@ def embed_text(
     cfg = p.clip_config()
     classes = [c.strip() for c in classes if c.strip()]
     if not classes:
-        raise ValueError("--classes: no class names given; pass e.g. 'ship,storage tank'")
+        raise ParamError(f"{arg('classes')}: no class names given; name at least one class, e.g. ship or "
+                         "storage tank")
     model = open_clip.CLIP(**cfg)
     state, _ = _read_state_dict(Path(clip_weights))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
         raise CheckpointError(
-            f"CLIP weights {clip_weights}: missing {result.missing_keys[:6]} for the CLIP model of preset {p.name!r}"
+            f"CLIP weights {clip_weights}: missing {result.missing_keys[:6]} for the CLIP model of preset "
+            f"{p.name!r}"
         )
     model.eval()
     name = p.clip_model if isinstance(p.clip_model, str) else None
@@ -140,7 +149,8 @@ def embed_text(
         emb = model.encode_text(tokenizer(classes)).float()
     if normalize:
         emb = emb / emb.norm(dim=-1, keepdim=True)
-    return ClassEmbeddings(emb, tuple(classes), normalize, f"{Path(clip_weights).name} ({name or 'custom config'})")
+    origin = f"{Path(clip_weights).name} ({name or 'custom config'})"
+    return ClassEmbeddings(emb, tuple(classes), normalize, origin)
 
 
 def embed_text_to_file(

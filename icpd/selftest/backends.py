@@ -43,7 +43,8 @@ class Exports:
             ModelDir.open(out)  # every file present with its recorded size
             self.reused[form] = True
         except ModelDirError:
-            export_model(seeded_model(PRESET, seed=SEED), out, rank_prior=form, validate=False, force=out.exists())
+            export_model(seeded_model(PRESET, seed=SEED), out, rank_prior=form, validate=False,
+                         force=out.exists())
             self.reused[form] = False
             if self.cache:
                 self._prune(form, keep=out)
@@ -95,15 +96,18 @@ def _verdict(report: Any, details: dict[str, Any]) -> None:
     failed = []
     for name, b in report.backends.items():
         worst = max(b.outputs.values(), key=lambda e: e.max_abs / max(e.ref_max, 1e-12))
-        details[name] = {"precision": b.precision, "passed": b.passed, "mean_foreground_iou": round(b.mean_iou, 5),
+        details[name] = {"precision": b.precision, "passed": b.passed,
+                         "mean_foreground_iou": round(b.mean_iou, 5),
                          "min_pixel_agreement": round(b.min_pixel_agreement, 5),
-                         "worst_output": {"name": worst.name, "max_abs": worst.max_abs, "ref_max": worst.ref_max},
+                         "worst_output": {"name": worst.name, "max_abs": worst.max_abs,
+                                          "ref_max": worst.ref_max},
                          "failures": b.failures}
         if not b.passed:
             failed.append(f"{name} ({b.precision}): {'; '.join(b.failures)}")
     details["summary"] = ", ".join(f"{n} IoU {b.mean_iou:.4f}" for n, b in report.backends.items())
     if failed:
-        raise AssertionError(f"against {report.reference}, by icpd validate's pass rule: {' | '.join(failed)}")
+        raise AssertionError(f"against {report.reference}, by icpd validate's pass rule: "
+                             f"{' | '.join(failed)}")
 
 
 def export_step(exports: Exports, details: dict[str, Any]) -> None:
@@ -111,7 +115,8 @@ def export_step(exports: Exports, details: dict[str, Any]) -> None:
     path = exports.get("sort")
     how = "reused from the cache" if exports.reused["sort"] else "exported"
     details.update(model_dir=str(path), form="sort", reused=exports.reused["sort"],
-                   seconds=round(time.perf_counter() - t0, 1), summary=f"tiny preset, seed {SEED}, sort form, {how}")
+                   seconds=round(time.perf_counter() - t0, 1),
+                   summary=f"tiny preset, seed {SEED}, sort form, {how}")
 
 
 def ort_vs_torch_cpu(exports: Exports, details: dict[str, Any]) -> None:
@@ -149,8 +154,8 @@ def trt_engines(exports: Exports, device: str, form: str, precision: str, detail
     trt = _tensorrt_or_skip(device)
     version = tuple(int(v) for v in trt.__version__.split(".")[:2])
     if form == "plugin" and plugin_library is None and version < MIN_TENSORRT:
-        raise Skip(f"TensorRT {trt.__version__} has no AOT plugins (>= 10.9): pass --plugin-library with the C++ "
-                   "plugin built by icpd/kernels/plugin/CMakeLists.txt")
+        raise Skip(f"TensorRT {trt.__version__} has no AOT plugins (>= 10.9): give the C++ plugin built by "
+                   "icpd/kernels/plugin/CMakeLists.txt as plugin_library (`icpd selftest --plugin-library`)")
     model_dir = exports.exported(form) if form == "sort" else exports.get(form)
     engines = exports.work / f"engines-{form}-{precision}"
     lines: list[str] = []
@@ -198,7 +203,8 @@ def latency(exports: Exports, device: str, details: dict[str, Any]) -> None:
     if device.startswith("cuda") and torch.cuda.is_available():
         dev = torch.device(device)
         backends["torch cuda"] = (make_backend(md, "torch", device), lambda: torch.cuda.synchronize(dev))
-        engines = next((p for p in sorted(exports.work.glob("engines-sort-*")) if (p / "engines.json").is_file()), None)
+        built = [p for p in sorted(exports.work.glob("engines-sort-*")) if (p / "engines.json").is_file()]
+        engines = built[0] if built else None
         if engines is not None:
             trt = make_backend(md, "trt", device, engines)
             backends[f"trt {engines.name.rsplit('-', 1)[-1]}"] = (trt, trt.stream.synchronize)
@@ -206,6 +212,6 @@ def latency(exports: Exports, device: str, details: dict[str, Any]) -> None:
     ms = {name: round(_median_ms(lambda b=b: run_episode(b, md, episode), sync,
                                  *((1, 2) if name.endswith("cpu") else (2, TIMED))), 2)
           for name, (b, sync) in backends.items()}
-    details.update(ms_per_episode=ms, episode=f"tiny preset, batch 2, 1 shot; median of 2 after 1 warm-up (CPU), "
-                                              f"of {TIMED} after 2 (GPU)",
+    details.update(ms_per_episode=ms, episode="tiny preset, batch 2, 1 shot; median of 2 after 1 warm-up "
+                                              f"(CPU), of {TIMED} after 2 (GPU)",
                    summary=", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()))

@@ -16,7 +16,8 @@ from typing import Any
 def _run(cmd: list[str]) -> str:
     """A tool's first output line, or why it could not run (never reads stdin; 10 s at most)."""
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL, check=False)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL,
+                             check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unavailable ({type(err).__name__}: {err})"
     text = (res.stdout or res.stderr).strip()
@@ -68,10 +69,11 @@ def environment(device: str, env: dict[str, Any]) -> None:
         props = torch.cuda.get_device_properties(index)
         env.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
                    gpu_memory_gib=round(props.total_memory / 2**30, 1), gpus=torch.cuda.device_count(),
-                   driver=_run(["nvidia-smi", f"--id={index}", "--query-gpu=driver_version", "--format=csv,noheader"]))
+                   driver=_run(["nvidia-smi", f"--id={index}", "--query-gpu=driver_version",
+                                "--format=csv,noheader"]))
     gpu = env.get("gpu", "no GPU")
     env["summary"] = (f"{gpu}{' cc ' + env['compute_capability'] if 'compute_capability' in env else ''}, "
                       f"torch {torch.__version__}, TensorRT {env['tensorrt']}, ORT {onnxruntime.__version__}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device}: torch {torch.__version__} sees no CUDA device "
-                           f"(torch built for CUDA {torch.version.cuda}; nvidia-smi: {_run(['nvidia-smi', '-L'])})")
+        raise RuntimeError(f"device {device}: torch {torch.__version__} sees no CUDA device (torch built for "
+                           f"CUDA {torch.version.cuda}; nvidia-smi: {_run(['nvidia-smi', '-L'])})")

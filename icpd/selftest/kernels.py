@@ -11,7 +11,8 @@ from icpd.selftest.report import Skip
 
 # Paper preset levels as (support pixels Ns, channels C); queries Nq = Ns (same map size).
 PAPER_LEVELS = {"layer2 32x32 C512": (1024, 512), "layer3 16x16 C1024": (256, 1024),
-                "layer4 8x8 C2048": (64, 2048), "clip 16x16 C1024": (256, 1024), "max support 64x64 C256": (4096, 256)}
+                "layer4 8x8 C2048": (64, 2048), "clip 16x16 C1024": (256, 1024),
+                "max support 64x64 C256": (4096, 256)}
 
 
 def _prior(q: Any, s: Any, r: Any) -> Any:
@@ -60,14 +61,15 @@ def _gpu_or_skip(device: str) -> Any:
     import torch
 
     if not device.startswith("cuda"):
-        raise Skip(f"--device {device}: GPU steps run with --device cuda")
+        raise Skip(f"device {device}: GPU steps run on a CUDA device (device cuda or cuda:N)")
     if not torch.cuda.is_available():
         raise Skip("torch sees no CUDA device")
     return torch.device(device)
 
 
 def kernel_coverage(device: str, cache_dir: Path) -> dict[str, Any]:
-    """Build the kernel (nvcc, cached) and say how it covers this GPU: native cubin, or PTX the driver JITs."""
+    """Build the kernel (nvcc, cached) and say how it covers this GPU: native cubin, or PTX the driver
+    JITs."""
     import torch
 
     from icpd.kernels import build
@@ -85,7 +87,8 @@ def kernel_coverage(device: str, cache_dir: Path) -> dict[str, Any]:
     elif ptx <= arch:
         how = f"PTX {kb.ptx_arch}, JIT-compiled by the driver (no sm_{arch} cubin: slower first launch)"
     else:
-        raise AssertionError(f"the kernel has no sm_{arch} cubin and its PTX {kb.ptx_arch} is newer than the GPU")
+        raise AssertionError(f"the kernel has no sm_{arch} cubin and its PTX {kb.ptx_arch} is newer than the "
+                             "GPU")
     return {"gpu_arch": f"sm_{arch}", "cubin_archs": list(kb.cubin_archs), "ptx_arch": kb.ptx_arch,
             "skipped_archs": kb.skipped, "nvcc": ".".join(map(str, kb.nvcc_version)), "coverage": how,
             "summary": f"sm_{arch}: {how.split(',')[0]}"}

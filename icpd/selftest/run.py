@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icpd.errors import ParamError, arg
 from icpd.selftest import backends, kernels
 from icpd.selftest.environment import environment
 from icpd.selftest.report import SelftestReport, Skip, StepResult
@@ -30,39 +31,48 @@ class Step:
     fix: str  # the likely fix when it fails
 
 
-def _steps(device: str, exports: backends.Exports, kernel_cache: Path, plugin_library: str | None) -> list[Step]:
+def _steps(device: str, exports: backends.Exports, kernel_cache: Path,
+           plugin_library: str | None) -> list[Step]:
     def trt(form: str, precision: str) -> Callable[[dict[str, Any]], Any]:
         return lambda d: backends.trt_engines(exports, device, form, precision, d, plugin_library)
 
     return [
-        Step("environment", "GPU, driver, CUDA, torch, TensorRT, ONNX Runtime, nvcc", lambda d: environment(device, d),
+        Step("environment", "GPU, driver, CUDA, torch, TensorRT, ONNX Runtime, nvcc",
+             lambda d: environment(device, d),
              "install a CUDA build of torch that matches the driver (pip install torch --index-url "
-             "https://download.pytorch.org/whl/cuXXX) and check `nvidia-smi`; or run with --device cpu"),
+             "https://download.pytorch.org/whl/cuXXX) and check `nvidia-smi`; or run on the CPU "
+             "(`icpd selftest --device cpu`)"),
         Step("rank_prior_cpu", "rank prior CPU reference: k = 0, k = all, ties, 1024 x 1024 vs full sort",
-             lambda d: kernels.rank_prior_cpu(), f"the PyTorch in use changed torch.topk/sort semantics; {BUG_REPORT}"),
-        Step("kernel_coverage", "the CUDA kernel's cubins / PTX cover this GPU", lambda d: kernels.kernel_coverage(
-            device, kernel_cache), "nvcc could not build icpd/kernels/ndcg_prior.cu for this GPU: use a CUDA toolkit "
-            "that targets it (CUDA >= 12.8 for sm_100/sm_120) and a host compiler it supports; set CUDA_HOME"),
+             lambda d: kernels.rank_prior_cpu(),
+             f"the PyTorch in use changed torch.topk/sort semantics; {BUG_REPORT}"),
+        Step("kernel_coverage", "the CUDA kernel's cubins / PTX cover this GPU",
+             lambda d: kernels.kernel_coverage(device, kernel_cache),
+             "nvcc could not build icpd/kernels/ndcg_prior.cu for this GPU: use a CUDA toolkit that targets "
+             "it (CUDA >= 12.8 for sm_100/sm_120) and a host compiler it supports; set CUDA_HOME"),
         Step("kernel_cuda", "CUDA kernel vs CPU reference: paper-sized levels, ties, k = 0, k = all, FP16",
              lambda d: kernels.kernel_cuda(device, kernel_cache),
-             f"the kernel disagrees with the reference on this GPU; the torch backend then falls back to PyTorch "
-             f"only where the kernel cannot run, so {BUG_REPORT}"),
-        Step("export", "export the seeded tiny model (sort form) to ONNX (reused while sources and versions match)",
+             "the kernel disagrees with the reference on this GPU; the torch backend then falls back to "
+             f"PyTorch only where the kernel cannot run, so {BUG_REPORT}"),
+        Step("export", "export the seeded tiny model (sort form) to ONNX (reused while sources and versions "
+                       "match)",
              lambda d: backends.export_step(exports, d),
              "reinstall the torch extra (pip install 'icpd[torch]'): torch, onnx and onnxscript must be the "
              "versions pyproject.toml allows"),
         Step("ort_vs_torch_cpu", "ONNX Runtime CPU vs PyTorch CPU FP32 (icpd validate's pass rule)",
-             lambda d: backends.ort_vs_torch_cpu(exports, d), f"ONNX Runtime and PyTorch disagree; {BUG_REPORT}"),
+             lambda d: backends.ort_vs_torch_cpu(exports, d),
+             f"ONNX Runtime and PyTorch disagree; {BUG_REPORT}"),
         Step("torch_cuda", "PyTorch on CUDA vs PyTorch CPU FP32 (icpd validate's pass rule)",
              lambda d: backends.torch_cuda(exports, device, d),
              f"PyTorch on this GPU disagrees with the CPU: update the driver, check no TF32 override "
              f"(TORCH_ALLOW_TF32_CUBLAS_OVERRIDE); {BUG_REPORT}"),
         Step("trt_sort", "TensorRT FP16 engines from the sort form vs ONNX Runtime CPU", trt("sort", "fp16"),
              "see the error; `icpd build --precision fp32` tells FP16 problems from others; " + BUG_REPORT),
-        Step("trt_plugin", "TensorRT FP32 engines from the plugin form vs PyTorch CPU FP32", trt("plugin", "fp32"),
-             "see the error; on TensorRT < 10.9 pass --plugin-library (the C++ plugin); " + BUG_REPORT),
-        Step("latency", "median latency of one episode per backend", lambda d: backends.latency(exports, device, d),
-             BUG_REPORT),
+        Step("trt_plugin", "TensorRT FP32 engines from the plugin form vs PyTorch CPU FP32",
+             trt("plugin", "fp32"),
+             "see the error; on TensorRT < 10.9 give the C++ plugin (`icpd selftest --plugin-library`); "
+             + BUG_REPORT),
+        Step("latency", "median latency of one episode per backend",
+             lambda d: backends.latency(exports, device, d), BUG_REPORT),
     ]
 
 
@@ -92,7 +102,7 @@ def resolve_device(device: str) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise ValueError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+        raise ParamError(f"{arg('device', repr(device))}: choose auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -108,7 +118,7 @@ def run_selftest(device: str = "auto", out_dir: str | os.PathLike[str] | None = 
     and versions they were made from are the same. ``cache=False`` exports into the temporary folder.
 
     Raises:
-        ValueError: a bad ``device`` or ``only``.
+        ParamError (a ValueError): a bad ``device`` or ``only``.
     """
     import icpd
     from icpd.config import cache_root
@@ -126,7 +136,7 @@ def run_selftest(device: str = "auto", out_dir: str | os.PathLike[str] | None = 
     steps = _steps(device, exports, default_cache_dir(), lib)
     unknown = sorted(set(only) - {s.name for s in steps})
     if unknown:
-        raise ValueError(f"--only {','.join(unknown)}: choose from {', '.join(s.name for s in steps)}")
+        raise ParamError(f"{arg('only', ','.join(unknown))}: choose from {', '.join(s.name for s in steps)}")
     t0 = time.perf_counter()
     try:
         for step in steps:

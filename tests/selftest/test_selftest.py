@@ -33,7 +33,7 @@ def test_cpu_run_passes_the_cpu_steps_and_skips_the_gpu_steps(tmp_path, monkeypa
                             "ort_vs_torch_cpu", "torch_cuda", "trt_sort", "trt_plugin", "latency"]
     assert {n: status[n] for n in CPU_STEPS} == dict.fromkeys(CPU_STEPS, "pass")
     reasons = {s["name"]: s["reason"] for s in doc["steps"] if s["status"] == "skip"}
-    assert reasons == dict.fromkeys(GPU_STEPS, "--device cpu: GPU steps run with --device cuda")
+    assert reasons == dict.fromkeys(GPU_STEPS, "device cpu: GPU steps run on a CUDA device (device cuda or cuda:N)")
     steps = {s["name"]: s for s in doc["steps"]}
     ort = steps["ort_vs_torch_cpu"]["details"]["ort"]
     assert ort["passed"] and ort["mean_foreground_iou"] >= 0.999  # the FP32 rule of icpd validate
@@ -59,7 +59,7 @@ def test_cuda_asked_without_a_gpu_fails_the_environment_and_skips_gpu_steps(tmp_
     assert res.exit_code == 1
     doc = json.loads((tmp_path / "selftest.json").read_text())
     env, kernel = doc["steps"]
-    assert env["status"] == "fail" and env["error"].startswith("RuntimeError: --device cuda: torch ")
+    assert env["status"] == "fail" and env["error"].startswith("RuntimeError: device cuda: torch ")
     assert "sees no CUDA device" in env["error"]
     assert env["fix"].startswith("install a CUDA build of torch that matches the driver")
     assert env["details"]["cuda_available"] is False and env["details"]["torch"] == torch.__version__
