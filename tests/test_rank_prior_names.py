@@ -109,3 +109,37 @@ def test_export_refuses_an_unknown_form_before_writing(tiny_model, tmp_path):
         export_model(tiny_model, tmp_path / "m", rank_prior="scan", validate=False)
     assert str(err.value) == f"rank_prior='scan': {VALID}"
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("text", sorted(EXPECTED))
+def test_model_dir_maps_every_spelling_to_the_same_form(text, tiny_model_dir, tmp_path):
+    """model.json's rank_prior as written by any icpd so far: ModelDir.rank_prior is the form (Predictor.load
+    and icpd build read it there)."""
+    import json
+    import shutil
+
+    from icpd.artifacts.model_dir import ModelDir
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["rank_prior"] = text
+    (d / "model.json").write_text(json.dumps(meta))
+    assert ModelDir.open(d).rank_prior is EXPECTED[text]
+
+
+@pytest.mark.parametrize("bad", ["distances", "TOPK"])
+def test_model_dir_refuses_an_unknown_form_listing_the_valid_names(bad, tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from icpd.artifacts.model_dir import ModelDir
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["rank_prior"] = bad
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError) as err:
+        ModelDir.open(d)
+    assert f'rank_prior = "{bad}" is not one of "topk", "sort", "plugin", "onnx"' in str(err.value)
