@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from icpd.runtime.backends.registry import requirement
+
 __all__ = ["ENV_VARS", "PACKAGES", "collect_environment"]
 
 T = TypeVar("T")
@@ -36,9 +38,8 @@ ENV_VARS = (  # variables that change latency; recorded verbatim (None when unse
 )
 
 PACKAGES = {  # import name -> distribution names to try, first found wins
-    "torch": ("torch",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"),
-    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_lean", "tensorrt_dispatch"),
+    # the backends' libraries: their distributions as the backend registry lists them
+    **{module: requirement(module).distributions for module in ("torch", "onnxruntime", "tensorrt")},
     "numpy": ("numpy",),
     "icpd": ("icpd",),
 }

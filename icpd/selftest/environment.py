@@ -27,9 +27,9 @@ def _run(cmd: list[str]) -> str:
 
 
 def _tensorrt() -> str:
-    import importlib.util
+    from icpd.runtime.backends.registry import missing, requirement
 
-    if importlib.util.find_spec("tensorrt") is None:
+    if requirement("tensorrt") in missing("trt"):  # the registry's find_spec: nothing imported
         return "not installed"
     try:
         import tensorrt
@@ -56,6 +56,8 @@ def environment(device: str, env: dict[str, Any]) -> None:
     import torch
 
     import icpd
+    from icpd.runtime.backends.registry import names as backend_names
+    from icpd.runtime.backends.registry import usable_devices
 
     env.update({
         "icpd": icpd.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
@@ -63,6 +65,8 @@ def environment(device: str, env: dict[str, Any]) -> None:
         "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
         "onnxruntime": onnxruntime.__version__, "ort_providers": onnxruntime.get_available_providers(),
         "tensorrt": _tensorrt(), "nvcc": _nvcc(),
+        # the backends (the registry's list) and the devices each can use here
+        "backends": {name: list(usable_devices(name)) for name in backend_names()},
     })
     if torch.cuda.is_available():
         index = torch.device(device).index or 0 if device.startswith("cuda") else 0

@@ -160,3 +160,18 @@ def test_evaluation_and_validation_take_the_registrys_names():
     assert UNKNOWN in str(err.value)
     with pytest.raises(ValueError, match="evaluates an exported model"):
         build_predictor("onnxruntime", None)  # the alias is ort: it needs a model dir, like ort
+
+
+def test_selftest_and_bench_environment_read_the_registry(monkeypatch):
+    from icpd.benchmarks.env import PACKAGES
+    from icpd.selftest.environment import environment
+
+    for module in ("torch", "onnxruntime", "tensorrt"):
+        assert PACKAGES[module] == registry.requirement(module).distributions
+    env: dict = {}
+    environment("cpu", env)
+    assert env["backends"] == {name: list(registry.usable_devices(name)) for name in registry.names()}
+    without(monkeypatch, "tensorrt")
+    env = {}
+    environment("cpu", env)
+    assert env["tensorrt"] == "not installed" and env["backends"]["trt"] == []
