@@ -44,6 +44,7 @@ _FLAG_ALIASES = {
     "exclude": "--int8-exclude", "min_speedup": "--int8-min-speedup",  # convert_model_dir_int8 (icpd export)
     "bound": "--queue",  # StreamOptions.bound (icpd stream)
     "precisions": "--precision",  # BenchConfig.precisions (icpd bench --precision fp32,int8)
+    "supports": "--support", "masks": "--mask",  # lists of files: one repeatable option each
 }
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from icpd.errors import ParamError, arg
 from icpd.training.metrics import SegmentationMeter
 
 
@@ -43,7 +44,8 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} must be an integer (set by torchrun)") from None
+        raise ValueError(f"environment variable {name}={raw!r} must be an integer "
+                         "(set by torchrun)") from None
 
 
 def init_distributed(device: str | torch.device = "cpu") -> DistContext:
@@ -62,14 +64,16 @@ def init_distributed(device: str | torch.device = "cpu") -> DistContext:
     local = _env_int("LOCAL_RANK", 0)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
+            raise ParamError(f"{arg('device', 'cuda')}: no CUDA device is visible to PyTorch; use "
+                             f"{arg('device', 'cpu')}")
         device = torch.device("cuda", local if device.index is None else device.index)
         torch.cuda.set_device(device)
     if world <= 1:
         return DistContext(device=device)
     made = False
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank,
+                                world_size=world)
         made = True
     return DistContext(rank, world, local, device, made)
 
@@ -101,7 +105,8 @@ def all_reduce_meter(ctx: DistContext, meter: SegmentationMeter) -> None:
     if not ctx.distributed:
         return
     n = meter.num_classes + 1
-    packed = np.concatenate([meter.fg_inter, meter.fg_union, meter.episodes, [meter.bg_inter, meter.bg_union]])
+    packed = np.concatenate([meter.fg_inter, meter.fg_union, meter.episodes,
+                             [meter.bg_inter, meter.bg_union]])
     total = all_reduce_sum(ctx, packed.astype(np.int64))
     meter.fg_inter, meter.fg_union, meter.episodes = total[:n], total[n : 2 * n], total[2 * n : 3 * n]
     meter.bg_inter, meter.bg_union = int(total[3 * n]), int(total[3 * n + 1])

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from icpd.config import Backend, Preset
+from icpd.errors import ParamError, arg
 from icpd.runtime.backends.registry import names as backend_names
 from icpd.runtime.backends.registry import resolve as resolve_backend
 from icpd.training.distributed import DistContext, all_reduce_meter
@@ -60,7 +61,8 @@ class TorchEpisodePredictor:
 
     def predict_episodes(self, batch: Mapping[str, Any]) -> torch.Tensor:
         if "class_embeddings" not in batch:
-            raise ValueError("the episodes carry no class_embeddings; build the data set with class_embeddings=...")
+            raise ValueError("the episodes carry no class_embeddings; build the data set with "
+                             "class_embeddings=...")
         names = ("query", "support_images", "support_masks", "class_embeddings")
         q, s, m, e = (batch[k].to(self.device, non_blocking=True) for k in names)
         was_training = self.model.training
@@ -81,11 +83,13 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def build_predictor(backend: str, model: torch.nn.Module, device: str | torch.device = "cpu", amp: bool = False) -> EpisodePredictor:
+def build_predictor(backend: str, model: torch.nn.Module, device: str | torch.device = "cpu",
+                    amp: bool = False) -> EpisodePredictor:
     """The eager PyTorch predictor of a network; exported models go through ``model_dir_predictor``."""
     kind = resolve_backend(backend)  # a name or an alias; an unknown one: the registry's message
     if kind is not Backend.TORCH:
-        raise ValueError(f"--backend {kind.value}: evaluates an exported model; pass --model MODEL_DIR (from `icpd export`)")
+        raise ParamError(f"{arg('backend', kind.value)}: evaluates an exported model; pass "
+                         f"{arg('model_dir', 'MODEL_DIR')} (from `icpd export`)")
     return TorchEpisodePredictor(model, device, amp)
 
 
@@ -95,7 +99,8 @@ def model_dir_predictor(model_dir: str | os.PathLike[str], backend: str, device:
     from icpd.runtime.predictor import Predictor
     from icpd.training.episodes import ExportedEpisodePredictor
 
-    return ExportedEpisodePredictor(Predictor.load(model_dir, backend=backend, device=device, engine_dir=engine_dir))
+    predictor = Predictor.load(model_dir, backend=backend, device=device, engine_dir=engine_dir)
+    return ExportedEpisodePredictor(predictor)
 
 
 @dataclass
@@ -188,7 +193,8 @@ def evaluate(
         pred = predictor.predict_episodes(batch)
         gt = batch["query_mask"]
         if tuple(pred.shape) != tuple(gt.shape):
-            raise ValueError(f"predictor returned masks of shape {tuple(pred.shape)}; expected {tuple(gt.shape)} (B, H, W)")
+            raise ValueError(f"predictor returned masks of shape {tuple(pred.shape)}; expected "
+                             f"{tuple(gt.shape)} (B, H, W)")
         meter.update(pred.bool().cpu(), gt.bool(), batch["class_id"])
         if task is not None:
             progress.advance(task, gt.shape[0])
@@ -228,7 +234,7 @@ def make_dataset(
     from icpd.data import DLRSD5i, ISAID5i
 
     if name not in DATASETS:
-        raise ValueError(f"--dataset {name!r}: unknown; choose one of {', '.join(DATASETS)}")
+        raise ParamError(f"{arg('dataset', repr(name))}: unknown; choose one of {', '.join(DATASETS)}")
     cls = ISAID5i if name == "isaid5i" else DLRSD5i
     return cls(root, fold, split, shot, class_embeddings, preset, seed, episodes_per_epoch)
 
@@ -242,17 +248,20 @@ def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: file not found; pass the path of a .pt or .safetensors file")
+        raise CheckpointError(f"checkpoint {path}: file not found; pass the path of a .pt or .safetensors "
+                              "file")
     if not is_safetensors(path):
         if path.suffix == ".safetensors":
-            raise CheckpointError(f"checkpoint {path}: not a safetensors file (no safetensors header; truncated, or "
-                                  "another format under this name); re-export it, or rename a torch.save file to .pt")
+            raise CheckpointError(f"checkpoint {path}: not a safetensors file (no safetensors header; "
+                                  "truncated, or another format under this name); re-export it, or rename a "
+                                  "torch.save file to .pt")
         return {}
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except SafetensorError as e:
-        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e}); re-export it") from e
+        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e}); "
+                              "re-export it") from e
 
 
 @dataclass
@@ -286,22 +295,27 @@ def run_evaluation(config: EvalConfig, progress: Any = None) -> EvalResult:
 
     kind = resolve_backend(config.backend)  # an unknown name: the registry's message
     if (config.checkpoint is None) == (config.model_dir is None):
-        raise ValueError("give --checkpoint C (PyTorch) or --model MODEL_DIR (an exported model), not both")
+        raise ParamError(f"give {arg('checkpoint', 'C')} (PyTorch) or {arg('model_dir', 'MODEL_DIR')} (an "
+                         "exported model), not both")
     if config.model_dir is None and kind is not Backend.TORCH:
         build_predictor(config.backend, torch.nn.Identity())  # raises: ort/trt need a model dir
-    weights = config.checkpoint if config.model_dir is None else ModelDir.open(config.model_dir).file("weights")
+    if config.model_dir is None:
+        weights = config.checkpoint
+    else:
+        weights = ModelDir.open(config.model_dir).file("weights")
     emb_path = config.class_embeddings
     if emb_path is None:
         recorded = checkpoint_metadata(weights).get("class_embeddings")
         if not recorded:
-            raise ValueError(
-                f"--class-embeddings: not given and {weights} records none; "
+            raise ParamError(
+                f"{arg('class_embeddings')}: not given and {weights} records none; "
                 "pass the class-embedding file the model was trained with"
             )
         emb_path = Path(recorded)
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
+        raise ParamError(f"{arg('device', 'cuda')}: no CUDA device is visible to PyTorch; use "
+                         f"{arg('device', 'cpu')}")
     if config.model_dir is not None:
         preset = ModelDir.open(config.model_dir).preset
         predictor = model_dir_predictor(config.model_dir, config.backend, config.device, config.engine_dir)
@@ -311,7 +325,8 @@ def run_evaluation(config: EvalConfig, progress: Any = None) -> EvalResult:
         model.to(device)
         predictor = build_predictor(config.backend, model, device, config.amp)
     emb = load_class_embeddings(emb_path, preset=preset).embeddings
-    dataset = make_dataset(config.dataset, config.root, config.fold, "val", config.shot, emb, preset, config.seed)
+    dataset = make_dataset(config.dataset, config.root, config.fold, "val", config.shot, emb, preset,
+                           config.seed)
     dataset = spread_subset(dataset, config.episodes)
     return evaluate(
         predictor, dataset, config.batch_size, class_ids=fold_classes(config.fold), workers=config.workers,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from icpd.errors import ParamError, arg
 from icpd.model.icpd_net import ICPDNet
 
 if TYPE_CHECKING:
@@ -63,16 +64,19 @@ def predict_probability(
     from icpd.runtime.validation import check_supports
 
     if not supports:
-        raise ValueError("--support: give at least one support image (and its --mask)")
+        raise ParamError(f"{arg('supports')}: give at least one support image (and its mask in "
+                         f"{arg('masks')})")
     if len(supports) != len(masks):
-        raise ValueError(f"--support/--mask: {len(supports)} support images but {len(masks)} masks; give one mask per support")
+        raise ParamError(f"{arg('supports')}/{arg('masks')}: {len(supports)} support images but {len(masks)} "
+                         "masks; give one mask per support")
     p = model.preset
-    emb = torch.as_tensor(load_class_embeddings(class_embeddings, preset=p).for_target(target))  # a numpy array
+    # a numpy array
+    emb = torch.as_tensor(load_class_embeddings(class_embeddings, preset=p).for_target(target))
     q = read_image(query)
     rasters = [read_image(s) for s in supports]
     # the Predictor's rules and words (sizes, binary masks, too-small supports, all-empty masks) and its notes
-    pixels, binary, notes = check_supports(rasters, [read_mask(m, like=r) for m, r in zip(masks, rasters)], target,
-                                           p.image_size)
+    support_masks = [read_mask(m, like=r) for m, r in zip(masks, rasters)]
+    pixels, binary, notes = check_supports(rasters, support_masks, target, p.image_size)
     s_imgs = [_prepare(px, model) for px in pixels]
     s_masks = [torch.from_numpy(resize_label(m, p.image_size).astype(np.float32)) for m in binary]
     t0 = time.perf_counter()
@@ -84,8 +88,10 @@ def predict_probability(
             emb.unsqueeze(0),
         )
         prob = torch.softmax(logits, dim=1)[0, 1]
-        prob = torch.nn.functional.interpolate(prob[None, None], (q.height, q.width), mode="bilinear", align_corners=False)[0, 0]
-    return QueryProbability(q, prob.numpy().astype(np.float32, copy=False), time.perf_counter() - t0, tuple(notes))
+        prob = torch.nn.functional.interpolate(prob[None, None], (q.height, q.width), mode="bilinear",
+                                               align_corners=False)[0, 0]
+    seconds = time.perf_counter() - t0
+    return QueryProbability(q, prob.numpy().astype(np.float32, copy=False), seconds, tuple(notes))
 
 
 def predict_files(

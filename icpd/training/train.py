@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from icpd.errors import ParamError, arg
 from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
 from icpd.training.distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
@@ -142,13 +143,14 @@ def train(config: TrainConfig, console: Any = None) -> TrainResult:
 def _check_config(c: TrainConfig) -> None:
     for name in ("epochs", "batch_size", "shot"):
         if getattr(c, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(c, name)}")
+            raise ParamError(f"{arg(name, getattr(c, name))}: must be >= 1")
     if not c.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {c.lr}")
+        raise ParamError(f"{arg('lr', c.lr)}: must be > 0")
     if c.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {c.workers}")
+        raise ParamError(f"{arg('workers', c.workers)}: must be >= 0")
     if c.train_encoders and c.preset not in (None, "tiny"):
-        raise ValueError(f"--train-encoders is for the tiny preset only; preset {c.preset!r} keeps the authors' frozen encoders")
+        raise ParamError(f"{arg('train_encoders', True)} is for the tiny preset only; preset {c.preset!r} "
+                         "keeps the authors' frozen encoders")
 
 
 class _Trainer:
@@ -156,9 +158,9 @@ class _Trainer:
         self.cfg, self.ctx, self.console = config, ctx, console
         self.out = Path(config.out)
         if config.batch_size % ctx.world_size:
-            raise ValueError(
-                f"--batch-size {config.batch_size} must be a multiple of the {ctx.world_size} processes "
-                "(it is the global batch, split evenly over ranks)"
+            raise ParamError(
+                f"{arg('batch_size', config.batch_size)}: must be a multiple of the {ctx.world_size} "
+                "processes (it is the global batch, split evenly over ranks)"
             )
         self.per_rank = config.batch_size // ctx.world_size
 
@@ -171,9 +173,11 @@ class _Trainer:
     def _check_out(self) -> None:
         state = self.out / "last.json"
         if self.cfg.resume and not state.is_file():
-            raise ValueError(f"--resume: {state} not found; {self.out} holds no run to resume (drop --resume)")
+            raise ParamError(f"{arg('resume', True)}: {state} not found; {self.out} holds no run to resume "
+                             f"(drop {arg('resume', True)})")
         if not self.cfg.resume and state.is_file():
-            raise ValueError(f"--out {self.out} already holds a run; pass --resume to continue it, or choose another --out")
+            raise ParamError(f"{arg('out', self.out)} already holds a run; pass {arg('resume', True)} to "
+                             f"continue it, or choose another {arg('out')}")
 
     def _build_model(self) -> ICPDNet:
         from icpd.model.checkpoint import (
@@ -194,34 +198,39 @@ class _Trainer:
             load_backbone_weights(model, cfg.backbone_weights)
         tiny = model.preset.name == "tiny"
         if cfg.train_encoders and not tiny:
-            raise ValueError(
-                f"--train-encoders is for the tiny preset only; preset {model.preset.name!r} keeps the authors' frozen "
-                "encoders (pass --clip-weights / --backbone-weights)"
+            raise ParamError(
+                f"{arg('train_encoders', True)} is for the tiny preset only; preset {model.preset.name!r} "
+                f"keeps the authors' frozen encoders (pass {arg('clip_weights')} / {arg('backbone_weights')})"
             )
         # The tiny preset has no pretrained weights, and its random encoders' similarity priors separate
         # an object from its surroundings barely better than chance (pixel AUC 0.55-0.71 on synthetic
         # validation episodes): frozen, the tiny network reaches a novel-class mIoU of only ~0.07-0.1.
         if cfg.train_encoders or (cfg.train_encoders is None and tiny):
             model.set_encoders_trainable(True)
-            self.log("tiny preset: the encoders train with the prior learner and decoder (--freeze-encoders: keep them fixed)")
+            self.log("tiny preset: the encoders train with the prior learner and decoder "
+                     "(--freeze-encoders: keep them fixed)")
         elif cfg.checkpoint is None:
-            missing = [n for n, w in (("--clip-weights", cfg.clip_weights), ("--backbone-weights", cfg.backbone_weights)) if w is None]
+            missing = [n for n, w in (("--clip-weights", cfg.clip_weights),
+                                      ("--backbone-weights", cfg.backbone_weights)) if w is None]
             if missing:
                 self.log(
-                    f"[bold yellow]warning:[/] no {' / '.join(missing)}: those frozen encoders keep random weights. "
-                    "Fine for tests and smoke runs, useless for accuracy; pass RemoteCLIP and ImageNet weights.",
+                    f"[bold yellow]warning:[/] no {' / '.join(missing)}: those frozen encoders keep random "
+                    "weights. Fine for tests and smoke runs, useless for accuracy; pass RemoteCLIP and "
+                    "ImageNet weights.",
                     force=True,
                 )
         return model
 
     def _loaders(self, emb: torch.Tensor, preset: Any) -> None:
         cfg, ctx = self.cfg, self.ctx
-        self.train_set = make_dataset(cfg.dataset, cfg.root, cfg.fold, "trn", cfg.shot, emb, preset, cfg.seed, cfg.episodes_per_epoch)
+        self.train_set = make_dataset(cfg.dataset, cfg.root, cfg.fold, "trn", cfg.shot, emb, preset, cfg.seed,
+                                      cfg.episodes_per_epoch)
         val = make_dataset(cfg.dataset, cfg.root, cfg.fold, "val", cfg.shot, emb, preset, cfg.seed)
         self.val_set = spread_subset(val, cfg.val_episodes)
         # Episodes are random by (seed, epoch, index) already: no shuffling. Workers are not
         # persistent so each epoch's workers see set_epoch().
-        sampler = DistributedSampler(self.train_set, ctx.world_size, ctx.rank, shuffle=False) if ctx.distributed else None
+        sampler = (DistributedSampler(self.train_set, ctx.world_size, ctx.rank, shuffle=False)
+                   if ctx.distributed else None)
         self.train_loader = DataLoader(
             self.train_set, batch_size=self.per_rank, sampler=sampler, shuffle=False, num_workers=cfg.workers,
             pin_memory=ctx.device.type == "cuda",
@@ -249,10 +258,12 @@ class _Trainer:
         best, best_epoch, start = -1.0, 0, 1
         if cfg.resume:
             state = load_state(self.out, model, opt, scaler, cfg, enc_fp)
-            history, best, best_epoch, start = state["history"], state["best_miou"], state["best_epoch"], state["epoch"] + 1
+            history, best, best_epoch = state["history"], state["best_miou"], state["best_epoch"]
+            start = state["epoch"] + 1
             if ctx.is_main:
                 trim_log(self.out / "metrics.jsonl", state["epoch"])
-            self.log(f"resuming {self.out} after epoch {state['epoch']} (best mIoU {format_score(best)} at epoch {best_epoch})")
+            self.log(f"resuming {self.out} after epoch {state['epoch']} (best mIoU {format_score(best)} at "
+                     f"epoch {best_epoch})")
         elif ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cfg.class_embeddings, self.out / "class_embeddings.safetensors")
@@ -262,8 +273,10 @@ class _Trainer:
         if ctx.distributed:
             # Frozen encoders (requires_grad False) are not reduced; their buffers never change.
             ddp = torch.nn.parallel.DistributedDataParallel
-            no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
-            net = ddp(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, **{no_sync: False})
+            params = inspect.signature(ddp).parameters
+            no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            net = ddp(model, device_ids=device_ids, **{no_sync: False})
         predictor = TorchEpisodePredictor(model, ctx.device, amp)
         novel = fold_classes(cfg.fold)
         with self._progress() as progress:
@@ -271,13 +284,15 @@ class _Trainer:
                 t0 = time.perf_counter()
                 losses = self._train_epoch(net, opt, scaler, epoch, amp, progress)
                 t1 = time.perf_counter()
-                val = evaluate(predictor, self.val_set, self.per_rank, class_ids=novel, workers=cfg.workers, ctx=ctx, progress=progress)
+                val = evaluate(predictor, self.val_set, self.per_rank, class_ids=novel, workers=cfg.workers,
+                               ctx=ctx, progress=progress)
                 improved = val.miou > best
                 if improved:
                     best, best_epoch = val.miou, epoch
                 row = {
                     "epoch": epoch, **losses, "val_miou": val.miou, "val_fb_iou": val.fb_iou,
-                    "val_per_class": {str(c): r["iou"] for c, r in val.per_class.items()}, "val_episodes": val.episodes,
+                    "val_per_class": {str(c): r["iou"] for c, r in val.per_class.items()},
+                    "val_episodes": val.episodes,
                     "best_miou": best, "best_epoch": best_epoch, "lr": cfg.lr,
                     "train_seconds": t1 - t0, "val_seconds": val.seconds, "seconds": time.perf_counter() - t0,
                 }
@@ -290,14 +305,15 @@ class _Trainer:
                     save_state(self.out, model, opt, scaler, cfg, epoch, best, best_epoch, history, enc_fp)
                 barrier(ctx)
                 self.log(
-                    f"epoch {epoch}/{cfg.epochs}: loss {losses['train_loss']:.4f}, val mIoU {format_score(val.miou)}, "
-                    f"FB-IoU {format_score(val.fb_iou)} ({row['seconds']:.1f} s){' *best*' if improved else ''}"
+                    f"epoch {epoch}/{cfg.epochs}: loss {losses['train_loss']:.4f}, val mIoU "
+                    f"{format_score(val.miou)}, FB-IoU {format_score(val.fb_iou)} ({row['seconds']:.1f} "
+                    f"s){' *best*' if improved else ''}"
                 )
         return TrainResult(self.out, best, best_epoch, len(history), history, model)
 
     def _train_epoch(
-        self, net: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, epoch: int, amp: bool,
-        progress: Any,
+        self, net: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, epoch: int,
+        amp: bool, progress: Any,
     ) -> dict[str, float]:
         ctx = self.ctx
         self.train_set.set_epoch(epoch)
@@ -318,7 +334,8 @@ class _Trainer:
         progress.remove_task(task)
         total = all_reduce_sum(ctx, sums)
         n = max(total[3], 1.0)
-        return {"train_loss": total[0] / n, "ce_loss": total[1] / n, "prior_loss": total[2] / n, "episodes": int(total[3])}
+        return {"train_loss": total[0] / n, "ce_loss": total[1] / n, "prior_loss": total[2] / n,
+                "episodes": int(total[3])}
 
     def _save_best(self, model: ICPDNet, epoch: int, miou: float, fb_iou: float) -> None:
         from icpd.model.checkpoint import save_checkpoint
@@ -327,8 +344,9 @@ class _Trainer:
         with atomic_write(self.out / "best.pt") as tmp:
             torch.save(model.state_dict(), tmp)
         save_checkpoint(model, self.out / "best.safetensors", {
-            "dataset": cfg.dataset, "fold": cfg.fold, "shot": cfg.shot, "epoch": epoch, "val_miou": f"{miou:.6f}",
-            "val_fb_iou": f"{fb_iou:.6f}", "class_embeddings": str((self.out / "class_embeddings.safetensors").resolve()),
+            "dataset": cfg.dataset, "fold": cfg.fold, "shot": cfg.shot, "epoch": epoch,
+            "val_miou": f"{miou:.6f}", "val_fb_iou": f"{fb_iou:.6f}",
+            "class_embeddings": str((self.out / "class_embeddings.safetensors").resolve()),
         })
 
     def _progress(self) -> Any:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from icpd.artifacts.formats import ArtifactFormat, read_json
+from icpd.errors import ParamError, arg
 from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.io.safetensors_order import sort_metadata
 from icpd.model.icpd_net import ICPDNet
@@ -24,7 +25,8 @@ from icpd.model.icpd_net import ICPDNet
 # Format of last.json; a reader refuses newer versions and files missing these keys.
 STATE_FORMAT = "icpd-train-state"
 STATE_VERSION = 1
-_STATE = ArtifactFormat(STATE_FORMAT, STATE_VERSION, "training state", "start the run afresh without --resume",
+_STATE = ArtifactFormat(STATE_FORMAT, STATE_VERSION, "training state",
+                        f"start the run afresh without {arg('resume', True)}",
                         required=("epoch", "config", "encoder_fingerprint", "optimizer", "scaler", "rng"))
 TRAINABLE = ("priorlearner", "hpn_learner")  # submodules the optimiser updates
 ENCODERS = ("backbone", "cross_modal_visual_backbone")  # updated too with train_encoders (tiny preset)
@@ -69,7 +71,8 @@ def save_state(
     from safetensors.torch import save_file
 
     prefixes = trainable_prefixes(model)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+               if k.startswith(prefixes)}
     sd = opt.state_dict()
     state_keys: dict[str, list[str]] = {}
     for idx, st in sd["state"].items():
@@ -87,11 +90,13 @@ def save_state(
         save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "epoch": str(epoch)})
         sort_metadata(tmp)  # reproducible bytes (save_file's metadata order varies per process)
     write_json(out / "last.json", {
-        "format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": epoch, "best_miou": best, "best_epoch": best_epoch,
+        "format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": epoch, "best_miou": best,
+        "best_epoch": best_epoch,
         "config": cfg.to_json_dict(), "history": history, "encoder_fingerprint": encoder_fingerprint,
         "optimizer": {"param_groups": sd["param_groups"], "state_keys": state_keys},
         "scaler": scaler.state_dict(),
-        "rng": {"numpy": [np_name, int(np_pos), int(np_gauss), float(np_cached)], "python": [py_version, list(py_state), py_gauss]},
+        "rng": {"numpy": [np_name, int(np_pos), int(np_gauss), float(np_cached)],
+                "python": [py_version, list(py_state), py_gauss]},
     })
 
 
@@ -105,27 +110,33 @@ def load_state(
         The JSON part (``epoch``, ``best_miou``, ``best_epoch``, ``history``, ...).
 
     Raises:
-        ValueError: the files disagree with each other or with ``cfg`` / the model's encoders.
+        ParamError (a ValueError, about ``resume``): the files disagree with each other or with ``cfg`` /
+            the model's encoders.
     """
     from safetensors.torch import load_file, safe_open
 
-    meta = read_json(out / "last.json", _STATE, ValueError)
+    meta = read_json(out / "last.json", _STATE, ParamError)
     stored, given = meta["config"], cfg.to_json_dict()
-    diff = [f"{k}: run {stored.get(k)!r}, now {given[k]!r}" for k in RESULT_FIELDS if stored.get(k) != given[k]]
+    diff = [f"{k}: run {stored.get(k)!r}, now {given[k]!r}" for k in RESULT_FIELDS
+            if stored.get(k) != given[k]]
+    resume = arg("resume", True)
     if diff:
-        raise ValueError(f"--resume: options differ from the run in {out}: " + "; ".join(diff) + ". Pass the run's options")
+        raise ParamError(f"{resume}: options differ from the run in {out}: " + "; ".join(diff)
+                         + ". Pass the run's options")
     if meta["epoch"] >= cfg.epochs:
-        raise ValueError(f"--resume: the run in {out} already finished {meta['epoch']} epochs; pass --epochs above that")
+        raise ParamError(f"{resume}: the run in {out} already finished {meta['epoch']} epochs; pass "
+                         f"{arg('epochs')} above that")
     if meta["encoder_fingerprint"] != encoder_fingerprint:
-        raise ValueError(
-            f"--resume: the frozen encoder weights differ from the run in {out}; pass the same "
-            "--clip-weights / --backbone-weights / --checkpoint files"
+        raise ParamError(
+            f"{resume}: the frozen encoder weights differ from the run in {out}; pass the same "
+            f"{arg('clip_weights')} / {arg('backbone_weights')} / {arg('checkpoint')} files"
         )
     path = out / "last.safetensors"
     with safe_open(str(path), framework="pt") as f:
         tensor_epoch = (f.metadata() or {}).get("epoch")
     if tensor_epoch != str(meta["epoch"]):
-        raise ValueError(f"{path} (epoch {tensor_epoch}) and last.json (epoch {meta['epoch']}) disagree: the run was cut mid-save")
+        raise ValueError(f"{path} (epoch {tensor_epoch}) and last.json (epoch {meta['epoch']}) disagree: the "
+                         "run was cut mid-save")
     tensors = load_file(str(path))
     own = model.state_dict()
     trainable = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -137,7 +148,8 @@ def load_state(
         int(idx): {name: tensors[f"optim.{idx}.{name}"] for name in names}
         for idx, names in meta["optimizer"]["state_keys"].items()
     }
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["optimizer"]["param_groups"]]
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g
+              for g in meta["optimizer"]["param_groups"]]
     opt.load_state_dict({"state": opt_state, "param_groups": groups})
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])

@@ -169,7 +169,7 @@ def test_loss_is_scale_weighted_cross_entropy_plus_prior_loss(synth, tiny_model)
 
 def test_bad_options(synth, tmp_path: Path):
     root, emb = synth
-    with pytest.raises(ValueError, match="--epochs must be >= 1"):
+    with pytest.raises(ValueError, match="^epochs=0: must be >= 1$"):
         train(_small(root, emb, tmp_path / "x", 0), QUIET)
     with pytest.raises(ValueError, match="holds no run to resume"):
         train(_small(root, emb, tmp_path / "y", 1, resume=True), QUIET)

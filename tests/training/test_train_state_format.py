@@ -16,7 +16,7 @@ COMPLETE = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": 1,
 @pytest.mark.parametrize(
     ("content", "phrase"),
     [
-        (None, r"last\.json: file not found; start the run afresh without --resume"),
+        (None, r"last\.json: file not found; start the run afresh without resume=True"),
         ("{", "not valid JSON"),
         (json.dumps({**COMPLETE, "format": "icpd-model"}), "not an icpd training state"),
         (json.dumps({**COMPLETE, "format_version": STATE_VERSION + 1}), "newer than this icpd reads"),
