@@ -26,7 +26,8 @@ def test_model_json_lists_the_external_weights(tiny_model_dir):
     listed = {entry["name"] for entry in meta["files"].values()} | set(data)
     assert listed | {"model.json"} == {p.name for p in tiny_model_dir.iterdir()}  # nothing unlisted, nothing extra
     for name, e in data.items():
-        assert e["bytes"] == (tiny_model_dir / name).stat().st_size and e["sha256"] == file_sha256(tiny_model_dir / name)
+        assert e["bytes"] == (tiny_model_dir / name).stat().st_size
+        assert e["sha256"] == file_sha256(tiny_model_dir / name)
 
 
 def test_corrupted_weights_byte_is_refused_by_verify_naming_the_file(copy_dir):
@@ -50,7 +51,8 @@ def test_truncated_weights_are_refused_on_every_open(copy_dir):
     with data.open("r+b") as fh:
         fh.truncate(size - 1000)
     for open_it in (lambda: ModelDir.open(copy_dir), lambda: Predictor.load(copy_dir, backend="ort")):
-        with pytest.raises(ModelDirError, match=rf"encoder\.onnx\.data \(encoder\) has {size - 1000} bytes, model\.json records {size}"):
+        with pytest.raises(ModelDirError, match=rf"encoder\.onnx\.data \(encoder\) has {size - 1000} bytes, "
+                                                rf"model\.json records {size}"):
             open_it()
 
 
@@ -110,7 +112,8 @@ def test_a_replaced_graph_is_refused_on_every_open(copy_dir):
     graph = copy_dir / "matcher.onnx"
     _flip(graph, graph.stat().st_size // 2)
     for open_it in (lambda: ModelDir.open(copy_dir), lambda: Predictor.load(copy_dir, backend="ort")):
-        with pytest.raises(ModelDirError, match=r"matcher\.onnx \(matcher\) does not match its sha256 .*another model's"):
+        with pytest.raises(ModelDirError,
+                           match=r"matcher\.onnx \(matcher\) does not match its sha256 .*another model's"):
             open_it()
 
 
@@ -131,9 +134,12 @@ def test_other_weights_of_the_same_size_are_refused_on_every_open(copy_dir):
     [
         (lambda m: m["files"].pop("matcher"), r"files\.matcher is missing \(incomplete or altered\)"),
         (lambda m: m["files"]["matcher"].pop("sha256"), r"files\.matcher\.sha256 is missing"),
-        (lambda m: m["files"]["encoder"].update(name="../encoder.onnx"), r"files\.encoder\.name = \"\.\./encoder\.onnx\" is not a file name"),
-        (lambda m: m["files"]["weights"].update(bytes="many"), r"files\.weights\.bytes = \"many\" is not an integer >= 0"),
-        (lambda m: m["files"]["encoder"]["external_data"][0].pop("name"), r"files\.encoder\.external_data\[0\]\.name is missing"),
+        (lambda m: m["files"]["encoder"].update(name="../encoder.onnx"),
+         r"files\.encoder\.name = \"\.\./encoder\.onnx\" is not a file name"),
+        (lambda m: m["files"]["weights"].update(bytes="many"),
+         r"files\.weights\.bytes = \"many\" is not an integer >= 0"),
+        (lambda m: m["files"]["encoder"]["external_data"][0].pop("name"),
+         r"files\.encoder\.external_data\[0\]\.name is missing"),
         (lambda m: m.update(files=[]), r"files = \[\] is not a JSON object"),
     ],
 )

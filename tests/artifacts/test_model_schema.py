@@ -49,12 +49,16 @@ CASES = {
     "nested unknown key": (_set("preset.colour", 1), "unknown key preset.colour = 1"),
     "bool for an int": (_set("preset.num_classes", True), "preset.num_classes = true is not an integer >= 1"),
     "float in a list of ints": (_resnet_layer, "preset.resnet_layers[1] = 4.0 is not an integer >= 1"),
-    "string for a size": (_set("files.encoder.bytes", "421431"), 'files.encoder.bytes = "421431" is not an integer >= 0'),
+    "string for a size": (_set("files.encoder.bytes", "421431"),
+                          'files.encoder.bytes = "421431" is not an integer >= 0'),
     "float format_version": (_set("format_version", 2.0), "format_version = 2.0 is not an integer >= 1"),
-    "tensor spec": (_set("encoder.outputs.feat_clip", [1, 2]), "encoder.outputs.feat_clip = [1, 2] is not a JSON list of dimensions"),
+    "tensor spec": (_set("encoder.outputs.feat_clip", [1, 2]),
+                    "encoder.outputs.feat_clip = [1, 2] is not a JSON list of dimensions"),
     "runtime_only not a bool": (_set("runtime_only", "yes"), 'runtime_only = "yes" is not true or false'),
-    "runtime_only with weights": (_set("runtime_only", True), "files lists weights (model.safetensors) but runtime_only is true"),
-    "clip config key": (_drop("preset.clip_model.vision_cfg.patch_size"), "preset.clip_model.vision_cfg.patch_size is missing"),
+    "runtime_only with weights": (_set("runtime_only", True),
+                                  "files lists weights (model.safetensors) but runtime_only is true"),
+    "clip config key": (_drop("preset.clip_model.vision_cfg.patch_size"),
+                        "preset.clip_model.vision_cfg.patch_size is missing"),
     "preset rule": (_set("preset.fusion_weight", 2), "preset: preset 'tiny': fusion_weight must be in [0, 1], got 2"),
     "two sizes disagree": (_set("image_size", 256), "image_size = 256 differs from preset.image_size = 128"),
 }
@@ -119,7 +123,8 @@ def test_cli_prints_one_error_line_and_exits_2(tiny_model_dir, support_files, tm
     d = _tamper(tiny_model_dir, tmp_path / "m", change)
     files, support = support_files
     runs = {
-        "infer": ["infer", "--model", str(d), "--support", str(support), str(files / "s.png"), "--out", str(tmp_path / "o"), "-q"],
+        "infer": ["infer", "--model", str(d), "--support", str(support), str(files / "s.png"),
+                  "--out", str(tmp_path / "o"), "-q"],
         "cache-support": ["cache-support", "--model", str(d), "--class-name", "c3", "--class-embeddings",
                           str(files / "e.safetensors"), "--image", str(files / "s.png"), "--mask", str(files / "m.png"),
                           "--out", str(tmp_path / "c.support"), "-q"],
