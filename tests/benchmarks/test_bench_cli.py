@@ -37,7 +37,8 @@ def test_bench_quick_as_a_subprocess_writes_json_and_report(cache_dir, tmp_path)
     cmd = [exe] if exe else [sys.executable, "-c", "from icpd.cli import app; app()"]
     out_json, report = tmp_path / "x.json", tmp_path / "R"
     proc = subprocess.run([*cmd, "bench", "--quick", "--json", str(out_json), "--report", str(report),
-                           "--cache-dir", str(cache_dir), *SMALL], check=False, capture_output=True, text=True, timeout=300)
+                           "--cache-dir", str(cache_dir), *SMALL],
+                          check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out_json.read_text())
     validate(doc)
@@ -72,7 +73,8 @@ def _doc(scale: float = 1.0, n: int = 20):
 @pytest.fixture(scope="module")
 def docs(tmp_path_factory):
     d = tmp_path_factory.mktemp("docs")
-    return {name: dump(_doc(scale), d / f"{name}.json") for name, scale in (("base", 1.0), ("same", 1.0), ("slow", 1.3))}
+    return {name: dump(_doc(scale), d / f"{name}.json")
+            for name, scale in (("base", 1.0), ("same", 1.0), ("slow", 1.3))}
 
 
 def test_compare_identical_documents_exits_0(docs):

@@ -52,8 +52,8 @@ def test_smallest_p_values_by_hand() -> None:
     assert smallest_p_value(2, 2) == 1 / 6
 
 
-@pytest.mark.parametrize(("alpha", "rounds"), [(0.5, 2), (0.2, 2), (0.1, 3), (0.05, 4), (0.01, 5), (0.004, 5), (0.003, 6),
-                                               (0.001, 7), (1e-4, 8), (1e-6, 12)])
+@pytest.mark.parametrize(("alpha", "rounds"), [(0.5, 2), (0.2, 2), (0.1, 3), (0.05, 4), (0.01, 5), (0.004, 5),
+                                               (0.003, 6), (0.001, 7), (1e-4, 8), (1e-6, 12)])
 def test_min_rounds_at_several_alphas(alpha: float, rounds: int) -> None:
     """By hand: 1/C(2n, n) < alpha first at n = rounds (0.05: 3 vs 3 gives exactly 0.05, not below;
     1e-6: 11 vs 11 gives 1/705432 = 1.4e-6, 12 vs 12 1/2704156 = 3.7e-7). The rank test the gate
@@ -64,7 +64,8 @@ def test_min_rounds_at_several_alphas(alpha: float, rounds: int) -> None:
     assert not can_reach(alpha, rounds - 1, rounds - 1)
     if rounds > 1:
         low = rounds - 1
-        assert mann_whitney([float(x) for x in range(1, low + 1)], [float(x) for x in range(low + 1, 2 * low + 1)]).pvalue >= alpha
+        assert mann_whitney([float(x) for x in range(1, low + 1)],
+                            [float(x) for x in range(low + 1, 2 * low + 1)]).pvalue >= alpha
 
 
 def test_three_rounds_three_times_slower_is_not_no_regression() -> None:
@@ -135,7 +136,8 @@ def test_compare_lists_every_short_pair(tmp_path: Path) -> None:
         return make_document([make_result(scenario=sc, backend="ort-cpu", precision="fp32", stage="end_to_end", batch=1,
                                           shots=1, classes=1, samples_ms=[s * (10 + i) for i in range(n)])
                               for sc in ("a", "b")], environment={})
-    with pytest.raises(TooFewSamples, match=r"a/ort-cpu/fp32/end_to_end/b1-s1-c1 4/4, b/ort-cpu/fp32/end_to_end/b1-s1-c1 4/4"):
+    with pytest.raises(TooFewSamples,
+                       match=r"a/ort-cpu/fp32/end_to_end/b1-s1-c1 4/4, b/ort-cpu/fp32/end_to_end/b1-s1-c1 4/4"):
         compare(doc(4, 1.0), doc(4, 3.0))
     res = compare(doc(4, 1.0), doc(4, 3.0), allow_ratio_only=True)
     assert exit_code(res) == 1 and all(p.verdict.ratio_only for p in res.pairs)
@@ -150,7 +152,8 @@ def test_bench_ab_refuses_too_few_rounds_before_timing(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "error: --rounds 4: with --alpha 0.01 the rank test cannot flag a regression" in res.output
     assert "use --rounds 5 or more, or --allow-ratio-only" in res.output
-    res = runner.invoke(app, ["bench", "ab", str(tmp_path / "a"), str(tmp_path / "b"), "--rounds", "4", "--alpha", "0.05"])
+    res = runner.invoke(app, ["bench", "ab", str(tmp_path / "a"), str(tmp_path / "b"),
+                              "--rounds", "4", "--alpha", "0.05"])
     assert res.exit_code == 2 and "--rounds 4" not in res.output  # 4 a side reach 0.05: on to the model dirs
 
 
@@ -162,7 +165,8 @@ def test_bench_ab_ratio_only_runs_and_says_so(tiny_model_dir) -> None:
 
 
 def test_ci_latency_check_refuses_too_few_rounds_and_its_defaults_can_fail() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "ci_latency_check.py"), "--rounds", "3", "--alpha", "0.05"],
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "ci_latency_check.py"),
+                           "--rounds", "3", "--alpha", "0.05"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--rounds 3: with --alpha 0.05 the rank test cannot flag a regression" in proc.stderr

@@ -97,7 +97,8 @@ def test_bench_fp32_and_int8_side_by_side_in_one_interleaved_run(cache_dir, tmp_
     assert doc["models"]["int8"]["kept_fp32"] == list(kept)  # what the INT8 figures are of, from its model.json
     assert all(r["detail"].endswith(int8_kept_text(doc)) for r in doc["ratios"] if r["name"].startswith("INT8"))
     assert f"INT8 model dir {int8_dir}: {int8_kept_text(doc)}" in res.output
-    assert json.loads((tmp_path / "b.json").read_text())["models"]["fp32"]["fingerprint"] != doc["models"]["int8"]["fingerprint"]
+    fp32_doc = json.loads((tmp_path / "b.json").read_text())
+    assert fp32_doc["models"]["fp32"]["fingerprint"] != doc["models"]["int8"]["fingerprint"]
     again = runner.invoke(app, [*args, "--json", str(tmp_path / "c.json")])
     assert again.exit_code == 0 and "quantizing" not in again.output  # the INT8 dir is reused
     assert json.loads((tmp_path / "c.json").read_text())["models"]["int8"]["path"] == int8_dir

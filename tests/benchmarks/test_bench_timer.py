@@ -219,7 +219,8 @@ def test_measure_rounds_interleaves_and_keeps_each_functions_stages_apart() -> N
     # warm-up: a until 25 ms of fake time have passed (3 calls), then b (9 calls), untimed
     assert (res[0].warmup_iters, res[1].warmup_iters) == (3, 9)
     timed = order[12:]
-    assert len(timed) == 8 and all(sorted(timed[i:i + 2]) == ["a", "b"] for i in range(0, 8, 2))  # one of each per round
+    # one of each per round
+    assert len(timed) == 8 and all(sorted(timed[i:i + 2]) == ["a", "b"] for i in range(0, 8, 2))
     assert len(set(zip(timed[0::2], timed[1::2]))) == 2  # the order within a round varies (seeded)
     assert res[0].samples_ms == [10.0] * 4 and res[1].samples_ms == [3.0] * 4
     assert res[0].stage_samples_ms["encoder"] == [5.0] * 4 and res[0].stage_samples_ms["matcher"] == [2.0] * 4
