@@ -65,7 +65,8 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("gpu") is not None and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU: torch.cuda.is_available() is False here"))
         if item.get_closest_marker("trt") is not None and not has_trt:
-            item.add_marker(pytest.mark.skip(reason="needs the TensorRT Python libraries (not installable on this machine)"))
+            item.add_marker(pytest.mark.skip(
+                reason="needs the TensorRT Python libraries (not installable on this machine)"))
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,8 @@ def test_zoom_draws_objects_larger(tmp_path: Path) -> None:
 
     def foreground(zoom: float) -> float:
         root = synthesize(tmp_path / f"z{zoom}", "isaid5i", 10, seed=2, size=96, zoom=zoom).root
-        labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((root / "trn" / "semantic_png").glob("*.png"))]
+        labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+                  for p in sorted((root / "trn" / "semantic_png").glob("*.png"))]
         return float(np.mean([(lab > 0).mean() for lab in labels]))
 
     ratio = foreground(2.0) / foreground(1.0)

@@ -41,7 +41,8 @@ def test_every_class_in_labels_and_lists(layout, isaid_synth, dlrsd_synth):
         else:
             lists = [root / "DLRSD_5i" / split / f"fold{f}.txt" for f in range(3)]
             names = {ln.split("__")[0] for p in lists for ln in p.read_text().split()}
-            labels = [root / "DLRSD" / "Labels" / "".join(ch for ch in n if not ch.isdigit()) / f"{n}.png" for n in names]
+            labels = [root / "DLRSD" / "Labels" / "".join(ch for ch in n if not ch.isdigit()) / f"{n}.png"
+                      for n in names]
         assert len(labels) == 30
         present = set()
         for lab in labels:
