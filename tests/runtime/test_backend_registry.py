@@ -175,3 +175,13 @@ def test_selftest_and_bench_environment_read_the_registry(monkeypatch):
     env = {}
     environment("cpu", env)
     assert env["tensorrt"] == "not installed" and env["backends"]["trt"] == []
+
+
+def test_infer_asks_for_engines_under_the_trt_alias_too(tmp_path):
+    """open_predictor's "trt needs engines" check resolved the name itself: "tensorrt" slipped past it."""
+    from icpd.apps.infer.local import open_predictor
+
+    (tmp_path / "c.support").write_bytes(b"x")
+    for name in ("trt", "tensorrt"):
+        with pytest.raises(ValueError, match="ENGINE_DIR"):
+            open_predictor(tmp_path, [tmp_path / "c.support"], backend=name)

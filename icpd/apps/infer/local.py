@@ -86,6 +86,8 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
     Raises:
         ValueError (ModelDirError, SupportCacheError, ...): a missing or unusable path, named.
     """
+    from icpd.config import Backend
+    from icpd.runtime.backends.registry import resolve as resolve_backend
     from icpd.runtime.predictor import Predictor
     from icpd.runtime.validation import DuplicateClassError
 
@@ -98,7 +100,7 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
         if not Path(s).is_file():
             what = "a folder, not a file" if Path(s).is_dir() else "file not found"
             raise ValueError(f"--support {s}: {what}; create it with `icpd cache-support`")
-    if backend == "trt" and engine_dir is None:
+    if resolve_backend(backend) is Backend.TRT and engine_dir is None:  # an alias (tensorrt) too
         raise ValueError("--backend trt: pass --engines ENGINE_DIR (from `icpd build`)")
     predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads, engine_dir=engine_dir)
     for s in supports:
