@@ -37,6 +37,7 @@ function showError(text) {
   const el = $("error");
   el.textContent = text;
   el.hidden = !text;
+  if (text) document.body.dataset.state = "error";
 }
 
 // One line for a failed response: the API's JSON message ({"error": ...} or {"detail": ...}) or its text.
@@ -55,27 +56,27 @@ async function failure(response) {
   return `${response.status}: ${message}`;
 }
 
-// The class names of a GET /v1/supports answer (a list, or {supports: [...]}, items names or objects).
-function classNames(body) {
-  const items = Array.isArray(body) ? body : (body.supports || body.classes || []);
-  return items.map((s) => (typeof s === "string" ? s : s.name || s.class_name));
-}
+let classRequests = 0; // the latest GET /v1/supports wins (a token change and a click can overlap)
 
 async function loadClasses() {
-  showError("");
+  const mine = ++classRequests;
   const box = $("classes");
   let response;
   try {
     response = await fetch(api("v1/supports"), { headers: headers({ Accept: "application/json" }) });
   } catch (e) {
-    showError("the server did not answer: " + e);
+    if (mine === classRequests) showError("the server did not answer: " + e);
     return;
   }
+  if (mine !== classRequests) return;
   if (!response.ok) {
     showError("classes: " + (await failure(response)));
     return;
   }
-  const names = classNames(await response.json());
+  const names = (await response.json()).supports.map((s) => s.name);
+  if (mine !== classRequests) return;
+  showError("");
+  const ticked = new Set(checkedClasses()); // kept across a reload
   box.replaceChildren();
   if (!names.length) {
     box.innerHTML = '<span class="muted">the server has no support sets: PUT /v1/supports/NAME first</span>';
@@ -86,9 +87,14 @@ async function loadClasses() {
     input.type = "checkbox";
     input.name = "class";
     input.value = name;
+    input.checked = ticked.has(name);
     label.append(input, " " + name);
     box.append(label);
   }
+}
+
+function checkedClasses() {
+  return [...document.querySelectorAll('#classes input[name="class"]:checked')].map((c) => c.value);
 }
 
 function decodeImage(blob) {
@@ -176,9 +182,10 @@ function showCounts(body, width, height) {
 
 async function segment(event) {
   event.preventDefault();
+  document.body.dataset.state = "busy"; // before any await: "done" or "error" below is this request's
   showError("");
   const file = $("image").files[0];
-  const chosen = [...document.querySelectorAll('#classes input[name="class"]:checked')].map((c) => c.value);
+  const chosen = checkedClasses();
   if (!file) { showError("pick an image first"); return; }
   if (!chosen.length) { showError("tick at least one class (Load classes lists them)"); return; }
   const threshold = $("threshold").value.trim() || "0.5";
@@ -203,7 +210,6 @@ async function segment(event) {
   } catch (e) {
     $("status").textContent = "";
     showError(e.message || String(e));
-    document.body.dataset.state = "error";
   } finally {
     $("submit").disabled = false;
   }
