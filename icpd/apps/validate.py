@@ -13,7 +13,8 @@ Pass rule (:func:`icpd.export.validate.judge`, per the backend's precision): FP3
 the export self-check (errors relative to each output's scale, pixel agreement >= 0.999, mean
 foreground IoU >= 0.999); FP16 by its masks (mean foreground IoU >= 0.99), errors reported;
 INT8 (an INT8 model dir's ``ort``) by :mod:`icpd.export.pass_rule`, the export self-check's rule
-(masks, query prior, rank prior; encoder cosine as a guard). The torch backend of an INT8 dir runs its FP32 weights.
+(masks, query prior, rank prior; encoder cosine as a guard). The torch backend of an INT8 dir runs its FP32
+weights.
 The model dir is verified first (every file's sha256 against model.json).
 TODO(dataset): add the mIoU of each backend on an iSAID-5i/DLRSD-5i fold next to the reference's
 (needs the datasets, which this check must run without).
@@ -31,6 +32,7 @@ import numpy as np
 
 from icpd.artifacts.model_dir import ModelDir
 from icpd.config import Precision
+from icpd.errors import ParamError, arg
 from icpd.export.validate import TOLERANCES, Comparison, Episode, ErrorStats, seeded_episodes
 from icpd.export.wrappers import MATCHER_OUTPUTS_ALL, encoder_output_names
 from icpd.io.atomic import write_text_atomic
@@ -52,7 +54,8 @@ def run_episode(backend: Any, model_dir: ModelDir, episode: Episode) -> dict[str
     feats = pred.encode(images)
     support = pred.encode_support(episode.support, episode.masks, "validate", episode.embeddings)
     outputs = [n for n in MATCHER_OUTPUTS_ALL if n in backend.matcher_outputs]
-    result = {"images": pred.to_host(images), **dict(zip(encoder_output_names(model_dir.preset), pred.to_host(feats)))}
+    names = encoder_output_names(model_dir.preset)
+    result = {"images": pred.to_host(images), **dict(zip(names, pred.to_host(feats)))}
     result.update(zip(outputs, pred.match(feats, support, outputs)))
     return result
 
@@ -99,11 +102,14 @@ class BackendReport:
         return not self.failures
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "precision": self.precision, "passed": self.passed, "failures": self.failures,
+        return {"name": self.name, "precision": self.precision, "passed": self.passed,
+                "failures": self.failures,
                 "tolerance": TOLERANCES[Precision(self.precision)].as_dict(),
-                "rule": f"icpd.export.validate pass rule for {self.precision} (mean foreground IoU >= {self.required_iou})",
+                "rule": f"icpd.export.validate pass rule for {self.precision} "
+                        f"(mean foreground IoU >= {self.required_iou})",
                 "mean_foreground_iou": self.mean_iou, "min_pixel_agreement": self.min_pixel_agreement,
-                "masks": self.masks, "seconds": self.seconds, "outputs": {k: v.as_dict() for k, v in self.outputs.items()}}
+                "masks": self.masks, "seconds": self.seconds,
+                "outputs": {k: v.as_dict() for k, v in self.outputs.items()}}
 
 
 @dataclass
@@ -121,8 +127,9 @@ class ValidationReport:
                 "backends": {k: v.as_dict() for k, v in self.backends.items()}}
 
 
-def compare_backends(reference: Any, backends: dict[str, Any], model_dir: ModelDir, runs: int = 3, seed: int = 0,
-                     batch: int = 2, precisions: dict[str, str] | None = None, reference_name: str = "torch fp32") -> ValidationReport:
+def compare_backends(reference: Any, backends: dict[str, Any], model_dir: ModelDir, runs: int = 3,
+                     seed: int = 0, batch: int = 2, precisions: dict[str, str] | None = None,
+                     reference_name: str = "torch fp32") -> ValidationReport:
     """Run ``runs`` seeded episodes on ``reference`` and each backend; compare outputs and masks."""
     precisions = precisions or {}
     episodes = seeded_episodes(model_dir.preset, runs, seed, batch)
@@ -142,25 +149,29 @@ def compare_backends(reference: Any, backends: dict[str, Any], model_dir: ModelD
     return ValidationReport(reference_name, runs, reports)
 
 
-def make_backend(model_dir: ModelDir, name: str, device: str = "cpu", engine_dir: str | os.PathLike[str] | None = None,
+def make_backend(model_dir: ModelDir, name: str, device: str = "cpu",
+                 engine_dir: str | os.PathLike[str] | None = None,
                  threads: int | None = None) -> Any:
     """The backend object ``Predictor.load`` makes for ``name`` (torch, ort, trt)."""
     from icpd.runtime.predictor import Predictor
 
-    return Predictor.load(model_dir.path, backend=name, device=device, threads=threads, engine_dir=engine_dir).backend
+    predictor = Predictor.load(model_dir.path, backend=name, device=device, threads=threads,
+                               engine_dir=engine_dir)
+    return predictor.backend
 
 
-def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] | list[str] = ("torch", "ort"),
-                   engine_dir: str | os.PathLike[str] | None = None, runs: int = 3, seed: int = 0, batch: int = 2,
-                   device: str = "cpu") -> ValidationReport:
+def validate_model(model_dir: str | os.PathLike[str],
+                   backends: tuple[str, ...] | list[str] = ("torch", "ort"),
+                   engine_dir: str | os.PathLike[str] | None = None, runs: int = 3, seed: int = 0,
+                   batch: int = 2, device: str = "cpu") -> ValidationReport:
     """Each of ``backends`` against PyTorch FP32 on the CPU (see the module docstring).
 
     ``torch`` runs on ``device`` (on the CPU it *is* the reference: zero error, a sanity check);
     ``ort`` on the CPU; ``trt`` needs ``engine_dir`` (from ``icpd build``), TensorRT and a GPU.
 
     Raises:
-        ValueError: unknown backend, trt without --engines; ModelDirError; TensorRTUnavailableError;
-        EngineMismatchError.
+        ParamError (a ValueError): unknown backend, trt without ``engine_dir``, a runtime-only model dir;
+        ModelDirError; TensorRTUnavailableError; EngineMismatchError.
     """
     md = ModelDir.open(model_dir, verify=True)
     try:
@@ -168,17 +179,20 @@ def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] 
     except ValueError:
         resolved = ()
     if not resolved:
-        raise ValueError(f"--backends {','.join(backends)}: choose from {backend_choices()}")
+        raise ParamError(f"{arg('backends', ','.join(backends))}: choose from {backend_choices()}")
     backends = resolved
     if "trt" in backends:
         from icpd.trt import import_tensorrt
 
         import_tensorrt()
         if engine_dir is None:
-            raise ValueError("--backends trt needs --engines ENGINE_DIR (build it with `icpd build`)")
+            raise ParamError(f"{arg('backends', 'trt')} needs {arg('engine_dir', 'ENGINE_DIR')} (build it "
+                             "with "
+                             "`icpd build`)", param="engine_dir")
     if md.runtime_only:  # its files were verified above; the reference needs the PyTorch weights
-        raise ValueError(f"--model {md.path} is runtime-only (no model.safetensors): icpd validate compares against "
-                         "PyTorch; validate the full export, or export again without --runtime-only")
+        raise ParamError(f"{arg('model_dir', md.path)} is runtime-only (no model.safetensors): icpd validate "
+                         "compares against PyTorch; validate the full export, or export again without "
+                         f"{arg('runtime_only', True)}")
     reference = make_backend(md, "torch", "cpu")
     impls: dict[str, Any] = {}
     precisions: dict[str, str] = {}
@@ -199,7 +213,8 @@ def validate_model(model_dir: str | os.PathLike[str], backends: tuple[str, ...] 
     return compare_backends(reference, impls, md, runs=runs, seed=seed, batch=batch, precisions=precisions)
 
 
-def check_fp16_against_fp32(fp32_dir: str | os.PathLike[str], fp16_dir: str | os.PathLike[str], runs: int = 2) -> dict[str, Any]:
+def check_fp16_against_fp32(fp32_dir: str | os.PathLike[str], fp16_dir: str | os.PathLike[str],
+                            runs: int = 2) -> dict[str, Any]:
     """ONNX Runtime (CPU) on the FP16 dir against the FP32 dir: per-output error stats and mask agreement.
 
     ORT's CPU provider has FP16 kernels for only some ops and wraps the others in Casts, so this
@@ -240,12 +255,14 @@ def check_int8_against_fp32(fp32_dir: str | os.PathLike[str], int8_dir: str | os
     outputs = cmp.outputs
     failures = cmp.failures()
     merged_rank = ({"agreement": min(r["agreement"] for r in rank), "tolerance": rank[0]["tolerance"],
-                    "max_abs": max(r["max_abs"] for r in rank), "mean_abs": float(np.mean([r["mean_abs"] for r in rank]))}
+                    "max_abs": max(r["max_abs"] for r in rank),
+                    "mean_abs": float(np.mean([r["mean_abs"] for r in rank]))}
                    if rank and rank[0] else {})
     return {
         "reference": "ort fp32", "runs": runs, "seed": seed, "passed": not failures, "failures": failures,
         "thresholds": INT8_THRESHOLDS.as_dict(),
-        "encoder": {k: {"cosine": s.cosine, "max_abs": s.max_abs, "mean_abs": s.mean_abs, "ref_max": s.ref_max}
+        "encoder": {k: {"cosine": s.cosine, "max_abs": s.max_abs, "mean_abs": s.mean_abs,
+                        "ref_max": s.ref_max}
                     for k, s in outputs.items() if k.startswith("feat_")},
         "query_prior_max_abs": outputs["query_prior"].max_abs if "query_prior" in outputs else None,
         "rank_prior": merged_rank,
@@ -257,7 +274,8 @@ def check_int8_against_fp32(fp32_dir: str | os.PathLike[str], int8_dir: str | os
 
 
 def format_int8_check(report: dict[str, Any]) -> str:
-    """The INT8 self-check as lines: every encoder output, the query and rank priors, the masks, the verdict."""
+    """The INT8 self-check as lines: every encoder output, the query and rank priors, the masks, the
+    verdict."""
     lines = [f"INT8 vs FP32 (ONNX Runtime, {report['runs']} seeded episodes):",
              f"  {'output':<16} {'cosine':>9} {'max abs':>10} {'mean abs':>10}"]
     for name, s in report["encoder"].items():
@@ -280,10 +298,11 @@ def format_report(report: ValidationReport) -> str:
     lines = [f"reference: {report.reference}, {report.runs} seeded episodes"]
     for rep in report.backends.values():
         lines.append(f"\n[{rep.name}] precision {rep.precision}, {rep.seconds:.2f} s")
-        lines.append(f"  {'output':<16} {'max abs':>10} {'mean abs':>10} {'p99 abs':>10} {'ref max':>10} {'cosine':>9}")
+        lines.append(f"  {'output':<16} {'max abs':>10} {'mean abs':>10} {'p99 abs':>10} {'ref max':>10} "
+                     f"{'cosine':>9}")
         for name, s in rep.outputs.items():
-            lines.append(f"  {name:<16} {s.max_abs:>10.3g} {s.mean_abs:>10.3g} {s.p99_abs:>10.3g} {s.ref_max:>10.3g} "
-                         f"{s.cosine:>9.5f}")
+            lines.append(f"  {name:<16} {s.max_abs:>10.3g} {s.mean_abs:>10.3g} {s.p99_abs:>10.3g} "
+                         f"{s.ref_max:>10.3g} {s.cosine:>9.5f}")
         verdict = "PASS" if rep.passed else "FAIL"
         lines.append(f"  masks: mean foreground IoU {rep.mean_iou:.4f} (rule >= {rep.required_iou}), "
                      f"min pixel agreement {rep.min_pixel_agreement:.4f} -> {verdict}")
