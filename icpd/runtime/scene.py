@@ -12,12 +12,13 @@ over blocks still waiting are held. A scene wider than tall (in tiles) is swept 
 peak follows the tile size, batch, overlap and the scene's shorter side. Tiles are read per batch
 (one window per tile row of the batch), never as full-width strips.
 
-Bit-equality with the in-memory path (:func:`icpd.apps.infer.local.predict_scene`, tested): each
-predictor call gets the same tiles as there (the row-major plan cut every ``batch`` tiles; only
-the order of the calls changes), and a block sums its tiles' weighted probabilities in plan order
-from zero, as :class:`~icpd.runtime.tiling.Blender` does: every pixel sees the same float32
-additions in the same order. Prediction and blending are separate steps so that a Ray actor can
-predict and the driver blend (:mod:`icpd.apps.infer.ray_runner`).
+This is the one scene pipeline: ``icpd infer`` (a file, by windows), ``icpd infer --ray`` (the
+actors predict, the driver blends with :class:`SceneBlend`: :mod:`icpd.apps.infer.ray_runner`),
+``icpd stream`` and ``icpd serve`` (a frame or a request body in memory: :func:`segment_array`).
+Each predictor call gets the tiles of the row-major plan cut every ``batch`` tiles (only the order
+of the calls changes), and a block sums its tiles' weighted probabilities in plan order from zero,
+so every pixel sees the float32 additions of a plain whole-scene weighted sum, in the same order
+(bit-equal, tested against one written plainly in the tests).
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ BlockSink = Callable[[int, int, np.ndarray, np.ndarray, "np.ndarray | None", np.
 
 
 class SceneSource(Protocol):
-    """Anything that hands out windows of a scene as (h, w, 3) uint8 RGB."""
+    """Anything that hands out windows of a scene as (h, w, 3) uint8 RGB (a window reader, an array)."""
 
     height: int
     width: int
+    nodata: float | None  # the file's nodata value (pixels of it in all three bands: nodata), or None
 
     def read(self, y: int, x: int, h: int, w: int) -> np.ndarray: ...
 
@@ -58,9 +60,15 @@ class SceneSource(Protocol):
         """(h, w) bool: nodata pixels of the window (``w`` None: to the right edge), or None."""
         ...
 
+    def close(self) -> None:
+        """Release the file (a no-op for a scene in memory)."""
+        ...
+
 
 class ArraySource:
     """An (H, W, 3) uint8 scene already in memory, as a :class:`SceneSource` (no nodata)."""
+
+    nodata = None
 
     def __init__(self, pixels: np.ndarray) -> None:
         self.pixels = pixels
@@ -71,6 +79,9 @@ class ArraySource:
 
     def nodata_mask(self, y: int, h: int, x: int = 0, w: int | None = None) -> np.ndarray | None:
         return None
+
+    def close(self) -> None:
+        pass
 
 
 def resize_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -219,7 +230,7 @@ class SceneBlend:
         self.peak_bytes = max(self.peak_bytes, self.held_bytes)
 
     def _blend(self, key: tuple[int, int]) -> None:
-        """Sum the block's pieces in plan order (as Blender does per pixel) and label it."""
+        """Sum the block's pieces in plan order (as a whole-scene sum would per pixel) and label it."""
         y, x, h, w = self._box(key)
         total, weight = np.zeros((self.classes, h, w), np.float32), np.zeros((h, w), np.float32)
         prior = np.zeros((self.classes, h, w), np.float32) if self.priors else None
@@ -289,10 +300,15 @@ class SceneBlend:
 
 
 def run_scene(predictor: Predictor, source: SceneSource, tile: int, overlap: int, batch: int, threshold: float,
-              sink: BlockSink, priors: bool = False, on_tiles: Callable[[int, int], None] | None = None) -> int:
+              sink: BlockSink, priors: bool = False, on_tiles: Callable[[int, int], None] | None = None,
+              batches: Sequence[Sequence[Tile]] | None = None) -> int:
     """Predict every class of ``predictor`` on ``source`` batch by batch; ``sink`` gets each output
-    block once, as it becomes final. Returns the number of tiles."""
-    batches = plan_batches(source.height, source.width, tile, overlap, batch)
+    block once, as it becomes final. Returns the number of tiles.
+
+    ``batches``: the scene's plan when the caller made it already (:func:`plan_batches` of these
+    ``tile``, ``overlap`` and ``batch``; a run plans each scene once), else planned here."""
+    if batches is None:
+        batches = plan_batches(source.height, source.width, tile, overlap, batch)
     total = sum(len(c) for c in batches)
     blend = SceneBlend(source.height, source.width, len(predictor.class_names), tile, overlap, threshold,
                        priors, batches, source)

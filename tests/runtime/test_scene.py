@@ -1,4 +1,4 @@
-"""Windowed scenes in `icpd infer`: equal to the in-memory path, bounded memory, geo kept,
+"""Windowed scenes in `icpd infer`: equal to a plain whole-scene blend, bounded memory, geo kept,
 per-class statistics, and the run bookkeeping (lock, manifest resume, interrupted summary)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,12 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from icpd.apps.infer import outputs as infer_outputs
-from icpd.apps.infer.local import InferOptions, infer_paths, predict_scene
-from icpd.apps.infer.session import LOCK_NAME
+from icpd.apps.infer.local import InferOptions, infer_paths
 from icpd.cli import app
+from icpd.io.locks import LockHeldError, exclusive_lock, lock_path
 from icpd.io.viz import heatmap, overlay
 from icpd.runtime.predictor import Predictor
 from icpd.runtime.tiling import plan_tiles
+from tests.runtime.scene_reference import reference_scene
 from tests.runtime.supports import make_supports
 
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
@@ -66,14 +68,15 @@ def predictor(model):
 def test_block_written_tiffs_equal_the_former_strip_path(predictor, tmp_path, monkeypatch):
     """Every GeoTIFF output of a scene written block by block (odd size, wider than tall in tiles so
     it is swept left to right, nodata, two classes, probabilities and priors) equals what the
-    full-width strip path wrote: the in-memory prediction, and the overlay drawn strip by strip."""
+    full-width strip path wrote: the plain whole-scene blend (tests/runtime/scene_reference.py), and the
+    overlay drawn strip by strip."""
     monkeypatch.setattr(infer_outputs, "WHOLE_MAX_PIXELS", 0)  # the large-scene outputs (TIFF only)
     img = scene(150, 403)
     img[:, :37] = 0  # nodata on the left (all three bands = nodata 0)
     write_tif(tmp_path / "w.tif", img, nodata=0)
     options = InferOptions(tile=64, overlap=16, batch=3, save_probs=True, save_priors=True)
     assert infer_paths(predictor, [tmp_path / "w.tif"], tmp_path / "out", options).ok
-    ref = predict_scene(predictor, img, options)
+    ref = reference_scene(predictor, img, 64, 16, 3, priors=True)
     nodata = (img == 0).all(axis=-1)
     labels = np.where(nodata, 255, ref.labels).astype(np.uint8)
     tiles = plan_tiles(150, 403, 64, 16)
@@ -95,12 +98,12 @@ def test_windowed_geotiff_equals_in_memory_keeps_geo_and_counts_area(predictor, 
     write_tif(tmp_path / "a.tif", img)
     options = InferOptions(overlap=32, batch=4, save_probs=True)
     summary = infer_paths(predictor, [tmp_path / "a.tif"], tmp_path / "out", options)
-    ref = predict_scene(predictor, img, options)
+    ref = reference_scene(predictor, img, S, 32, 4)
     with rasterio.open(tmp_path / "out" / "a_labels.tif") as ds:
         labels = ds.read(1)
         assert ds.crs == rasterio.crs.CRS.from_epsg(32633) and ds.transform == TRANSFORM
         assert ds.profile["tiled"] and ds.profile["blockxsize"] == 256 and ds.colormap(1)[1][:3] != (0, 0, 0)
-    np.testing.assert_array_equal(labels, ref.labels)  # the windowed path == the in-memory path
+    np.testing.assert_array_equal(labels, ref.labels)  # the windowed path == the plain reference
     prob = cv2.imread(str(tmp_path / "out" / "a_prob_ship.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(prob, np.round(np.clip(ref.probs[0], 0, 1) * 255).astype(np.uint8))
     r = summary.results[0]
@@ -135,7 +138,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
 
 @pytest.mark.slow
 def test_scene_larger_than_the_png_limit_runs_in_bounded_memory(model, tmp_path):
-    """A 6000 x 6000 scene: the in-memory path would hold ~1.1 GB (pixels, float32 sums, weights,
+    """A 6000 x 6000 scene: a whole-scene blend would hold ~1.1 GB (pixels, float32 sums, weights,
     result); the windowed one holds the blocks still waiting and a tile batch."""
     h = w = 6000
     with rasterio.open(tmp_path / "big.tif", "w", driver="GTiff", height=h, width=w, count=3, dtype="uint8",
@@ -143,8 +146,9 @@ def test_scene_larger_than_the_png_limit_runs_in_bounded_memory(model, tmp_path)
         for y in range(0, h, 500):  # written by strips: the test itself never holds the scene
             strip = np.broadcast_to((np.arange(w, dtype=np.uint16) * 7 % 251).astype(np.uint8), (3, 500, w))
             ds.write(np.ascontiguousarray(strip), window=rasterio.windows.Window(0, y, w, 500))
-    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(model[0]), *map(str, model[1]), str(tmp_path / "big.tif"),
-                           str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(model[0]), *map(str, model[1]),
+                           str(tmp_path / "big.tif"), str(tmp_path / "out")],
+                          check=False, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     growth_mb = int(proc.stdout.split()[-1])
     assert growth_mb < 300, f"peak RSS grew by {growth_mb} MB over the loaded model"
@@ -170,17 +174,22 @@ def test_restarted_run_skips_complete_scenes_and_redoes_changed_ones(predictor, 
 
 
 def test_second_run_into_a_busy_folder_is_refused_and_a_stale_lock_taken_over(predictor, tmp_path):
+    """The run holds icpd.io.locks.exclusive_lock on its output folder (OUT.lock beside it): a run into a
+    folder another run holds is refused naming the holder, nothing written; a lock left by a killed run
+    (its pid gone, no kernel lock) is taken over."""
     cv2.imwrite(str(tmp_path / "a.png"), scene(130, 130))
     out = tmp_path / "out"
-    out.mkdir()
-    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
-    (out / LOCK_NAME).write_text(json.dumps(lock))
-    with pytest.raises(ValueError, match=f"in use by another `icpd infer` run \\(pid {os.getpid()}"):
-        infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions())
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True)
-    (out / LOCK_NAME).write_text(json.dumps({**lock, "pid": int(dead.stdout)}))
+    with exclusive_lock(out, "infer"):  # another run, holding the folder
+        want = f"{out} is being written by another `icpd infer` run (pid {os.getpid()} on {socket.gethostname()},"
+        with pytest.raises(LockHeldError, match="^" + re.escape(want)):
+            infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions())
+    assert not (out / "summary.json").exists() and not (out / "a_labels.png").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True,
+                          text=True)
+    lock = {"pid": int(dead.stdout), "host": socket.gethostname(), "command": "icpd infer", "started": "then"}
+    lock_path(out).write_text(json.dumps(lock))
     assert infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions()).ok
-    assert not (out / LOCK_NAME).exists()
+    assert not lock_path(out).exists() and lock_path(out) == tmp_path / "out.lock"
 
 
 def test_interrupted_run_says_so_in_its_summary(predictor, tmp_path):
@@ -189,6 +198,7 @@ def test_interrupted_run_says_so_in_its_summary(predictor, tmp_path):
 
     class CtrlC:
         def start_input(self, path): ...
+        def scene_planned(self, path, height, width, tiles): ...
         def tiles_done(self, done, total): ...
         def finish_input(self, result):
             raise KeyboardInterrupt
@@ -210,7 +220,8 @@ def test_cli_bands_tile_guard_and_unwritable_out(model, tmp_path):
     res = runner.invoke(app, [*base, str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o2")])
     with rasterio.open(tmp_path / "o1" / "nir_labels.tif") as a, rasterio.open(tmp_path / "o2" / "rgb_labels.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
-    res = runner.invoke(app, [*base, str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o3"), "--tile", "16", "--overlap", "0"])
+    res = runner.invoke(app, [*base, str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o3"),
+                              "--tile", "16", "--overlap", "0"])
     assert res.exit_code == 2 and "smallest useful tile for this model is 32 px" in res.output
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -232,16 +243,16 @@ def test_bare_ray_flag_means_a_local_cluster():
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap", "batch"), [(150, 403, 64, 16, 3), (300, 260, 128, 32, 4),
                                                                   (40, 70, 128, 0, 2)])
-def test_segment_array_equals_the_former_in_memory_pipeline(predictor, h, w, tile, overlap, batch):
-    """`segment_array` (run_scene over an in-memory source, blocks gathered) gives bit for bit what the
-    former in-memory pipeline (`predict_scene`: whole-scene Blender) gave: probabilities, labels,
-    priors and the tile count; a scene smaller than one tile included."""
+def test_segment_array_equals_the_plain_reference(predictor, h, w, tile, overlap, batch):
+    """`segment_array` (run_scene over an in-memory source, blocks gathered) gives bit for bit the plain
+    whole-scene weighted sum of the tiles' probabilities (tests/runtime/scene_reference.py): probabilities,
+    labels, priors and the tile count; a scene smaller than one tile included."""
     from icpd.runtime.scene import segment_array
 
     img = scene(h, w, seed=h + w)
-    ref = predict_scene(predictor, img, InferOptions(tile=tile, overlap=overlap, batch=batch, save_priors=True))
+    ref = reference_scene(predictor, img, tile, overlap, batch, priors=True)
     got = segment_array(predictor, img, tile, overlap, batch, 0.5, priors=True)
-    assert got.tiles == ref.tiles and got.class_names == ref.class_names
+    assert got.tiles == ref.tiles and got.class_names == predictor.class_names
     np.testing.assert_array_equal(got.probs, ref.probs)
     np.testing.assert_array_equal(got.labels, ref.labels)
     np.testing.assert_array_equal(got.priors, ref.priors)

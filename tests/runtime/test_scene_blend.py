@@ -1,4 +1,4 @@
-"""SceneBlend: block-by-block blending equals the whole-scene Blender bit for bit, hands out every
+"""SceneBlend: block-by-block blending equals a plain whole-scene weighted sum bit for bit, hands out every
 output block once, and holds memory that follows the scene's height, not its width."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from icpd.io.viz import _inner_edges
 from icpd.runtime.predictor import merge_labels
 from icpd.runtime.scene import ArraySource, SceneBlend, plan_batches, resize_maps
-from icpd.runtime.tiling import Blender, plan_tiles
+from icpd.runtime.tiling import plan_tiles
+from tests.runtime.scene_reference import blend_tiles
 
 S = 16  # model-size probability maps, resized to the tile as the predictor's are
 
@@ -30,7 +31,8 @@ def _blend(h: int, w: int, tile: int, overlap: int, batch: int, classes: int = 2
 
     batches = plan_batches(h, w, tile, overlap, batch)
     blend = SceneBlend(h, w, classes, tile, overlap, 0.5, True, batches, Source(np.zeros((h, w, 3), np.uint8)), block)
-    out = {"probs": np.full((classes, h, w), np.nan, np.float32), "priors": np.full((classes, h, w), np.nan, np.float32),
+    out = {"probs": np.full((classes, h, w), np.nan, np.float32),
+           "priors": np.full((classes, h, w), np.nan, np.float32),
            "labels": np.zeros((h, w), np.uint8), "edges": np.zeros((h, w), bool), "count": np.zeros((h, w), np.int32)}
     for chunk in batches:
         p = _probs(chunk, classes)
@@ -48,21 +50,19 @@ def _blend(h: int, w: int, tile: int, overlap: int, batch: int, classes: int = 2
     (130, 517, 48, 12, 4),  # wider than tall: swept left to right, batches wrapping rows
     (97, 1000, 100, 30, 2),  # one tile row shorter than the tile (padded)
     (1100, 1300, 600, 40, 1),  # strips of 560 rows: 2 px outlines, reaching into the next block
+    (64, 200, 16, 0, 5),  # overlap 0: every weight 1, plain placement
 ])
-def test_blocks_equal_the_whole_scene_blender_and_the_old_strip_outlines(h, w, tile, overlap, batch):
+def test_blocks_equal_the_whole_scene_weighted_sum_and_the_old_strip_outlines(h, w, tile, overlap, batch):
     nodata = np.zeros((h, w), bool)
     nodata[:, : w // 5] = True  # a nodata band on the left
     _, out = _blend(h, w, tile, overlap, batch, nodata=nodata)
     assert (out["count"] == 1).all()  # every pixel in exactly one block
     tiles = plan_tiles(h, w, tile, overlap)
-    ref, ref_priors = Blender(h, w, 2, overlap), Blender(h, w, 2, overlap)
-    for t in tiles:
-        p = resize_maps(_probs([t], 2)[0], tile, tile)
-        ref.add(t, p)
-        ref_priors.add(t, resize_maps(_probs([t], 2)[0] * 0.5, tile, tile))
-    np.testing.assert_array_equal(out["probs"], ref.result())  # bit for bit: same float32 sums, same order
-    np.testing.assert_array_equal(out["priors"], ref_priors.result())
-    labels = np.where(nodata, 255, merge_labels(ref.result()[None], 0.5)[0])
+    ref = blend_tiles(h, w, overlap, tiles, [resize_maps(_probs([t], 2)[0], tile, tile) for t in tiles])
+    ref_priors = blend_tiles(h, w, overlap, tiles, [resize_maps(_probs([t], 2)[0] * 0.5, tile, tile) for t in tiles])
+    np.testing.assert_array_equal(out["probs"], ref)  # bit for bit: same float32 sums, same order
+    np.testing.assert_array_equal(out["priors"], ref_priors)
+    labels = np.where(nodata, 255, merge_labels(ref[None], 0.5)[0])
     np.testing.assert_array_equal(out["labels"], labels)
     # the overlay outlines of the former full-width strips (rows between the row-major batches' first tiles)
     shown = np.where(labels == 255, 0, labels)
@@ -76,7 +76,7 @@ def test_blocks_equal_the_whole_scene_blender_and_the_old_strip_outlines(h, w, t
 def test_wide_scenes_are_swept_left_to_right_in_the_row_major_batches():
     rowmajor = plan_tiles(130, 517, 48, 12)
     batches = plan_batches(130, 517, 48, 12, 4)
-    chunks = [rowmajor[i:i + 4] for i in range(0, len(rowmajor), 4)]  # the predictor calls of the in-memory path
+    chunks = [rowmajor[i:i + 4] for i in range(0, len(rowmajor), 4)]  # the row-major plan's predictor calls
     assert len(batches) == len(chunks) and all(c in chunks for c in batches)
     lefts = [min(t.x for t in c) for c in batches]
     assert lefts == sorted(lefts) and batches != chunks

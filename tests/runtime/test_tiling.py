@@ -1,4 +1,4 @@
-"""Tile planning, extraction and blending."""
+"""Tile planning, padding and the blend weights (the blending itself: test_scene_blend.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from icpd.runtime.tiling import Blender, Tile, extract_tiles, iter_tile_batches, plan_tiles
+from icpd.runtime.tiling import Tile, pad_tile, plan_tiles, tile_window
 
 
 def _coverage(height: int, width: int, tiles: list[Tile]) -> np.ndarray:
@@ -76,97 +76,44 @@ def test_plan_covers_every_pixel(height: int, width: int, tile: int, data: st.Da
     assert len(tiles) == len(set(tiles))
 
 
-def test_extract_tiles_matches_slices() -> None:
-    img = np.arange(10 * 13 * 3, dtype=np.uint8).reshape(10, 13, 3)
-    tiles = plan_tiles(10, 13, tile=4, overlap=1)
-    batch = extract_tiles(img, tiles)
-    assert batch.shape == (len(tiles), 4, 4, 3) and batch.dtype == np.uint8
-    for t, patch in zip(tiles, batch):
-        np.testing.assert_array_equal(patch, img[t.slices])
-
-
-def test_small_image_is_reflect_padded_and_cropped_back() -> None:
+def test_small_image_is_reflect_padded() -> None:
     img = np.arange(3 * 5, dtype=np.float32).reshape(3, 5, 1)
     tiles = plan_tiles(3, 5, tile=8, overlap=2)
     assert tiles == [Tile(0, 0, 3, 5, 8)]
-    batch = extract_tiles(img, tiles)
-    assert batch.shape == (1, 8, 8, 1)
-    np.testing.assert_array_equal(batch[0, :3, :5], img)
-    np.testing.assert_array_equal(batch[0, 3, :5, 0], img[1, :, 0])  # reflection, not zeros
-    blender = Blender(3, 5, channels=1, overlap=2)
-    blender.add(tiles[0], np.moveaxis(batch[0], -1, 0))  # identity "model": H W C -> C H W
-    np.testing.assert_array_equal(blender.result(), np.moveaxis(img, -1, 0))
+    padded = pad_tile(img[tiles[0].slices], 8)
+    assert padded.shape == (8, 8, 1)
+    np.testing.assert_array_equal(padded[:3, :5], img)
+    np.testing.assert_array_equal(padded[3, :5, 0], img[1, :, 0])  # reflection, not zeros
+    np.testing.assert_array_equal(padded[:3, 5, 0], img[:, 3, 0])
+    full = np.zeros((8, 8, 3), np.uint8)
+    assert pad_tile(full, 8) is full  # a whole tile is not copied
 
 
-def test_one_dimension_padded_other_tiled() -> None:
-    img = np.random.default_rng(0).random((3, 20, 2)).astype(np.float32)
-    tiles = plan_tiles(3, 20, tile=8, overlap=2)
-    assert {t.h for t in tiles} == {3} and {t.w for t in tiles} == {8}
-    blender = Blender(3, 20, channels=2, overlap=2)
-    for t, patch in zip(tiles, extract_tiles(img, tiles)):
-        blender.add(t, np.moveaxis(patch, -1, 0))
-    np.testing.assert_allclose(blender.result(), np.moveaxis(img, -1, 0), rtol=1e-6, atol=1e-7)
+def test_tile_window_is_the_raised_cosine_ramp_exactly() -> None:
+    """The blend ramp's shape, value by value: r[i] = sin^2(pi (i + 0.5) / (2 overlap)) over ``overlap``
+    px on each side with a neighbour, 1 elsewhere and on the scene's border (a change of the ramp's
+    shape changes every blended output)."""
+    r = np.sin(np.pi * (np.arange(4) + 0.5) / 8) ** 2  # overlap 4
+    np.testing.assert_allclose(r, [0.03806023, 0.30865828, 0.69134172, 0.96193977], rtol=1e-7)
+    tiles = plan_tiles(12, 20, tile=8, overlap=4)  # rows at 0, 4; columns at 0, 4, 8, 12
+    inner = next(t for t in tiles if (t.y, t.x) == (4, 4))  # neighbours left and right, above only
+    w = tile_window(inner, 12, 20, 4)
+    assert w.dtype == np.float32 and w.shape == (8, 8)
+    wy = np.concatenate([r, np.ones(4)])  # ramps in at the top; the bottom is the scene's border
+    wx = np.concatenate([r, r[::-1]])  # ramps in and out
+    np.testing.assert_array_equal(w, (wy.astype(np.float32)[:, None] * wx.astype(np.float32)[None, :]))
+    corner = tile_window(tiles[0], 12, 20, 4)  # top-left: ramps only towards its right and bottom neighbours
+    np.testing.assert_array_equal(corner[0], np.concatenate([np.ones(4), r[::-1]]).astype(np.float32))
+    np.testing.assert_array_equal(corner[:, 0], np.concatenate([np.ones(4), r[::-1]]).astype(np.float32))
+    assert (tile_window(tiles[0], 12, 20, 0) == 1).all()  # overlap 0: plain placement
+    alone = tile_window(Tile(0, 0, 3, 5, 8), 3, 5, 2)  # one tile over a small scene: every side a border
+    assert (alone == 1).all() and alone.shape == (3, 5)
 
 
-def test_iter_tile_batches() -> None:
-    img = np.zeros((10, 13, 3), np.uint8)
-    tiles = plan_tiles(10, 13, tile=4, overlap=1)
-    batches = list(iter_tile_batches(img, tiles, batch_size=5))
-    assert [len(b[0]) for b in batches] == [5, 5, 2]
-    assert [b[1].shape[0] for b in batches] == [5, 5, 2]
-    assert [t for chunk, _ in batches for t in chunk] == tiles
-    with pytest.raises(ValueError, match="batch_size"):
-        next(iter_tile_batches(img, tiles, batch_size=0))
-
-
-def test_exact_partition_blend_is_bit_exact() -> None:
-    rng = np.random.default_rng(3)
-    tiles = plan_tiles(12, 16, tile=4, overlap=0)
-    assert (_coverage(12, 16, tiles) == 1).all()
-    pieces = [rng.random((2, 4, 4)).astype(np.float32) for _ in tiles]
-    blender = Blender(12, 16, channels=2)
-    for t, p in zip(tiles, pieces):
-        blender.add(t, p)
-    expected = np.zeros((2, 12, 16), np.float32)
-    for t, p in zip(tiles, pieces):
-        expected[:, t.y : t.y + 4, t.x : t.x + 4] = p
-    out = blender.result()
-    assert out.dtype == np.float32 and out.shape == (2, 12, 16)
-    assert out.tobytes() == expected.tobytes()
-
-
-def test_overlapping_blend_of_constant_field() -> None:
-    tiles = plan_tiles(37, 50, tile=16, overlap=6)
-    blender = Blender(37, 50, channels=2, overlap=6)
-    for t in tiles:
-        blender.add(t, np.stack([np.full((16, 16), 0.3), np.full((16, 16), 0.7)]).astype(np.float32))
-    out = blender.result()
-    # float32 weighted mean of equal values: exact up to a couple of ulps
-    np.testing.assert_allclose(out[0], 0.3, rtol=1e-6)
-    np.testing.assert_allclose(out[1], 0.7, rtol=1e-6)
-
-
-def test_overlap_blend_is_weighted_not_last_wins() -> None:
-    # Two tiles of 8 over a width of 12 overlapping by 4: left says 0, right says 1. The blend must
-    # ramp across the overlap (monotone, strictly between 0 and 1 inside it) and be exact outside it.
+def test_weights_sum_to_one_across_a_seam_of_exactly_overlap() -> None:
     tiles = plan_tiles(8, 12, tile=8, overlap=4)
     assert [t.x for t in tiles] == [0, 4]
-    blender = Blender(8, 12, channels=1, overlap=4)
-    blender.add(tiles[0], np.zeros((1, 8, 8), np.float32))
-    blender.add(tiles[1], np.ones((1, 8, 8), np.float32))
-    row = blender.result()[0, 0]
-    assert (row[:4] == 0).all() and (row[8:] == 1).all()
-    seam = row[4:8]
-    assert (np.diff(seam) > 0).all() and (seam > 0).all() and (seam < 1).all()
-    np.testing.assert_allclose(seam + seam[::-1], 1.0, rtol=1e-6)  # symmetric raised cosine
-
-
-def test_blender_refusals() -> None:
-    blender = Blender(8, 8, channels=2)
-    with pytest.raises(ValueError, match=r"\(2, 4, 4\)"):
-        blender.add(Tile(0, 0, 4, 4, 4), np.zeros((1, 4, 4), np.float32))
-    with pytest.raises(ValueError, match="outside"):
-        blender.add(Tile(6, 0, 4, 4, 4), np.zeros((2, 4, 4), np.float32))
-    blender.add(Tile(0, 0, 4, 4, 4), np.zeros((2, 4, 4), np.float32))
-    with pytest.raises(ValueError, match="48 of 64 pixels"):
-        blender.result()
+    left, right = (tile_window(t, 8, 12, 4) for t in tiles)
+    seam = left[0, 4:] + right[0, :4]
+    np.testing.assert_allclose(seam, 1.0, rtol=1e-6)
+    assert (np.diff(right[0, :4]) > 0).all() and (right[0, :4] > 0).all()  # never 0: every pixel is covered

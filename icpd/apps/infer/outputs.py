@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from icpd.runtime.scene import NODATA_LABEL, ArraySource, SceneSource, SceneStat
 if TYPE_CHECKING:
     from icpd.io import GeoInfo
 
-__all__ = ["NODATA_LABEL", "WHOLE_MAX_PIXELS", "SceneOutputs", "open_source", "safe_name"]
+__all__ = ["NODATA_LABEL", "WHOLE_MAX_PIXELS", "OpenedScene", "SceneOutputs", "open_source", "safe_name"]
 
 WHOLE_MAX_PIXELS = 4096 * 4096  # larger scenes: no PNG outputs (they would need the whole scene in memory)
 
@@ -44,19 +44,26 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.\-]+", "_", text).strip("_") or "class"
 
 
-def open_source(path: Path, bands: tuple[int, int, int] | None = None) -> tuple[SceneSource, GeoInfo | None, tuple[str, ...]]:
-    """(source, georeferencing, conversion notes) for one input; a TIFF read by windows when rasterio is here.
+class OpenedScene(NamedTuple):
+    """One input opened for a run (:func:`open_source`)."""
+
+    source: SceneSource  # windows of the scene as RGB
+    geo: GeoInfo | None  # its georeferencing
+    notes: tuple[str, ...]  # conversions made while reading
+    raster: Raster | None  # the decoded image when read whole (PNG, JPEG, a TIFF without rasterio): its sidecars
+
+
+def open_source(path: Path, bands: tuple[int, int, int] | None = None) -> OpenedScene:
+    """One input, opened: a TIFF read by windows when rasterio is here, anything else decoded whole.
 
     Raises:
         ImageError: unreadable file or pixels refused (the message names the file and the fix).
     """
     if path.suffix.lower() in TIFF_SUFFIXES and import_rasterio() is not None:
         reader = WindowReader(path, bands)
-        return reader, reader.geo, reader.notes
+        return OpenedScene(reader, reader.geo, reader.notes, None)
     raster = read_image(path, bands)
-    source = ArraySource(raster.pixels)
-    source.raster = raster  # type: ignore[attr-defined] - kept for the PNG sidecars
-    return source, raster.geo, raster.notes
+    return OpenedScene(ArraySource(raster.pixels), raster.geo, tuple(raster.notes), raster)
 
 
 def _colormap(classes: int) -> dict[int, tuple[int, int, int]]:
@@ -70,15 +77,17 @@ class SceneOutputs:
     assembles) every output, counts pixels per class. :meth:`finish` returns the files;
     :meth:`abort` removes what was written (an input never half-done)."""
 
-    def __init__(self, out_dir: Path, stem: str, path: Path, source: SceneSource, geo: GeoInfo | None,
-                 class_names: list[str], alpha: float, save_probs: bool, save_priors: bool) -> None:
+    def __init__(self, out_dir: Path, stem: str, path: Path, scene: OpenedScene, class_names: list[str],
+                 alpha: float, save_probs: bool, save_priors: bool) -> None:
+        source, geo = scene.source, scene.geo
         self.out_dir, self.stem, self.path, self.source, self.geo = out_dir, stem, path, source, geo
+        self.raster = scene.raster
         self.class_names, self.alpha = class_names, alpha
         self.save_probs, self.save_priors = save_probs, save_priors
         self.stats = SceneStats()
         h, w, n = source.height, source.width, len(class_names)
         self.whole = h * w <= WHOLE_MAX_PIXELS
-        self._nodata = getattr(source, "nodata", None) is not None
+        self._nodata = source.nodata is not None
         self.written: list[Path] = []
         self._writers: list[tuple[str, WindowWriter]] = []
         names = [safe_name(c) for c in class_names]
@@ -148,7 +157,7 @@ class SceneOutputs:
         return self.written
 
     def _write_whole(self) -> None:
-        raster = getattr(self.source, "raster", None)
+        raster = self.raster
         pixels = raster.pixels if raster is not None else self.source.read(0, 0, self.source.height, self.source.width)
         like = raster if raster is not None else Raster(pixels=pixels, path=self.path, geo=self.geo)
         labels = self._labels

@@ -12,8 +12,9 @@ Pipeline (Ray Data, streaming, order preserved)::
   the object store and fetched by each actor at start (not re-read per task).
 * Actors that die are restarted and their task retried (Ray Data's actor-pool defaults
   ``max_restarts=-1``, ``max_task_retries=-1``); a retried batch gives the
-  same probabilities, so the output is unchanged (tested by killing an actor mid-run).
-* The output folder, lock, manifest and resume are those of :func:`icpd.apps.infer.local.infer_paths`.
+  same probabilities, so the output is unchanged (tested by killing an actor's process mid-run).
+* The output folder, lock, manifest, resume, summary and per-scene results are the run session of
+  :func:`icpd.apps.infer.local.infer_paths` (:class:`~icpd.apps.infer.session.RunSession`).
 
 Every node needs the model directory and the scenes at the same paths (a shared file system);
 the driver writes the outputs.
@@ -21,7 +22,6 @@ the driver writes the outputs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -29,40 +29,24 @@ import re
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icpd.apps.infer.local import (
-    SUMMARY_NAME,
-    CollectedInputs,
-    InferOptions,
-    InferProgress,
-    InferSummary,
-    InputResult,
-    output_stems,
-    resume_key,
-    resumed_result,
-    scene_result,
-    write_summary,
-)
-from icpd.apps.infer.outputs import SceneOutputs, open_source
-from icpd.apps.infer.session import Manifest, OutLock, check_writable, new_run_id
+from icpd.apps.infer.options import InferOptions, InferProgress, InferSummary
+from icpd.apps.infer.outputs import OpenedScene, SceneOutputs, open_source
+from icpd.apps.infer.session import CollectedInputs, PlannedScene, RunSession, error_text
 from icpd.io.raster import parse_bands
-from icpd.runtime.scene import SceneBlend, plan_batches, read_batch
+from icpd.runtime.scene import SceneBlend, read_batch
 from icpd.runtime.tiling import Tile
 
 if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
 
-__all__ = ["FAULT_ENV", "RAY_EXTRA_HINT", "TilePredictor", "infer_paths_ray", "init_ray"]
+__all__ = ["RAY_EXTRA_HINT", "TilePredictor", "infer_paths_ray", "init_ray"]
 
 RAY_EXTRA_HINT = "pip install 'icpd[ray]'"
-# Test hook: "PATH:N" makes an actor exit hard at its N-th batch while PATH exists (PATH is
-# removed first, so the restarted actor runs on): fault injection for the retry test.
-FAULT_ENV = "ICPD_RAY_FAULT"
 DECODE_CPUS = 0.5  # logical CPUs of one tile-decode task (Ray's bookkeeping: they are light)
 
 
@@ -128,7 +112,7 @@ def read_tiles(item: dict[str, Any]) -> dict[str, Any]:
         tiles = [Tile(*t) for t in item["tiles"]]
         out["pixels"] = read_batch(_open(item["path"], item["bands"]), tiles)
     except Exception as e:  # noqa: BLE001 - recorded for the scene, the run goes on
-        out["error"] = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+        out["error"] = error_text(e)
         size = item["tiles"][0][4]
         out["pixels"] = np.zeros((1, size, size, 3), np.uint8)
     return out
@@ -137,8 +121,8 @@ def read_tiles(item: dict[str, Any]) -> dict[str, Any]:
 class TilePredictor:
     """Ray Data callable class: a Predictor (and its support sets) per actor, loaded once."""
 
-    def __init__(self, model_dir: str, supports: list[Any], load: dict[str, Any], threshold: float, priors: bool,
-                 fault: str | None = None) -> None:
+    def __init__(self, model_dir: str, supports: list[Any], load: dict[str, Any], threshold: float,
+                 priors: bool) -> None:
         import ray
 
         from icpd.runtime.predictor import Predictor
@@ -149,15 +133,9 @@ class TilePredictor:
                 path = Path(tmp) / f"{i}.support"
                 path.write_bytes(data)
                 self.predictor.add_support(path)
-        self.threshold, self.priors, self.fault, self.calls = threshold, priors, fault, 0
+        self.threshold, self.priors = threshold, priors
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.calls += 1
-        if self.fault:
-            path, n = self.fault.rsplit(":", 1)
-            if self.calls == int(n) and os.path.exists(path):
-                os.unlink(path)
-                os._exit(1)  # a dying worker, as when a node is lost
         out: dict[str, list[Any]] = {"scene": [], "batch": [], "error": [], "probs": [], "priors": []}
         for i in range(len(batch["scene"])):
             pixels, error = np.asarray(batch["pixels"][i]), str(batch["error"][i])
@@ -183,7 +161,7 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 class _Scene:
-    """Driver-side state of one scene: its plan, and from its first batch on its blend and outputs.
+    """Driver-side state of one planned scene: from its first batch on, its blend and outputs.
 
     The scene is opened once to plan it and closed again: an archive of hundreds of scenes would
     otherwise hold every file open (and every PNG decoded) in the driver from the start. It is
@@ -191,29 +169,25 @@ class _Scene:
     histogram pass, for PNG/JPEG a second decode).
     """
 
-    def __init__(self, path: Path, stem: str, out: Path, predictor: Predictor, options: InferOptions) -> None:
-        self.path, self.result, self.start = path, InputResult(path=str(path), status="ok"), time.perf_counter()
-        source, self.geo, notes = open_source(path, options.bands)
-        height, width = source.height, source.width
-        _close(source)
-        self.tile = int(options.tile)  # resolved by for_model
-        self.batches = plan_batches(height, width, self.tile, options.overlap, options.batch)
-        self.result.height, self.result.width, self.result.notes = height, width, list(notes)
-        self.result.tiles = sum(len(b) for b in self.batches)
-        self.stem, self.out, self.classes, self.options = stem, out, predictor.class_names, options
-        self.source: Any = None
+    def __init__(self, planned: PlannedScene, options: InferOptions, classes: list[str]) -> None:
+        self.planned, self.options, self.classes = planned, options, classes
+        self.start = time.perf_counter()
+        self.failed = False
+        self.opened: OpenedScene | None = None
         self.blend: SceneBlend | None = None
         self.sink: SceneOutputs | None = None
 
-    def add(self, probs: np.ndarray, priors: np.ndarray | None) -> None:
-        o = self.options
+    def add(self, out: Path, probs: np.ndarray, priors: np.ndarray | None) -> None:
+        o, todo = self.options, self.planned.todo
         if self.sink is None:
             self.start = time.perf_counter()  # first batch back: the scene's own time starts
-            self.source = open_source(self.path, o.bands)[0]
-            self.blend = SceneBlend(self.source.height, self.source.width, len(self.classes), self.tile, o.overlap,
-                                    o.threshold, o.save_priors, self.batches, self.source)
-            self.sink = SceneOutputs(self.out, self.stem, self.path, self.source, self.geo, self.classes, o.alpha,
-                                     o.save_probs, o.save_priors)
+            self.opened = opened = open_source(todo.path, o.bands)
+            assert o.tile is not None  # resolved by the session
+            self.blend = SceneBlend(opened.source.height, opened.source.width, len(self.classes), o.tile,
+                                    o.overlap, o.threshold, o.save_priors, self.planned.batches, opened.source)
+            self.sink = SceneOutputs(out, todo.stem, todo.path, opened, self.classes, o.alpha, o.save_probs,
+                                     o.save_priors)
+        assert self.blend is not None
         for rows in self.blend.add(probs, priors):
             self.sink(*rows)
 
@@ -224,13 +198,9 @@ class _Scene:
     def close(self) -> None:
         if self.sink is not None and not self.done:
             self.sink.abort()
-        _close(self.source)
-        self.source = self.blend = self.sink = None  # closed twice (the run's finally): a no-op
-
-
-def _close(source: Any) -> None:
-    with contextlib.suppress(Exception):
-        getattr(source, "close", lambda: None)()
+        if self.opened is not None:
+            self.opened.source.close()
+        self.opened = self.blend = self.sink = None  # closed twice (the run's finally): a no-op
 
 
 def _cause(error: BaseException) -> str:
@@ -238,11 +208,6 @@ def _cause(error: BaseException) -> str:
     lines = [ln.strip() for ln in str(error).splitlines()]
     causes = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
     return causes[-1] if causes else (lines[0] if lines else type(error).__name__)
-
-
-def _fail(result: InputResult, path: Path, e: BaseException) -> None:
-    msg = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
-    result.status, result.error = "error", msg if str(path) in msg else f"{path}: {msg}"
 
 
 def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], supports: list[Path],
@@ -260,114 +225,92 @@ def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], sup
     at the same path on every node.
     """
     ray = _import_ray()
-    options = options.for_model(predictor.preset.image_size)
-    out = Path(out_dir)
-    check_writable(out)
-    summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped, new_run_id())
+    session = RunSession(predictor, listed, Path(out_dir), options, progress,
+                         {"ray": {"address": address or "local", "actors": actors}})
     started = init_ray(address, actors)
     try:
-        with OutLock(out, summary.run_id):
-            manifest = Manifest(out, summary.run_id, resume_key(predictor, options))
-            try:
-                # absolute paths: workers on other nodes (or a joined cluster's workers here) have their own cwd
-                engines = None if engine_dir is None else str(Path(engine_dir).resolve())
-                load = {"backend": backend, "threads": threads or 1,
-                        "device": "cpu" if device == "cpu" else "cuda", "engine_dir": engines}
-                _run(ray, predictor, str(Path(model_dir).resolve()), supports, listed, out, options, actors, load,
-                     progress, summary, manifest)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                raise
-            finally:
-                write_summary(summary.summary_path, predictor, options, summary, manifest.path,
-                              {"ray": {"address": address or "local", "actors": actors}})
+        with session as run:
+            # absolute paths: workers on other nodes (or a joined cluster's workers here) have their own cwd
+            engines = None if engine_dir is None else str(Path(engine_dir).resolve())
+            load = {"backend": backend, "threads": threads or 1,
+                    "device": "cpu" if device == "cpu" else "cuda", "engine_dir": engines}
+            _run(ray, run, str(Path(model_dir).resolve()), supports, actors, load)
     finally:
         if started:
             ray.shutdown()
-    return summary
+    return session.summary
 
 
-def _run(ray: Any, predictor: Predictor, model_dir: str, supports: list[Path], listed: CollectedInputs, out: Path,
-         options: InferOptions, actors: int, load: dict[str, Any], progress: InferProgress | None,
-         summary: InferSummary, manifest: Manifest) -> None:
-    results: dict[int, InputResult] = {}
+def _plan(run: RunSession) -> tuple[dict[int, _Scene], list[dict[str, Any]]]:
+    """Every scene to do, opened once to plan it (then closed), and the pipeline's items: one per
+    tile batch. Scenes that cannot be opened are recorded as failed here."""
     scenes: dict[int, _Scene] = {}
     items: list[dict[str, Any]] = []
-    for i, (path, stem) in enumerate(zip(listed.paths, output_stems(listed.paths))):
-        done = manifest.complete(path)
-        if done is not None:
-            results[i] = resumed_result(done)
-            continue
+    for todo in run.scenes():
         try:
-            scene = scenes[i] = _Scene(path, stem, out, predictor, options)
+            opened = open_source(todo.path, run.options.bands)
+            try:
+                planned = run.plan(todo, opened.source.height, opened.source.width, opened.notes, opened.geo)
+            finally:
+                opened.source.close()
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the run
-            results[i] = InputResult(path=str(path), status="error")
-            _fail(results[i], path, e)
+            run.failed(todo, e)
             continue
-        where = str(Path(path).resolve())  # absolute: the decode tasks run in the workers' own cwd
-        items += [{"scene": i, "batch": j, "path": where, "bands": options.bands,
-                   "tiles": [(t.y, t.x, t.h, t.w, t.size) for t in chunk]} for j, chunk in enumerate(scene.batches)]
-    total_tiles = sum(s.result.tiles for s in scenes.values())
+        scenes[todo.index] = _Scene(planned, run.options, run.predictor.class_names)
+        where = str(Path(todo.path).resolve())  # absolute: the decode tasks run in the workers' own cwd
+        items += [{"scene": todo.index, "batch": j, "path": where, "bands": run.options.bands,
+                   "tiles": [(t.y, t.x, t.h, t.w, t.size) for t in chunk]}
+                  for j, chunk in enumerate(planned.batches)]
+    return scenes, items
+
+
+def _run(ray: Any, run: RunSession, model_dir: str, supports: list[Path], actors: int, load: dict[str, Any]) -> None:
+    scenes, items = _plan(run)
+    if not items:
+        return
+    total_tiles = sum(s.planned.result.tiles for s in scenes.values())
     tiles_done = 0
-
-    def finish(i: int) -> None:
-        results[i] = scenes[i].result if i in scenes else results[i]
-        if progress is not None:
-            progress.finish_input(results[i])
-
-    for i in sorted(results):  # resumed or unreadable: reported first
-        finish(i)
-    if items:
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # scenes arrive whole and in order: strip blending
-        ctx.enable_progress_bars = False  # the CLI draws its own (scenes, tiles/s, ETA)
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours
-        logging.getLogger("ray.data.exceptions").setLevel(logging.CRITICAL)  # its stack dump: we raise one line
-        refs = [ray.put(Path(s).read_bytes()) for s in supports]  # the object store, fetched once per actor
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64 * max(actors, 1)))
-        ds = ds.map(read_tiles, num_cpus=DECODE_CPUS)
-        ds = ds.map_batches(
-            TilePredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=actor_cpus(ray, actors), num_gpus=0 if load["device"] == "cpu" else 1,
-            fn_constructor_kwargs={"model_dir": model_dir, "supports": refs, "load": load,
-                                   "threshold": options.threshold,
-                                   "priors": options.save_priors, "fault": os.environ.get(FAULT_ENV)})
-        # no max_restarts / max_task_retries here: Ray Data's actor pools default to -1 / -1
-        # (restart dead actors, retry their tasks), and passing them is deprecated in Ray 2.60
-        try:
-            for row in ds.iter_rows():
-                i = int(row["scene"])
-                scene = scenes[i]
-                tiles_done += len(scene.batches[int(row["batch"])])
-                if progress is not None:
-                    progress.tiles_done(tiles_done, total_tiles)
-                if scene.result.status != "ok":
-                    continue
-                try:
-                    if row["error"]:
-                        raise ValueError(str(row["error"]))
-                    pri = np.asarray(row["priors"]) if options.save_priors else None
-                    scene.add(np.asarray(row["probs"]), pri)
-                    if scene.done:
-                        written = scene.sink.finish() if scene.sink is not None else []
-                        scene.result = scene_result(scene.result, scene.sink, predictor.class_names)
-                        scene.result.outputs = [str(p) for p in written]
-                        scene.result.seconds = round(time.perf_counter() - scene.start, 4)
-                        manifest.record(scene.path, asdict(scene.result), written)
-                        scene.close()
-                        finish(i)
-                except Exception as e:  # noqa: BLE001 - recorded for the scene, the run goes on
-                    _fail(scene.result, scene.path, e)
+    options, progress = run.options, run.progress
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # scenes arrive whole and in order: strip blending
+    ctx.enable_progress_bars = False  # the CLI draws its own (scenes, tiles/s, ETA)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours
+    logging.getLogger("ray.data.exceptions").setLevel(logging.CRITICAL)  # its stack dump: we raise one line
+    refs = [ray.put(Path(s).read_bytes()) for s in supports]  # the object store, fetched once per actor
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64 * max(actors, 1)))
+    ds = ds.map(read_tiles, num_cpus=DECODE_CPUS)
+    ds = ds.map_batches(
+        TilePredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=actor_cpus(ray, actors), num_gpus=0 if load["device"] == "cpu" else 1,
+        fn_constructor_kwargs={"model_dir": model_dir, "supports": refs, "load": load,
+                               "threshold": options.threshold, "priors": options.save_priors})
+    # no max_restarts / max_task_retries here: Ray Data's actor pools default to -1 / -1
+    # (restart dead actors, retry their tasks), and passing them is deprecated in Ray 2.60
+    try:
+        for row in ds.iter_rows():
+            scene = scenes[int(row["scene"])]
+            tiles_done += len(scene.planned.batches[int(row["batch"])])
+            if progress is not None:
+                progress.tiles_done(tiles_done, total_tiles)
+            if scene.failed:
+                continue
+            try:
+                if row["error"]:
+                    raise ValueError(str(row["error"]))
+                scene.add(run.out, np.asarray(row["probs"]), np.asarray(row["priors"]) if options.save_priors else None)
+                if scene.done:
+                    assert scene.sink is not None
+                    run.done(scene.planned, scene.sink, time.perf_counter() - scene.start)
                     scene.close()
-                    finish(i)
-        except ray.exceptions.RayError as e:  # an actor that cannot start, a batch that raises: not retried
-            raise ValueError(f"--ray: the run stopped: {_cause(e)}. Every node needs the model dir ({model_dir}) "
-                             "and the scenes at the same paths; scenes completed so far are in the manifest "
-                             "(run again to go on)") from None
-        finally:
-            for s in scenes.values():
-                s.close()
-            summary.results[:] = [results[i] for i in sorted(results)]
-    else:
-        summary.results[:] = [results[i] for i in sorted(results)]
+            except Exception as e:  # noqa: BLE001 - recorded for the scene, the run goes on
+                scene.failed = True
+                scene.close()
+                run.failed(scene.planned, e)
+    except ray.exceptions.RayError as e:  # an actor that cannot start, a batch that raises: not retried
+        raise ValueError(f"--ray: the run stopped: {_cause(e)}. Every node needs the model dir ({model_dir}) "
+                         "and the scenes at the same paths; scenes completed so far are in the manifest "
+                         "(run again to go on)") from None
+    finally:
+        for s in scenes.values():
+            s.close()

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from icpd.apps.stream.video import OverlayWriter
+from icpd.apps.stream.video import OverlayWriter, video_fourcc
 from icpd.io import OutputPathError, atomic_write, ensure_writable
 
 __all__ = ["JsonlWriter", "StreamOutputs", "check_outputs", "reserve_bytes", "stream_paths"]
@@ -76,7 +76,7 @@ def check_outputs(out: str | os.PathLike[str]) -> dict[str, Path]:
             :func:`reserve_bytes`.
     """
     paths = stream_paths(out)
-    OverlayWriter(paths["video"], 1.0)  # the suffix
+    video_fourcc(paths["video"])  # a suffix OpenCV writes
     for path in paths.values():
         if path.is_dir():
             raise OutputPathError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))

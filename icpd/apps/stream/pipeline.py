@@ -41,7 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,8 +76,13 @@ class StreamOptions:
     def bound(self) -> int:
         return self.queue_size if self.queue_size is not None else (1 if self.realtime else 4)
 
-    def validate(self, model_size: int) -> None:
-        """Raises ValueError naming the option."""
+    def for_model(self, model_size: int) -> StreamOptions:
+        """These options checked, with the scene options' tile resolved for a model of input
+        ``model_size`` (:meth:`SceneOptions.for_model`): once per stream.
+
+        Raises:
+            ValueError: naming the option.
+        """
         if self.every < 1:
             raise ValueError(f"--every {self.every}: must be >= 1 (1 processes every frame)")
         if self.bound < 1:
@@ -86,7 +91,7 @@ class StreamOptions:
             raise ValueError(f"--max-frames {self.max_frames}: must be >= 0")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
-        self.infer.resolve_tile(model_size)
+        return replace(self, infer=self.infer.for_model(model_size))
 
 
 @dataclass
@@ -285,9 +290,8 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
             raised after the outputs are finalised, its message says what they hold.
         Any other error inside a stage is re-raised here, after the outputs are finalised.
     """
-    options.validate(predictor.preset.image_size)
-    scene = options.infer
-    tile = scene.resolve_tile(predictor.preset.image_size)  # resolved once for the whole stream
+    scene = options.for_model(predictor.preset.image_size).infer  # checked, the tile resolved: once per stream
+    assert scene.tile is not None
     if not predictor.class_names:
         raise ValueError("no support set: pass --support CLASS.support")
     sinks = StreamOutputs(out, (source.fps or 10.0) / options.every) if out is not None else None
@@ -301,7 +305,8 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         output.start()
         capture.start()
         while not run.halt.is_set() and (frame := run.frames.get(run.halt.is_set)) is not None:
-            labels = segment_array(predictor, frame.pixels, tile, scene.overlap, scene.batch, scene.threshold).labels
+            labels = segment_array(predictor, frame.pixels, scene.tile, scene.overlap, scene.batch,
+                                   scene.threshold).labels
             t_last = time.perf_counter()
             latencies.append(t_last - frame.captured)
             counts = np.bincount(labels.ravel(), minlength=len(names) + 1)

@@ -34,7 +34,8 @@ from icpd.io import IMAGE_SUFFIXES, ImageError, OutputPathError, list_inputs, re
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "container_problem", "open_source"]
+__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "container_problem", "open_source",
+           "video_fourcc"]
 
 FOLDER_FPS = 10.0  # frame rate assumed for a folder of frames when none is given (--fps)
 URL_TIMEOUT_MS = 10_000  # open / read timeout of network streams: a dead camera ends the run, not hangs it
@@ -228,6 +229,18 @@ def open_source(spec: str | os.PathLike[str], fps: float | None = None) -> Frame
     return CaptureSource(text, text, live=False, fps=fps)
 
 
+def video_fourcc(path: Path) -> str:
+    """The codec of an overlay video at ``path``, by its suffix (:data:`VIDEO_SUFFIXES`).
+
+    Raises:
+        ValueError: another suffix (the message names the path and the suffixes there are).
+    """
+    fourcc = VIDEO_SUFFIXES.get(path.suffix.lower())
+    if fourcc is None:
+        raise ValueError(f"--out {path}: the overlay video must end in {' or '.join(VIDEO_SUFFIXES)}")
+    return fourcc
+
+
 class OverlayWriter:
     """Writes RGB frames to ``path`` (.mp4: mp4v, .avi: MJPG), opened at the first frame's size.
     ``close()`` finalises the container, so the file plays after a normal end or a Ctrl-C, and
@@ -237,10 +250,7 @@ class OverlayWriter:
 
     def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
         self.path = Path(path)
-        fourcc = VIDEO_SUFFIXES.get(self.path.suffix.lower())
-        if fourcc is None:
-            raise ValueError(f"--out {self.path}: the overlay video must end in {' or '.join(VIDEO_SUFFIXES)}")
-        self.fourcc = cv2.VideoWriter_fourcc(*fourcc)
+        self.fourcc = cv2.VideoWriter_fourcc(*video_fourcc(self.path))
         self.fps = fps
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image  # label PNGs are palette PNGs: Pillow reads the class ids
 from typer.testing import CliRunner
 
-from icpd.apps.infer.local import InferOptions, infer_paths, predict_scene
+from icpd.apps.infer.local import InferOptions, infer_paths
 from icpd.cli import app
 from icpd.runtime.predictor import Predictor, merge_labels
-from icpd.runtime.tiling import extract_tiles, plan_tiles
+from icpd.runtime.scene import segment_array
+from icpd.runtime.tiling import plan_tiles
 from tests.runtime.supports import make_supports
 
 runner = CliRunner()
@@ -64,10 +65,10 @@ def test_exact_tiles_equal_per_tile_predictions(predictor):
     """overlap 0 on a 256x384 scene = 2x3 disjoint tiles: the blend must be plain placement.
     1e-6: the batch of 4 + 2 tiles and the batch of 6 may differ by float rounding only."""
     scene = _scene(256, 384)
-    res = predict_scene(predictor, scene, InferOptions(overlap=0, batch=4))
+    res = segment_array(predictor, scene, S, 0, 4, 0.5)
     tiles = plan_tiles(256, 384, S, 0)
     assert res.tiles == len(tiles) == 6
-    direct = predictor.predict(extract_tiles(scene, tiles))
+    direct = predictor.predict(np.stack([scene[t.slices] for t in tiles]))
     expected = np.zeros((2, 256, 384), np.float32)
     for t, p in zip(tiles, direct.probs):
         expected[(slice(None), *t.slices)] = p
@@ -89,7 +90,7 @@ def test_small_scene_is_one_padded_tile_not_stretched(predictor):
     1e-6: the same tile through the same predictor, only float rounding may differ."""
     for h, w in ((90, 100), (128, 40), (33, 128)):
         scene = _scene(h, w)
-        res = predict_scene(predictor, scene, InferOptions())
+        res = segment_array(predictor, scene, S, 32, 8, 0.5)
         assert res.tiles == 1 and res.probs.shape == (2, h, w) and res.labels.shape == (h, w)
         np.testing.assert_allclose(res.probs, _padded_reference(predictor, scene), rtol=0, atol=1e-6)
 
@@ -102,8 +103,8 @@ def test_results_do_not_jump_at_the_tile_size(predictor):
     median of the best probability (about half the pixels foreground). Measured here: mean |diff|
     3e-4 and 93 % of labels agree; with the old stretch of the S x 64 scene 2.6e-3 and 57 %."""
     tall = _scene(S + 1, 64, seed=5)
-    small = predict_scene(predictor, tall[:S], InferOptions(overlap=32))
-    large = predict_scene(predictor, tall, InferOptions(overlap=32))
+    small = segment_array(predictor, tall[:S], S, 32, 8, 0.5)
+    large = segment_array(predictor, tall, S, 32, 8, 0.5)
     assert small.tiles == 1 and large.tiles == 2 and large.probs.shape == (2, S + 1, 64)
     np.testing.assert_allclose(large.probs[:, :1], small.probs[:, :1], rtol=0, atol=1e-6)  # row 0: one tile only
     diff = np.abs(small.probs - large.probs[:, :S])
@@ -116,14 +117,15 @@ def test_results_do_not_jump_at_the_tile_size(predictor):
 def test_options_are_checked_once_when_made():
     """Guards issue 10 defect 10: options were validated three times (CLI, infer_paths, every scene);
     now once, when made, and the tile resolved once (for_model)."""
-    with pytest.raises(ValueError, match="--overlap 200: must satisfy 0 <= overlap < tile \\(128\\)"):
+    refusal = r"^overlap=200: must satisfy 0 <= overlap < tile \(128\); e\.g\. overlap=32$"  # Python words
+    with pytest.raises(ValueError, match=refusal):
         InferOptions(tile=128, overlap=200)
     with pytest.raises(ValueError, match=r"^threshold: must be from 0 to 1 \(got 1.5\)"):  # the Predictor's words
         InferOptions(threshold=1.5)
     opts = InferOptions(overlap=16)
     resolved = opts.for_model(S)
     assert resolved.tile == S and resolved.for_model(64) is resolved
-    with pytest.raises(ValueError, match="--overlap 200: must satisfy 0 <= overlap < tile \\(128\\)"):
+    with pytest.raises(ValueError, match="^overlap=200: must satisfy 0 <= overlap < tile \\(128\\)"):
         InferOptions(overlap=200).for_model(S)  # the default tile, the model input, is known only here
 
 
@@ -142,7 +144,7 @@ def test_multiclass_labels_match_per_class_predictions(model, predictor, tmp_pat
     for path in supports.values():
         single.reset()
         single.add_support(path)
-        per_class.append(predict_scene(single, scene, opts).probs[0])
+        per_class.append(segment_array(single, scene, S, opts.overlap, opts.batch, opts.threshold).probs[0])
     probs = np.stack(per_class)
     labels = np.asarray(Image.open(tmp_path / "out" / "scene_labels.png"))
     np.testing.assert_array_equal(labels, merge_labels(probs[None], 0.5)[0])

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from icpd.apps.infer.local import resume_key, scene_result
 from icpd.apps.infer.options import InferOptions, InputResult
+from icpd.apps.infer.session import resume_key, scene_result
 from icpd.apps.stream.pipeline import StreamOptions
 from icpd.runtime.scene import SceneStats
 from icpd.runtime.tiling import SceneOptions
@@ -37,7 +37,7 @@ def test_scene_result_returns_a_new_record_and_leaves_its_argument():
 def test_resolve_tile_is_the_model_input_unless_set():
     assert SceneOptions().resolve_tile(128) == 128
     assert SceneOptions(tile=256, overlap=16).resolve_tile(128) == 256
-    with pytest.raises(ValueError, match=r"^--tile 40: the smallest useful tile for this model is 96 px"):
+    with pytest.raises(ValueError, match=r"^tile=40: the smallest useful tile for this model is 96 px"):
         SceneOptions(tile=40, overlap=8).resolve_tile(384)
 
 
@@ -45,8 +45,10 @@ def test_for_model_keeps_infer_options_and_stream_checks_its_tile():
     resolved = InferOptions(save_probs=True).for_model(128)
     assert type(resolved) is InferOptions
     assert (resolved.tile, resolved.save_probs) == (128, True)
-    with pytest.raises(ValueError, match=r"^--tile 40: the smallest useful tile for this model is 96 px"):
-        StreamOptions(infer=SceneOptions(tile=40, overlap=8)).validate(384)
+    with pytest.raises(ValueError, match=r"^tile=40: the smallest useful tile for this model is 96 px"):
+        StreamOptions(infer=SceneOptions(tile=40, overlap=8)).for_model(384)
+    resolved = StreamOptions(every=2, infer=SceneOptions(overlap=8)).for_model(384)
+    assert (resolved.every, resolved.infer.tile, resolved.infer.overlap) == (2, 384, 8)
 
 
 def test_resume_key_covers_the_same_option_names_as_before_the_split():

@@ -1,11 +1,13 @@
 """`icpd infer --ray` on a local Ray cluster: outputs identical to single-process `icpd infer`,
-an actor killed mid-run retried with the same outputs, and a restarted run resuming from the
-manifest. One Ray (2 logical CPUs) is started for the module and shut down after it."""
+an actor whose process the test kills mid-run retried with the same outputs, a scene whose file
+fails mid-read failed with the single-process message while the run goes on, and a restarted run
+resuming from the manifest. One Ray (2 logical CPUs) is started for the module and shut down after it."""
 
 from __future__ import annotations
 
 import faulthandler
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from icpd.runtime.predictor import Predictor
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
 ray = pytest.importorskip("ray", reason="ray (the icpd[ray] extra) is not installed")
 pytest.importorskip("ray.data", reason="ray[data] (the icpd[ray] extra) is not installed")
-from icpd.apps.infer.ray_runner import FAULT_ENV, infer_paths_ray
+from icpd.apps.infer.ray_runner import infer_paths_ray
 from tests.runtime.supports import make_supports
 from tests.runtime.test_scene import scene, write_tif
 
@@ -95,10 +97,11 @@ def reference(model, scenes, tmp_path_factory):
     return out, summary
 
 
-def run_ray(model, scenes: Path, out: Path, actors: int = 1):
+def run_ray(model, scenes: Path, out: Path, actors: int = 1, progress=None):
     model_dir, supports, predictor = model
     listed = collect_inputs([scenes], out)
-    return infer_paths_ray(predictor, model_dir, supports, listed, out, OPTIONS, actors=actors, threads=1)
+    return infer_paths_ray(predictor, model_dir, supports, listed, out, OPTIONS, actors=actors, threads=1,
+                           progress=progress)
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
@@ -137,15 +140,74 @@ def test_ray_outputs_equal_single_process_with_two_actors(local_ray, model, scen
     assert big.tiles == 6 and big.area_unit == "m²" and sum(big.pixels.values()) <= 200 * 300
 
 
-def test_killed_actor_is_retried_and_outputs_are_unchanged(local_ray, model, scenes, reference, tmp_path,
-                                                           monkeypatch):
-    flag = tmp_path / "kill-once"
-    flag.write_text("x")
-    monkeypatch.setenv(FAULT_ENV, f"{flag}:2")  # the actor exits hard at its 2nd batch (mid-scene), once
-    summary = run_ray(model, scenes, tmp_path / "out")
-    assert not flag.exists(), "the fault was not injected: the test would prove nothing"
+def _actor_pids() -> set[int]:
+    """The processes of this machine's predictor actors: Ray titles an actor's process after it
+    (``ray::MapWorker(MapBatches(TilePredictor))...``, in /proc/PID/cmdline)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if title.startswith(b"ray::") and b"TilePredictor" in title:
+            pids.add(int(entry.name))
+    return pids
+
+
+class KillTheActor:
+    """Progress events of a run: when the first tiles come back (more are still to come), the test
+    kills the predictor actor's process (SIGKILL: as when a node is lost); records what it saw."""
+
+    def __init__(self) -> None:
+        self.killed: set[int] = set()
+        self.at: tuple[int, int] | None = None  # (tiles done, of total) when killed
+        self.after: set[int] = set()  # actor processes seen after the kill
+
+    def start_input(self, path): ...
+    def scene_planned(self, path, height, width, tiles): ...
+    def finish_input(self, result): ...
+
+    def tiles_done(self, done: int, total: int) -> None:
+        if self.at is None:
+            self.killed, self.at = _actor_pids(), (done, total)
+            for pid in self.killed:
+                os.kill(pid, signal.SIGKILL)
+        else:
+            self.after |= _actor_pids() - self.killed
+
+
+def test_killed_actor_is_retried_and_outputs_are_unchanged(local_ray, model, scenes, reference, tmp_path):
+    """The actor's process is killed by the test mid-run (1 actor; 6 batches of 3 scenes): Ray restarts
+    it and retries its batches; every output equals single-process `icpd infer`."""
+    fault = KillTheActor()
+    summary = run_ray(model, scenes, tmp_path / "out", progress=fault)
+    assert fault.killed and fault.at is not None and fault.at[0] < fault.at[1], (fault.killed, fault.at)
     assert summary.ok, [r.error for r in summary.failed]
     assert_same_outputs(tmp_path / "out", reference[0])
+
+
+def test_a_scene_failing_mid_read_is_failed_with_the_local_message_and_the_run_goes_on(local_ray, model, scenes,
+                                                                                          tmp_path):
+    """A GeoTIFF whose second 256 px block is garbage: its first tile batch reads, the next fails in the
+    decode task. The scene is failed with the message single-process `icpd infer` gives (one failed-scene
+    text), nothing of it is left in the output folder, and the other scenes are segmented."""
+    bad = tmp_path / "in"
+    bad.mkdir()
+    tif = write_tif(bad / "torn.tif", scene(200, 300, seed=4))
+    with rasterio.open(tif) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))  # block column 1, row 0
+        size = int(ds.get_tag_item("BLOCK_SIZE_1_0", "TIFF", bidx=1))
+    with tif.open("r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * size)  # not a deflate stream
+    cv2.imwrite(str(bad / "ok.png"), scene(150, 140, seed=2))
+    local = infer_paths(model[2], [bad], tmp_path / "local", OPTIONS)
+    summary = run_ray(model, bad, tmp_path / "ray")
+    errors = {Path(r.path).name: r.error for r in summary.results}
+    assert errors == {Path(r.path).name: r.error for r in local.results}
+    assert errors["ok.png"] is None and str(tif) in errors["torn.tif"]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir() if p.name.startswith("torn")) == []
+    assert (tmp_path / "ray" / "ok_labels.png").read_bytes() == (tmp_path / "local" / "ok_labels.png").read_bytes()
 
 
 def test_restarted_run_skips_complete_scenes_and_redoes_partial_ones(local_ray, model, scenes, reference, tmp_path):
