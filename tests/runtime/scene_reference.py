@@ -39,16 +39,16 @@ def blend_tiles(height: int, width: int, overlap: int, tiles, maps) -> np.ndarra
     return total / weight
 
 
-def reference_scene(predictor, pixels: np.ndarray, tile: int, overlap: int, batch: int, threshold: float = 0.5,
-                    priors: bool = False) -> Reference:
+def reference_scene(predictor, pixels: np.ndarray, tile: int, overlap: int, batch: int,
+                    threshold: float = 0.5, priors: bool = False) -> Reference:
     """The scene pipeline's result on an (H, W, 3) uint8 scene, computed plainly (module docstring)."""
     height, width = pixels.shape[:2]
     tiles = plan_tiles(height, width, tile, overlap)
     probs, prior_maps = [], []
     for start in range(0, len(tiles), batch):
         chunk = tiles[start : start + batch]
-        x = np.stack([np.pad(pixels[t.y : t.y + t.h, t.x : t.x + t.w], ((0, t.size - t.h), (0, t.size - t.w), (0, 0)),
-                             mode="reflect") for t in chunk])
+        x = np.stack([np.pad(pixels[t.y : t.y + t.h, t.x : t.x + t.w],
+                             ((0, t.size - t.h), (0, t.size - t.w), (0, 0)), mode="reflect") for t in chunk])
         pred = predictor.predict(x, threshold, priors=priors)
         probs += [resize_maps(p, tile, tile) for p in pred.probs]
         if priors:

@@ -45,9 +45,9 @@ def write_tif(path: Path, rgb: np.ndarray, extra_band: bool = False, nodata: flo
     bands = rgb.transpose(2, 0, 1)
     if extra_band:  # RGB + NIR: NIR first, so --bands 2,3,4 picks RGB
         bands = np.concatenate([np.full((1, *rgb.shape[:2]), 7, np.uint8), bands])
-    with rasterio.open(path, "w", driver="GTiff", height=rgb.shape[0], width=rgb.shape[1], count=bands.shape[0],
-                       dtype="uint8", crs="EPSG:32633", transform=TRANSFORM, tiled=True, compress="deflate",
-                       nodata=nodata) as ds:
+    with rasterio.open(path, "w", driver="GTiff", height=rgb.shape[0], width=rgb.shape[1],
+                       count=bands.shape[0], dtype="uint8", crs="EPSG:32633", transform=TRANSFORM, tiled=True,
+                       compress="deflate", nodata=nodata) as ds:
         ds.write(bands)
     return path
 
@@ -154,7 +154,8 @@ def test_scene_larger_than_the_png_limit_runs_in_bounded_memory(model, tmp_path)
     assert growth_mb < 300, f"peak RSS grew by {growth_mb} MB over the loaded model"
     with rasterio.open(tmp_path / "out" / "big_labels.tif") as ds:
         assert (ds.width, ds.height) == (w, h) and ds.overviews(1)  # COG: overviews present
-    assert (tmp_path / "out" / "big_overlay.tif").is_file() and not (tmp_path / "out" / "big_overlay.png").exists()
+    assert (tmp_path / "out" / "big_overlay.tif").is_file()
+    assert not (tmp_path / "out" / "big_overlay.png").exists()
 
 
 def test_restarted_run_skips_complete_scenes_and_redoes_changed_ones(predictor, tmp_path):
@@ -169,7 +170,8 @@ def test_restarted_run_skips_complete_scenes_and_redoes_changed_ones(predictor, 
     assert any("not redone" in n for n in a.notes) and not any("not redone" in n for n in b.notes)
     assert (out / "b_overlay.png").read_bytes() == good
     assert len(list((out / "runs").glob("*.jsonl"))) == 2  # one manifest per run
-    other = infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions(threshold=0.7))  # other options: redone
+    # other options: redone
+    other = infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions(threshold=0.7))
     assert not any("not redone" in n for n in other.results[0].notes)
 
 
@@ -180,12 +182,13 @@ def test_second_run_into_a_busy_folder_is_refused_and_a_stale_lock_taken_over(pr
     cv2.imwrite(str(tmp_path / "a.png"), scene(130, 130))
     out = tmp_path / "out"
     with exclusive_lock(out, "infer"):  # another run, holding the folder
-        want = f"{out} is being written by another `icpd infer` run (pid {os.getpid()} on {socket.gethostname()},"
+        want = (f"{out} is being written by another `icpd infer` run (pid {os.getpid()} on "
+                f"{socket.gethostname()},")
         with pytest.raises(LockHeldError, match="^" + re.escape(want)):
             infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions())
     assert not (out / "summary.json").exists() and not (out / "a_labels.png").exists()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True,
-                          text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)
     lock = {"pid": int(dead.stdout), "host": socket.gethostname(), "command": "icpd infer", "started": "then"}
     lock_path(out).write_text(json.dumps(lock))
     assert infer_paths(predictor, [tmp_path / "a.png"], out, InferOptions()).ok
@@ -215,10 +218,12 @@ def test_cli_bands_tile_guard_and_unwritable_out(model, tmp_path):
     write_tif(tmp_path / "nir.tif", img, extra_band=True)
     write_tif(tmp_path / "rgb.tif", img)
     base = ["infer", "--model", str(model_dir), "--support", str(supports[0]), "-q", "--threads", "1"]
-    res = runner.invoke(app, [*base, str(tmp_path / "nir.tif"), "--out", str(tmp_path / "o1"), "--bands", "2,3,4"])
+    res = runner.invoke(app, [*base, str(tmp_path / "nir.tif"), "--out", str(tmp_path / "o1"),
+                              "--bands", "2,3,4"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, [*base, str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o2")])
-    with rasterio.open(tmp_path / "o1" / "nir_labels.tif") as a, rasterio.open(tmp_path / "o2" / "rgb_labels.tif") as b:
+    with (rasterio.open(tmp_path / "o1" / "nir_labels.tif") as a,
+          rasterio.open(tmp_path / "o2" / "rgb_labels.tif") as b):
         np.testing.assert_array_equal(a.read(1), b.read(1))
     res = runner.invoke(app, [*base, str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o3"),
                               "--tile", "16", "--overlap", "0"])
@@ -241,8 +246,8 @@ def test_bare_ray_flag_means_a_local_cluster():
 
 
 
-@pytest.mark.parametrize(("h", "w", "tile", "overlap", "batch"), [(150, 403, 64, 16, 3), (300, 260, 128, 32, 4),
-                                                                  (40, 70, 128, 0, 2)])
+@pytest.mark.parametrize(("h", "w", "tile", "overlap", "batch"),
+                         [(150, 403, 64, 16, 3), (300, 260, 128, 32, 4), (40, 70, 128, 0, 2)])
 def test_segment_array_equals_the_plain_reference(predictor, h, w, tile, overlap, batch):
     """`segment_array` (run_scene over an in-memory source, blocks gathered) gives bit for bit the plain
     whole-scene weighted sum of the tiles' probabilities (tests/runtime/scene_reference.py): probabilities,

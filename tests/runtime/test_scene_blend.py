@@ -30,10 +30,12 @@ def _blend(h: int, w: int, tile: int, overlap: int, batch: int, classes: int = 2
             return None if nodata is None else nodata[y:y + h_, x:x + (w - x if w_ is None else w_)]
 
     batches = plan_batches(h, w, tile, overlap, batch)
-    blend = SceneBlend(h, w, classes, tile, overlap, 0.5, True, batches, Source(np.zeros((h, w, 3), np.uint8)), block)
+    source = Source(np.zeros((h, w, 3), np.uint8))
+    blend = SceneBlend(h, w, classes, tile, overlap, 0.5, True, batches, source, block)
     out = {"probs": np.full((classes, h, w), np.nan, np.float32),
            "priors": np.full((classes, h, w), np.nan, np.float32),
-           "labels": np.zeros((h, w), np.uint8), "edges": np.zeros((h, w), bool), "count": np.zeros((h, w), np.int32)}
+           "labels": np.zeros((h, w), np.uint8), "edges": np.zeros((h, w), bool),
+           "count": np.zeros((h, w), np.int32)}
     for chunk in batches:
         p = _probs(chunk, classes)
         for y, x, probs, labels, priors, edges in blend.add(p, p * 0.5):
@@ -59,7 +61,8 @@ def test_blocks_equal_the_whole_scene_weighted_sum_and_the_old_strip_outlines(h,
     assert (out["count"] == 1).all()  # every pixel in exactly one block
     tiles = plan_tiles(h, w, tile, overlap)
     ref = blend_tiles(h, w, overlap, tiles, [resize_maps(_probs([t], 2)[0], tile, tile) for t in tiles])
-    ref_priors = blend_tiles(h, w, overlap, tiles, [resize_maps(_probs([t], 2)[0] * 0.5, tile, tile) for t in tiles])
+    ref_priors = blend_tiles(h, w, overlap, tiles,
+                             [resize_maps(_probs([t], 2)[0] * 0.5, tile, tile) for t in tiles])
     np.testing.assert_array_equal(out["probs"], ref)  # bit for bit: same float32 sums, same order
     np.testing.assert_array_equal(out["priors"], ref_priors)
     labels = np.where(nodata, 255, merge_labels(ref[None], 0.5)[0])
@@ -69,7 +72,8 @@ def test_blocks_equal_the_whole_scene_weighted_sum_and_the_old_strip_outlines(h,
     seams = sorted({tiles[i].y for i in range(0, len(tiles), batch)} | {h})  # starts with 0
     assert len(seams) > 2 or h <= tile
     for a, b in itertools.pairwise(seams):
-        np.testing.assert_array_equal(out["edges"][a:b], _inner_edges(shown[a:b], max(1, min(b - a, w) // 256)))
+        width = max(1, min(b - a, w) // 256)
+        np.testing.assert_array_equal(out["edges"][a:b], _inner_edges(shown[a:b], width))
     assert out["edges"].any()
 
 
