@@ -39,11 +39,12 @@ from icpd.runtime.tiling import Tile, pad_tile, plan_tiles, tile_window
 if TYPE_CHECKING:
     from icpd.runtime.predictor import Predictor
 
-__all__ = ["NODATA_LABEL", "ArraySource", "BlockSink", "SceneBlend", "ScenePrediction", "SceneSource", "SceneStats",
-           "plan_batches", "read_batch", "run_scene", "segment_array"]
+__all__ = ["NODATA_LABEL", "ArraySource", "Block", "BlockSink", "SceneBlend", "ScenePrediction",
+           "SceneSource", "SceneStats", "plan_batches", "read_batch", "run_scene", "segment_array"]
 
 NODATA_LABEL = 255  # label of input nodata pixels
 # (y, x, probs (N, h, w) float32, labels (h, w) uint8, priors (N, h, w) or None, edges (h, w) bool)
+Block = tuple[int, int, np.ndarray, np.ndarray, "np.ndarray | None", np.ndarray]
 BlockSink = Callable[[int, int, np.ndarray, np.ndarray, "np.ndarray | None", np.ndarray], None]
 
 
@@ -116,7 +117,11 @@ def read_batch(source: SceneSource, chunk: Sequence[Tile]) -> np.ndarray:
         h, x0, x1 = spans.get(t.y, (t.h, t.x, t.x + t.w))
         spans[t.y] = (h, min(x0, t.x), max(x1, t.x + t.w))
     rows = {y: (x0, source.read(y, x0, h, x1 - x0)) for y, (h, x0, x1) in spans.items()}
-    return np.stack([pad_tile(rows[t.y][1][:, t.x - rows[t.y][0] : t.x - rows[t.y][0] + t.w], t.size) for t in chunk])
+    tiles = []
+    for t in chunk:
+        x0, pixels = rows[t.y]
+        tiles.append(pad_tile(pixels[:, t.x - x0 : t.x - x0 + t.w], t.size))
+    return np.stack(tiles)
 
 
 @dataclass
@@ -164,9 +169,11 @@ class SceneBlend:
     """
 
     def __init__(self, height: int, width: int, classes: int, tile: int, overlap: int, threshold: float,
-                 priors: bool, batches: Sequence[Sequence[Tile]], source: SceneSource, block: int = BLOCK) -> None:
+                 priors: bool, batches: Sequence[Sequence[Tile]], source: SceneSource,
+                 block: int = BLOCK) -> None:
         self.height, self.width, self.classes, self.overlap = height, width, classes, overlap
-        self.threshold, self.priors, self.batches, self.source, self.block = threshold, priors, batches, source, block
+        self.threshold, self.priors, self.batches = threshold, priors, batches
+        self.source, self.block = source, block
         tiles = sorted((t for c in batches for t in c), key=lambda t: (t.y, t.x))  # the row-major plan
         if any(t.size != tile for t in tiles):
             raise ValueError(f"SceneBlend: the batches' tiles are not {tile} px.")
@@ -179,7 +186,8 @@ class SceneBlend:
         self._emitted = np.zeros(grid, bool)
         self._pieces: dict[tuple[int, int], list[_Piece]] = {}
         self._ready: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        self._labels: dict[tuple[int, int], np.ndarray] = {}  # labels with nodata as 0, as the overlay sees them
+        # labels with nodata as 0, as the overlay sees them
+        self._labels: dict[tuple[int, int], np.ndarray] = {}
         seams = sorted({min(c, key=self._order.__getitem__).y for c in batches} | {0, height})
         self._strips = list(itertools.pairwise(seams))
         self._halo = max(-(-_outline_width(b - a, width) // block) for a, b in self._strips)  # in blocks
@@ -194,8 +202,7 @@ class SceneBlend:
         y, x = key[0] * self.block, key[1] * self.block
         return y, x, min(self.block, self.height - y), min(self.block, self.width - x)
 
-    def add(self, probs: np.ndarray, priors: np.ndarray | None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray,
-                                                                                np.ndarray | None, np.ndarray]]:
+    def add(self, probs: np.ndarray, priors: np.ndarray | None) -> Iterator[Block]:
         """Blend the next batch: ``probs`` (B, N, S, S) (and ``priors``) from the predictor.
         Yields ``(y, x, probs (N, h, w), labels (h, w), priors or None, edges (h, w))`` per final block."""
         chunk = self.batches[self._next]
@@ -210,9 +217,10 @@ class SceneBlend:
             rows, cols = self._span(t)
             for key in ((r, c) for r in range(rows.start, rows.stop) for c in range(cols.start, cols.stop)):
                 y, x, h, w = self._box(key)
-                ys, xs = slice(max(t.y, y) - t.y, min(t.y + t.h, y + h) - t.y), slice(max(t.x, x) - t.x, min(t.x + t.w, x + w) - t.x)
-                piece = _Piece(self._order[t], t.y + ys.start - y, t.x + xs.start - x, p[:, ys, xs], window[ys, xs],
-                               None if q is None else q[:, ys, xs])
+                ys = slice(max(t.y, y) - t.y, min(t.y + t.h, y + h) - t.y)  # tile rows over the block
+                xs = slice(max(t.x, x) - t.x, min(t.x + t.w, x + w) - t.x)
+                piece = _Piece(self._order[t], t.y + ys.start - y, t.x + xs.start - x, p[:, ys, xs],
+                               window[ys, xs], None if q is None else q[:, ys, xs])
                 self._pieces.setdefault(key, []).append(piece)
                 self._need[key] -= 1
                 (done if self._need[key] == 0 else fresh).append((key, piece))
@@ -223,7 +231,8 @@ class SceneBlend:
                 piece.probs, piece.weight = piece.probs.copy(), piece.weight.copy()
                 piece.priors = None if piece.priors is None else piece.priors.copy()
         yield from self._emit([key for key, _ in done])
-        self.held_bytes = sum(pc.probs.nbytes + pc.weight.nbytes + (0 if pc.priors is None else pc.priors.nbytes)
+        self.held_bytes = sum(pc.probs.nbytes + pc.weight.nbytes
+                              + (0 if pc.priors is None else pc.priors.nbytes)
                               for pieces in self._pieces.values() for pc in pieces)
         self.held_bytes += sum(a.nbytes for r in self._ready.values() for a in r if a is not None)
         self.held_bytes += sum(a.nbytes for a in self._labels.values())
@@ -241,7 +250,8 @@ class SceneBlend:
             if prior is not None and pc.priors is not None:
                 prior[:, rows, cols] += pc.priors
         if (uncovered := int(np.count_nonzero(weight == 0))):
-            raise ValueError(f"SceneBlend: {uncovered} pixels of the block at y={y} x={x} were covered by no tile.")
+            raise ValueError(f"SceneBlend: {uncovered} pixels of the block at y={y} x={x} were covered by "
+                             "no tile.")
         probs = total / weight
         labels = merge_labels(probs[None], self.threshold)[0]
         mask = self.source.nodata_mask(y, h, x, w)
@@ -253,10 +263,10 @@ class SceneBlend:
 
     def _near(self, key: tuple[int, int]) -> tuple[slice, slice]:
         r, c = self._halo, self._blended.shape
-        return slice(max(0, key[0] - r), min(c[0], key[0] + r + 1)), slice(max(0, key[1] - r), min(c[1], key[1] + r + 1))
+        return (slice(max(0, key[0] - r), min(c[0], key[0] + r + 1)),
+                slice(max(0, key[1] - r), min(c[1], key[1] + r + 1)))
 
-    def _emit(self, blended: list[tuple[int, int]]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray,
-                                                                     np.ndarray | None, np.ndarray]]:
+    def _emit(self, blended: list[tuple[int, int]]) -> Iterator[Block]:
         """Hand out the blended blocks whose neighbours are all blended (their outlines are known)."""
         near = {(r, c) for key in blended for sl in [self._near(key)]
                 for r in range(sl[0].start, sl[0].stop) for c in range(sl[1].start, sl[1].stop)}
@@ -299,8 +309,9 @@ class SceneBlend:
         return self._next == len(self.batches)
 
 
-def run_scene(predictor: Predictor, source: SceneSource, tile: int, overlap: int, batch: int, threshold: float,
-              sink: BlockSink, priors: bool = False, on_tiles: Callable[[int, int], None] | None = None,
+def run_scene(predictor: Predictor, source: SceneSource, tile: int, overlap: int, batch: int,
+              threshold: float, sink: BlockSink, priors: bool = False,
+              on_tiles: Callable[[int, int], None] | None = None,
               batches: Sequence[Sequence[Tile]] | None = None) -> int:
     """Predict every class of ``predictor`` on ``source`` batch by batch; ``sink`` gets each output
     block once, as it becomes final. Returns the number of tiles.
@@ -350,12 +361,14 @@ def segment_array(predictor: Predictor, pixels: np.ndarray, tile: int, overlap: 
     labels = np.zeros((height, width), np.uint8)
     prior_maps = np.zeros((n, height, width), np.float32) if priors else None
 
-    def gather(y: int, x: int, p: np.ndarray, lab: np.ndarray, pri: np.ndarray | None, _edges: np.ndarray) -> None:
+    def gather(y: int, x: int, p: np.ndarray, lab: np.ndarray, pri: np.ndarray | None,
+               _edges: np.ndarray) -> None:
         h, w = lab.shape
         probs[:, y : y + h, x : x + w] = p
         labels[y : y + h, x : x + w] = lab
         if prior_maps is not None and pri is not None:
             prior_maps[:, y : y + h, x : x + w] = pri
 
-    tiles = run_scene(predictor, ArraySource(pixels), tile, overlap, batch, threshold, gather, priors, on_tiles)
+    tiles = run_scene(predictor, ArraySource(pixels), tile, overlap, batch, threshold, gather, priors,
+                      on_tiles)
     return ScenePrediction(probs, labels, list(predictor.class_names), tiles, prior_maps)
