@@ -94,11 +94,37 @@ def deployment(serve: Any, settings: ServeSettings, replicas: int, cpus: float) 
             self.settings = settings
 
         def __serve_build_asgi_app__(self):
-            from icpd.apps.serve.app import create_app
-
-            return create_app(self.settings)
+            return replica_app(self.settings)
 
     return IcpdServe.bind(settings)
+
+
+def replica_app(settings: ServeSettings) -> Any:
+    """``create_app(settings)`` whose startup returns only once the model is loaded.
+
+    The single-process server loads in the background so that ``/healthz`` answers at once, and a
+    client waits for ``/readyz``. Ray Serve routes requests to a replica as soon as its startup
+    returns: a restarted replica would answer its first requests 503 (still loading) while the
+    others could answer them. Waiting here keeps a replica out of the routing until it can serve.
+    A model that fails to load fails the replica's start, with the reason (Ray reports it)."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    from icpd.apps.serve.app import create_app
+
+    app = create_app(settings)
+    service, inner = app.state.service, app.router.lifespan_context
+
+    @asynccontextmanager
+    async def loaded_first(a: Any):  # -> AsyncIterator[Any]
+        async with inner(a) as state:
+            await asyncio.to_thread(service.loaded.wait)
+            if service.error:
+                raise RuntimeError(f"icpd serve replica: the model did not load: {service.error}")
+            yield state
+
+    app.router.lifespan_context = loaded_first
+    return app
 
 
 def run_ray_serve(settings: ServeSettings, address: str | None, replicas: int) -> None:
