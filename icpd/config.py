@@ -31,7 +31,8 @@ class Precision(str, Enum):
 
     FP32 = "fp32"
     FP16 = "fp16"
-    INT8 = "int8"  # ONNX Runtime on the CPU: the encoder's MatMuls in INT8, the matcher FP32 (icpd.export.quantize)
+    # ONNX Runtime on the CPU: the encoder's MatMuls in INT8, the matcher FP32 (icpd.export.quantize)
+    INT8 = "int8"
 
 
 class RankPriorForm(str, Enum):
@@ -66,7 +67,8 @@ class RankPriorForm(str, Enum):
     @classmethod
     def choices(cls) -> str:
         """``"topk, sort, plugin (onnx is the old name of topk)"``: the valid names, for messages."""
-        old = ", ".join(f"{name} is the old name of {form.value}" for name, form in RANK_PRIOR_OLD_NAMES.items())
+        old = ", ".join(f"{name} is the old name of {form.value}"
+                        for name, form in RANK_PRIOR_OLD_NAMES.items())
         return ", ".join(f.value for f in cls) + (f" ({old})" if old else "")
 
     @classmethod
@@ -114,9 +116,11 @@ class Preset:
 
     def __post_init__(self) -> None:
         if self.backbone not in ("resnet", "vgg16"):
-            raise ValueError(f"preset {self.name!r}: backbone must be 'resnet' or 'vgg16', got {self.backbone!r}")
+            raise ValueError(f"preset {self.name!r}: backbone must be 'resnet' or 'vgg16', "
+                             f"got {self.backbone!r}")
         if self.image_size % 32:
-            raise ValueError(f"preset {self.name!r}: image_size must be a multiple of 32, got {self.image_size}")
+            raise ValueError(f"preset {self.name!r}: image_size must be a multiple of 32, "
+                             f"got {self.image_size}")
         if self.image_size // 16 != self.clip_grid:
             raise ValueError(
                 f"preset {self.name!r}: CLIP token grid {self.clip_grid} must equal the layer-3 grid "
@@ -125,14 +129,16 @@ class Preset:
         if isinstance(self.clip_model, dict):
             self.check_clip(self.clip_model)  # named models are checked when built (keeps imports light)
         if not 0.0 <= self.fusion_weight <= 1.0:
-            raise ValueError(f"preset {self.name!r}: fusion_weight must be in [0, 1], got {self.fusion_weight}")
+            raise ValueError(f"preset {self.name!r}: fusion_weight must be in [0, 1], "
+                             f"got {self.fusion_weight}")
 
     def check_clip(self, cfg: dict[str, Any]) -> None:
         """The invariants tying the CLIP config to this preset (grid, input size, embedding dim)."""
         patch = cfg["vision_cfg"]["patch_size"]
         if self.clip_image_size != self.clip_grid * patch:
             raise ValueError(
-                f"preset {self.name!r}: clip_image_size {self.clip_image_size} != grid {self.clip_grid} x patch {patch}"
+                f"preset {self.name!r}: clip_image_size {self.clip_image_size} != "
+                f"grid {self.clip_grid} x patch {patch}"
             )
         if cfg["embed_dim"] != self.embed_dim:
             raise ValueError(

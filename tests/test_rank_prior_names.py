@@ -39,7 +39,8 @@ def test_an_unknown_name_is_one_message_listing_the_valid_names(bad):
 
 
 def test_the_enum_itself_no_longer_translates():
-    """RankPriorForm('onnx') was a second translation table (the enum's _missing_): only parse knows old names."""
+    """RankPriorForm('onnx') was a second translation table (the enum's _missing_): only parse knows
+    the old names."""
     with pytest.raises(ValueError):
         RankPriorForm("onnx")
 
@@ -94,7 +95,8 @@ def test_python_api_refuses_the_old_inner_names():
     for old in ("distances", "features"):
         with pytest.raises(ValueError) as err:
             rank_path(old)
-        assert str(err.value) == f"rank={old!r}: choose eager or a rank-prior form: {VALID.removeprefix('choose one of ')}"
+        assert str(err.value) == (f"rank={old!r}: choose eager or a rank-prior form: "
+                                  f"{VALID.removeprefix('choose one of ')}")
     import torch
 
     q, s, m = torch.ones(1, 2, 3), torch.ones(1, 1, 2, 3), torch.ones(1, 1, 3)

@@ -28,7 +28,8 @@ def _label(backend: str, device: str, devices: tuple[str, ...]) -> str:
     return backend if len(devices) == 1 else f"{backend}-{device}"
 
 
-# Every (backend, device) the registry declares, CPU ones first: torch-cpu, ort-cpu, torch-cuda, ort-cuda, trt.
+# Every (backend, device) the registry declares, CPU ones first:
+# torch-cpu, ort-cpu, torch-cuda, ort-cuda, trt.
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (BackendSpec(_label(b.name, d, b.devices), b.name, d)
@@ -56,8 +57,8 @@ def parse_backends(names: str | list[str] | tuple[str, ...] | None) -> list[Back
             try:
                 record = registry.info(name)
             except ValueError:
-                raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)} "
-                                 f"or a backend: {registry.choices()}") from None
+                raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, "
+                                 f"{', '.join(BACKENDS)} or a backend: {registry.choices()}") from None
             name = _label(record.name, record.devices[0], record.devices)
         specs.append(BACKENDS[name])
     if not specs:
@@ -77,7 +78,8 @@ class ModelInfo:
     weights: str  # "random weights: latency only", a checkpoint name, or the export's source
     precision: str  # e.g. "fp32", from model.json
     exported_s: float | None = None  # export time when this run exported, None when reused
-    kept_fp32: tuple[str, ...] = ()  # an INT8 dir's blocks left in FP32 (mixed precision), in the order chosen
+    # an INT8 dir's blocks left in FP32 (mixed precision), in the order chosen
+    kept_fp32: tuple[str, ...] = ()
 
 
 def kept_fp32_blocks(meta: dict) -> tuple[str, ...]:

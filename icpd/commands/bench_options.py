@@ -70,8 +70,8 @@ def backend_names(backends: str, device: str = "auto") -> str | tuple[str, ...]:
                                      "(with --device cpu|cuda)", param_hint="--backends") from None
         if len(record.devices) == 1:  # trt: CUDA only, labelled by its name
             if device not in ("auto", *record.devices):
-                raise typer.BadParameter(f"{record.name} runs on {record.devices[0]}: drop it or pass --device "
-                                         f"{record.devices[0]}", param_hint="--backends")
+                raise typer.BadParameter(f"{record.name} runs on {record.devices[0]}: drop it or pass "
+                                         f"--device {record.devices[0]}", param_hint="--backends")
             names.append(record.name)
         else:
             names.append(f"{record.name}-{'cpu' if device == 'auto' else device}")

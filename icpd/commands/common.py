@@ -63,7 +63,8 @@ def preset_callback(value: str | None) -> str | None:
 
 def fail(err: Exception | str) -> NoReturn:
     """Print ``err`` as a one-line user error on stderr and exit with code 2."""
-    if isinstance(err, typer.BadParameter):  # raised by a command itself: the form of click's own (the option first)
+    # raised by a command itself: the form of click's own (the option first)
+    if isinstance(err, typer.BadParameter):
         from icpd.commands.usage_errors import usage_error_line
 
         err = usage_error_line(err)
@@ -133,7 +134,7 @@ def _not_a_choice(value: object, choices: str) -> str:
     return f"not one of the choices (got {shlex.quote(str(value))}); choose one of {choices}"
 
 
-# -- the rank-prior form: RankPriorForm.parse reads it (old names included); this adds the CLI's note ---------
+# -- the rank-prior form: RankPriorForm.parse reads it (old names too); this adds the CLI's note ----
 def parse_rank_prior(value: str | RankPriorForm) -> RankPriorForm:
     """``--rank-prior`` text -> :class:`RankPriorForm` (:meth:`RankPriorForm.parse`); an old name
     (``onnx``) is used with a note giving its new name."""
@@ -146,10 +147,10 @@ def parse_rank_prior(value: str | RankPriorForm) -> RankPriorForm:
     return form
 
 
-RANK_PRIOR_HELP = ("How the rank (NDCG) prior is written in the matcher: topk (standard ONNX, data-dependent k; "
-                   "fastest on ONNX Runtime CPU), sort (standard ONNX, static shapes: TensorRT without a plugin) or "
-                   "plugin (one NdcgPrior node per level: the TensorRT plugin). `onnx` is the old name of topk. "
-                   "Default (export): the exporter's, topk.")
+RANK_PRIOR_HELP = ("How the rank (NDCG) prior is written in the matcher: topk (standard ONNX, "
+                   "data-dependent k; fastest on ONNX Runtime CPU), sort (standard ONNX, static shapes: "
+                   "TensorRT without a plugin) or plugin (one NdcgPrior node per level: the TensorRT "
+                   "plugin). `onnx` is the old name of topk. Default (export): the exporter's, topk.")
 
 # -- options that mean the same thing in every command -----------------------------------------------
 ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Exported model directory (`icpd export`).")]
@@ -165,10 +166,10 @@ def parse_backend(value: str | Backend) -> Backend:
         raise typer.BadParameter(_not_a_choice(value, choices())) from None
 
 
-BackendOpt = Annotated[Backend, typer.Option(parser=parse_backend, metavar="<torch|ort|trt>",
-                                             help="Runtime: torch (PyTorch eager), ort (ONNX Runtime; also "
-                                                  "onnxruntime) or trt (TensorRT engines from `icpd build`; also "
-                                                  "tensorrt).")]
+BackendOpt = Annotated[Backend, typer.Option(
+    parser=parse_backend, metavar="<torch|ort|trt>",
+    help="Runtime: torch (PyTorch eager), ort (ONNX Runtime; also onnxruntime) or trt (TensorRT engines "
+         "from `icpd build`; also tensorrt).")]
 DeviceOpt = Annotated[str, typer.Option(help="Device: cpu, cuda or cuda:N.")]
 
 
@@ -203,20 +204,23 @@ def workers_in_range(workers: int) -> int:
     return workers
 
 
-ThreadsOpt = Annotated[int | None, typer.Option(min=1, callback=threads_in_range,
-                                                help="CPU threads for the backend (default: its own choice).")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    min=1, callback=threads_in_range, help="CPU threads for the backend (default: its own choice).")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="Numeric precision: fp32 or fp16.")]
-RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(parser=parse_rank_prior, metavar="<topk|sort|plugin>",
-                                                            help=RANK_PRIOR_HELP)]
-EnginesOpt = Annotated[Path | None, typer.Option(help="TensorRT engine dir from `icpd build` (with --backend trt).")]
-ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel (>=).")]
-TileOpt = Annotated[int | None, typer.Option(min=1, help="Tile side in scene pixels for images larger than the model input. "
-                                                         "Default: the model input size.")]
+RankPriorOpt = Annotated[RankPriorForm | None, typer.Option(
+    parser=parse_rank_prior, metavar="<topk|sort|plugin>", help=RANK_PRIOR_HELP)]
+EnginesOpt = Annotated[Path | None, typer.Option(
+    help="TensorRT engine dir from `icpd build` (with --backend trt).")]
+ThresholdOpt = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Foreground probability a class needs to win a pixel (>=).")]
+TileOpt = Annotated[int | None, typer.Option(
+    min=1, help="Tile side in scene pixels for images larger than the model input. "
+                "Default: the model input size.")]
 OverlapOpt = Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles (blended).")]
 TileBatchOpt = Annotated[int, typer.Option(min=1, help="Tiles per predictor call.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables: errors, warnings "
-                                                              "(deprecated spellings included) and the final result "
-                                                              "line only.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bars or tables: errors, warnings (deprecated spellings included) and "
+                          "the final result line only.")]
 
 
 def parse_bands_option(value: str | tuple[int, int, int] | None) -> tuple[int, int, int] | None:

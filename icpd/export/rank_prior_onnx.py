@@ -51,8 +51,10 @@ def register_plugin_schema() -> None:
         outputs=[defs.OpSchema.FormalParameter("prior", "tensor(float)")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "feature type")],
         attributes=[
-            defs.OpSchema.Attribute("plugin_namespace", defs.OpSchema.AttrType.STRING, "TensorRT plugin namespace"),
-            defs.OpSchema.Attribute("plugin_version", defs.OpSchema.AttrType.STRING, "TensorRT plugin version"),
+            defs.OpSchema.Attribute("plugin_namespace", defs.OpSchema.AttrType.STRING,
+                                    "TensorRT plugin namespace"),
+            defs.OpSchema.Attribute("plugin_version", defs.OpSchema.AttrType.STRING,
+                                    "TensorRT plugin version"),
         ],
     )
     defs.register_schema(schema)
@@ -74,7 +76,8 @@ def _ndcg_item_graph():
         node("ReduceSum", ["rel", "axis0"], ["k_f"], keepdims=1),  # (1,) k = number of relevant pixels
         node("Cast", ["k_f"], ["k"], to=i64),
         node("Max", ["k", "one"], ["k1"]),  # TopK needs K >= 1; k = 0 is answered 0 below
-        node("TopK", ["d", "k1"], ["nearest", "order"], axis=-1, largest=0, sorted=1),  # Nq k; ties: lower index first
+        # Nq k; ties: lower index first
+        node("TopK", ["d", "k1"], ["nearest", "order"], axis=-1, largest=0, sorted=1),
         node("Gather", ["rel", "order"], ["rel_sorted"], axis=0),  # Nq k
         node("Squeeze", ["k1"], ["k1_scalar"]),
         node("Range", ["zero_i", "k1_scalar", "one_i"], ["positions"]),
@@ -97,7 +100,8 @@ def _ndcg_item_graph():
     ]
     return helper.make_graph(
         [node("Constant", [], [c.name], value=c) for c in consts] + nodes, "ndcg_prior_item",
-        [helper.make_tensor_value_info("d", f32, ["nq", "ns"]), helper.make_tensor_value_info("r", f32, ["ns"])],
+        [helper.make_tensor_value_info("d", f32, ["nq", "ns"]),
+         helper.make_tensor_value_info("r", f32, ["ns"])],
         [helper.make_tensor_value_info("prior", f32, ["nq"])],
     )
 
@@ -114,18 +118,22 @@ def _standard(form: RankPriorForm):
 
     def ndcg_topk(dist, relevance):
         # dist (N, Nq, Ns), relevance (N, Ns) -> (N, Nq): one Scan step per item, each with its own k
-        return op.Scan(op.Cast(dist, to=1), op.Cast(relevance, to=1), body=_ndcg_item_graph(), num_scan_inputs=2)
+        return op.Scan(op.Cast(dist, to=1), op.Cast(relevance, to=1), body=_ndcg_item_graph(),
+                       num_scan_inputs=2)
 
     def ndcg_sort(dist, relevance):
-        # dist (N, Nq, Ns), relevance (N, Ns) -> (N, Nq); every shape-like input comes from Shape or a constant
+        # dist (N, Nq, Ns), relevance (N, Ns) -> (N, Nq); every shape-like input comes from Shape or a
+        # constant
         dist = op.Cast(dist, to=1)
         rel = op.Cast(op.Greater(op.Cast(relevance, to=1), f(0.0)), to=1)  # N Ns, 1 where relevant
         ns = op.Shape(dist, start=2, end=3)  # (1,) the row length: a shape tensor
-        _, order = op.TopK(dist, ns, axis=-1, largest=0, sorted=1)  # N Nq Ns, full sort; ties: lower index first
+        # N Nq Ns, full sort; ties: lower index first
+        _, order = op.TopK(dist, ns, axis=-1, largest=0, sorted=1)
         # GatherElements does not broadcast: the relevance is expanded to the distances' shape first
         rel_sorted = op.GatherElements(op.Expand(op.Unsqueeze(rel, ints(1)), op.Shape(dist)), order, axis=-1)
         k = op.ReduceSum(rel, ints(-1), keepdims=1)  # N 1: k as a value, never as a shape
-        p = op.Cast(op.Range(op.Constant(value_int=0), op.Squeeze(ns, ints(0)), op.Constant(value_int=1)), to=1)
+        positions = op.Range(op.Constant(value_int=0), op.Squeeze(ns, ints(0)), op.Constant(value_int=1))
+        p = op.Cast(positions, to=1)
         discount = op.Div(f(math.log(2.0)), op.Log(op.Add(p, f(2.0))))  # Ns: 1 / log2(rank + 1), rank = p + 1
         w = op.Where(op.Less(p, k), discount, f(0.0))  # N Ns: the discounts of positions p < k
         dcg = op.Squeeze(op.MatMul(rel_sorted, op.Unsqueeze(w, ints(-1))), ints(-1))  # N Nq
@@ -138,7 +146,8 @@ def _standard(form: RankPriorForm):
         query = op.Cast(query, to=1)
         support = op.Cast(support, to=1)
         gram = op.MatMul(query, op.Transpose(support, perm=[0, 2, 1]))  # N Nq Ns
-        sq = op.Transpose(op.ReduceSum(op.Mul(support, support), ints(-1), keepdims=1), perm=[0, 2, 1])  # N 1 Ns
+        # N 1 Ns
+        sq = op.Transpose(op.ReduceSum(op.Mul(support, support), ints(-1), keepdims=1), perm=[0, 2, 1])
         return ndcg_from_distances(op.Sub(sq, op.Mul(gram, f(2.0))), relevance)
 
     return ndcg_from_distances, ndcg_from_features

@@ -84,7 +84,8 @@ class MatcherGraph(nn.Module):
         query = Features.from_list(x.query)
         feats = [f.unsqueeze(0) for f in x.features]  # one support set shared by the batch: K.. -> 1 K ..
         g = self.model.preset.clip_grid
-        clip = feats[-1].reshape(1, feats[-1].shape[1], -1, g, g).permute(0, 1, 3, 4, 2)  # 1 K D (g g) -> 1 K g g D
+        # 1 K D (g g) -> 1 K g g D
+        clip = feats[-1].reshape(1, feats[-1].shape[1], -1, g, g).permute(0, 1, 3, 4, 2)
         prepared = PreparedSupport(features=feats, norms=[n.unsqueeze(0) for n in x.norms],
                                    masks=[m.unsqueeze(0) for m in x.masks], clip_tokens=clip)
         out = self.model.match_prepared(

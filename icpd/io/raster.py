@@ -104,7 +104,8 @@ def decode(path: Path, what: str, data: bytes | None = None) -> tuple[np.ndarray
     return (arr[:, :, 0] if arr.shape[2] == 1 else arr), dec.geo, dec.reader
 
 
-BANDS_RULE = "expected three 1-based band numbers in R,G,B order, e.g. 4,3,2 (band 1 is the first band of the file)"
+BANDS_RULE = ("expected three 1-based band numbers in R,G,B order, e.g. 4,3,2 "
+              "(band 1 is the first band of the file)")
 
 
 class BandsError(ParamMessage, ImageError):
@@ -152,7 +153,8 @@ def _format(path: Path) -> str:
     return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "TIFF")
 
 
-def plan_bands(layout: Layout, path: Path, bands: Sequence[int] | None) -> tuple[tuple[int, int, int], list[str]]:
+def plan_bands(layout: Layout, path: Path,
+               bands: Sequence[int] | None) -> tuple[tuple[int, int, int], list[str]]:
     """The three 1-based band numbers (of the decoded bands, file order) to use as R, G, B, and
     the notes saying so, following the band rules above.
 
@@ -164,12 +166,14 @@ def plan_bands(layout: Layout, path: Path, bands: Sequence[int] | None) -> tuple
     bands = parse_bands(bands)  # three positive integers, or BandsError (the same message everywhere)
     if bands is not None:
         if not all(b <= n for b in bands):  # numbers the file does not have
+            example = [str(min(i, n)) for i in (1, 2, 3)]
             raise ImageError(
                 f"{what}; bands={bands} is not valid for a file with {n} band(s). Pass three 1-based band "
-                f"numbers between 1 and {n}, in R, G, B order, e.g. --bands {','.join(str(min(i, n)) for i in (1, 2, 3))} "
-                f"(Python: bands=({', '.join(str(min(i, n)) for i in (1, 2, 3))}))."
+                f"numbers between 1 and {n}, in R, G, B order, e.g. --bands {','.join(example)} "
+                f"(Python: bands=({', '.join(example)}))."
             )
-        notes = [] if bands == (1, 2, 3) and n == 3 else [f"used bands {bands} of {n} (1-based, file order) as R, G, B"]
+        used = f"used bands {bands} of {n} (1-based, file order) as R, G, B"
+        notes = [] if bands == (1, 2, 3) and n == 3 else [used]
         return bands, notes  # type: ignore[return-value]
     if n == 1:
         return (1, 1, 1), ["grayscale: replicated to R, G, B"]
@@ -179,18 +183,20 @@ def plan_bands(layout: Layout, path: Path, bands: Sequence[int] | None) -> tuple
     if n == 3:
         return (1, 2, 3), []
     if n == 4 and layout.alpha:
-        return (1, 2, 3), [f"RGBA {_format(path)}: alpha channel dropped (transparent pixels keep their colour values)"]
+        return (1, 2, 3), [(f"RGBA {_format(path)}: alpha channel dropped (transparent pixels keep their "
+                            "colour values)")]
     if layout.kind == "CMYK":
-        raise ImageError(f"{what}: a {np.dtype(layout.dtype).itemsize * 8}-bit CMYK TIFF (print colours), not red, "
-                         "green, blue bands; icpd converts only 8-bit CMYK. Convert it to RGB, or pick three bands "
-                         "with --bands (Python: bands=(...)), 1-based in file order.")
+        bits = np.dtype(layout.dtype).itemsize * 8
+        raise ImageError(f"{what}: a {bits}-bit CMYK TIFF (print colours), not red, green, blue bands; icpd "
+                         "converts only 8-bit CMYK. Convert it to RGB, or pick three bands with --bands "
+                         "(Python: bands=(...)), 1-based in file order.")
     kind = "RGBA? RGB+NIR? BGR+NIR?" if n == 4 else "multispectral?"
     if layout.kind.endswith("declared alpha"):
         kind += f" Band {n} is declared alpha, which GDAL does by default for 4-band uint8 files"
     raise ImageError(
         f"{what}: found {n} bands; which three are red, green, blue is ambiguous ({kind}). Say which with "
-        f"--bands R,G,B (Python: bands=(R, G, B)), 1-based band numbers in file order, e.g. --bands 1,2,3 for the "
-        "first three."
+        f"--bands R,G,B (Python: bands=(R, G, B)), 1-based band numbers in file order, e.g. --bands 1,2,3 "
+        "for the first three."
     )
 
 
@@ -228,13 +234,15 @@ def float_note(dtype: np.dtype, lo: float, hi: float, nonfinite: int, layout: La
     """The note for float pixels in [0, 1]; ImageError (with the file's layout) for anything else."""
     if nonfinite:
         raise ImageError(
-            f"image {path}: {layout.describe()}; the float pixels contain {nonfinite} NaN/inf value(s) (nodata?). "
-            "Fill them and rescale to [0, 1], or convert to uint8, e.g. gdal_translate -ot Byte -scale -a_nodata 0."
+            f"image {path}: {layout.describe()}; the float pixels contain {nonfinite} NaN/inf value(s) "
+            "(nodata?). Fill them and rescale to [0, 1], or convert to uint8, e.g. gdal_translate -ot Byte "
+            "-scale -a_nodata 0."
         )
     if lo < 0.0 or hi > 1.0:
         raise ImageError(
-            f"image {path}: {layout.describe()}; the float pixels are in [{lo:g}, {hi:g}]; icpd only accepts float "
-            "imagery in [0, 1]. Rescale it to [0, 1] or convert to uint8, e.g. gdal_translate -ot Byte -scale."
+            f"image {path}: {layout.describe()}; the float pixels are in [{lo:g}, {hi:g}]; icpd only accepts "
+            "float imagery in [0, 1]. Rescale it to [0, 1] or convert to uint8, e.g. gdal_translate -ot Byte "
+            "-scale."
         )
     return f"{np.dtype(dtype)} in [0, 1]: scaled by 255 and rounded to uint8"
 
@@ -294,8 +302,8 @@ def read_image(path: str | os.PathLike[str], bands: tuple[int, int, int] | None 
         orientation = jpeg_orientation(data[: 1 << 16])  # EXIF lives in the first 64 KiB
         if orientation != 1:
             arr = np.ascontiguousarray(apply_orientation(arr, orientation))
-            notes.append(f"EXIF orientation {orientation}: {ORIENTATION_TEXT[orientation]} to show it upright, "
-                         f"as image viewers do (stored {dec.layout.height}x{dec.layout.width}, now "
+            notes.append(f"EXIF orientation {orientation}: {ORIENTATION_TEXT[orientation]} to show it "
+                         f"upright, as image viewers do (stored {dec.layout.height}x{dec.layout.width}, now "
                          f"{arr.shape[0]}x{arr.shape[1]} HxW)")
     indexes, band_notes = plan_bands(dec.layout, path, bands)
     notes += band_notes

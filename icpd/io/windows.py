@@ -109,7 +109,8 @@ class WindowReader:
             self._env.__exit__(None, None, None)
             if self._memory is not None:
                 self._memory.close()
-            raise ImageError(f"image {self.path} could not be opened as a GeoTIFF ({exc}). Re-export it.") from exc
+            raise ImageError(f"image {self.path} could not be opened as a GeoTIFF ({exc}). "
+                             "Re-export it.") from exc
         try:
             self.layout, palette = rasterio_layout(rasterio, self._ds)
             self.height, self.width = self.layout.height, self.layout.width
@@ -120,7 +121,8 @@ class WindowReader:
         self.geo = geo_of(self._ds)
         self.nodata = None if self._ds.nodata is None else float(self._ds.nodata)
 
-    def _plan(self, bands: Sequence[int] | None, palette: np.ndarray | None) -> tuple[_Conversion, tuple[str, ...]]:
+    def _plan(self, bands: Sequence[int] | None,
+              palette: np.ndarray | None) -> tuple[_Conversion, tuple[str, ...]]:
         """The whole-scene read's conversions (same functions, same order of notes), checked up front."""
         notes = tiff_notes(self.layout)
         indexes, band_notes = plan_bands(self.layout, self.path, bands)
@@ -157,7 +159,8 @@ class WindowReader:
     def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         """Rows ``y..y+h``, columns ``x..x+w`` as (h, w, 3) uint8 RGB (converted as read_image)."""
         if y < 0 or x < 0 or h < 1 or w < 1 or y + h > self.height or x + w > self.width:
-            raise ValueError(f"WindowReader.read: window y={y} x={x} h={h} w={w} outside {self.height}x{self.width}.")
+            raise ValueError(f"WindowReader.read: window y={y} x={x} h={h} w={w} outside "
+                             f"{self.height}x{self.width}.")
         raw = self._raw(y, x, h, w, self._conv)
         if self._conv.lut is not None:
             return np.ascontiguousarray(self._conv.lut[raw])
@@ -172,7 +175,8 @@ class WindowReader:
             return None
         from rasterio.windows import Window
 
-        used = [1] if self._conv.palette is not None else sorted(set(self._conv.indexes))  # file bands, not colours
+        # file bands, not colours
+        used = [1] if self._conv.palette is not None else sorted(set(self._conv.indexes))
         window = Window(x, y, self.width - x if w is None else w, h)
         raw = np.moveaxis(self._ds.read(indexes=used, window=window), 0, -1)
         return np.all(raw == np.asarray(self.nodata, dtype=raw.dtype), axis=-1)
@@ -245,10 +249,10 @@ class WindowWriter:
         from rasterio.windows import Window
 
         data = data[None] if data.ndim == 2 else data
-        if (data.ndim != 3 or data.shape[0] != self.count or row < 0 or col < 0 or row + data.shape[1] > self.height
-                or col + data.shape[2] > self.width):
-            raise ValueError(f"WindowWriter.write {self.path}: block {data.shape} at row {row}, column {col} does "
-                             f"not fit ({self.count}, {self.height}, {self.width}).")
+        if (data.ndim != 3 or data.shape[0] != self.count or row < 0 or col < 0
+                or row + data.shape[1] > self.height or col + data.shape[2] > self.width):
+            raise ValueError(f"WindowWriter.write {self.path}: block {data.shape} at row {row}, column {col} "
+                             f"does not fit ({self.count}, {self.height}, {self.width}).")
         self._ds.write(data, window=Window(col, row, data.shape[2], data.shape[1]))
 
     def commit(self) -> Path:

@@ -40,7 +40,8 @@ def rank_path(rank: str | RankPriorForm) -> str | RankPriorForm:
         return EAGER
     if isinstance(rank, RankPriorForm) or rank in RankPriorForm.spellings():
         return RankPriorForm.parse(rank, "rank")
-    raise ParamError(f"{arg('rank', repr(rank))}: choose {EAGER} or a rank-prior form: {RankPriorForm.choices()}")
+    raise ParamError(f"{arg('rank', repr(rank))}: choose {EAGER} or a rank-prior form: "
+                     f"{RankPriorForm.choices()}")
 
 
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -99,10 +100,12 @@ def _pair_priors(
     relevance = mask.expand(b, k, ns).reshape(b * k, ns)
     if rank == RankPriorForm.PLUGIN:
         ranks = torch.ops.icpd.ndcg_prior(
-            qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c), relevance
+            qt.expand(b, k, nq, c).reshape(b * k, nq, c), support.transpose(2, 3).reshape(b * k, ns, c),
+            relevance,
         ).reshape(b, k, nq)
     else:
-        dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0).reshape(b * k, nq, ns)  # shares the GEMM
+        # |s_j|^2 - 2 G_ij: shares the cosine's GEMM
+        dist = torch.add((s_norm * s_norm).unsqueeze(2), gram, alpha=-2.0).reshape(b * k, nq, ns)
         if rank in _ON_DISTANCES:
             ranks = torch.ops.icpd.ndcg_prior_dist(dist, relevance).reshape(b, k, nq)
         else:

@@ -28,7 +28,8 @@ def describe() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    has_torch = importlib.util.find_spec("torch") is not None  # the torch extra (export, training, --backend torch)
+    # the torch extra (export, training, --backend torch)
+    has_torch = importlib.util.find_spec("torch") is not None
     if not has_torch:
         # no square brackets: `icpd info` prints this in a rich table, whose markup would eat "[torch]"
         info["torch"] = ("not installed: a runtime-only install (icpd's torch extra adds export, training, "
@@ -66,7 +67,8 @@ def _devices() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count()))
+        return ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}"
+                         for i in range(torch.cuda.device_count()))
     return f"cpu ({torch.get_num_threads()} threads); no CUDA device"
 
 
@@ -81,4 +83,5 @@ def current_env(device: int = 0) -> EngineEnv:
     if not torch.cuda.is_available():
         raise EngineMismatchError("TensorRT engines need a CUDA GPU and torch sees none here")
     major, minor = torch.cuda.get_device_capability(device)
-    return EngineEnv(str(trt.__version__), torch.cuda.get_device_name(device), f"{major}.{minor}", plugin_hash())
+    return EngineEnv(str(trt.__version__), torch.cuda.get_device_name(device), f"{major}.{minor}",
+                     plugin_hash())

@@ -310,7 +310,9 @@ def installed_trt_version(default: str = "10.3") -> str:
     """The installed TensorRT's matrix key (without importing TensorRT), or ``default``."""
     from importlib import metadata
 
-    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings"):
+    from icpd.runtime.backends.registry import requirement
+
+    for dist in requirement("tensorrt").distributions:  # the backend registry's list
         try:
             return normalize_trt_version(metadata.version(dist))
         except (metadata.PackageNotFoundError, ValueError):

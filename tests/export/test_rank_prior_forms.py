@@ -22,7 +22,8 @@ TOL = 1e-6  # the issue's bound: same probabilities up to float32 round-off of t
 
 
 class RankOnly(torch.nn.Module):
-    """query (B, C, Nq), support (K, C, Ns), mask (K, Ns) -> rank prior (B, K, Nq), support shared by the batch."""
+    """query (B, C, Nq), support (K, C, Ns), mask (K, Ns) -> rank prior (B, K, Nq), support shared by the
+    batch."""
 
     def __init__(self, rank: RankPriorForm | str) -> None:
         super().__init__()
@@ -55,11 +56,14 @@ def episode(batch: int, shots: int, seed: int, *, integer: bool = False, masks: 
         q = torch.randint(-1, 2, (batch, C, SIDE * SIDE), generator=g).float()
         s = torch.zeros(shots, C, SIDE * SIDE)
         rows = torch.randint(0, C, (shots, 1, SIDE * SIDE), generator=g)
-        values = torch.tensor([-2.0, -1.0, 1.0, 2.0])[torch.randint(0, 4, (shots, 1, SIDE * SIDE), generator=g)]
+        picks = torch.randint(0, 4, (shots, 1, SIDE * SIDE), generator=g)
+        values = torch.tensor([-2.0, -1.0, 1.0, 2.0])[picks]
         s.scatter_(1, rows, values)
     else:
-        q, s = torch.randn(batch, C, SIDE * SIDE, generator=g), torch.randn(shots, C, SIDE * SIDE, generator=g)
-    m = (torch.rand(shots, SIDE * SIDE, generator=g) < 0.3).float() * torch.rand(shots, SIDE * SIDE, generator=g)
+        q = torch.randn(batch, C, SIDE * SIDE, generator=g)
+        s = torch.randn(shots, C, SIDE * SIDE, generator=g)
+    m = (torch.rand(shots, SIDE * SIDE, generator=g) < 0.3).float()
+    m = m * torch.rand(shots, SIDE * SIDE, generator=g)
     if masks == "empty":
         m.zero_()
     elif masks == "full":
@@ -76,7 +80,8 @@ CASES = {
     "k = all": {"batch": 1, "shots": 2, "seed": 3, "masks": "full"},
     "exact ties": {"batch": 3, "shots": 2, "seed": 4, "integer": True},
     "5 shots, one empty mask": {"batch": 2, "shots": 5, "seed": 5, "masks": "one-empty"},
-    "5 shots, ties, one empty mask": {"batch": 2, "shots": 5, "seed": 6, "integer": True, "masks": "one-empty"},
+    "5 shots, ties, one empty mask": {"batch": 2, "shots": 5, "seed": 6, "integer": True,
+                                      "masks": "one-empty"},
 }
 
 
@@ -89,7 +94,8 @@ def sessions(tmp_path_factory):
     for form in RankPriorForm:
         path = export_form(form, d / f"{form.value}.onnx")
         if form == RankPriorForm.PLUGIN:
-            pytest.importorskip("onnxruntime_extensions", reason="the plugin form runs in ORT through onnxruntime-extensions")
+            pytest.importorskip("onnxruntime_extensions",
+                                reason="the plugin form runs in ORT through onnxruntime-extensions")
         out[form] = (ort_session(path, custom_ops=form == RankPriorForm.PLUGIN), onnx.load(path))
     return out
 
@@ -127,7 +133,9 @@ def test_the_sort_form_has_static_shapes_only(sessions):
 
 
 def test_old_name_onnx_is_topk():
-    """The exporter reads its form with RankPriorForm.parse (tests/test_rank_prior_names.py pins every entry)."""
-    assert RankPriorForm.parse("onnx") is RankPriorForm.TOPK and RankPriorForm.parse("sort") is RankPriorForm.SORT
+    """The exporter reads its form with RankPriorForm.parse (tests/test_rank_prior_names.py pins every
+    entry)."""
+    assert RankPriorForm.parse("onnx") is RankPriorForm.TOPK
+    assert RankPriorForm.parse("sort") is RankPriorForm.SORT
     with pytest.raises(ValueError, match=r"rank_prior='scan': choose one of topk, sort, plugin"):
         RankPriorForm.parse("scan")

@@ -12,7 +12,8 @@ from icpd.commands.common import BandsOpt
 from icpd.io import ImageError, parse_bands, read_image
 
 
-@pytest.mark.parametrize(("text", "bands"), [("4,3,2", (4, 3, 2)), (" 1, 2 ,3 ", (1, 2, 3)), ("3 2 1", (3, 2, 1))])
+@pytest.mark.parametrize(("text", "bands"),
+                         [("4,3,2", (4, 3, 2)), (" 1, 2 ,3 ", (1, 2, 3)), ("3 2 1", (3, 2, 1))])
 def test_parse_bands(text, bands):
     assert parse_bands(text) == bands
 
@@ -51,9 +52,9 @@ def _rule(shown: str) -> str:
     return f"bands={shown}: {BANDS_RULE}"
 
 
-@pytest.mark.parametrize(("value", "shown"), [("4,3", "'4,3'"), ((0, 1, 2), "(0, 1, 2)"), ([1, 2], "(1, 2)"),
-                                              (np.array([1, 2, 3, 4]), "(1, 2, 3, 4)"), ((1.5, 2, 3), "(1.5, 2, 3)"),
-                                              ((True, 2, 3), "(True, 2, 3)"), (7, "(7)")])
+@pytest.mark.parametrize(("value", "shown"), [
+    ("4,3", "'4,3'"), ((0, 1, 2), "(0, 1, 2)"), ([1, 2], "(1, 2)"), (np.array([1, 2, 3, 4]), "(1, 2, 3, 4)"),
+    ((1.5, 2, 3), "(1.5, 2, 3)"), ((True, 2, 3), "(True, 2, 3)"), (7, "(7)")])
 def test_one_message_for_every_form_of_a_bad_choice(value, shown):
     from icpd.io.raster import BandsError
 
@@ -102,7 +103,8 @@ def test_ray_worker_path_gives_the_message_and_reads_a_list(tmp_path):
     from icpd.io.raster import BandsError
 
     path = tmp_path / "rgbn.png"
-    cv2.imwrite(str(path), np.dstack([np.full((8, 8), v, np.uint8) for v in (10, 20, 30, 40)]))  # BGRA on disk
+    # BGRA on disk
+    cv2.imwrite(str(path), np.dstack([np.full((8, 8), v, np.uint8) for v in (10, 20, 30, 40)]))
     with pytest.raises(BandsError) as err:
         _open(str(path), [0, 1, 2])
     assert str(err.value) == _rule("(0, 1, 2)")

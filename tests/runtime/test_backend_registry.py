@@ -81,7 +81,8 @@ def test_asking_imports_neither_torch_nor_tensorrt():
     code = ("import sys; from icpd.runtime.backends import registry as r; "
             "[(r.installed(n), r.missing(n), r.versions(n)) for n in r.names()]; "
             "print(sorted(m for m in ('torch', 'tensorrt', 'onnxruntime') if m in sys.modules))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
     assert res.stdout.strip() == "[]"
 
 
@@ -112,8 +113,8 @@ def test_cli_backend_option_takes_the_aliases():
     res = CliRunner().invoke(icpd_app, ["infer", "x.png", "--model", "m", "--support", "s", "--out", "o",
                                         "--backend", "tpu"])
     assert res.exit_code == 2
-    assert "error: --backend: not one of the choices (got tpu); choose one of torch, ort, trt (onnxruntime is ort, " \
-           "tensorrt is trt)" in res.output
+    assert ("error: --backend: not one of the choices (got tpu); choose one of torch, ort, trt (onnxruntime "
+            "is ort, tensorrt is trt)") in res.output
 
 
 @pytest.mark.parametrize("text", ["ort", "onnxruntime"])
@@ -185,3 +186,23 @@ def test_infer_asks_for_engines_under_the_trt_alias_too(tmp_path):
     for name in ("trt", "tensorrt"):
         with pytest.raises(ValueError, match="ENGINE_DIR"):
             open_predictor(tmp_path, [tmp_path / "c.support"], backend=name)
+
+
+def test_trt_check_reads_tensorrt_versions_from_the_registrys_distributions(monkeypatch):
+    import importlib.metadata
+
+    from icpd.trt.check import installed_trt_version
+
+    real = importlib.metadata.version
+    only = registry.requirement("tensorrt").distributions[-1]  # e.g. tensorrt-cu12-bindings alone
+
+    def version(dist):
+        if dist == only:
+            return "11.1.0.7"
+        if dist.startswith("tensorrt"):
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert installed_trt_version() == "11"  # the default, without TensorRT, is 10.3
+    assert registry.versions("trt").get(only) == "11.1.0.7"

@@ -27,23 +27,27 @@ class OrtBackend:
 
     name = "ort"
 
-    def __init__(self, files: dict[str, Path], device: str = "cpu", threads: int | None = None, plugin: bool = False,
-                 *, signature: MatcherSignature) -> None:
+    def __init__(self, files: dict[str, Path], device: str = "cpu", threads: int | None = None,
+                 plugin: bool = False, *, signature: MatcherSignature) -> None:
         self.device = device
         self.pre = ort_session(files["preprocess"], device, threads)
         self.enc = ort_session(files["encoder"], device, threads)
-        self.mat = ort_session(files["matcher"], device, threads, custom_ops=plugin)  # plugin: NdcgPrior nodes
+        # plugin: NdcgPrior nodes (the CPU kernel of onnxruntime-extensions)
+        self.mat = ort_session(files["matcher"], device, threads, custom_ops=plugin)
         self.signature = signature
         graph_inputs = [i.name for i in self.mat.get_inputs()]
         if graph_inputs != signature.inputs:
-            raise ValueError(f"{files['matcher']}: inputs {graph_inputs[:2]}..{graph_inputs[-1:]} do not match this "
-                             f"icpd's matcher signature ({len(signature.inputs)} inputs); re-run `icpd export`")
+            raise ValueError(f"{files['matcher']}: inputs {graph_inputs[:2]}..{graph_inputs[-1:]} do not "
+                             f"match this icpd's matcher signature ({len(signature.inputs)} inputs); re-run "
+                             "`icpd export`")
         self.matcher_outputs = [o.name for o in self.mat.get_outputs()]
         if self.matcher_outputs != list(MATCHER_OUTPUTS)[: len(self.matcher_outputs)]:
-            raise ValueError(f"{files['matcher']}: outputs {self.matcher_outputs}; expected {list(MATCHER_OUTPUTS)}")
+            raise ValueError(f"{files['matcher']}: outputs {self.matcher_outputs}; "
+                             f"expected {list(MATCHER_OUTPUTS)}")
         self.encoder_outputs = [o.name for o in self.enc.get_outputs()]
         # where bound outputs and uploaded support tensors live: the session's device
-        self._place = ("cuda", int(device.split(":")[1]) if ":" in device else 0) if device.startswith("cuda") else ("cpu", 0)
+        index = int(device.split(":")[1]) if ":" in device else 0
+        self._place = ("cuda", index) if device.startswith("cuda") else ("cpu", 0)
 
     def _value(self, a: np.ndarray) -> Any:
         """A host array -> an OrtValue on the session's device (CPU: wraps the array, no copy)."""
@@ -82,7 +86,8 @@ class OrtBackend:
         """(name, OrtValue) per support input, on the session's device."""
         return [(n, self._value(support.tensors[n])) for n in self.signature.support_inputs]
 
-    def match(self, features: Sequence[Any], support: list[tuple[str, Any]], outputs: Sequence[str]) -> list[np.ndarray]:
+    def match(self, features: Sequence[Any], support: list[tuple[str, Any]],
+              outputs: Sequence[str]) -> list[np.ndarray]:
         io = self.mat.io_binding()
         for name, value in zip(self.signature.query_inputs, features):
             self._bind(io, name, value)

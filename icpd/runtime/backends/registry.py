@@ -47,7 +47,8 @@ class BackendInfo:
 _TORCH = Requirement("torch", ("torch",))
 _ONNXRUNTIME = Requirement("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml",
                                            "onnxruntime-openvino"))
-_TENSORRT = Requirement("tensorrt", ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"))
+_TENSORRT = Requirement("tensorrt", ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11",
+                                     "tensorrt-cu13-bindings", "tensorrt-cu12-bindings"))
 
 BACKENDS: dict[Backend, BackendInfo] = {
     b.backend: b

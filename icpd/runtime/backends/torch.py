@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class TorchBackend:
-    """Runs ``icpd.export.wrappers``' graphs eagerly; see :class:`~icpd.runtime.backends.protocol.RuntimeBackend`."""
+    """Runs ``icpd.export.wrappers``' graphs eagerly; see
+    :class:`~icpd.runtime.backends.protocol.RuntimeBackend`."""
 
     name = "torch"
 
@@ -34,9 +35,9 @@ class TorchBackend:
         from icpd.model.priors import EAGER
 
         if "weights" not in files:  # a runtime-only model dir (`icpd export --runtime-only`)
-            raise ValueError(f"model dir {files['encoder'].parent} is runtime-only: it has no model.safetensors, the "
-                             "PyTorch weights the torch backend runs from; export without --runtime-only, or pass "
-                             "--backend ort")
+            raise ValueError(f"model dir {files['encoder'].parent} is runtime-only: it has no "
+                             "model.safetensors, the PyTorch weights the torch backend runs from; export "
+                             "without --runtime-only, or pass --backend ort")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
         self.threads = threads
@@ -96,7 +97,8 @@ class TorchBackend:
         """The support inputs in signature order, on the device."""
         return [self._t(support.tensors[n]) for n in self.signature.support_inputs]
 
-    def match(self, features: list[torch.Tensor], support: list[torch.Tensor], outputs: Sequence[str]) -> list[np.ndarray]:
+    def match(self, features: list[torch.Tensor], support: list[torch.Tensor],
+              outputs: Sequence[str]) -> list[np.ndarray]:
         with self._scope():
             out = dict(zip(self.matcher_outputs, self.matcher(*features, *support)))
             return [out[n].cpu().numpy() for n in outputs]

@@ -7,12 +7,13 @@ enqueues on the backend's own CUDA stream (``execute_async_v3``): every call of 
 so nothing waits on the legacy default stream, which TensorRT warns forces extra
 synchronisation; it waits for the caller's current stream on entry and the caller's stream waits
 for it on return (event waits, no host synchronisation), so returned CUDA tensors are safe to use
-on the caller's stream; latency measured around a backend call ends with that stream's synchronisation. Images and query features stay on the
-GPU from preprocessing to the last class's matcher pass; a class's support tensors are uploaded
-once (``load_support``), in the engine's input dtypes. Only the matcher's requested outputs come
-back, through pinned host memory after one synchronisation. With
-``cuda_graphs=True`` each distinct input-shape set is captured once into a CUDA graph with static
-buffers and replayed afterwards (TensorRT's enqueue then costs one graph launch).
+on the caller's stream; latency measured around a backend call ends with that stream's
+synchronisation. Images and query features stay on the GPU from preprocessing to the last
+class's matcher pass; a class's support tensors are uploaded once (``load_support``), in the
+engine's input dtypes. Only the matcher's requested outputs come back, through pinned host
+memory after one synchronisation. With ``cuda_graphs=True`` each distinct input-shape set is
+captured once into a CUDA graph with static buffers and replayed afterwards (TensorRT's enqueue
+then costs one graph launch).
 
 Preprocessing runs in PyTorch on the GPU (``icpd.export.wrappers.preprocess_pixels``, the same
 function the ONNX graph was exported from). The engine sidecar is checked before anything is
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
     import torch
 
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int8: torch.int8,
-             trt.bool: torch.bool}
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+             trt.int8: torch.int8, trt.bool: torch.bool}
     if hasattr(trt, "int64"):
         table[trt.int64] = torch.int64
     if dtype not in table:
@@ -52,7 +53,8 @@ def _torch_dtype(trt: Any, dtype: Any) -> Any:
 class TrtEngine:
     """One deserialised engine with its execution context; tensors in and out are torch CUDA tensors."""
 
-    def __init__(self, trt: Any, runtime: Any, path: Path, device: Any, stream: Any, cuda_graphs: bool = False) -> None:
+    def __init__(self, trt: Any, runtime: Any, path: Path, device: Any, stream: Any,
+                 cuda_graphs: bool = False) -> None:
         """``stream``: the ``torch.cuda.Stream`` every enqueue goes to (its ``cuda_stream`` handle)."""
         self.trt = trt
         self.path = path
@@ -60,7 +62,8 @@ class TrtEngine:
         self.stream = stream
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise RuntimeError(f"{path}: TensorRT could not deserialise it (see its log); rebuild with `icpd build`")
+            raise RuntimeError(f"{path}: TensorRT could not deserialise it (see its log); rebuild with "
+                               "`icpd build`")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -75,8 +78,8 @@ class TrtEngine:
         for name in self.inputs:
             t = feeds[name]
             if not self.context.set_input_shape(name, tuple(t.shape)):
-                raise ValueError(f"{self.path.name}: input {name} of shape {tuple(t.shape)} is outside the engine's "
-                                 "optimization profile; rebuild with wider --batch/--shots")
+                raise ValueError(f"{self.path.name}: input {name} of shape {tuple(t.shape)} is outside the "
+                                 "engine's optimization profile; rebuild with wider --batch/--shots")
             self.context.set_tensor_address(name, t.data_ptr())
         outs = {}
         for name in self.outputs:
@@ -90,7 +93,8 @@ class TrtEngine:
             raise RuntimeError(f"{self.path.name}: execute_async_v3 failed (see TensorRT's log)")
 
     def __call__(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """feeds: name -> CUDA tensor (cast to the engine's dtype here); returns name -> CUDA tensor (not synchronised)."""
+        """feeds: name -> CUDA tensor (cast to the engine's dtype here); returns name -> CUDA tensor
+        (not synchronised)."""
         import torch
 
         feeds = {n: feeds[n].to(self.device, self.dtypes[n]).contiguous() for n in self.inputs}
@@ -133,7 +137,8 @@ class TrtBackend:
         from icpd.runtime.environment import current_env
 
         if engine_dir is None:
-            raise ValueError("--backend trt needs --engines ENGINE_DIR (build it with `icpd build --model MODEL_DIR --out ENGINE_DIR`)")
+            raise ValueError("--backend trt needs --engines ENGINE_DIR (build it with `icpd build --model "
+                             "MODEL_DIR --out ENGINE_DIR`)")
         if not device.startswith("cuda"):
             raise ValueError(f"--device {device}: the TensorRT backend runs on a GPU; use --device cuda[:N]")
         trt = import_tensorrt()
@@ -144,27 +149,35 @@ class TrtBackend:
         self.engine_dir = Path(engine_dir)
         self.sidecar = read_sidecar(self.engine_dir)
         check_sidecar(self.sidecar, current_env(index), model_dir.fingerprint,
-                      rebuild_hint=f"icpd build --model {model_dir.path} --out {self.engine_dir} --precision "
-                                   f"{self.sidecar.precision} --batch {','.join(map(str, self.sidecar.batch))} --force")
+                      rebuild_hint=f"icpd build --model {model_dir.path} --out {self.engine_dir} "
+                                   f"--precision {self.sidecar.precision} --batch "
+                                   f"{','.join(map(str, self.sidecar.batch))} --force")
         for role, entry in self.sidecar.engines.items():
             path = self.engine_dir / entry["name"]
             if not path.is_file():
-                raise ValueError(f"engine dir {self.engine_dir}: {entry['name']} ({role}) is missing; rebuild with `icpd build`")
+                raise ValueError(f"engine dir {self.engine_dir}: {entry['name']} ({role}) is missing; "
+                                 "rebuild with `icpd build`")
             if verify_engines and file_sha256(path) != entry["sha256"]:
-                raise ValueError(f"engine dir {self.engine_dir}: {entry['name']} does not match its hash in engines.json; rebuild")
+                raise ValueError(f"engine dir {self.engine_dir}: {entry['name']} does not match its hash in "
+                                 "engines.json; rebuild")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        if self.sidecar.plugin.startswith("library:"):  # C++ plugin: its creators must be registered before deserialising
+        # C++ plugin: its creators must be registered before deserialising
+        if self.sidecar.plugin.startswith("library:"):
             from icpd.kernels.tensorrt import load_plugin_library
 
-            load_plugin_library(trt, self.runtime.get_plugin_registry(), self.sidecar.plugin.removeprefix("library:"),
+            load_plugin_library(trt, self.runtime.get_plugin_registry(),
+                                self.sidecar.plugin.removeprefix("library:"),
                                 what=f"{self.engine_dir / 'engines.json'}: plugin library")
         self.preset = model_dir.preset
         with torch.cuda.device(self.device):
             self.stream = torch.cuda.Stream(self.device)  # the backend's own: see the module docstring
-            engines = {role: self.engine_dir / self.sidecar.engines[role]["name"] for role in ("encoder", "matcher")}
-            self.encoder = TrtEngine(trt, self.runtime, engines["encoder"], self.device, self.stream, cuda_graphs)
-            self.matcher = TrtEngine(trt, self.runtime, engines["matcher"], self.device, self.stream, cuda_graphs)
+            engines = {role: self.engine_dir / self.sidecar.engines[role]["name"]
+                       for role in ("encoder", "matcher")}
+            self.encoder = TrtEngine(trt, self.runtime, engines["encoder"], self.device, self.stream,
+                                     cuda_graphs)
+            self.matcher = TrtEngine(trt, self.runtime, engines["matcher"], self.device, self.stream,
+                                     cuda_graphs)
         self.signature = MatcherSignature.for_preset(self.preset)
         self.matcher_outputs = [n for n in MATCHER_OUTPUTS if n in self.matcher.outputs]
         self.max_batch = self.sidecar.batch[2]
@@ -235,7 +248,8 @@ class TrtBackend:
         with self._on_stream():
             return {n: self._to_device(support.tensors[n]).to(self.matcher.dtypes[n]) for n in names}
 
-    def match(self, features: Sequence[Any], support: dict[str, Any], outputs: Sequence[str]) -> list[np.ndarray]:
+    def match(self, features: Sequence[Any], support: dict[str, Any],
+              outputs: Sequence[str]) -> list[np.ndarray]:
 
         unknown = [o for o in outputs if o not in self.matcher_outputs]
         if unknown:
