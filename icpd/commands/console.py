@@ -42,7 +42,8 @@ _FLAG_ALIASES = {
     "model_dir": "--model", "src_dir": "--model",  # build_engines, convert_model_dir_*: `--model MODEL_DIR`
     "out_dir": "--out", "engine_dir": "--engines",
     "exclude": "--int8-exclude", "min_speedup": "--int8-min-speedup",  # convert_model_dir_int8 (icpd export)
-    "bound": "--queue",  # StreamOptions.bound (icpd stream)
+    "queue_size": "--queue",  # StreamOptions.queue_size (icpd stream)
+    "address": "--ray",  # infer_paths_ray(address=): `icpd infer --ray ADDRESS`
     "precisions": "--precision",  # BenchConfig.precisions (icpd bench --precision fp32,int8)
     "supports": "--support", "masks": "--mask",  # lists of files: one repeatable option each
 }
@@ -56,7 +57,7 @@ def _context() -> Any:
 
 def name_params(**flags: str) -> None:
     """Declare, for the running command, the flag of a library parameter whose name differs from the
-    command's own parameter (``name_params(bound="--queue")``: StreamOptions' ``bound`` is ``--queue``)."""
+    command's own parameter and from :data:`_FLAG_ALIASES` (``name_params(limit="--max-frames")``)."""
     ctx = _context()
     if ctx is not None:
         ctx.meta.setdefault(_PARAM_FLAGS, {}).update(flags)

@@ -116,19 +116,20 @@ def stream_cmd(
     from icpd.apps.infer.local import open_predictor
     from icpd.apps.stream.outputs import check_outputs
     from icpd.apps.stream.pipeline import StreamOptions, run_stream
-    from icpd.apps.stream.video import SourceError, open_source
+    from icpd.apps.stream.video import SourceError, open_frames
     from icpd.commands.common import console, fail, fail_os_error, out
     from icpd.runtime.tiling import SceneOptions
 
-    options = StreamOptions(realtime=realtime, every=every, queue_size=queue, max_frames=max_frames,
-                            infer=SceneOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
     stop = threading.Event()
     try:
+        # refused with one line naming the option (--overlap 64 with --tile 64 was a traceback)
+        options = StreamOptions(realtime=realtime, every=every, queue_size=queue, max_frames=max_frames,
+                                infer=SceneOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
         if out_path is not None:
             check_outputs(out_path)  # a bad suffix or an unwritable folder fails before the source and the model open
         # the source opens first (cheap checks before the model's seconds); a Ctrl-C while the
         # model loads gives an empty, clean run
-        with _SigintStops(stop, console), open_source(source, fps) as src:
+        with _SigintStops(stop, console), open_frames(source, fps) as src:
             predictor = open_predictor(model, support, backend=backend.value, device=device, threads=threads,
                                        engine_dir=engines)
             with _Status(console, console.is_terminal and not quiet) as status:

@@ -320,7 +320,7 @@ def check_workspace(workspace: int) -> int:
     if not 1 <= workspace <= MAX_WORKSPACE:
         raise ParamError(f"{arg('workspace', workspace)} bytes ({workspace / (1 << 30):.4g} GiB): the "
                          f"builder's memory limit must be from 1 to {MAX_WORKSPACE} bytes (TensorRT's "
-                         "size_t); pass a smaller one, e.g. 4 << 30 (4 GiB)")
+                         "size_t); pass one in that range, e.g. 4 << 30 (4 GiB)")
     return workspace
 
 

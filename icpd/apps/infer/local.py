@@ -67,27 +67,32 @@ def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | o
         ValueError (ModelDirError, SupportCacheError, ...): a missing or unusable path, named.
     """
     from icpd.config import Backend
+    from icpd.errors import ParamError, arg
     from icpd.runtime.backends.registry import resolve as resolve_backend
     from icpd.runtime.predictor import Predictor
     from icpd.runtime.validation import DuplicateClassError
 
     if not supports:
-        raise ValueError("no support set given: pass --support CLASS.support (made by `icpd cache-support`)")
+        raise ParamError(f"no support set given: pass {arg('supports', 'CLASS.support')} (made by "
+                         "`icpd cache-support`)", param="supports")
     model_path = Path(model_dir)
     if not model_path.is_dir():
-        raise ValueError(f"--model {model_path}: not a directory; create one with `icpd export --out {model_path}`")
+        raise ParamError(f"{arg('model_dir', model_path)}: not a directory; create one with "
+                         f"`icpd export --out {model_path}`")
     for s in supports:  # cheap checks first: loading the sessions takes seconds
         if not Path(s).is_file():
             what = "a folder, not a file" if Path(s).is_dir() else "file not found"
-            raise ValueError(f"--support {s}: {what}; create it with `icpd cache-support`")
+            raise ParamError(f"{arg('supports', s)}: {what}; create it with `icpd cache-support`")
     if resolve_backend(backend) is Backend.TRT and engine_dir is None:  # an alias (tensorrt) too
-        raise ValueError("--backend trt: pass --engines ENGINE_DIR (from `icpd build`)")
-    predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads, engine_dir=engine_dir)
+        raise ParamError(f"{arg('backend', 'trt')}: pass {arg('engine_dir', 'ENGINE_DIR')} "
+                         "(from `icpd build`)", param="engine_dir")
+    predictor = Predictor.load(model_path, backend=backend, device=device, threads=threads,
+                               engine_dir=engine_dir)
     for s in supports:
         try:
             predictor.add_support(s)
-        except DuplicateClassError as e:  # the library's words (Predictor.add_support), the option in front
-            raise ValueError(f"--support {s}: {e}") from None
+        except DuplicateClassError as e:  # Predictor.add_support's words, the parameter in front
+            raise ParamError(f"{arg('supports', s)}: {e}") from None
     return predictor
 
 

@@ -55,7 +55,7 @@ def _import_ray():  # -> the ray module
         import ray
         import ray.data
     except ImportError as exc:
-        raise ImportError(f"--ray needs Ray Data, which is not installed: {RAY_EXTRA_HINT}") from exc
+        raise ImportError(f"the Ray runner needs Ray Data, which is not installed: {RAY_EXTRA_HINT}") from exc
     return ray
 
 
@@ -79,10 +79,13 @@ def init_ray(address: str | None, actors: int) -> bool:
         try:
             ray.init(address=address, **kwargs)
         except ConnectionError as exc:  # no cluster there (or none running, for `auto`): the user's address
-            raise ValueError(
-                f"--ray {address}: could not join a Ray cluster there ({exc}). Check the address `ray start --head` "
-                "printed (`auto`: one running on this machine); a cluster with token authentication needs its token "
-                "here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head prints it); --ray alone starts a local Ray"
+            from icpd.errors import ParamError, arg
+
+            raise ParamError(
+                f"{arg('address', address)}: could not join a Ray cluster there ({exc}). Check the address "
+                "`ray start --head` printed (`auto`: one running on this machine); a cluster with token "
+                "authentication needs its token here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head "
+                "prints it); no address (`icpd infer --ray` alone) starts a local Ray"
             ) from exc
     return True
 
@@ -308,7 +311,7 @@ def _run(ray: Any, run: RunSession, model_dir: str, supports: list[Path], actors
                 scene.close()
                 run.failed(scene.planned, e)
     except ray.exceptions.RayError as e:  # an actor that cannot start, a batch that raises: not retried
-        raise ValueError(f"--ray: the run stopped: {_cause(e)}. Every node needs the model dir ({model_dir}) "
+        raise ValueError(f"the Ray run stopped: {_cause(e)}. Every node needs the model dir ({model_dir}) "
                          "and the scenes at the same paths; scenes completed so far are in the manifest "
                          "(run again to go on)") from None
     finally:

@@ -63,8 +63,10 @@ def check_writable(out: Path) -> None:
     try:
         ensure_writable(out, folder=True, create=True)
     except OSError as exc:
-        raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc}); pass a writable folder or fix "
-                         "its permissions") from None
+        from icpd.errors import ParamError, arg
+
+        raise ParamError(f"{arg('out', out)}: cannot write there ({exc.strerror or exc}); pass a writable "
+                         "folder or fix its permissions") from None
 
 
 class CollectedInputs(NamedTuple):
@@ -204,7 +206,8 @@ class RunSession:
     def __init__(self, predictor: Predictor, listed: CollectedInputs, out: Path, options: InferOptions,
                  progress: InferProgress | None = None, extra: dict[str, object] | None = None) -> None:
         if not predictor.supports:
-            raise ValueError("no support set: pass --support CLASS.support")
+            raise ValueError("no support set: add one to the predictor first (predictor.add_support(path), "
+                             "e.g. a CLASS.support file from `icpd cache-support`)")
         self.predictor, self.listed, self.out, self.progress, self.extra = predictor, listed, out, progress, extra
         self.options = options.for_model(predictor.preset.image_size)  # the tile, resolved once for every scene
         self.summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped, new_run_id())

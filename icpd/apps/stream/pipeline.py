@@ -1,6 +1,6 @@
 """``icpd stream``: segment a video, camera or network stream with bounded latency.
 
-    with open_source("flight.mp4") as src:
+    with open_frames("flight.mp4") as src:
         summary = run_stream(predictor, src, StreamOptions(realtime=True), out="flight_seg.mp4")
 
 Three stages joined by bounded queues::
@@ -81,14 +81,16 @@ class StreamOptions:
         ``model_size`` (:meth:`SceneOptions.for_model`): once per stream.
 
         Raises:
-            ValueError: naming the option.
+            ParamError (a ValueError): naming the field (``every=0``; ``--every 0`` on the command line).
         """
+        from icpd.errors import ParamError, arg
+
         if self.every < 1:
-            raise ValueError(f"--every {self.every}: must be >= 1 (1 processes every frame)")
+            raise ParamError(f"{arg('every', self.every)}: must be >= 1 (1 processes every frame)")
         if self.bound < 1:
-            raise ValueError(f"--queue {self.bound}: must be >= 1")
+            raise ParamError(f"{arg('queue_size', self.bound)}: must be >= 1")
         if self.max_frames is not None and self.max_frames < 0:
-            raise ValueError(f"--max-frames {self.max_frames}: must be >= 0")
+            raise ParamError(f"{arg('max_frames', self.max_frames)}: must be >= 0")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
         return replace(self, infer=self.infer.for_model(model_size))
@@ -225,7 +227,7 @@ class _Run:
                     self.end_reason = "interrupted" if self.stop.is_set() else "stopped"
                     break
                 if opts.max_frames is not None and self.frames_in >= opts.max_frames:
-                    self.end_reason = f"--max-frames {opts.max_frames} reached"
+                    self.end_reason = f"the frame limit ({opts.max_frames}) reached"
                     break
                 frame = src.read()
                 if frame is None:
@@ -276,7 +278,7 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
 
     Args:
         predictor: a Predictor with its support sets added (one class each).
-        source: an open frame source (:func:`icpd.apps.stream.video.open_source`); the caller closes it.
+        source: an open frame source (:func:`icpd.apps.stream.video.open_frames`); the caller closes it.
         options: realtime / every / queue bound; ``options.infer`` as for ``icpd infer``.
         out: the overlay video (.mp4 or .avi); the JSONL and summary go beside it. None: no files.
         on_result: called in the output thread with each processed frame, in order.
@@ -293,7 +295,8 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
     scene = options.for_model(predictor.preset.image_size).infer  # checked, the tile resolved: once per stream
     assert scene.tile is not None
     if not predictor.class_names:
-        raise ValueError("no support set: pass --support CLASS.support")
+        raise ValueError("no support set: add one to the predictor first (predictor.add_support(path), e.g. "
+                         "a CLASS.support file from `icpd cache-support`)")
     sinks = StreamOutputs(out, (source.fps or 10.0) / options.every) if out is not None else None
     run = _Run(source, options, stop if stop is not None else threading.Event())
     names = predictor.class_names

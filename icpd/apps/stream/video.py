@@ -1,6 +1,6 @@
 """Frame sources and the overlay-video writer of ``icpd stream``.
 
-    with open_source("flight.mp4") as src:      # or "frames/", "0", "/dev/video0", "rtsp://..."
+    with open_frames("flight.mp4") as src:      # or "frames/", "0", "/dev/video0", "rtsp://..."
         while (frame := src.read()) is not None:
             ...                                  # frame.pixels: (H, W, 3) uint8 RGB
 
@@ -34,10 +34,10 @@ from icpd.io import IMAGE_SUFFIXES, ImageError, OutputPathError, list_inputs, re
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "container_problem", "open_source",
-           "video_fourcc"]
+__all__ = ["VIDEO_SUFFIXES", "Frame", "FrameSource", "OverlayWriter", "SourceError", "container_problem",
+           "open_frames", "video_fourcc"]
 
-FOLDER_FPS = 10.0  # frame rate assumed for a folder of frames when none is given (--fps)
+FOLDER_FPS = 10.0  # frame rate assumed for a folder of frames when none is given (``fps``)
 URL_TIMEOUT_MS = 10_000  # open / read timeout of network streams: a dead camera ends the run, not hangs it
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # overlay video container -> fourcc both play everywhere
 
@@ -201,7 +201,7 @@ def _hint(target: int | str) -> str:
     return "check that it is a video file OpenCV's FFmpeg backend can decode (e.g. .mp4, .avi, .mkv)"
 
 
-def open_source(spec: str | os.PathLike[str], fps: float | None = None) -> FrameSource:
+def open_frames(spec: str | os.PathLike[str], fps: float | None = None) -> FrameSource:
     """Open ``spec``: a folder of frames or an image file, a video file, a camera index ("0"), a
     device path ("/dev/video0"), or a URL ("rtsp://...", "http://..."). ``fps`` sets the frame
     rate of sources that have none (folders; default :data:`FOLDER_FPS`) or overrides theirs.
@@ -209,9 +209,11 @@ def open_source(spec: str | os.PathLike[str], fps: float | None = None) -> Frame
     Raises:
         SourceError: the source does not exist or cannot be opened/decoded; the message names it.
     """
+    from icpd.errors import ParamError, arg
+
     text = str(spec)
     if fps is not None and fps <= 0:
-        raise ValueError(f"--fps {fps}: must be > 0")
+        raise ParamError(f"{arg('fps', fps)}: must be > 0")
     if text.isdigit():
         return CaptureSource(int(text), f"camera {text}", live=True, fps=fps)
     if "://" in text:
@@ -233,11 +235,14 @@ def video_fourcc(path: Path) -> str:
     """The codec of an overlay video at ``path``, by its suffix (:data:`VIDEO_SUFFIXES`).
 
     Raises:
-        ValueError: another suffix (the message names the path and the suffixes there are).
+        ParamError (a ValueError, about ``out``): another suffix (the message names the path and the
+        suffixes there are).
     """
+    from icpd.errors import ParamError, arg
+
     fourcc = VIDEO_SUFFIXES.get(path.suffix.lower())
     if fourcc is None:
-        raise ValueError(f"--out {path}: the overlay video must end in {' or '.join(VIDEO_SUFFIXES)}")
+        raise ParamError(f"{arg('out', path)}: the overlay video must end in {' or '.join(VIDEO_SUFFIXES)}")
     return fourcc
 
 

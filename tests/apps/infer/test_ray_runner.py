@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from icpd.apps.infer.local import InferOptions, collect_inputs, infer_paths
 from icpd.cli import app
+from icpd.commands.console import cli_text
 from icpd.runtime.predictor import Predictor
 
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
@@ -237,7 +238,7 @@ def test_an_actor_that_cannot_start_stops_the_run_with_one_clear_error(local_ray
     restarts) with a ValueError naming the cause, and the summary is still written."""
     _, supports, predictor = model
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match=r"--ray: the run stopped: .*model dir /nonexistent/icpd-model"):
+    with pytest.raises(ValueError, match=r"^the Ray run stopped: .*model dir /nonexistent/icpd-model"):
         infer_paths_ray(predictor, "/nonexistent/icpd-model", supports, collect_inputs([scenes], out), out, OPTIONS,
                         threads=1)
     assert json.loads((out / "summary.json").read_text())["inputs"] == []
@@ -283,7 +284,10 @@ def test_an_address_where_no_cluster_answers_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
-    with pytest.raises(ValueError, match=r"^--ray 10\.0\.0\.9:6379: could not join a Ray cluster there \(Failed to "
-                                         r"connect to Ray cluster at 10\.0\.0\.9:6379\)\. Check the address") as err:
+    refusal = (r"^address=10\.0\.0\.9:6379: could not join a Ray cluster there "
+               r"\(Failed to connect to Ray cluster at 10\.0\.0\.9:6379\)\. Check the address")
+    with pytest.raises(ValueError, match=refusal) as err:
         ray_runner.init_ray("10.0.0.9:6379", 1)
-    assert "RAY_AUTH_TOKEN" in str(err.value) and "--ray alone starts a local Ray" in str(err.value)
+    assert "RAY_AUTH_TOKEN" in str(err.value)
+    assert "no address (`icpd infer --ray` alone) starts a local Ray" in str(err.value)
+    assert cli_text(err.value).startswith("--ray 10.0.0.9:6379: could not join")  # icpd infer --ray's words

@@ -25,7 +25,7 @@ from PIL import Image  # label PNGs are palette PNGs: Pillow reads the class ids
 from typer.testing import CliRunner
 
 from icpd.apps.stream.pipeline import FrameQueue, FrameResult, StreamOptions, run_stream, stream_paths
-from icpd.apps.stream.video import open_source
+from icpd.apps.stream.video import open_frames
 from icpd.cli import app
 from icpd.data.synthetic import render_tile
 from icpd.runtime.predictor import Predictor
@@ -104,7 +104,7 @@ def test_every_frame_equals_icpd_infer_on_that_frame(model, predictor, tmp_path,
 
     got: list[FrameResult] = []
     out = tmp_path / "run" / "seg.mp4"
-    with open_source(video if kind == "video" else decoded) as src:
+    with open_frames(video if kind == "video" else decoded) as src:
         summary = run_stream(predictor, src, StreamOptions(), out, on_result=got.append)
     assert [r.frame.index for r in got] == [0, 1, 2, 3, 4]
     for r, e in zip(got, expected):
@@ -166,7 +166,7 @@ def test_realtime_keeps_latency_bounded_and_counts_drops(predictor, tmp_path):
     video = _write_video(tmp_path / "camera.avi", 30, S, S, fps=20.0)
     got: list[FrameResult] = []
     out = tmp_path / "rt.mp4"
-    with open_source(video) as src:
+    with open_frames(video) as src:
         summary = run_stream(slow, src, StreamOptions(realtime=True), out, on_result=got.append)
     assert summary.frames_in == 30 and summary.skipped == 0 and summary.unprocessed == 0
     assert summary.dropped > 0 and summary.dropped + summary.frames_out == 30
@@ -186,7 +186,7 @@ def test_without_realtime_every_frame_is_processed(predictor, tmp_path):
     """Same slow inference without --realtime: no frame dropped, capture waits on the queue (bound 4)."""
     slow = SlowPredictor(predictor, 0.05)
     video = _write_video(tmp_path / "camera.avi", 12, S, S, fps=50.0)
-    with open_source(video) as src:
+    with open_frames(video) as src:
         summary = run_stream(slow, src, StreamOptions(), None)
     assert (summary.frames_in, summary.dropped, summary.frames_out) == (12, 0, 12)
     assert summary.queue_bound == 4 and 1 <= summary.queue_max_depth <= 4
@@ -200,7 +200,7 @@ def test_stop_drains_frames_in_flight(predictor, tmp_path):
     stop = threading.Event()
     slow = SlowPredictor(predictor, 0.3, on_call=lambda calls: stop.set() if calls == 1 else None)
     video = _write_video(tmp_path / "clip.avi", 20, S, S)
-    with open_source(video) as src:
+    with open_frames(video) as src:
         summary = run_stream(slow, src, StreamOptions(queue_size=1), None, stop=stop)
     assert summary.interrupted and summary.end_reason == "interrupted"
     assert summary.unprocessed == 0 and summary.dropped == 0
@@ -223,7 +223,7 @@ def test_an_inference_error_keeps_its_traceback_and_the_outputs_are_finalised(pr
 
     video = _write_video(tmp_path / "clip.avi", 8, S, S)
     out = tmp_path / "seg.avi"
-    with open_source(video) as src, pytest.raises(RuntimeError, match="backend crashed"):
+    with open_frames(video) as src, pytest.raises(RuntimeError, match="backend crashed"):
         run_stream(SlowPredictor(predictor, 0.0, on_call=fail_third), src, StreamOptions(), out, stop=stop)
     doc = json.loads(stream_paths(out)["summary"].read_text())
     assert doc["end_reason"] == "error: RuntimeError: backend crashed" and not doc["interrupted"]
@@ -297,7 +297,7 @@ def test_a_source_cut_short_ends_the_run_cleanly_with_the_reason(model, predicto
     for i, rgb in enumerate(_decode(cut)[:3]):
         cv2.imwrite(str(folder / f"f{i}.png"), rgb[:, :, ::-1])
     (folder / "f3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with open_source(folder) as src:
+    with open_frames(folder) as src:
         summary = run_stream(predictor, src, StreamOptions())
     assert summary.frames_out == 3 and summary.end_reason.startswith("frame 3 unreadable") and "f3.png" in summary.end_reason
 

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 from icpd.apps.stream import pipeline as stream_module
 from icpd.apps.stream.outputs import StreamOutputs, reserve_bytes, stream_paths
 from icpd.apps.stream.pipeline import FrameQueue, StreamOptions, run_stream
-from icpd.apps.stream.video import Frame, FrameSource, container_problem, open_source
+from icpd.apps.stream.video import Frame, FrameSource, container_problem, open_frames
 from icpd.cli import app
 from icpd.data.synthetic import render_tile
 from icpd.io import OutputPathError
@@ -279,7 +279,7 @@ def test_an_output_failure_stops_every_stage_promptly(model, predictor, tmp_path
     monkeypatch.setattr(stream_module, "StreamOutputs", FailingOutputs)
 
     t0 = time.monotonic()
-    with open_source(source) as src, pytest.raises(type(error)) as raised:
+    with open_frames(source) as src, pytest.raises(type(error)) as raised:
         run_stream(predictor, src, StreamOptions(), tmp_path / "api.mp4")
     assert time.monotonic() - t0 < 5.0
     assert _icpd_threads() == []
