@@ -22,7 +22,8 @@ def _dead_pid() -> int:
 
 
 def _write_lock(target, **fields) -> None:
-    doc = {"pid": os.getpid(), "host": socket.gethostname(), "command": "icpd export", "started": "2026-01-01T00:00:00Z"}
+    doc = {"pid": os.getpid(), "host": socket.gethostname(), "command": "icpd export",
+           "started": "2026-01-01T00:00:00Z"}
     lock_path(target).write_text(json.dumps({**doc, **fields}))
 
 

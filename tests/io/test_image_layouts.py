@@ -80,7 +80,8 @@ def test_palette_png_is_said_and_described(tmp_path):
 def test_sixteen_bit_png_refusal_names_uint16(tmp_path):
     path = _png(tmp_path / "rgb16.png", RNG.integers(0, 65536, (5, 7, 3)), 2, 16)
     assert "5x7 (HxW), 3 band(s), uint16; bands=(1, 2, 4)" in _refusal(path, (1, 2, 4))
-    key = _png(tmp_path / "key.png", RNG.integers(0, 256, (5, 7, 3)), 2, 8, _chunk(b"tRNS", b"\x00\x01\x00\x02\x00\x03"))
+    key = _png(tmp_path / "key.png", RNG.integers(0, 256, (5, 7, 3)), 2, 8,
+               _chunk(b"tRNS", b"\x00\x01\x00\x02\x00\x03"))
     assert "5x7 (HxW), 3 band(s) (transparent colour key (tRNS)), uint8, read as 4 bands (RGBA)" in \
         _refusal(key, (1, 2, 5))
 
@@ -103,8 +104,9 @@ def test_float_refusal_describes_the_file_not_the_used_bands(tmp_path):
 def test_unsupported_dtype_refusal_describes_the_file(tmp_path):
     path = tmp_path / "i16.tif"
     tifffile.imwrite(path, RNG.integers(-5, 5, (4, 6, 3)).astype(np.int16), photometric="rgb")
-    assert _refusal(path) == (f"image {path}: 4x6 (HxW), 3 band(s), int16; unsupported pixel type int16. icpd "
-                              "reads uint8, uint16 and float in [0, 1]. Convert it, e.g. gdal_translate -ot Byte -scale.")
+    assert _refusal(path) == (f"image {path}: 4x6 (HxW), 3 band(s), int16; unsupported pixel type int16. "
+                              "icpd reads uint8, uint16 and float in [0, 1]. "
+                              "Convert it, e.g. gdal_translate -ot Byte -scale.")
 
 
 def test_cmyk_jpeg_is_converted_and_said(tmp_path):

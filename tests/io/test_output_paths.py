@@ -21,7 +21,8 @@ def test_ensure_writable_refuses_a_read_only_folder(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     with read_only_dir(ro):
-        for kwargs, target in (({}, ro / "a.support"), ({"folder": True}, ro), ({"folder": True}, ro / "new" / "deeper")):
+        for kwargs, target in (({}, ro / "a.support"), ({"folder": True}, ro),
+                               ({"folder": True}, ro / "new" / "deeper")):
             with pytest.raises(OutputPathError) as info:
                 ensure_writable(target, **kwargs)
             assert info.value.filename == str(ro) and info.value.errno in (errno.EACCES, errno.EPERM)
@@ -48,4 +49,5 @@ def test_describe_os_error_names_path_reason_and_fix():
     err = OSError(errno.EROFS, "Read-only file system", "/mnt/out/summary.json")
     assert describe_os_error(err) == ("/mnt/out/summary.json: Read-only file system; that file system is read-only; "
                                       "choose an output location on a writable one")
-    assert describe_os_error(OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b")).startswith("/a -> /b: ")
+    cross = OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b")
+    assert describe_os_error(cross).startswith("/a -> /b: ")

@@ -254,7 +254,8 @@ def test_float_predictor_without_imagecodecs_is_refused_with_the_cause(tmp_path,
     assert with_rio[0].shape == (H, W, 3)
     assert "300x400 (HxW), 4 band(s), float32, a TIFF compressed with ADOBE_DEFLATE and the floating-point " \
            "predictor, which icpd reads without rasterio only for 1-band or 3-band RGB files. Install the geo extra " \
-           f"({GEO_EXTRA_HINT}) or re-save it with DEFLATE: gdal_translate -co COMPRESS=DEFLATE -co PREDICTOR=1" in without
+           f"({GEO_EXTRA_HINT}) or re-save it with DEFLATE: " \
+           "gdal_translate -co COMPRESS=DEFLATE -co PREDICTOR=1" in without
     three = _geotiff(tmp_path / "rgb.tif", data[:3], compress="deflate", predictor=3)
     with_rio, without, _ = _read_three_ways(three, None, monkeypatch)
     np.testing.assert_array_equal(without[0], with_rio[0])

@@ -104,7 +104,8 @@ def test_overlay_outlines_regions() -> None:
     out = overlay(image, labels, alpha=0.3)
     colour = tuple(OVERLAY_PALETTE[1])
     assert tuple(out[10, 20]) == colour and tuple(out[20, 10]) == colour  # the border: full colour
-    assert tuple(out[20, 20]) != colour and tuple(out[20, 20]) == tuple(overlay(image, labels, 0.3, outline=False)[20, 20])
+    assert tuple(out[20, 20]) != colour
+    assert tuple(out[20, 20]) == tuple(overlay(image, labels, 0.3, outline=False)[20, 20])
     assert (out[labels == 0] == 100).all()  # the outline stays on the labelled side
 
 
@@ -152,7 +153,8 @@ def test_heatmap_colorbar() -> None:
     strip = bar[:, cols.min():]
     assert (strip == top).all(-1).any() and (strip == bottom).all(-1).any()  # both ends of the scale
     assert (strip == 255).all(-1).sum() > 10  # tick labels
-    np.testing.assert_array_equal(heatmap(np.zeros((8, 8), np.float32), colorbar=True), heatmap(np.zeros((8, 8), np.float32)))
+    np.testing.assert_array_equal(heatmap(np.zeros((8, 8), np.float32), colorbar=True),
+                                  heatmap(np.zeros((8, 8), np.float32)))
 
 
 def test_label_geotiff_carries_colour_table_and_class_names(tmp_path) -> None:
@@ -162,7 +164,8 @@ def test_label_geotiff_carries_colour_table_and_class_names(tmp_path) -> None:
     from icpd.io.raster import GeoInfo, Raster
     from icpd.io.writers import write_geotiff_like
 
-    geo = GeoInfo(crs_wkt=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0))
+    geo = GeoInfo(crs_wkt=rasterio.crs.CRS.from_epsg(32633).to_wkt(),
+                  transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0))
     src = Raster(pixels=np.zeros((4, 5, 3), np.uint8), path=Path("scene.tif"), geo=geo)
     labels = np.array([[0, 1, 2, 0, 1]] * 4, np.uint8)
     out = write_geotiff_like(src, labels, tmp_path / "l.tif", colormap=OVERLAY_PALETTE[:3],
@@ -170,7 +173,8 @@ def test_label_geotiff_carries_colour_table_and_class_names(tmp_path) -> None:
     with rasterio.open(out) as ds:
         np.testing.assert_array_equal(ds.read(1), labels)
         cmap = ds.colormap(1)
-        assert cmap[1][:3] == tuple(int(v) for v in OVERLAY_PALETTE[1]) and cmap[2][:3] == tuple(int(v) for v in OVERLAY_PALETTE[2])
+        assert cmap[1][:3] == tuple(int(v) for v in OVERLAY_PALETTE[1])
+        assert cmap[2][:3] == tuple(int(v) for v in OVERLAY_PALETTE[2])
         assert ds.tags(1)["CLASS_1"] == "ship" and ds.tags(1)["CLASS_2"] == "storage tank"
         assert "storage tank" in ds.descriptions[0]
     with pytest.raises(ValueError, match="single-band uint8"):

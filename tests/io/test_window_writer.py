@@ -43,7 +43,8 @@ def test_a_failure_midway_leaves_the_previous_file_and_no_temporary(tmp_path):
     path = tmp_path / "labels.tif"
     path.write_bytes(b"the previous run's labels")
     data = _labels()
-    with pytest.raises(RuntimeError, match="decoder died"), WindowWriter(path, *data.shape, 1, "uint8", geo=GEO) as writer:
+    with (pytest.raises(RuntimeError, match="decoder died"),
+          WindowWriter(path, *data.shape, 1, "uint8", geo=GEO) as writer):
         writer.write(0, data[:64])
         raise RuntimeError("decoder died")
     assert path.read_bytes() == b"the previous run's labels"
