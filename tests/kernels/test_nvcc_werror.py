@@ -11,6 +11,7 @@ def test_werror_is_on_by_default_and_off_with_the_switch(monkeypatch):
     assert build.nvcc_flags() == build.NVCC_FLAGS
     assert "-Werror" in build.nvcc_flags() and "-Wall,-Wextra,-Werror,-fPIC" in build.nvcc_flags()
     monkeypatch.setenv(build.WERROR_ENV, "0")
-    assert build.nvcc_flags() == ("-std=c++17", "-O3", "-Wno-deprecated-gpu-targets", "-Xcompiler", "-Wall,-Wextra,-fPIC")
+    assert build.nvcc_flags() == ("-std=c++17", "-O3", "-Wno-deprecated-gpu-targets", "-Xcompiler",
+                                  "-Wall,-Wextra,-fPIC")
     monkeypatch.setenv(build.WERROR_ENV, "1")
     assert build.nvcc_flags() == build.NVCC_FLAGS

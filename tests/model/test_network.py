@@ -38,7 +38,8 @@ def test_shots_are_averaged(tiny_model):
     q, s, m, e = tiny_inputs(batch=1, shots=3, seed=5)
     with torch.no_grad():
         both = tiny_model(q, s, m, e, return_intermediates=True)["pyramid"]
-        single = [tiny_model(q, s[:, i : i + 1], m[:, i : i + 1], e, return_intermediates=True)["pyramid"] for i in range(3)]
+        single = [tiny_model(q, s[:, i : i + 1], m[:, i : i + 1], e, return_intermediates=True)["pyramid"]
+                  for i in range(3)]
     for level in range(3):
         mean = torch.stack([p[level] for p in single]).mean(0)
         torch.testing.assert_close(both[level], mean, atol=1e-6, rtol=0)

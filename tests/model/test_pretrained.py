@@ -39,7 +39,8 @@ def test_unknown_name_is_refused(tmp_path, no_network):
 
 def test_download_only_when_asked(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, progress: (calls.append(url), open(dst, "wb").close()))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda url, dst, progress: (calls.append(url), open(dst, "wb").close()))
     path = resolve_weights("vgg16", download=True, cache_dir=tmp_path)
     assert calls == ["https://download.pytorch.org/models/vgg16-397923af.pth"] and path.is_file()
 
