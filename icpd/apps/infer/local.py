@@ -7,9 +7,10 @@ One rule for every scene size: :func:`~icpd.runtime.tiling.plan_tiles` cuts the 
 square tiles of side ``tile`` (a dimension shorter than a tile is padded by reflection, never
 stretched), the tiles go through :meth:`Predictor.predict` in batches (one encoder pass per
 tile, one matcher pass per class), and the per-class probabilities are blended
-(:func:`~icpd.runtime.scene.run_scene`, the one scene pipeline) and cropped to the scene's exact size. A scene smaller
-than one tile is thus one reflection-padded tile: its aspect ratio is kept, and a scene one
-pixel larger than a tile sees nearly the same pixels, so results do not jump at the tile size.
+(:func:`~icpd.runtime.scene.run_scene`, the one scene pipeline) and cropped to the scene's exact
+size. A scene smaller than one tile is thus one reflection-padded tile: its aspect ratio is kept,
+and a scene one pixel larger than a tile sees nearly the same pixels, so results do not jump at the
+tile size.
 The label map is the per-pixel argmax over classes, background where the best probability is
 below the threshold (:func:`~icpd.runtime.predictor.merge_labels`, the rule of every command).
 
@@ -58,8 +59,8 @@ __all__ = [
 DEFAULT_OPTIONS = InferOptions()  # frozen: one shared default
 
 
-def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | os.PathLike[str]], backend: str = "ort",
-                   device: str = "cpu", threads: int | None = None,
+def open_predictor(model_dir: str | os.PathLike[str], supports: Sequence[str | os.PathLike[str]],
+                   backend: str = "ort", device: str = "cpu", threads: int | None = None,
                    engine_dir: str | os.PathLike[str] | None = None) -> Predictor:
     """Load a model directory and its support caches (one class each, in the given order).
 
@@ -131,7 +132,8 @@ def _infer_one(run: RunSession, todo: Todo) -> None:
         opened = open_source(todo.path, o.bands)
         try:
             scene = run.plan(todo, opened.source.height, opened.source.width, opened.notes, opened.geo)
-            sink = SceneOutputs(run.out, todo.stem, todo.path, opened, names, o.alpha, o.save_probs, o.save_priors)
+            sink = SceneOutputs(run.out, todo.stem, todo.path, opened, names, o.alpha, o.save_probs,
+                                o.save_priors)
             try:
                 assert o.tile is not None  # resolved by the session
                 run_scene(run.predictor, opened.source, o.tile, o.overlap, o.batch, o.threshold, sink,

@@ -50,7 +50,8 @@ class OpenedScene(NamedTuple):
     source: SceneSource  # windows of the scene as RGB
     geo: GeoInfo | None  # its georeferencing
     notes: tuple[str, ...]  # conversions made while reading
-    raster: Raster | None  # the decoded image when read whole (PNG, JPEG, a TIFF without rasterio): its sidecars
+    # the decoded image when read whole (PNG, JPEG, a TIFF without rasterio), for its sidecars
+    raster: Raster | None
 
 
 def open_source(path: Path, bands: tuple[int, int, int] | None = None) -> OpenedScene:
@@ -93,21 +94,26 @@ class SceneOutputs:
         names = [safe_name(c) for c in class_names]
         try:
             if geo is not None or not self.whole:
+                legend = ", ".join(f"{i + 1} {c}" for i, c in enumerate(class_names))
                 self._add("labels", WindowWriter(out_dir / f"{stem}_labels.tif", h, w, 1, "uint8", geo,
                                                  NODATA_LABEL if self._nodata else None, _colormap(n),
-                                                 ["labels: 0 background, " + ", ".join(f"{i + 1} {c}" for i, c in enumerate(class_names))]))
+                                                 [f"labels: 0 background, {legend}"]))
             if self.whole:
                 self._labels = np.zeros((h, w), np.uint8)
                 self._probs = np.zeros((n, h, w), np.float32) if save_probs else None
                 self._priors = np.zeros((n, h, w), np.float32) if save_priors else None
             else:
-                self._add("overlay", WindowWriter(out_dir / f"{stem}_overlay.tif", h, w, 3, "uint8", geo, resampling="average"))
+                self._add("overlay", WindowWriter(out_dir / f"{stem}_overlay.tif", h, w, 3, "uint8", geo,
+                                                  resampling="average"))
                 for i, name in enumerate(names):
                     if save_probs:
-                        self._add(f"prob{i}", WindowWriter(out_dir / f"{stem}_prob_{name}.tif", h, w, 1, "uint8", geo,
-                                                           descriptions=[f"{class_names[i]}: round(p * 255)"], resampling="average"))
+                        prob = out_dir / f"{stem}_prob_{name}.tif"
+                        what = [f"{class_names[i]}: round(p * 255)"]
+                        self._add(f"prob{i}", WindowWriter(prob, h, w, 1, "uint8", geo, descriptions=what,
+                                                           resampling="average"))
                     if save_priors:
-                        self._add(f"prior{i}", WindowWriter(out_dir / f"{stem}_prior_{name}.tif", h, w, 3, "uint8", geo,
+                        prior = out_dir / f"{stem}_prior_{name}.tif"
+                        self._add(f"prior{i}", WindowWriter(prior, h, w, 3, "uint8", geo,
                                                             resampling="average"))
         except BaseException:
             self.abort()
@@ -135,7 +141,8 @@ class SceneOutputs:
             return
         shown = np.where(labels == NODATA_LABEL, 0, labels)
         tinted = overlay(self.source.read(top, left, h, w_), shown, self.alpha, outline=False)
-        tinted[edges] = colorize_labels(shown, OVERLAY_PALETTE)[edges]  # outlines from the labels around the block
+        # outlines from the labels around the block
+        tinted[edges] = colorize_labels(shown, OVERLAY_PALETTE)[edges]
         self._writer("overlay").write(top, np.moveaxis(tinted, -1, 0), left)
         for i in range(len(self.class_names)):
             if (w := self._writer(f"prob{i}")) is not None:
@@ -158,7 +165,10 @@ class SceneOutputs:
 
     def _write_whole(self) -> None:
         raster = self.raster
-        pixels = raster.pixels if raster is not None else self.source.read(0, 0, self.source.height, self.source.width)
+        if raster is not None:
+            pixels = raster.pixels
+        else:
+            pixels = self.source.read(0, 0, self.source.height, self.source.width)
         like = raster if raster is not None else Raster(pixels=pixels, path=self.path, geo=self.geo)
         labels = self._labels
         self.written += write_label_png(self.out_dir / f"{self.stem}_labels.png", labels, like=like,

@@ -3,7 +3,7 @@
 Pipeline (Ray Data, streaming, order preserved)::
 
     (scene, tile batch) items --map(read_tiles)--> pixels (B, T, T, 3)    CPU tasks: decode
-        --map_batches(TilePredictor, ActorPoolStrategy(actors))--> probs (B, N, S, S)   one Predictor per actor
+        --map_batches(TilePredictor, ActorPoolStrategy(actors))--> probs (B, N, S, S)   a Predictor per actor
         --> driver: SceneBlend per scene (block blending) -> SceneOutputs (files), manifest line
 
 * The tile batches are those of single-process ``icpd infer`` (same plan, same batch size) and
@@ -66,7 +66,8 @@ def init_ray(address: str | None, actors: int) -> bool:
     if ray.is_initialized():
         return False
     # ERROR: Ray's start-up warnings (token authentication, ...) are not the user's business here
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
+                              "log_to_driver": True}
     if address in (None, "local"):
         # Ray runs its workers at nice 15 unless told otherwise: on a machine shared with other
         # work the predictor actors then lose the CPU to everything else (measured: an actor took
@@ -187,7 +188,8 @@ class _Scene:
             self.opened = opened = open_source(todo.path, o.bands)
             assert o.tile is not None  # resolved by the session
             self.blend = SceneBlend(opened.source.height, opened.source.width, len(self.classes), o.tile,
-                                    o.overlap, o.threshold, o.save_priors, self.planned.batches, opened.source)
+                                    o.overlap, o.threshold, o.save_priors, self.planned.batches,
+                                    opened.source)
             self.sink = SceneOutputs(out, todo.stem, todo.path, opened, self.classes, o.alpha, o.save_probs,
                                      o.save_priors)
         assert self.blend is not None
@@ -215,8 +217,8 @@ def _cause(error: BaseException) -> str:
 
 def infer_paths_ray(predictor: Predictor, model_dir: str | os.PathLike[str], supports: list[Path],
                     listed: CollectedInputs, out_dir: str | os.PathLike[str], options: InferOptions,
-                    address: str | None = None, actors: int = 1, backend: str = "ort", threads: int | None = None,
-                    progress: InferProgress | None = None, device: str = "cpu",
+                    address: str | None = None, actors: int = 1, backend: str = "ort",
+                    threads: int | None = None, progress: InferProgress | None = None, device: str = "cpu",
                     engine_dir: str | os.PathLike[str] | None = None) -> InferSummary:
     """:func:`icpd.apps.infer.local.infer_paths` on Ray: same outputs, summary, manifest and resume.
 
@@ -267,7 +269,8 @@ def _plan(run: RunSession) -> tuple[dict[int, _Scene], list[dict[str, Any]]]:
     return scenes, items
 
 
-def _run(ray: Any, run: RunSession, model_dir: str, supports: list[Path], actors: int, load: dict[str, Any]) -> None:
+def _run(ray: Any, run: RunSession, model_dir: str, supports: list[Path], actors: int,
+         load: dict[str, Any]) -> None:
     scenes, items = _plan(run)
     if not items:
         return
@@ -301,7 +304,8 @@ def _run(ray: Any, run: RunSession, model_dir: str, supports: list[Path], actors
             try:
                 if row["error"]:
                     raise ValueError(str(row["error"]))
-                scene.add(run.out, np.asarray(row["probs"]), np.asarray(row["priors"]) if options.save_priors else None)
+                priors = np.asarray(row["priors"]) if options.save_priors else None
+                scene.add(run.out, np.asarray(row["probs"]), priors)
                 if scene.done:
                     assert scene.sink is not None
                     run.done(scene.planned, scene.sink, time.perf_counter() - scene.start)

@@ -39,7 +39,7 @@ from icpd.io.locks import exclusive_lock
 from icpd.io.viz import colour_hex
 from icpd.io.windows import pixel_area
 from icpd.runtime.scene import plan_batches
-from icpd.runtime.tiling import Tile, min_tile
+from icpd.runtime.tiling import Tile, small_scene_notes
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -111,7 +111,8 @@ def output_stems(inputs: list[Path]) -> list[str]:
     """One output stem per input: the file stem, then stem_<ext> where stems collide
     (a.png, a.tif), then stem_<ext>_<k> (same name in two folders)."""
     stems = [p.stem for p in inputs]
-    stems = [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(s) > 1 else s for p, s in zip(inputs, stems)]
+    stems = [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(s) > 1 else s
+             for p, s in zip(inputs, stems)]
     seen: dict[str, int] = {}
     out = []
     for s in stems:
@@ -140,7 +141,9 @@ def _tensors_hash(tensors: dict[str, np.ndarray]) -> str:
 
 def error_text(error: BaseException) -> str:
     """A scene's error as its summary states it: the message of an input's error, else the type too."""
-    return str(error) if isinstance(error, (ImageError, ValueError, OSError)) else f"{type(error).__name__}: {error}"
+    if isinstance(error, (ImageError, ValueError, OSError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def scene_error(path: Path, error: BaseException) -> str:
@@ -164,17 +167,6 @@ def scene_result(result: InputResult, outputs: SceneOutputs, class_names: list[s
         return replace(result, pixels=pixels, foreground=foreground)
     return replace(result, pixels=pixels, foreground=foreground, area_unit=area[1],
                    area={c: float(counts[i + 1]) * area[0] for i, c in enumerate(class_names)})
-
-
-def small_scene_notes(height: int, width: int, tile: int, model_size: int) -> list[str]:
-    """A note for a scene with a side below :func:`~icpd.runtime.tiling.min_tile` (a quarter of the
-    model input, where tiles and supports are refused as blur): it is segmented, padded by reflection
-    to one tile, but the user should know how little the network saw."""
-    low = min_tile(model_size)
-    if min(height, width) >= low:
-        return []
-    return [(f"{height}x{width} px (HxW): a side below {low} px (a quarter of the model input, {model_size} px); "
-             f"padded by reflection to the {tile} px tile, never stretched: so few pixels give unreliable masks")]
 
 
 class Todo(NamedTuple):
@@ -208,9 +200,12 @@ class RunSession:
         if not predictor.supports:
             raise ValueError("no support set: add one to the predictor first (predictor.add_support(path), "
                              "e.g. a CLASS.support file from `icpd cache-support`)")
-        self.predictor, self.listed, self.out, self.progress, self.extra = predictor, listed, out, progress, extra
-        self.options = options.for_model(predictor.preset.image_size)  # the tile, resolved once for every scene
-        self.summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped, new_run_id())
+        self.predictor, self.listed, self.out = predictor, listed, out
+        self.progress, self.extra = progress, extra
+        # the tile, resolved once for every scene
+        self.options = options.for_model(predictor.preset.image_size)
+        self.summary = InferSummary([], predictor.class_names, out / SUMMARY_NAME, listed.skipped,
+                                    new_run_id())
         self._results: dict[int, InputResult] = {}
         self._stack = ExitStack()
         self.manifest: Manifest | None = None
@@ -241,10 +236,12 @@ class RunSession:
                 continue
             result = InputResult(**entry["result"])
             result.resumed_from = str(entry["run"])
-            result.notes = [*result.notes, f"complete in run {entry['run']} (outputs checked by sha256): not redone"]
+            result.notes = [*result.notes,
+                            f"complete in run {entry['run']} (outputs checked by sha256): not redone"]
             self._finish(i, result)
 
-    def plan(self, todo: Todo, height: int, width: int, notes: Iterable[str], geo: GeoInfo | None) -> PlannedScene:
+    def plan(self, todo: Todo, height: int, width: int, notes: Iterable[str],
+             geo: GeoInfo | None) -> PlannedScene:
         """Plan an opened scene of ``height x width`` px once: its tile batches and its result so far."""
         o, size = self.options, self.predictor.preset.image_size
         assert o.tile is not None  # resolved in __init__
@@ -267,7 +264,10 @@ class RunSession:
     def failed(self, scene: Todo | PlannedScene, error: BaseException, seconds: float = 0.0) -> None:
         """A scene that failed: recorded with :func:`scene_error`'s message; the run goes on."""
         todo = scene.todo if isinstance(scene, PlannedScene) else scene
-        base = scene.result if isinstance(scene, PlannedScene) else InputResult(path=str(todo.path), status="ok")
+        if isinstance(scene, PlannedScene):
+            base = scene.result
+        else:
+            base = InputResult(path=str(todo.path), status="ok")
         result = replace(base, status="error", error=scene_error(todo.path, error), outputs=[],
                          seconds=round(seconds, 4))
         self._finish(todo.index, result, [])

@@ -46,7 +46,8 @@ def reserve_bytes(frames: int) -> int:
 def stream_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
     """The three output files of ``out`` (the overlay video): video, jsonl, summary."""
     video = Path(out)
-    return {"video": video, "jsonl": video.with_suffix(".jsonl"), "summary": video.with_suffix(".summary.json")}
+    return {"video": video, "jsonl": video.with_suffix(".jsonl"),
+            "summary": video.with_suffix(".summary.json")}
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -61,9 +62,9 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 def _low_space(folder: Path, free: int, frames: int) -> OutputPathError:
-    return OutputPathError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free; a run keeps "
-                                         f"{reserve_bytes(frames) / 2**20:.1f} MiB free to finalise its video",
-                           str(folder))
+    need = reserve_bytes(frames) / 2**20
+    return OutputPathError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free; a run keeps {need:.1f} MiB free "
+                                         "to finalise its video", str(folder))
 
 
 def check_outputs(out: str | os.PathLike[str]) -> dict[str, Path]:
@@ -124,7 +125,8 @@ class JsonlWriter:
 
     def _truncate(self, size: int) -> None:
         if self.fd is not None:
-            with contextlib.suppress(OSError):  # shrinking needs no space; if it fails there is nothing better to do
+            # shrinking needs no space; if it fails there is nothing better to do
+            with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, size)
                 os.lseek(self.fd, size, os.SEEK_SET)
 

@@ -109,7 +109,8 @@ class FrameResult:
     def record(self) -> dict[str, Any]:
         """The frame's JSONL line."""
         return {"frame": self.frame.index, "timestamp_s": round(self.frame.timestamp, 6),
-                "latency_ms": round(self.latency * 1000.0, 3), "size": list(self.labels.shape), "pixels": self.pixels}
+                "latency_ms": round(self.latency * 1000.0, 3), "size": list(self.labels.shape),
+                "pixels": self.pixels}
 
 
 @dataclass
@@ -221,7 +222,8 @@ class _Run:
         opts, src = self.options, self.source
         start: float | None = None
         try:
-            pace = opts.realtime and not src.live and src.fps is not None  # a recording replayed like a camera
+            # a recording replayed like a camera
+            pace = opts.realtime and not src.live and src.fps is not None
             while True:
                 if self.stopping():
                     self.end_reason = "interrupted" if self.stop.is_set() else "stopped"
@@ -261,7 +263,8 @@ class _Run:
         try:
             while (result := self.results.get()) is not None:
                 if sinks is not None:
-                    sinks.write(overlay(result.frame.pixels, result.labels, self.options.alpha), result.record())
+                    tinted = overlay(result.frame.pixels, result.labels, self.options.alpha)
+                    sinks.write(tinted, result.record())
                 self.written += 1
                 if on_result is not None:
                     on_result(result)
@@ -272,8 +275,9 @@ class _Run:
 
 
 def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions = StreamOptions(),
-               out: str | os.PathLike[str] | None = None, on_result: Callable[[FrameResult], None] | None = None,
-               stop: threading.Event | None = None, about: dict[str, Any] | None = None) -> StreamSummary:
+               out: str | os.PathLike[str] | None = None,
+               on_result: Callable[[FrameResult], None] | None = None, stop: threading.Event | None = None,
+               about: dict[str, Any] | None = None) -> StreamSummary:
     """Segment ``source`` frame by frame with ``predictor`` (module docstring: stages, queues, outputs).
 
     Args:
@@ -292,7 +296,8 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
             raised after the outputs are finalised, its message says what they hold.
         Any other error inside a stage is re-raised here, after the outputs are finalised.
     """
-    scene = options.for_model(predictor.preset.image_size).infer  # checked, the tile resolved: once per stream
+    # checked, the tile resolved: once per stream
+    scene = options.for_model(predictor.preset.image_size).infer
     assert scene.tile is not None
     if not predictor.class_names:
         raise ValueError("no support set: add one to the predictor first (predictor.add_support(path), e.g. "
@@ -338,9 +343,11 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         except OutputPathError as e:
             summary_error = e
     first_error = run.errors[0] if run.errors else summary_error
-    if isinstance(first_error, OutputPathError) and sinks is not None:  # a user's disk: one line saying what is kept
+    # a user's disk: one line saying what is kept
+    if isinstance(first_error, OutputPathError) and sinks is not None:
         kept = sinks.kept(first_error, summary_written=summary_error is None)
-        raise OutputPathError(first_error.errno, f"{first_error.strerror} ({kept})", first_error.filename) from first_error
+        raise OutputPathError(first_error.errno, f"{first_error.strerror} ({kept})",
+                              first_error.filename) from first_error
     if first_error is not None:  # internal errors keep their traceback; a KeyboardInterrupt goes on up
         raise first_error
     return summary

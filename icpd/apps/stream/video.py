@@ -78,7 +78,8 @@ class FrameSource:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
 
@@ -115,7 +116,8 @@ class CaptureSource(FrameSource):
         self.description, self.live = description, live
         with _native_stderr() as said:  # FFmpeg and OpenCV print their reasons on fd 2, lines of their own
             if isinstance(target, str) and "://" in target:
-                params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]
+                params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS,
+                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]
                 self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
             else:
                 self.cap = cv2.VideoCapture(target)
@@ -197,7 +199,8 @@ def _hint(target: int | str) -> str:
     if isinstance(target, int):
         return f"check that camera {target} exists (ls /dev/video*) and is not in use by another program"
     if "://" in target:
-        return "check the URL, the network and the credentials; the stream must be reachable from this machine"
+        return ("check the URL, the network and the credentials; the stream must be reachable from this "
+                "machine")
     return "check that it is a video file OpenCV's FFmpeg backend can decode (e.g. .mp4, .avi, .mkv)"
 
 
@@ -226,8 +229,8 @@ def open_frames(spec: str | os.PathLike[str], fps: float | None = None) -> Frame
             raise SourceError(f"source {text}: no such device; list cameras with `ls /dev/video*`")
         return CaptureSource(text, text, live=True, fps=fps)
     if not path.exists():
-        raise SourceError(f"source {text}: no such file or folder, and not a camera index (0, 1, ...) or a URL "
-                          "(rtsp://, http://); check the path")
+        raise SourceError(f"source {text}: no such file or folder, and not a camera index (0, 1, ...) or a "
+                          "URL (rtsp://, http://); check the path")
     return CaptureSource(text, text, live=False, fps=fps)
 
 
@@ -270,7 +273,8 @@ class OverlayWriter:
             if not self.writer.isOpened():
                 self.writer = None
                 raise OutputPathError(None, "OpenCV could not create the video (its codec or the folder's "
-                                            "permissions); try the other container (.mp4 or .avi)", str(self.path))
+                                            "permissions); try the other container (.mp4 or .avi)",
+                                      str(self.path))
             self.size = (width, height)
         if (width, height) != self.size:  # a folder of mixed sizes: a video keeps one size
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
@@ -288,8 +292,8 @@ class OverlayWriter:
             return
         cause = _write_failure_cause(self.path)
         self.path.unlink(missing_ok=True)  # an unplayable file must not pass for a result
-        raise OutputPathError(None, f"the video could not be finalised ({problem}; {cause}), so it was removed",
-                              str(self.path))
+        raise OutputPathError(None, f"the video could not be finalised ({problem}; {cause}), so it was "
+                                    "removed", str(self.path))
 
 
 def container_problem(path: str | os.PathLike[str]) -> str | None:

@@ -106,11 +106,13 @@ def test_results_do_not_jump_at_the_tile_size(predictor):
     small = segment_array(predictor, tall[:S], S, 32, 8, 0.5)
     large = segment_array(predictor, tall, S, 32, 8, 0.5)
     assert small.tiles == 1 and large.tiles == 2 and large.probs.shape == (2, S + 1, 64)
-    np.testing.assert_allclose(large.probs[:, :1], small.probs[:, :1], rtol=0, atol=1e-6)  # row 0: one tile only
+    # row 0: one tile only
+    np.testing.assert_allclose(large.probs[:, :1], small.probs[:, :1], rtol=0, atol=1e-6)
     diff = np.abs(small.probs - large.probs[:, :S])
     assert float(diff.mean()) < 1e-3, float(diff.mean())
     t = float(np.median(large.probs.max(axis=0)))
-    agree = float((merge_labels(small.probs[None], t)[0] == merge_labels(large.probs[None, :, :S], t)[0]).mean())
+    same = merge_labels(small.probs[None], t)[0] == merge_labels(large.probs[None, :, :S], t)[0]
+    agree = float(same.mean())
     assert agree >= 0.85, agree
 
 
@@ -120,7 +122,8 @@ def test_options_are_checked_once_when_made():
     refusal = r"^overlap=200: must satisfy 0 <= overlap < tile \(128\); e\.g\. overlap=32$"  # Python words
     with pytest.raises(ValueError, match=refusal):
         InferOptions(tile=128, overlap=200)
-    with pytest.raises(ValueError, match=r"^threshold: must be from 0 to 1 \(got 1.5\)"):  # the Predictor's words
+    # the Predictor's words
+    with pytest.raises(ValueError, match=r"^threshold: must be from 0 to 1 \(got 1.5\)"):
         InferOptions(threshold=1.5)
     opts = InferOptions(overlap=16)
     resolved = opts.for_model(S)
@@ -164,8 +167,8 @@ def test_cli_subprocess_writes_outputs(model, tmp_path):
     exe = shutil.which("icpd")
     cmd = [exe] if exe else [sys.executable, "-m", "icpd.cli"]
     out = tmp_path / "out"
-    args = ["infer", "--model", str(model_dir), "--support", str(supports["ship"]), str(tmp_path / "scene.png"),
-            "--out", str(out), "--threads", "1"]
+    args = ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
+            str(tmp_path / "scene.png"), "--out", str(out), "--threads", "1"]
     proc = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     labels = np.asarray(Image.open(out / "scene_labels.png"))
@@ -182,14 +185,15 @@ def test_cli_geotiff_scene_keeps_its_georeferencing(model, tmp_path):
     model_dir, supports = model
     scene = _scene(300, 200)
     transform = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
-    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", height=300, width=200, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=transform) as ds:
+    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", height=300, width=200, count=3,
+                       dtype="uint8", crs="EPSG:32633", transform=transform) as ds:
         ds.write(scene.transpose(2, 0, 1))
     out = tmp_path / "out"
     res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
                               str(tmp_path / "scene.tif"), "--out", str(out), "-q", "--threads", "1"])
     assert res.exit_code == 0, res.output
-    assert "icpd infer ->" not in res.output and "1 of 1 scene(s) segmented" in res.output  # -q: the result line only
+    # -q: the result line only
+    assert "icpd infer ->" not in res.output and "1 of 1 scene(s) segmented" in res.output
     png = np.asarray(Image.open(out / "scene_labels.png"))
     with rasterio.open(out / "scene_labels.tif") as ds:  # the tiled scene, stitched, on the input's grid
         assert (ds.width, ds.height, ds.count) == (200, 300, 1)
@@ -204,7 +208,8 @@ def test_cli_bad_input_is_recorded_and_others_still_run(model, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "out"
     res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
-                              "--support", str(supports["storage tank"]), str(tmp_path), "--out", str(out), "-q"])
+                              "--support", str(supports["storage tank"]), str(tmp_path), "--out", str(out),
+                              "-q"])
     assert res.exit_code == 1, res.output
     assert (out / "good_labels.png").is_file() and (out / "good_overlay.png").is_file()
     assert not list(out.glob("broken*"))
@@ -234,8 +239,8 @@ def test_cli_missing_support_exits_2_naming_it(model, tmp_path):
     model_dir, _ = model
     _write(tmp_path / "scene.png", _scene(64, 64))
     missing = tmp_path / "nope.support"
-    res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(missing), str(tmp_path / "scene.png"),
-                              "--out", str(tmp_path / "out")])
+    res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(missing),
+                              str(tmp_path / "scene.png"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2
     assert str(missing) in res.output and "error:" in res.output
     assert not (tmp_path / "out").exists()
@@ -245,8 +250,9 @@ def test_cli_missing_model_and_no_inputs_exit_2(model, tmp_path):
     model_dir, supports = model
     (tmp_path / "empty").mkdir()
     _write(tmp_path / "scene.png", _scene(64, 64))
-    res = runner.invoke(app, ["infer", "--model", str(tmp_path / "no_model"), "--support", str(supports["ship"]),
-                              str(tmp_path / "scene.png"), "--out", str(tmp_path / "out")])
+    res = runner.invoke(app, ["infer", "--model", str(tmp_path / "no_model"), "--support",
+                              str(supports["ship"]), str(tmp_path / "scene.png"),
+                              "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and str(tmp_path / "no_model") in res.output
     res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports["ship"]),
                               str(tmp_path / "empty"), "--out", str(tmp_path / "out")])

@@ -11,14 +11,15 @@ from rich.console import Console
 from icpd.apps.infer.local import InferSummary, InputResult
 from icpd.commands.infer_table import scene_table
 
-CLASSES = ["ship", "storage tank", "baseball diamond", "tennis court", "basketball court", "ground track field",
-           "bridge", "large vehicle", "small vehicle", "helicopter"]
+CLASSES = ["ship", "storage tank", "baseball diamond", "tennis court", "basketball court",
+           "ground track field", "bridge", "large vehicle", "small vehicle", "helicopter"]
 
 
 def _summary(classes: list[str]) -> InferSummary:
     results = [
-        InputResult(path=f"/data/P{i:04d}_scene_with_a_long_name.png", status="ok", height=512, width=640, tiles=20,
-                    seconds=1.25 + i, foreground={c: (k + 1 + i) / 1000 for k, c in enumerate(classes)})
+        InputResult(path=f"/data/P{i:04d}_scene_with_a_long_name.png", status="ok", height=512, width=640,
+                    tiles=20, seconds=1.25 + i,
+                    foreground={c: (k + 1 + i) / 1000 for k, c in enumerate(classes)})
         for i in range(3)
     ]
     results.append(InputResult(path="/data/broken.png", status="error", error="broken.png: not an image"))

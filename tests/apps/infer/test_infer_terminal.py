@@ -48,7 +48,8 @@ def _infer(model_dir: Path, supports: list[Path], inputs: list[Path], out: Path,
     return runner.invoke(app, args)
 
 
-def test_conversion_notes_tile_count_and_progress_reach_the_terminal(tiny_model_dir, supports, tmp_path, monkeypatch):
+def test_conversion_notes_tile_count_and_progress_reach_the_terminal(tiny_model_dir, supports, tmp_path,
+                                                                     monkeypatch):
     inputs = _scenes(tmp_path / "in")
     monkeypatch.setattr(infer_command, "LONG_SCENE_TILES", 6)  # rgb.png (300 x 260) has more tiles than this
     shown = _terminal(monkeypatch)
@@ -59,11 +60,13 @@ def test_conversion_notes_tile_count_and_progress_reach_the_terminal(tiny_model_
     assert any(line.startswith("note: gray.png: ") and "grayscale" in line for line in notes), text
     assert any(line.startswith("note: rgb.png: 260x300 px -> ") and line.endswith(" tiles (see --tile)")
                for line in notes), text
-    assert not any(line.startswith("note: gray.png: 150x140") for line in notes)  # under the threshold: no count
+    # under the threshold: no count
+    assert not any(line.startswith("note: gray.png: 150x140") for line in notes)
     assert "scenes" in text and "2/2" in text and "tiles/s" in text and "ETA" in text, text
 
 
-def test_repeated_notes_are_counted_and_resumed_scenes_summed_up(tiny_model_dir, supports, tmp_path, monkeypatch):
+def test_repeated_notes_are_counted_and_resumed_scenes_summed_up(tiny_model_dir, supports, tmp_path,
+                                                                 monkeypatch):
     """An archive of grayscale scenes: the note is shown for NOTE_REPEATS scenes, then counted; a
     rerun shows one line for the scenes it skipped, not their notes again."""
     scenes = tmp_path / "in"
@@ -74,12 +77,14 @@ def test_repeated_notes_are_counted_and_resumed_scenes_summed_up(tiny_model_dir,
     shown = _terminal(monkeypatch)
     assert _infer(tiny_model_dir, supports, [scenes], tmp_path / "out").exit_code == 0
     notes = re.findall(r"note: [^\x1b\n]*", shown.getvalue())
-    assert notes == [f"note: g{i}.png: grayscale: replicated to R, G, B" for i in range(infer_command.NOTE_REPEATS)] + [
-        "note: 2 more scene(s): grayscale: replicated to R, G, B (each scene's notes: summary.json)"], notes
+    each = [f"note: g{i}.png: grayscale: replicated to R, G, B" for i in range(infer_command.NOTE_REPEATS)]
+    counted = "note: 2 more scene(s): grayscale: replicated to R, G, B (each scene's notes: summary.json)"
+    assert notes == [*each, counted], notes
     shown = _terminal(monkeypatch)
     assert _infer(tiny_model_dir, supports, [scenes], tmp_path / "out").exit_code == 0
     notes = re.findall(r"note: [^\x1b\n]*", shown.getvalue())
-    assert notes == ["note: 5 scene(s) complete in earlier runs (outputs checked by sha256): not redone"], notes
+    assert notes == ["note: 5 scene(s) complete in earlier runs (outputs checked by sha256): not redone"], \
+        notes
 
 
 def test_quiet_shows_no_notes_and_no_bars(tiny_model_dir, supports, tmp_path, monkeypatch):
@@ -90,7 +95,8 @@ def test_quiet_shows_no_notes_and_no_bars(tiny_model_dir, supports, tmp_path, mo
     assert res.exit_code == 0, res.output
     text = shown.getvalue()
     assert "note:" not in text and "tiles/s" not in text
-    assert "2 of 2 scene(s) segmented" in res.stdout  # the result line still prints (stdout, like every command's)
+    # the result line still prints (stdout, like every command's)
+    assert "2 of 2 scene(s) segmented" in res.stdout
 
 
 def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir, supports, tmp_path):
@@ -115,7 +121,9 @@ def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir,
             "--threads", "1", "--batch", "1"]
 
     def recorded() -> int:  # scenes the run's manifest holds as complete
-        return sum(len(f.read_text().splitlines()) for f in (out / "runs").glob("*.jsonl")) if (out / "runs").is_dir() else 0
+        if not (out / "runs").is_dir():
+            return 0
+        return sum(len(f.read_text().splitlines()) for f in (out / "runs").glob("*.jsonl"))
 
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

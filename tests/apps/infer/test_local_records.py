@@ -54,7 +54,7 @@ def test_for_model_keeps_infer_options_and_stream_checks_its_tile():
 def test_resume_key_covers_the_same_option_names_as_before_the_split():
     predictor = SimpleNamespace(fingerprint="f" * 64, supports=[])
     key = resume_key(predictor, InferOptions(tile=256))
-    assert list(key["options"]) == ["threshold", "tile", "overlap", "batch", "save_probs", "save_priors", "alpha",
-                                    "bands"]
+    assert list(key["options"]) == ["threshold", "tile", "overlap", "batch", "save_probs", "save_priors",
+                                    "alpha", "bands"]
     assert key["options"]["tile"] == 256
     assert (key["model"], key["supports"]) == ("f" * 64, [])

@@ -107,8 +107,8 @@ def run_ray(model, scenes: Path, out: Path, actors: int = 1, progress=None):
 
 def outputs(folder: Path) -> dict[str, bytes]:
     """Every scene output file (not the run's bookkeeping) by name."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != "summary.json"
-            and not p.name.startswith(".")}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != "summary.json" and not p.name.startswith(".")}
 
 
 def assert_same_outputs(out: Path, ref: Path) -> None:
@@ -157,12 +157,11 @@ def _actor_pids() -> set[int]:
 
 class KillTheActor:
     """Progress events of a run: when the first tiles come back (more are still to come), the test
-    kills the predictor actor's process (SIGKILL: as when a node is lost); records what it saw."""
+    kills the predictor actor's process (SIGKILL: as when a node is lost); records what it killed when."""
 
     def __init__(self) -> None:
         self.killed: set[int] = set()
         self.at: tuple[int, int] | None = None  # (tiles done, of total) when killed
-        self.after: set[int] = set()  # actor processes seen after the kill
 
     def start_input(self, path): ...
     def scene_planned(self, path, height, width, tiles): ...
@@ -173,8 +172,6 @@ class KillTheActor:
             self.killed, self.at = _actor_pids(), (done, total)
             for pid in self.killed:
                 os.kill(pid, signal.SIGKILL)
-        else:
-            self.after |= _actor_pids() - self.killed
 
 
 def test_killed_actor_is_retried_and_outputs_are_unchanged(local_ray, model, scenes, reference, tmp_path):
@@ -187,7 +184,7 @@ def test_killed_actor_is_retried_and_outputs_are_unchanged(local_ray, model, sce
     assert_same_outputs(tmp_path / "out", reference[0])
 
 
-def test_a_scene_failing_mid_read_is_failed_with_the_local_message_and_the_run_goes_on(local_ray, model, scenes,
+def test_a_scene_failing_mid_read_is_failed_with_the_local_message_and_the_run_goes_on(local_ray, model,
                                                                                           tmp_path):
     """A GeoTIFF whose second 256 px block is garbage: its first tile batch reads, the next fails in the
     decode task. The scene is failed with the message single-process `icpd infer` gives (one failed-scene
@@ -208,15 +205,17 @@ def test_a_scene_failing_mid_read_is_failed_with_the_local_message_and_the_run_g
     assert errors == {Path(r.path).name: r.error for r in local.results}
     assert errors["ok.png"] is None and str(tif) in errors["torn.tif"]
     assert sorted(p.name for p in (tmp_path / "ray").iterdir() if p.name.startswith("torn")) == []
-    assert (tmp_path / "ray" / "ok_labels.png").read_bytes() == (tmp_path / "local" / "ok_labels.png").read_bytes()
+    ok = "ok_labels.png"
+    assert (tmp_path / "ray" / ok).read_bytes() == (tmp_path / "local" / ok).read_bytes()
 
 
-def test_restarted_run_skips_complete_scenes_and_redoes_partial_ones(local_ray, model, scenes, reference, tmp_path):
+def test_restarted_run_skips_complete_scenes_and_redoes_partial_ones(local_ray, model, scenes, reference,
+                                                                     tmp_path):
     out = tmp_path / "out"
     model_dir, supports, _ = model
-    argv = ["infer", str(scenes), "--model", str(model_dir), *[a for s in supports for a in ("--support", str(s))],
-            "--out", str(out), "--overlap", "32", "--batch", "2", "--save-probs", "--threads", "1", "-q",
-            "--ray", "local"]
+    argv = ["infer", str(scenes), "--model", str(model_dir),
+            *[a for s in supports for a in ("--support", str(s))], "--out", str(out), "--overlap", "32",
+            "--batch", "2", "--save-probs", "--threads", "1", "-q", "--ray", "local"]
     res = runner.invoke(app, argv)
     assert res.exit_code == 0, res.output
     assert "3 of 3 scene(s) segmented" in res.output
@@ -239,8 +238,8 @@ def test_an_actor_that_cannot_start_stops_the_run_with_one_clear_error(local_ray
     _, supports, predictor = model
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"^the Ray run stopped: .*model dir /nonexistent/icpd-model"):
-        infer_paths_ray(predictor, "/nonexistent/icpd-model", supports, collect_inputs([scenes], out), out, OPTIONS,
-                        threads=1)
+        infer_paths_ray(predictor, "/nonexistent/icpd-model", supports, collect_inputs([scenes], out), out,
+                        OPTIONS, threads=1)
     assert json.loads((out / "summary.json").read_text())["inputs"] == []
 
 
@@ -264,8 +263,8 @@ def test_ray_auto_from_another_process_joins_the_running_cluster_with_relative_p
         shutil.copy(s, work / s.name)
     code = "import sys; from icpd.cli import main; sys.argv = ['icpd', *sys.argv[1:]]; main()"
     args = [sys.executable, "-c", code, "infer", "scenes", "--model", "model",
-            *[a for s in supports for a in ("--support", s.name)], "--out", "out", "--overlap", "32", "--batch", "2",
-            "--save-probs", "--threads", "1", "-q", "--ray", "auto"]
+            *[a for s in supports for a in ("--support", s.name)], "--out", "out", "--overlap", "32",
+            "--batch", "2", "--save-probs", "--threads", "1", "-q", "--ray", "auto"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=150, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -57,7 +57,8 @@ def predictor(model):
     return p
 
 
-def _write_video(path: Path, frames: int, height: int, width: int, fps: float = 10.0, fourcc: str = "FFV1") -> Path:
+def _write_video(path: Path, frames: int, height: int, width: int, fps: float = 10.0,
+                 fourcc: str = "FFV1") -> Path:
     """``frames`` synthetic aerial tiles (RGB), each a different scene, as a video."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     assert writer.isOpened()
@@ -97,7 +98,8 @@ def test_every_frame_equals_icpd_infer_on_that_frame(model, predictor, tmp_path,
     for i, rgb in enumerate(_decode(video)):
         cv2.imwrite(str(decoded / f"frame_{i:03d}.png"), rgb[:, :, ::-1])
     res = runner.invoke(app, ["infer", "--model", str(model_dir), "--support", str(supports[0]), "--support",
-                              str(supports[1]), str(decoded), "--out", str(tmp_path / "infer"), "-q", "--threads", "1"])
+                              str(supports[1]), str(decoded), "--out", str(tmp_path / "infer"), "-q",
+                              "--threads", "1"])
     assert res.exit_code == 0, res.output
     expected = [np.asarray(Image.open(tmp_path / "infer" / f"frame_{i:03d}_labels.png")) for i in range(5)]
     assert any((e > 0).any() for e in expected), "a test whose frames are all background could not fail"
@@ -299,7 +301,8 @@ def test_a_source_cut_short_ends_the_run_cleanly_with_the_reason(model, predicto
     (folder / "f3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with open_frames(folder) as src:
         summary = run_stream(predictor, src, StreamOptions())
-    assert summary.frames_out == 3 and summary.end_reason.startswith("frame 3 unreadable") and "f3.png" in summary.end_reason
+    assert summary.frames_out == 3
+    assert summary.end_reason.startswith("frame 3 unreadable") and "f3.png" in summary.end_reason
 
 
 def test_bad_sources_exit_2_naming_them(model, tmp_path):

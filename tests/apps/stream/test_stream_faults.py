@@ -44,7 +44,8 @@ S = 128  # tiny preset input size
 # Runs `icpd` with a file size limit: SIGXFSZ ignored, so a write past it fails with EFBIG (as a
 # full disk fails with ENOSPC) instead of killing the process; both survive the exec.
 LIMITED = ("import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-           "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
+           "resource.setrlimit(resource.RLIMIT_FSIZE, "
+           "(int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
            "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
 
 
@@ -138,7 +139,7 @@ def _icpd_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("icpd-")]
 
 
-# -- an --out that cannot be written: refused before the first frame, at once ---------------------------------
+# -- an --out that cannot be written: refused before the first frame, at once ------------------------------
 
 @pytest.mark.parametrize("where", ["sys", "proc", "through-a-file", "read-only-mount"])
 def test_unwritable_out_is_one_error_line_within_5_s(model, clip, tmp_path, where):
@@ -159,8 +160,8 @@ def test_unwritable_out_is_one_error_line_within_5_s(model, clip, tmp_path, wher
         mount = _tmpfs(tmp_path / "ro", "size=1m,ro")
         out, folder = tmp_path / "ro" / "seg.mp4", str(tmp_path / "ro")
     fix = {"sys": "permissions", "proc": "check the path", "through-a-file": "a part of the path is a file",
-           "read-only-mount": "Read-only file system; that file system is read-only; choose an output location "
-                              "on a writable one"}[where]
+           "read-only-mount": "Read-only file system; that file system is read-only; choose an output "
+                              "location on a writable one"}[where]
     with mount:
         code, stdout, stderr, seconds = _stream(model, clip, out, timeout=30)
         line = _one_error_line(stderr)
@@ -216,7 +217,8 @@ def test_a_jsonl_line_cut_by_a_write_error_is_taken_back(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     lines, err_no, message = done.stdout.strip().split(" ", 2)
-    assert int(err_no) == errno.EFBIG and message == f"{path}: File too large; check the path and its permissions"
+    assert int(err_no) == errno.EFBIG
+    assert message == f"{path}: File too large; check the path and its permissions"
     records = _whole_lines(path)
     assert len(records) == int(lines) > 0 and [r["frame"] for r in records] == list(range(len(records)))
     assert path.stat().st_size < 1000
@@ -236,16 +238,19 @@ def test_a_nearly_full_disk_stops_the_run_with_a_playable_video(model, tmp_path)
         line = _one_error_line(stderr)
         assert code == 2, (code, stderr)
         assert line.startswith(f"error: {disk}: only "), line
-        assert line.endswith("; the disk is full; free some space or choose an output location on another disk")
+        assert line.endswith("; the disk is full; free some space or choose an output location on another "
+                             "disk")
         n = len(_whole_lines(stream_paths(out)["jsonl"]))
         assert 0 < n < 150
-        assert f"({n} frame(s) written, {stream_paths(out)['jsonl']} and seg.summary.json hold them; {out} is finalised)" in line
+        jsonl = stream_paths(out)["jsonl"]
+        assert f"({n} frame(s) written, {jsonl} and seg.summary.json hold them; {out} is finalised)" in line
         assert container_problem(out) is None and _decoded_frames(out) == n
         assert json.loads(stream_paths(out)["summary"].read_text())["frames_out"] == n
 
         for path in stream_paths(out).values():
             path.unlink()
-        filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free + filler.stat().st_size - reserve_bytes(0) // 2))
+        room = shutil.disk_usage(disk).free + filler.stat().st_size - reserve_bytes(0) // 2
+        filler.write_bytes(b"\0" * room)
         code, _, stderr, _ = _stream(model, source, out, timeout=30)
         assert code == 2 and _one_error_line(stderr).startswith(f"error: {disk}: only "), stderr
         assert sorted(p.name for p in disk.iterdir()) == ["filler"], "refused before anything was written"
@@ -254,7 +259,8 @@ def test_a_nearly_full_disk_stops_the_run_with_a_playable_video(model, tmp_path)
 # -- a stage that fails: every stage stops, every thread joins ---------------------------------------------
 
 class FailingOutputs(StreamOutputs):
-    """The real outputs, whose write fails at frame ``fail_at`` with ``error`` (a fault injected by the test)."""
+    """The real outputs, whose write fails at frame ``fail_at`` with ``error`` (a fault injected by the
+    test)."""
 
     fail_at = 2
     error: BaseException = RuntimeError("encoder exploded")
@@ -288,8 +294,9 @@ def test_an_output_failure_stops_every_stage_promptly(model, predictor, tmp_path
     assert len(_whole_lines(jsonl)) == 2 == _decoded_frames(tmp_path / "api.mp4")
     if kind == "disk":
         assert str(raised.value) == (f"{jsonl}: No space left on device (2 frame(s) written, {jsonl} and "
-                                     f"api.summary.json hold them; {tmp_path / 'api.mp4'} is finalised); the disk is "
-                                     "full; free some space or choose an output location on another disk")
+                                     f"api.summary.json hold them; {tmp_path / 'api.mp4'} is finalised); the "
+                                     "disk is full; free some space or choose an output location on another "
+                                     "disk")
 
     out = tmp_path / "cli.mp4"
     if kind == "disk":
@@ -302,8 +309,8 @@ def test_an_output_failure_stops_every_stage_promptly(model, predictor, tmp_path
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
         assert [ln for ln in res.output.splitlines() if ln.strip()] == [
             (f"error: {stream_paths(out)['jsonl']}: No space left on device (2 frame(s) written, "
-             f"{stream_paths(out)['jsonl']} and cli.summary.json hold them; {out} is finalised); the disk is full; "
-             "free some space or choose an output location on another disk")]
+             f"{stream_paths(out)['jsonl']} and cli.summary.json hold them; {out} is finalised); the disk is "
+             "full; free some space or choose an output location on another disk")]
     else:
         assert res.exit_code == 1 and isinstance(res.exception, RuntimeError), res.output
     assert len(_whole_lines(stream_paths(out)["jsonl"])) == 2 == _decoded_frames(out)
