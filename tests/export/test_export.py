@@ -53,7 +53,8 @@ def test_self_check_is_recorded_and_tight(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory, tiny_model):
-    return export_model(tiny_model, tmp_path_factory.mktemp("plugin") / "tiny", rank_prior="plugin", validation_runs=1).path
+    return export_model(tiny_model, tmp_path_factory.mktemp("plugin") / "tiny", rank_prior="plugin",
+                        validation_runs=1).path
 
 
 def test_plugin_form_has_one_custom_node_per_level(plugin_dir, tiny_model):

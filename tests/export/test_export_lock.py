@@ -81,6 +81,7 @@ def test_a_killed_exports_lock_is_taken_over(tmp_path):
 
     from icpd.cli import app
 
-    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--out", str(out), "--no-validate", "-q"])
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--out", str(out),
+                                   "--no-validate", "-q"])
     assert res.exit_code == 0, res.output
     assert ModelDir.open(out).meta["preset"]["name"] == "tiny" and not lock_path(out).exists()

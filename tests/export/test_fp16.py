@@ -16,7 +16,8 @@ def fp16_dir(tiny_model_dir, tmp_path_factory):
     from icpd.apps.validate import check_fp16_against_fp32
     from icpd.export.fp16 import convert_model_dir_fp16
 
-    return convert_model_dir_fp16(tiny_model_dir, tmp_path_factory.mktemp("fp16") / "tiny", check=check_fp16_against_fp32)
+    return convert_model_dir_fp16(tiny_model_dir, tmp_path_factory.mktemp("fp16") / "tiny",
+                                  check=check_fp16_against_fp32)
 
 
 def graph(model_dir, role):
@@ -37,7 +38,8 @@ def test_model_json_says_fp16(fp16_dir, tiny_model_dir):
     assert fp16_dir.meta["precision"] == "fp16" and src.meta["precision"] == "fp32"
     assert fp16_dir.fingerprint == src.fingerprint  # same weights: support caches stay valid
     ModelDir.open(fp16_dir.path, verify_hashes=True)
-    assert (fp16_dir.path / "encoder.onnx.data").stat().st_size < 0.6 * (tiny_model_dir / "encoder.onnx.data").stat().st_size
+    fp32_data = (tiny_model_dir / "encoder.onnx.data").stat().st_size
+    assert (fp16_dir.path / "encoder.onnx.data").stat().st_size < 0.6 * fp32_data
 
 
 @pytest.mark.parametrize("role", ["encoder", "matcher"])
@@ -82,7 +84,8 @@ def test_rank_prior_subgraph_and_logits_head_stay_fp32(fp16_dir, tiny_model_dir)
     m = graph(fp16_dir, "matcher")
     types = elem_types(m)
     for node in m.graph.node:
-        if node.name in rank | head and node.input and types.get(node.input[0]) in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        if (node.name in rank | head and node.input
+                and types.get(node.input[0]) in (TensorProto.FLOAT, TensorProto.FLOAT16)):
             assert types[node.input[0]] == TensorProto.FLOAT, f"{node.op_type} {node.name}"
     # the Scan bodies (TopK, Gather, discounts) stay FP32, constants read from the main graph included
     inits = {i.name: i.data_type for i in m.graph.initializer}
@@ -135,7 +138,8 @@ def test_export_cli_precision_fp16(tmp_path):
     from icpd.cli import app
 
     out = tmp_path / "m16"
-    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp16", "--out", str(out)])
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp16",
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "model.json").read_text())
     assert meta["precision"] == "fp16" and meta["preset"]["name"] == "tiny"
@@ -146,5 +150,6 @@ def test_export_cli_precision_fp16(tmp_path):
     # the result line stays one line when captured (issue 16: it was wrapped at 80 columns in logs)
     result = re.search(rf"^wrote {re.escape(str(out))} \(fp16\) in [\d.]+ s; .*\d$", res.output, re.MULTILINE)
     assert result and len(result.group(0)) > 80, res.output
-    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp8", "--out", str(tmp_path / "x")])
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision", "fp8",
+                                   "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "fp8" in res.output

@@ -127,9 +127,11 @@ def test_a_tight_bound_keeps_the_most_sensitive_blocks_fp32_until_the_check_pass
     quantized = quantized_nodes_of(onnx.load(str(md.file("encoder")), load_external_data=False))
     assert not set(nodes) & set(quantized) and len(quantized) == mixed["matmuls_int8"] == mixed["matmuls"] - len(nodes)
     src = ModelDir.open(tiny_model_dir)
-    assert md.fingerprint == int8_fingerprint(src.fingerprint, DEFAULT_OPTIONS, nodes) != ModelDir.open(int8_dir).fingerprint
+    assert md.fingerprint == int8_fingerprint(src.fingerprint, DEFAULT_OPTIONS, nodes)
+    assert md.fingerprint != ModelDir.open(int8_dir).fingerprint
     line = summary_line(mixed)
-    assert line.startswith(f"INT8: {len(quantized)} of {mixed['matmuls']} MatMuls quantized; kept in FP32: {kept[0]['block']} "
+    assert line.startswith(f"INT8: {len(quantized)} of {mixed['matmuls']} MatMuls quantized; "
+                           f"kept in FP32: {kept[0]['block']} "
                            f"(sensitivity, rel. error ")
     assert f"encoder {mixed['speed']['speedup']:.2f}x FP32" in line
 
@@ -146,7 +148,8 @@ def test_int8_that_passes_only_with_everything_fp32_is_refused(tiny_model_dir, t
         convert_model_dir_int8(tiny_model_dir, out, DEFAULT_OPTIONS, check=_check(1))
     msg = str(err.value)
     assert msg.startswith("the INT8 self-check failed: feat_clip: cosine similarity 0.9")
-    assert "< 0.9999999 (gross error guard); with 5 of 6 blocks kept in FP32 (most sensitive first) it still failed: feat_clip" in msg
+    assert ("< 0.9999999 (gross error guard); with 5 of 6 blocks kept in FP32 (most sensitive first) "
+            "it still failed: feat_clip") in msg
     assert msg.endswith("(rule: icpd.export.pass_rule); nothing written. Export FP32 instead (no precision=int8)")
     assert cli_text(err.value).endswith("Export FP32 instead (no --precision int8)")
     assert not out.exists() and not list(tmp_path.glob(".never*"))
@@ -155,10 +158,12 @@ def test_int8_that_passes_only_with_everything_fp32_is_refused(tiny_model_dir, t
 def test_user_excluded_blocks_stay_fp32_and_unknown_patterns_are_refused(tiny_model_dir, tmp_path):
     import onnx
 
-    md = convert_model_dir_int8(tiny_model_dir, tmp_path / "ex", DEFAULT_OPTIONS, exclude=["*resblocks.1.mlp", "node_matmul_2"])
+    md = convert_model_dir_int8(tiny_model_dir, tmp_path / "ex", DEFAULT_OPTIONS,
+                                exclude=["*resblocks.1.mlp", "node_matmul_2"])
     mixed = md.meta["int8"]["mixed_precision"]
     assert [(k["block"], k["why"]) for k in mixed["fp32_blocks"]] == [
-        ("cross_modal_visual_backbone.transformer.resblocks.1.mlp", "--int8-exclude"), ("node_matmul_2", "--int8-exclude")]
+        ("cross_modal_visual_backbone.transformer.resblocks.1.mlp", "--int8-exclude"),
+        ("node_matmul_2", "--int8-exclude")]
     nodes = [n for k in mixed["fp32_blocks"] for n in k["nodes"]]
     assert len(nodes) == 3 and mixed["sensitivity"] is None  # no check given: no fallback
     quantized = quantized_nodes_of(onnx.load(str(md.file("encoder")), load_external_data=False))
@@ -174,9 +179,10 @@ def test_user_excluded_blocks_stay_fp32_and_unknown_patterns_are_refused(tiny_mo
 def test_min_speedup_refuses_an_int8_dir_that_no_longer_pays(tiny_model_dir, tmp_path):
     """No encoder is 1000x faster in INT8: the conversion says by how much it is, and writes nothing."""
     out = tmp_path / "slow"
-    with pytest.raises(Int8ConversionError, match=r"^min_speedup=1000: the INT8 encoder is only \d+\.\d\dx as fast "
-                                                  r"as FP32 on this CPU \(\d+ -> \d+ ms, FP32 blocks: 0\); nothing written\. "
-                                                  r"Export FP32 \(no precision=int8\), or lower min_speedup$") as err:
+    with pytest.raises(Int8ConversionError,
+                       match=r"^min_speedup=1000: the INT8 encoder is only \d+\.\d\dx as fast "
+                             r"as FP32 on this CPU \(\d+ -> \d+ ms, FP32 blocks: 0\); nothing written\. "
+                             r"Export FP32 \(no precision=int8\), or lower min_speedup$") as err:
         convert_model_dir_int8(tiny_model_dir, out, DEFAULT_OPTIONS, min_speedup=1000)
     assert err.value.param == "min_speedup"  # the CLI (icpd export) prints it as --int8-min-speedup
     assert cli_text(err.value).endswith("Export FP32 (no --precision int8), or lower --int8-min-speedup")
@@ -231,8 +237,8 @@ def test_export_cli_passes_int8_exclude_and_min_speedup_through(tmp_path):
     assert res.exit_code == 2 and "--int8-exclude and --int8-min-speedup are for --precision int8" in res.output
     res = runner.invoke(app, [*base, "--precision", "int8", "--int8-min-speedup", "0"])
     assert res.exit_code == 2 and "--int8-min-speedup 0: give a ratio above 0" in res.output
-    res = runner.invoke(app, [*base, "--precision", "int8", "--no-validate", "-q", "--int8-exclude", "*resblocks.0.attn",
-                              "--int8-min-speedup", "1000"])
+    res = runner.invoke(app, [*base, "--precision", "int8", "--no-validate", "-q",
+                              "--int8-exclude", "*resblocks.0.attn", "--int8-min-speedup", "1000"])
     assert res.exit_code == 2, res.output
     assert "error: --int8-min-speedup 1000: the INT8 encoder is only" in res.output and "FP32 blocks: 1)" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "m").exists()
@@ -267,7 +273,8 @@ def test_the_users_tiles_are_what_the_conversion_measures_on(tiny_model_dir, tmp
     md = convert_model_dir_int8(tiny_model_dir, tmp_path / "q", DEFAULT_OPTIONS, calibration=tiles)
     calib = md.meta["int8"]["calibration"]
     assert calib["source"] == str(tiles.resolve()) and calib["files"] == ["tile0.png", "tile1.png", "tile2.png"]
-    assert "note" not in calib and calib["used_for"].startswith("sensitivity of the quantized blocks, the speed-up check")
+    assert "note" not in calib
+    assert calib["used_for"].startswith("sensitivity of the quantized blocks, the speed-up check")
     assert md.meta["int8"]["mixed_precision"]["speed"]["images"] == 2  # the first two of the user's three
 
 
@@ -320,13 +327,15 @@ def test_int8_keeps_the_miou_of_a_trained_tiny_model(tmp_path_factory):
     scores = {}
     for name, model in (("fp32", fp32), ("int8", int8)):
         out = base / f"{name}.json"
-        res = runner.invoke(app, ["eval", "--dataset", "isaid5i", "--root", str(root), "--fold", "0", "--model", str(model),
-                                  "--backend", "ort", "--class-embeddings", str(emb), "--episodes", "60", "--json", str(out), "-q"])
+        res = runner.invoke(app, ["eval", "--dataset", "isaid5i", "--root", str(root), "--fold", "0",
+                                  "--model", str(model), "--backend", "ort", "--class-embeddings", str(emb),
+                                  "--episodes", "60", "--json", str(out), "-q"])
         assert res.exit_code == 0, res.output
         scores[name] = json.loads(out.read_text())
     val = spread_subset(make_dataset("isaid5i", root, 0, "val", 1, load_class_embeddings(emb).embeddings, "tiny"), 60)
     all_fg = evaluate(_AllForeground(), val, 8).miou
-    print(f"retention (tiny, {cfg.epochs} x {cfg.episodes_per_epoch} training episodes, val mIoU {result.best_miou:.4f}; "
+    print(f"retention (tiny, {cfg.epochs} x {cfg.episodes_per_epoch} training episodes, "
+          f"val mIoU {result.best_miou:.4f}; "
           f"all-foreground {all_fg:.4f}): "
           + ", ".join(f"{k} mIoU {v['miou']:.4f} FB-IoU {v['fb_iou']:.4f}" for k, v in scores.items()))
     assert scores["fp32"]["episodes"] == scores["int8"]["episodes"] == len(val)

@@ -68,7 +68,8 @@ def test_validate_judges_int8_by_the_same_rule():
     logits = rng.standard_normal((1, 2, 8, 8))
     cmp.add_masks(logits, logits)
     assert cmp.rank == [pytest.approx(29 / 32)]
-    expected = ["query prior max |diff| 0.0700 > 0.05", f"rank prior agreement {29 / 32:.4f} < 0.99 (values within 0.01)"]
+    expected = ["query prior max |diff| 0.0700 > 0.05",
+                f"rank prior agreement {29 / 32:.4f} < 0.99 (values within 0.01)"]
     assert cmp.failures() == expected
     assert judge(cmp.outputs, cmp.masks, "int8", rank=cmp.rank) == expected
     assert judge(cmp.outputs, [], "int8") == ["query prior max |diff| 0.0700 > 0.05",

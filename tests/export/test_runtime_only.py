@@ -58,11 +58,13 @@ def test_runtime_only_dir_has_no_pytorch_weights_and_verifies(runtime_dir, tiny_
     for name in ("preprocess.onnx", "encoder.onnx", "matcher.onnx"):  # the same graphs as the full export
         assert file_sha256(runtime_dir / name) == file_sha256(tiny_model_dir / name)
     size = sum(p.stat().st_size for p in runtime_dir.iterdir())
-    assert size < sum(p.stat().st_size for p in tiny_model_dir.iterdir()) - (tiny_model_dir / "model.safetensors").stat().st_size + 4096
+    full = sum(p.stat().st_size for p in tiny_model_dir.iterdir())
+    assert size < full - (tiny_model_dir / "model.safetensors").stat().st_size + 4096
 
 
 def test_weights_of_a_runtime_only_dir_are_refused_by_name(runtime_dir):
-    with pytest.raises(ModelDirError, match=r"is runtime-only \(exported with --runtime-only\): it has no model\.safetensors"):
+    with pytest.raises(ModelDirError,
+                       match=r"is runtime-only \(exported with --runtime-only\): it has no model\.safetensors"):
         ModelDir.open(runtime_dir).file("weights")
 
 
@@ -130,7 +132,8 @@ def test_cli_export_runtime_only_then_cache_support_and_infer(tiny_model_dir, in
         res = _cache_support(d, inputs, tmp_path / f"{name}.support")
         assert res.exit_code == 0, res.output
         res = CliRunner().invoke(app, ["infer", "--model", str(d), "--support", str(tmp_path / f"{name}.support"),
-                                       str(inputs / "q.png"), "--out", str(tmp_path / f"out-{name}"), "-q", "--threads", "1"])
+                                       str(inputs / "q.png"), "--out", str(tmp_path / f"out-{name}"), "-q",
+                                       "--threads", "1"])
         assert res.exit_code == 0, res.output
         labels[name] = cv2.imread(str(tmp_path / f"out-{name}" / "q_labels.png"), cv2.IMREAD_UNCHANGED)
     full, slim = SupportSet.load(tmp_path / "full.support"), SupportSet.load(tmp_path / "ro.support")
@@ -149,8 +152,8 @@ def test_cli_export_runtime_only_then_cache_support_and_infer(tiny_model_dir, in
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_cli_export_runtime_only_at_lower_precision(tmp_path, precision):
     out = tmp_path / precision
-    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--out", str(out), "--runtime-only",
-                                   "--precision", precision, "--no-validate", "-q"])
+    res = CliRunner().invoke(app, ["export", "--random-weights", "--preset", "tiny", "--out", str(out),
+                                   "--runtime-only", "--precision", precision, "--no-validate", "-q"])
     assert res.exit_code == 0, res.output
     md = ModelDir.open(out, verify=True)
     assert md.runtime_only and md.meta["precision"] == precision and "weights" not in md.meta["files"]
@@ -171,8 +174,9 @@ def test_conversions_from_a_runtime_only_dir(runtime_dir, tmp_path):
 
 
 def test_bench_and_stream_run_it_and_validate_says_why_not(runtime_dir, inputs, tmp_path):
-    res = CliRunner().invoke(app, ["bench", "--model", str(runtime_dir), "--quick", "--rounds", "0", "--iterations", "1",
-                                   "--duration", "0", "--warmup", "0", "--shots", "1", "--batch", "2", "--classes", "1",
+    res = CliRunner().invoke(app, ["bench", "--model", str(runtime_dir), "--quick", "--rounds", "0",
+                                   "--iterations", "1", "--duration", "0", "--warmup", "0", "--shots", "1",
+                                   "--batch", "2", "--classes", "1",
                                    "--json", str(tmp_path / "b.json"), "-q"])
     assert res.exit_code == 0, res.output  # auto: the backends that need no PyTorch weights
     backends = {r["backend"] for r in json.loads((tmp_path / "b.json").read_text())["results"]}
@@ -184,7 +188,8 @@ def test_bench_and_stream_run_it_and_validate_says_why_not(runtime_dir, inputs, 
     for i in range(3):
         writer.write(np.random.default_rng(i).integers(0, 256, (128, 128, 3), dtype=np.uint8))
     writer.release()
-    res = CliRunner().invoke(app, ["stream", str(video), "--model", str(runtime_dir), "--support", str(tmp_path / "s.support"),
+    res = CliRunner().invoke(app, ["stream", str(video), "--model", str(runtime_dir),
+                                   "--support", str(tmp_path / "s.support"),
                                    "--out", str(tmp_path / "st.mp4"), "--threads", "1", "-q"])
     assert res.exit_code == 0 and "3 of 3 frame(s) segmented" in _flat(res.output), res.output
 
