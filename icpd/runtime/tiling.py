@@ -33,7 +33,8 @@ from icpd.runtime.validation import check_threshold
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
-__all__ = ["MIN_TILE_ANY", "SceneOptions", "Tile", "min_tile", "pad_tile", "plan_tiles", "tile_window"]
+__all__ = ["MIN_TILE_ANY", "SceneOptions", "Tile", "min_tile", "pad_tile", "plan_tiles", "small_scene_notes",
+           "tile_window"]
 
 # A tile is resized to the model input S; below S / MIN_TILE_DIVISOR it is upsampled more than
 # this factor, so the model sees interpolation blur instead of texture, and the tile count grows
@@ -118,6 +119,18 @@ def min_tile(model_size: int) -> int:
 
 
 MIN_TILE_ANY = 32  # min_tile() of the smallest preset (tiny, 128 px input)
+
+
+def small_scene_notes(height: int, width: int, tile: int, model_size: int) -> list[str]:
+    """A note for a scene with a side below :func:`min_tile` (a quarter of the model input, where
+    tiles and supports are refused as blur): it is segmented, padded by reflection to one tile, but
+    the user should know how little the network saw (``icpd infer``'s and ``icpd serve``'s notes)."""
+    low = min_tile(model_size)
+    if min(height, width) >= low:
+        return []
+    return [(f"{height}x{width} px (HxW): a side below {low} px (a quarter of the model input, "
+             f"{model_size} px); padded by reflection to the {tile} px tile, never stretched: so few pixels "
+             "give unreliable masks")]
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if want == "png":
             body, media = label_png(result), "image/png"
             response: Response = Response(body, media_type=media, headers={
-                "X-Classes": ",".join(result.class_names), "X-Notes": str(len(result.scene.notes))})
+                "X-Classes": ",".join(result.class_names), "X-Notes": str(len(result.notes))})
         else:
             result.timings["queue"] = (job.started or job.queued) - job.queued
             response = JSONResponse(result_json(result, polygons))

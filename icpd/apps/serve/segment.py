@@ -20,6 +20,7 @@ from icpd.io.viz import OVERLAY_PALETTE
 from icpd.io.windows import pixel_area
 from icpd.io.writers import encode_palette_png
 from icpd.runtime.scene import NODATA_LABEL, segment_array
+from icpd.runtime.tiling import small_scene_notes
 
 if TYPE_CHECKING:
     from icpd.apps.serve.metrics import ServeMetrics
@@ -39,6 +40,7 @@ class Segmented:
     scene: Scene
     tiles: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    notes: list[str] = field(default_factory=list)  # what `icpd infer` notes for this scene (decoding, size)
 
 
 def segment_body(job: Job, predictor: Predictor, data: bytes, suffix: str, bands: tuple[int, int, int] | None,
@@ -73,7 +75,9 @@ def segment_scene(job: Job, predictor: Predictor, scene: Scene, options: SceneOp
     labels = pred.labels if scene.nodata is None else np.where(scene.nodata, np.uint8(NODATA_LABEL), pred.labels)
     seconds = time.monotonic() - start
     metrics.stage.labels("predict").observe(seconds)
-    return Segmented(labels, list(pred.class_names), scene, pred.tiles, {"predict": seconds})
+    h, w = labels.shape
+    notes = [*scene.notes, *small_scene_notes(h, w, options.tile, predictor.preset.image_size)]
+    return Segmented(labels, list(pred.class_names), scene, pred.tiles, {"predict": seconds}, notes)
 
 
 def label_png(result: Segmented) -> bytes:
@@ -96,7 +100,7 @@ def result_json(result: Segmented, polygons: bool) -> dict[str, Any]:
         "height": h, "width": w, "tiles": result.tiles,
         "pixels": pixels,
         "area": None, "area_unit": None,
-        "notes": list(result.scene.notes),
+        "notes": result.notes,
         "timings": {k: round(v, 6) for k, v in result.timings.items()},
     }
     area = pixel_area(result.scene.geo)

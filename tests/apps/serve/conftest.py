@@ -40,13 +40,14 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def write_geotiff(path: Path, rgb: np.ndarray) -> Path:
-    """A 3-band uint8 GeoTIFF in UTM 33N with 0.5 m pixels."""
+def write_geotiff(path: Path, rgb: np.ndarray, nodata: int | None = None) -> Path:
+    """A 3-band uint8 GeoTIFF in UTM 33N with 0.5 m pixels (declaring ``nodata`` if given)."""
     import rasterio
     from affine import Affine
 
     with rasterio.open(path, "w", driver="GTiff", height=rgb.shape[0], width=rgb.shape[1], count=3, dtype="uint8",
-                       crs=rasterio.crs.CRS.from_epsg(UTM_WKT_EPSG), transform=Affine(*GEO_TRANSFORM)) as dst:
+                       crs=rasterio.crs.CRS.from_epsg(UTM_WKT_EPSG), transform=Affine(*GEO_TRANSFORM),
+                       nodata=nodata) as dst:
         dst.write(np.moveaxis(rgb, -1, 0))
     return path
 

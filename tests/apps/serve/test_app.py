@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hmac
 import io
+import json
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image  # label PNGs are palette PNGs: Pillow reads the class ids
@@ -28,12 +30,17 @@ def client(serve_model):
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> dict[str, Path]:
-    """A small PNG (one tile), a PNG larger than one tile (tiled and blended), a GeoTIFF."""
+    """A small PNG (one tile), a PNG larger than one tile (tiled and blended), a GeoTIFF, a GeoTIFF with
+    nodata (a black corner), and an RGBA PNG smaller than a quarter of the model input (two notes)."""
     d = tmp_path_factory.mktemp("serve-scenes")
-    small, big = d / "small.png", d / "big.png"
+    small, big, rgba = d / "small.png", d / "big.png", d / "rgba.png"
     small.write_bytes(png_bytes(scene(100, 120, 1)))
     big.write_bytes(png_bytes(scene(300, 420, 2)))
-    return {"small": small, "big": big, "geo": write_geotiff(d / "geo.tif", scene(200, 260, 3))}
+    cv2.imwrite(str(rgba), np.dstack([scene(20, 30, 4), np.full((20, 30), 200, np.uint8)]))
+    holed = scene(150, 170, 6)
+    holed[:40, :50] = 0
+    return {"small": small, "big": big, "geo": write_geotiff(d / "geo.tif", scene(200, 260, 3)),
+            "nodata": write_geotiff(d / "nodata.tif", holed, nodata=0), "rgba": rgba}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +100,7 @@ def test_model_and_supports_describe_what_is_loaded(client, serve_model):
                                                                           ("tank", 1, info["fingerprint"])]
 
 
-@pytest.mark.parametrize("name", ["small", "big", "geo"])
+@pytest.mark.parametrize("name", ["small", "big", "geo", "nodata", "rgba"])
 def test_label_png_is_the_file_icpd_infer_writes(client, scenes, infer_out, name):
     r = _segment(client, scenes[name], "image/png")
     assert r.status_code == 200, r.text
@@ -101,7 +108,21 @@ def test_label_png_is_the_file_icpd_infer_writes(client, scenes, infer_out, name
     expected = (infer_out / f"{name}_labels.png").read_bytes()
     assert r.content == expected
     labels = np.asarray(Image.open(io.BytesIO(r.content)))
-    assert {1, 2} <= set(np.unique(labels).tolist())  # both classes found: the order tank, ship is exercised
+    if name != "rgba":
+        assert {1, 2} <= set(np.unique(labels).tolist())  # both classes found: the order tank, ship is exercised
+    if name == "nodata":
+        assert (labels[:40, :50] == 255).all() and (labels[40:] != 255).all()
+
+
+def test_notes_are_icpd_infers_for_the_same_file(client, scenes, infer_out):
+    summary = json.loads((infer_out / "summary.json").read_text())
+    by_name = {Path(entry["path"]).name: entry for entry in summary["inputs"]}
+    for name, path in scenes.items():
+        doc = _segment(client, path, "application/json").json()
+        assert doc["notes"] == by_name[path.name]["notes"], name
+        assert doc["pixels"] == by_name[path.name]["pixels"] | {"background": doc["pixels"]["background"]}, name
+    rgba = _segment(client, scenes["rgba"], "application/json").json()["notes"]
+    assert rgba[0].startswith("RGBA PNG: alpha channel dropped") and "a side below 32 px" in rgba[1]
 
 
 def test_json_counts_are_the_label_pngs_bincount_with_areas_for_geotiffs(client, scenes):
