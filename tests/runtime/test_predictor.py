@@ -229,7 +229,8 @@ def test_intermediate_outputs_by_name(predictors, tiny_embeddings):
     p = predictors["ort"]
     p.reset()
     for i, name in enumerate(["ship", "plane"]):
-        p.add_support(p.encode_support(list(_scene(7 + i, 1)), _masks()[i : i + 1], name, np.roll(tiny_embeddings, i, 0)))
+        p.add_support(p.encode_support(list(_scene(7 + i, 1)), _masks()[i : i + 1], name,
+                                       np.roll(tiny_embeddings, i, 0)))
     imgs = _scene(8, 2)
     g = p.preset.clip_grid
     pred = p.predict(imgs, outputs=("query_prior", "pyramid_l3"))
@@ -273,7 +274,8 @@ def test_encode_support_picks_the_target_from_class_embeddings(predictors, tmp_p
     cv2.imwrite(str(tmp_path / "m.png"), mask * 255)
     res = CliRunner().invoke(app, ["cache-support", "--model", str(p.model_dir.path), "--class-name", "c2",
                                    "--image", str(tmp_path / "s.png"), "--mask", str(tmp_path / "m.png"),
-                                   "--class-embeddings", str(tmp_path / "e.safetensors"), "--out", str(tmp_path / "c2.support")])
+                                   "--class-embeddings", str(tmp_path / "e.safetensors"),
+                                   "--out", str(tmp_path / "c2.support")])
     assert res.exit_code == 0, res.output
     cli = SupportSet.load(tmp_path / "c2.support", p.fingerprint)
     for n, t in s.tensors.items():

@@ -82,7 +82,8 @@ def test_mask_of_another_size_is_refused_in_the_clis_words(p, files, tiny_model_
     assert py.startswith("support set 'c3': mask 1 of 1 is 64x64 (HxW) but its image is 128x128. Masks must match")
     res = _cli(tiny_model_dir, files, tmp_path / "x.support", "s.png", "m64.png")
     cli = _flat(res.output)
-    assert res.exit_code == 2 and f"error: mask {files / 'm64.png'} is 64x64 (HxW) but its image {files / 's.png'}" in cli
+    assert res.exit_code == 2
+    assert f"error: mask {files / 'm64.png'} is 64x64 (HxW) but its image {files / 's.png'}" in cli
     assert py.split("is 128x128.")[1] == cli.split("is 128x128.")[1]  # the same words after the subject
     assert not (tmp_path / "x.support").exists()
 
@@ -91,8 +92,8 @@ def test_non_binary_mask_values_are_refused_in_the_clis_words(p, files, tiny_mod
     """Guards issue 20: encode_support took mask values 0..5 (any non-zero counted as the object)."""
     values = (np.arange(128 * 128) % 6).reshape(128, 128).astype(np.uint8)
     py = _py_error(p, files, [_img(0)], [values])
-    assert py.startswith("support set 'c3': mask 1 of 1: values {0, 1, 2, 3, 4, 5} are not binary; expected only 0/1 or "
-                         "only 0/255.")
+    assert py.startswith("support set 'c3': mask 1 of 1: values {0, 1, 2, 3, 4, 5} are not binary; "
+                         "expected only 0/1 or only 0/255.")
     res = _cli(tiny_model_dir, files, tmp_path / "x.support", "s.png", "m05.png")
     cli = _flat(res.output)
     assert res.exit_code == 2 and f"error: mask {files / 'm05.png'}: values {{0, 1, 2, 3, 4, 5}}" in cli
@@ -125,7 +126,8 @@ def test_a_raster_goes_wherever_an_image_goes(p, files, tiny_embeddings):
     np.testing.assert_array_equal(p.predict(r).probs, p.predict(r.pixels).probs)
     np.testing.assert_array_equal(p.predict([r, Raster(_img(3, 90, 200))]).probs,
                                   p.predict([r.pixels, _img(3, 90, 200)]).probs)
-    with pytest.raises(InputError, match=r"^image 2 of 2: got the path 's.png'; expected a uint8 RGB array .*read_image"):
+    with pytest.raises(InputError,
+                       match=r"^image 2 of 2: got the path 's.png'; expected a uint8 RGB array .*read_image"):
         p.predict([r, "s.png"])
     with pytest.raises(TypeError, match=r"^image 1 of 1: got dict; expected a uint8 RGB array \(H, W, 3\) or an "
                                          r"icpd.io.Raster"):
@@ -164,8 +166,9 @@ def test_the_same_class_twice_is_refused_unless_replaced(p, tiny_embeddings):
     ship2 = p.encode_support([_img(2), _img(3)], [_mask(), _mask()], "Ship", tiny_embeddings)
     p.add_support(ship)
     p.add_support(plane)
-    with pytest.raises(DuplicateClassError, match=r"^class 'Ship' is given twice \(already added as 'ship', 1 shot\(s\), "
-                                                  r"label 1\); give each class once$"):
+    with pytest.raises(DuplicateClassError,
+                       match=r"^class 'Ship' is given twice \(already added as 'ship', 1 shot\(s\), "
+                             r"label 1\); give each class once$"):
         p.add_support(ship2)
     assert p.class_names == ["ship", "plane"]
     assert p.add_support(ship2, replace=True) is ship2
@@ -187,7 +190,8 @@ def test_class_names_are_refused_alike(p, files, tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"^class name '': empty"):
         p.add_support(SupportSet("", made.fingerprint, made.shots, made.tensors))  # a SupportSet made by hand
     res = CliRunner().invoke(app, ["cache-support", "--model", str(tiny_model_dir), "--class-name", "",
-                                   "--class-embeddings", str(files / "e.safetensors"), "--out", str(tmp_path / "x.support"),
+                                   "--class-embeddings", str(files / "e.safetensors"),
+                                   "--out", str(tmp_path / "x.support"),
                                    "--image", str(files / "s.png"), "--mask", str(files / "m.png")])
     py = _py_error(p, files, [_img(0)], [_mask()], "")
     assert res.exit_code == 2 and _flat(res.output) == f"error: --class-name: {py}"
@@ -232,11 +236,13 @@ def test_other_public_inputs_are_checked(p, tiny_model_dir):
     with pytest.raises(ValueError) as err:
         Predictor.load(tiny_model_dir, backend="ort", threads=0)
     assert str(err.value) == "threads: must be >= 1 (got 0); pass a value >= 1"
-    res = CliRunner().invoke(app, ["infer", "x.png", "--model", "m", "--support", "s.support", "--out", "o", "--threads", "0"])
+    res = CliRunner().invoke(app, ["infer", "x.png", "--model", "m", "--support", "s.support", "--out", "o",
+                                   "--threads", "0"])
     assert res.exit_code == 2 and _flat(res.output) == f"error: --{err.value}"  # the same words, the flag in front
     with pytest.raises(TypeError, match=r"^threads: not a whole number \(got 1.5\)"):
         Predictor.load(tiny_model_dir, backend="ort", threads=1.5)
-    with pytest.raises(ValueError, match=r"^encode: images of shape \(1, 3, 64, 64\), float32; expected \(B, 3, 128, 128\)"):
+    with pytest.raises(ValueError,
+                       match=r"^encode: images of shape \(1, 3, 64, 64\), float32; expected \(B, 3, 128, 128\)"):
         p.encode(np.zeros((1, 3, 64, 64), np.float32))
     p.reset()
     with pytest.raises(ValueError, match=r"^outputs 'query_prior': give a sequence of names"):
@@ -259,4 +265,5 @@ def test_infer_refuses_a_class_given_twice_in_the_librarys_words(p, tiny_model_d
     res = CliRunner().invoke(app, ["infer", str(tmp_path / "scene.png"), "--model", str(tiny_model_dir), "--support",
                                    str(ship), "--support", str(other), "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 2 and _flat(res.output) == f"error: --support {other}: {err.value}", res.output
-    assert str(err.value) == "class 'SHIP' is given twice (already added as 'ship', 1 shot(s), label 1); give each class once"
+    assert str(err.value) == ("class 'SHIP' is given twice (already added as 'ship', 1 shot(s), label 1); "
+                              "give each class once")

@@ -86,13 +86,14 @@ def test_cache_support_infer_and_bench_run_without_torch(tiny_model_dir, inputs,
     from icpd.artifacts.support_cache import SupportSet
 
     res = icpd_without_torch("cache-support", "--model", str(tiny_model_dir), "--class-name", "c3", "--image", "s.png",
-                             "--mask", "m.png", "--class-embeddings", "e.safetensors", "--out", "c3.support", cwd=inputs)
+                             "--mask", "m.png", "--class-embeddings", "e.safetensors", "--out", "c3.support",
+                             cwd=inputs)
     assert res.returncode == 0, res.stderr
     emb = SupportSet.load(inputs / "c3.support").tensors["class_embeddings"]
     assert emb.shape == (15, 32) and np.array_equal(emb[0], tiny_embeddings[3])  # c3's row first, read without torch
 
-    res = icpd_without_torch("infer", "--model", str(tiny_model_dir), "--support", "c3.support", "q.png", "--out", "out",
-                             "-q", "--threads", "1", cwd=inputs)
+    res = icpd_without_torch("infer", "--model", str(tiny_model_dir), "--support", "c3.support", "q.png",
+                             "--out", "out", "-q", "--threads", "1", cwd=inputs)
     assert res.returncode == 0, res.stderr
     # --threads sizes the command's one shared ORT pool; sessions do not repeat it (ORT warned once per session)
     assert "global thread pool" not in res.stderr, res.stderr
@@ -101,7 +102,8 @@ def test_cache_support_infer_and_bench_run_without_torch(tiny_model_dir, inputs,
     assert json.loads((inputs / "out" / "summary.json").read_text())
 
     res = icpd_without_torch("bench", "--model", str(tiny_model_dir), "--rounds", "0", "--iterations", "1",
-                             "--warmup", "0", "--duration", "0", "--shots", "1", "--json", "bench.json", "-q", cwd=inputs)
+                             "--warmup", "0", "--duration", "0", "--shots", "1", "--json", "bench.json", "-q",
+                             cwd=inputs)
     assert res.returncode == 0, res.stderr
     doc = json.loads((inputs / "bench.json").read_text())
     assert {r["backend"] for r in doc["results"]} == {"ort-cpu"}  # no torch backend offered without torch
@@ -153,8 +155,8 @@ def test_runtime_dependencies_leave_torch_to_an_extra():
     def names(reqs: list[str]) -> set[str]:
         return {r.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip() for r in reqs}
 
-    assert names(project["dependencies"]) == {"numpy", "onnxruntime", "opencv-python-headless", "safetensors", "typer", "rich",
-                                               "tifffile"}
+    assert names(project["dependencies"]) == {"numpy", "onnxruntime", "opencv-python-headless", "safetensors",
+                                               "typer", "rich", "tifffile"}
     extras = project["optional-dependencies"]
     assert {"torch", "torchvision", "open_clip_torch", "onnx", "onnxscript"} <= names(extras["torch"])
     assert "icpd[torch]" in extras["dev"]
