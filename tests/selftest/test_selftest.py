@@ -46,7 +46,8 @@ def test_cpu_run_passes_the_cpu_steps_and_skips_the_gpu_steps(tmp_path, monkeypa
 
     # a second run reuses the export (same sources and versions): the CPU steps then take seconds
     again = run_selftest("cpu", tmp_path / "again", only=("export",))
-    assert again.steps[0].details["reused"] is True and again.steps[0].details["model_dir"] == steps["export"]["details"]["model_dir"]
+    assert again.steps[0].details["reused"] is True
+    assert again.steps[0].details["model_dir"] == steps["export"]["details"]["model_dir"]
     assert again.steps[0].details["summary"] == "tiny preset, seed 0, sort form, reused from the cache"
 
 
@@ -55,7 +56,8 @@ def test_cuda_asked_without_a_gpu_fails_the_environment_and_skips_gpu_steps(tmp_
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    res = runner.invoke(app, ["selftest", "--device", "cuda", "--out", str(tmp_path), "--only", "environment,kernel_cuda"])
+    res = runner.invoke(app, ["selftest", "--device", "cuda", "--out", str(tmp_path),
+                              "--only", "environment,kernel_cuda"])
     assert res.exit_code == 1
     doc = json.loads((tmp_path / "selftest.json").read_text())
     env, kernel = doc["steps"]
@@ -76,7 +78,8 @@ def test_a_failed_step_names_the_error_and_fix_and_later_steps_go_on(tmp_path, m
     report = run_selftest("cpu", tmp_path, only=("export", "ort_vs_torch_cpu", "latency"))
     export, ort, latency = report.steps
     assert export.status == "fail" and export.error == "OSError: [Errno 28] No space left on device"
-    assert export.fix.startswith("reinstall the torch extra") and "broken_export" in "\n".join(export.details["traceback"])
+    assert export.fix.startswith("reinstall the torch extra")
+    assert "broken_export" in "\n".join(export.details["traceback"])
     assert (ort.status, ort.reason) == ("skip", "needs the exported model (the export step failed)")
     assert (latency.status, latency.reason) == ("skip", "needs the exported model (the export step failed)")
     assert json.loads((tmp_path / "selftest.json").read_text())["passed"] is False

@@ -32,7 +32,8 @@ def test_synth_train_eval(tmp_path: Path):
     assert res.exit_code == 0, res.output
     # the tiny preset trains its random encoders by default, and says so on one line (not wrapped
     # at 80 columns when captured)
-    assert "tiny preset: the encoders train with the prior learner and decoder (--freeze-encoders: keep them fixed)\n" in res.output
+    assert ("tiny preset: the encoders train with the prior learner and decoder "
+            "(--freeze-encoders: keep them fixed)\n") in res.output
     log = json.loads((run / "metrics.jsonl").read_text())
     # scores are fractions everywhere a person reads them (issue 20: train/eval printed 26.67 for 0.2667)
     assert f"val mIoU {log['val_miou']:.4f}, FB-IoU {log['val_fb_iou']:.4f} (" in res.output
@@ -98,6 +99,7 @@ def test_errors_holding_brackets_print_literally(tmp_path: Path):
         assert res.exit_code == 2, (args[0], res.output, res.exception)
         flat = "".join(res.output.split("\n"))
         assert "error:" in flat and ("[bold]root" in flat or "none[b].safetensors" in flat), (args[0], flat)
-    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--layout", "[bold]coco[/bold]", "--tiles", "5"])
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--layout", "[bold]coco[/bold]",
+                              "--tiles", "5"])
     assert res.exit_code == 2, (res.output, res.exception)
     assert "[bold]coco[/bold]" in "".join(res.output.split("\n"))

@@ -33,7 +33,8 @@ def _worker(rank: int, world: int, port: int, root: str, emb: str, out: str, dum
     torch.set_num_threads(1)
     result = train(_config(Path(root), Path(emb), Path(out)), Console(stderr=True, quiet=True))
     state = {k: v for k, v in result.model.state_dict().items() if k.startswith(TRAINABLE)}
-    torch.save({"state": state, "miou": torch.tensor(result.best_miou, dtype=torch.float64)}, Path(dump) / f"rank{rank}.pt")
+    torch.save({"state": state, "miou": torch.tensor(result.best_miou, dtype=torch.float64)},
+               Path(dump) / f"rank{rank}.pt")
 
 
 def _free_port() -> int:
@@ -48,7 +49,8 @@ def test_two_process_gloo_run(tmp_path: Path):
     synthesize(root, "isaid5i", 30, seed=2, size=128)
     emb = save_class_embeddings(
         tmp_path / "emb.safetensors",
-        ClassEmbeddings(torch.randn(15, 32, generator=torch.Generator().manual_seed(1)), tuple(f"c{i}" for i in range(15))),
+        ClassEmbeddings(torch.randn(15, 32, generator=torch.Generator().manual_seed(1)),
+                        tuple(f"c{i}" for i in range(15))),
     )
     out, dump = tmp_path / "ddp", tmp_path / "dump"
     dump.mkdir()

@@ -31,7 +31,8 @@ def test_icpd_eval_of_an_exported_model_matches_pytorch(tiny_model_dir, tmp_path
     from icpd.model.text import ClassEmbeddings, save_class_embeddings
 
     synthesize(tmp_path / "data", "isaid5i", tiles=12, seed=0, size=128)
-    save_class_embeddings(tmp_path / "e.safetensors", ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15))))
+    save_class_embeddings(tmp_path / "e.safetensors",
+                          ClassEmbeddings(torch.randn(15, 32), tuple(f"c{i}" for i in range(15))))
     common = ["eval", "--dataset", "isaid5i", "--root", str(tmp_path / "data"), "--fold", "0", "--episodes", "6",
               "--class-embeddings", str(tmp_path / "e.safetensors"), "--quiet"]
     scores = {}

@@ -50,8 +50,9 @@ def learned(synth, tmp_path_factory: pytest.TempPathFactory):
     9 x 12 steps of 8.
 
     lr 1e-3 (the authors' 1e-4 needs far more steps); measured on this data: the model predicts
-    all background for ~5 epochs, then novel-class mIoU rises to ~0.07 by epoch 9 (0.0663 measured on one thread, 0.0722 on two; ~0.09-0.10 by epoch 12-14) (objects are ~1.3%
-    of the pixels; the random tiny encoders give weak but real support/query similarity).
+    all background for ~5 epochs, then novel-class mIoU rises to ~0.07 by epoch 9 (0.0663 measured
+    on one thread, 0.0722 on two; ~0.09-0.10 by epoch 12-14) (objects are ~1.3% of the pixels; the
+    random tiny encoders give weak but real support/query similarity).
     """
     root, emb = synth
     cfg = TrainConfig(
@@ -75,12 +76,14 @@ def test_training_beats_untrained_and_trivial_predictions(learned, synth):
     root, emb_path = synth
     from icpd.model.text import load_class_embeddings
 
-    val = spread_subset(make_dataset("isaid5i", root, 0, "val", 1, load_class_embeddings(emb_path).embeddings, "tiny"), 24)
+    val = spread_subset(make_dataset("isaid5i", root, 0, "val", 1, load_class_embeddings(emb_path).embeddings, "tiny"),
+                        24)
     untrained = evaluate(TorchEpisodePredictor(seeded_model("tiny", 0)), val, 8).miou
     all_fg = evaluate(_Const(True), val, 8).miou
     all_bg = evaluate(_Const(False), val, 8).miou
     assert all_bg == 0.0
-    # Measured: trained 0.0663 (one thread; 0.0722 on two), untrained ~0.0-0.02, all-foreground ~0.013. Demand a clear margin.
+    # Measured: trained 0.0663 (one thread; 0.0722 on two), untrained ~0.0-0.02, all-foreground ~0.013.
+    # Demand a clear margin.
     assert result.best_miou >= 0.05
     assert result.best_miou >= untrained + 0.04
     assert result.best_miou >= 3 * all_fg
@@ -152,7 +155,8 @@ def test_loss_is_scale_weighted_cross_entropy_plus_prior_loss(synth, tiny_model)
     root, emb_path = synth
     from icpd.model.text import load_class_embeddings
 
-    ds = make_dataset("isaid5i", root, 0, "trn", 1, load_class_embeddings(emb_path).embeddings, "tiny", episodes_per_epoch=2)
+    ds = make_dataset("isaid5i", root, 0, "trn", 1, load_class_embeddings(emb_path).embeddings, "tiny",
+                      episodes_per_epoch=2)
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     total, ce, prior = episode_loss(tiny_model, batch, torch.device("cpu"), amp=False)
     with torch.no_grad():
@@ -173,7 +177,8 @@ def test_bad_options(synth, tmp_path: Path):
         train(_small(root, emb, tmp_path / "x", 0), QUIET)
     with pytest.raises(ValueError, match="holds no run to resume"):
         train(_small(root, emb, tmp_path / "y", 1, resume=True), QUIET)
-    wrong = save_class_embeddings(tmp_path / "e.safetensors", ClassEmbeddings(torch.ones(15, 16), tuple("abcdefghijklmno")))
+    wrong = save_class_embeddings(tmp_path / "e.safetensors",
+                                  ClassEmbeddings(torch.ones(15, 16), tuple("abcdefghijklmno")))
     with pytest.raises(ValueError, match=r"preset 'tiny' needs \(15, 32\)"):
         train(_small(root, wrong, tmp_path / "z", 1), QUIET)
 

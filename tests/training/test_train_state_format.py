@@ -9,8 +9,8 @@ import pytest
 
 from icpd.training.train_state import STATE_FORMAT, STATE_VERSION, load_state
 
-COMPLETE = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": 1, "config": {}, "encoder_fingerprint": "",
-            "optimizer": {}, "scaler": {}, "rng": {}}
+COMPLETE = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "epoch": 1, "config": {},
+            "encoder_fingerprint": "", "optimizer": {}, "scaler": {}, "rng": {}}
 
 
 @pytest.mark.parametrize(
