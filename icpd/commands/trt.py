@@ -108,9 +108,10 @@ def register(app: typer.Typer) -> None:
 
         With -q the report prints only when a backend fails."""
         from icpd.apps.validate import format_report, validate_model, write_report
+        from icpd.runtime.backends.registry import info
 
         names = tuple(b.strip() for b in backends.split(",") if b.strip())
-        if "trt" in names and device == "cpu":
+        if any(n in ("trt", *info("trt").aliases) for n in names) and device == "cpu":  # trt runs on CUDA
             device = "cuda"
         try:
             report = validate_model(model, names, engine_dir=engines, runs=runs, seed=seed, batch=batch, device=device)

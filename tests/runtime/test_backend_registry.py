@@ -15,12 +15,14 @@ import typer
 from typer.testing import CliRunner
 
 from icpd.commands.common import BackendOpt
+from icpd.commands.console import cli_text
 from icpd.config import Backend
+from icpd.errors import ParamError
 from icpd.runtime.backends import registry
 
 SPELLINGS = {"torch": Backend.TORCH, "ort": Backend.ORT, "trt": Backend.TRT,
              "onnxruntime": Backend.ORT, "tensorrt": Backend.TRT}
-UNKNOWN = "backend 'tpu': choose one of torch, ort, trt (onnxruntime is ort, tensorrt is trt)"
+UNKNOWN = "backend='tpu': choose one of torch, ort, trt (onnxruntime is ort, tensorrt is trt)"
 
 
 def without(monkeypatch, *modules: str) -> None:
@@ -44,8 +46,12 @@ def test_names_aliases_and_one_message():
         with pytest.raises(ValueError) as err:
             registry.resolve(bad)
         assert str(err.value) == UNKNOWN
-    with pytest.raises(ValueError, match=r"^backend 'ORT': choose one of torch, ort, trt"):
+    with pytest.raises(ValueError, match=r"^backend='ORT': choose one of torch, ort, trt"):
         registry.resolve("ORT")
+    with pytest.raises(ParamError) as err:
+        registry.resolve("tpu")
+    assert err.value.param == "backend"  # the CLI prints it as --backend (icpd.errors)
+    assert cli_text(err.value) == f"--backend {UNKNOWN.removeprefix('backend=')}"
 
 
 def test_requirements_devices_and_versions_are_declared():
@@ -206,3 +212,13 @@ def test_trt_check_reads_tensorrt_versions_from_the_registrys_distributions(monk
     monkeypatch.setattr(importlib.metadata, "version", version)
     assert installed_trt_version() == "11"  # the default, without TensorRT, is 10.3
     assert registry.versions("trt").get(only) == "11.1.0.7"
+
+
+def test_serve_settings_take_the_registrys_names_and_message():
+    from icpd.apps.serve.settings import ServeSettings
+
+    for text, backend in SPELLINGS.items():
+        assert ServeSettings(model="m", backend=text).backend == backend.value
+    with pytest.raises(ParamError) as err:
+        ServeSettings(model="m", backend="tpu")
+    assert str(err.value) == UNKNOWN

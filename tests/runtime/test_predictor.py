@@ -202,7 +202,7 @@ def test_load_takes_the_backend_enum_and_refuses_unknown_names(tiny_model_dir):
     from icpd.config import Backend
 
     assert Predictor.load(tiny_model_dir, backend=Backend.ORT).backend_name == "ort"
-    with pytest.raises(ValueError, match=r"^backend .onnx.: choose one of torch, ort, trt"):
+    with pytest.raises(ValueError, match=r"^backend='onnx': choose one of torch, ort, trt"):
         Predictor.load(tiny_model_dir, backend="onnx")
 
 

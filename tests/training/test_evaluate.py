@@ -100,9 +100,9 @@ def test_torch_predictor_returns_boolean_masks(val_set, tiny_model):
 def test_backends():
     assert isinstance(build_predictor("torch", torch.nn.Identity()), TorchEpisodePredictor)
     for name in ("ort", "trt"):
-        with pytest.raises(ValueError, match="--model MODEL_DIR"):
+        with pytest.raises(ValueError, match="model_dir=MODEL_DIR"):  # --model MODEL_DIR on the command line
             build_predictor(name, torch.nn.Identity())
-    with pytest.raises(ValueError, match="^backend 'jax': choose one of torch, ort, trt"):  # the registry's words
+    with pytest.raises(ValueError, match="^backend='jax': choose one of torch, ort, trt"):  # the registry's words
         build_predictor("jax", torch.nn.Identity())
 
 

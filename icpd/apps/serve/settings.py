@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icpd.errors import ParamError, arg
+from icpd.runtime.backends.registry import resolve as resolve_backend
 
 __all__ = ["LOOPBACK_HOSTS", "SAFE_NAME", "ServeSettings", "is_loopback"]
 
@@ -58,8 +59,8 @@ class ServeSettings:
         for name in ("engine_dir", "class_embeddings"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
-        if self.backend not in ("torch", "ort", "trt"):
-            raise ParamError(f"{arg('backend', self.backend)}: choose one of torch, ort, trt")
+        # the backend registry's names and aliases (onnxruntime, tensorrt), and its one message
+        object.__setattr__(self, "backend", resolve_backend(self.backend).value)
         _at_least("workers", self.workers, 1, MAX_WORKERS)
         _at_least("queue", self.queue, 0, 100_000)
         _at_least("max_pixels", self.max_pixels, 1, None)

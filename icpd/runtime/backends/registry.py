@@ -17,6 +17,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from icpd.config import Backend
+from icpd.errors import ParamError, arg
 
 __all__ = ["BACKENDS", "BackendInfo", "Requirement", "choices", "info", "installed", "missing", "names",
            "requirement", "resolve", "usable_devices", "versions"]
@@ -83,13 +84,14 @@ def resolve(name: str | Backend) -> Backend:
     """A backend's name or alias -> the :class:`~icpd.config.Backend` (exact spelling).
 
     Raises:
-        ValueError: any other value: ``backend 'tpu': choose one of torch, ort, trt (...)``.
+        ParamError: any other value, about the parameter ``backend`` (the command line names its flag):
+            ``backend='tpu': choose one of torch, ort, trt (...)``.
     """
     if isinstance(name, Backend):
         return name
     if isinstance(name, str) and name in _SPELLINGS:
         return _SPELLINGS[name]
-    raise ValueError(f"backend {name!r}: choose one of {choices()}")
+    raise ParamError(f"{arg('backend', repr(name))}: choose one of {choices()}")
 
 
 def info(name: str | Backend) -> BackendInfo:
