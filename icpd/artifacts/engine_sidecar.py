@@ -12,6 +12,12 @@ ENGINE_DIR/
   encoder.engine   images (B,3,S,S) -> feat_*
   matcher.engine   query_* (B,..) + support_* (K,..) + class_embeddings -> logits, ...
 ```
+
+An engine dir is built at one of :data:`PRECISIONS` (``fp32`` or ``fp16``; an INT8 model dir runs
+on ONNX Runtime's CPU kernels only, never as an engine) from a matcher written in one of the three
+rank-prior forms of :class:`~icpd.config.RankPriorForm`: ``topk`` or ``sort`` (standard ONNX) or
+``plugin`` (the ``icpd::NdcgPrior`` plugin, whose source hash the sidecar then checks). Sidecars
+written before the forms were renamed say ``onnx`` for ``topk``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ SIDECAR_NAME = "engines.json"
 SIDECAR_FORMAT = "icpd-engines"
 SIDECAR_VERSION = 1
 PRECISIONS = tuple(p.value for p in Precision if p is not Precision.INT8)  # INT8 is ONNX Runtime (CPU) only
-_FORMAT = ArtifactFormat(SIDECAR_FORMAT, SIDECAR_VERSION, "engine sidecar", "rebuild the engines with `icpd build`",
+_FORMAT = ArtifactFormat(SIDECAR_FORMAT, SIDECAR_VERSION, "engine sidecar",
+                         "rebuild the engines with `icpd build`",
                          required=("env", "precision", "rank_prior", "batch", "shots", "model_fingerprint"))
 _KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 # Everything that decides the plugin's behaviour inside an engine (the PTX is built from these).
@@ -59,8 +66,9 @@ class Sidecar:
     """Contents of ``engines.json``."""
 
     env: EngineEnv
-    precision: str  # "fp32" or "fp16"
-    rank_prior: str  # "onnx" (Scan of TopK) or "plugin" (NdcgPrior)
+    precision: str  # one of PRECISIONS: "fp32" or "fp16"
+    # a RankPriorForm value: "topk", "sort" (standard ONNX) or "plugin" (NdcgPrior); older sidecars: "onnx"
+    rank_prior: str
     batch: tuple[int, int, int]  # optimization profile (min, opt, max) of the query batch
     shots: tuple[int, int, int]  # optimization profile (min, opt, max) of the support shots
     model_fingerprint: str  # model.json "fingerprint" of the weights the engines were built from
@@ -69,7 +77,8 @@ class Sidecar:
     model_dir: str = ""  # where the model dir was when the engines were built (informational)
     build_seconds: float = 0.0
     icpd_version: str = ""
-    plugin: str = ""  # "" (no plugin), "aot" (PTX in the engine) or "library:/path/libicpd_ndcg_prior_plugin.so"
+    # "" (no plugin), "aot" (PTX in the engine) or "library:/path/libicpd_ndcg_prior_plugin.so"
+    plugin: str = ""
     opt_level: int | None = None  # builder optimisation level (None: TensorRT's default, 3)
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,10 +96,12 @@ class Sidecar:
                 batch=tuple(d["batch"]), shots=tuple(d["shots"]), model_fingerprint=d["model_fingerprint"],
                 engines=d.get("engines", {}), strongly_typed=bool(d.get("strongly_typed", False)),
                 model_dir=d.get("model_dir", ""), build_seconds=float(d.get("build_seconds", 0.0)),
-                icpd_version=d.get("icpd_version", ""), plugin=d.get("plugin", ""), opt_level=d.get("opt_level"),
+                icpd_version=d.get("icpd_version", ""), plugin=d.get("plugin", ""),
+                opt_level=d.get("opt_level"),
             )
         except (KeyError, TypeError) as err:
-            raise EngineMismatchError(f"{source}: engine sidecar is incomplete ({err!r}); {_FORMAT.fix}") from err
+            raise EngineMismatchError(f"{source}: engine sidecar is incomplete ({err!r}); "
+                                      f"{_FORMAT.fix}") from err
 
 
 def plugin_hash(kernel_dir: Path = _KERNELS) -> str:
@@ -108,15 +119,16 @@ def write_sidecar(engine_dir: str | os.PathLike[str], sidecar: Sidecar) -> Path:
 def read_sidecar(engine_dir: str | os.PathLike[str]) -> Sidecar:
     path = Path(engine_dir) / SIDECAR_NAME
     if not path.is_file():
-        raise EngineMismatchError(f"engine dir {engine_dir}: {SIDECAR_NAME} is missing; build the engines with "
-                                  f"`icpd build --model MODEL_DIR --out {engine_dir}`")
+        raise EngineMismatchError(f"engine dir {engine_dir}: {SIDECAR_NAME} is missing; build the engines "
+                                  f"with `icpd build --model MODEL_DIR --out {engine_dir}`")
     try:
         return Sidecar.from_dict(json.loads(path.read_text()), path)
     except json.JSONDecodeError as err:
         raise EngineMismatchError(f"{path}: not valid JSON ({err}); {_FORMAT.fix}") from err
 
 
-def check_sidecar(sidecar: Sidecar, current: EngineEnv, model_fingerprint: str, rebuild_hint: str = "") -> None:
+def check_sidecar(sidecar: Sidecar, current: EngineEnv, model_fingerprint: str,
+                  rebuild_hint: str = "") -> None:
     """Raise :class:`EngineMismatchError` unless the engines fit ``current`` and the model.
 
     Every mismatching field is listed (TensorRT version, GPU name, compute capability, plugin
@@ -125,15 +137,17 @@ def check_sidecar(sidecar: Sidecar, current: EngineEnv, model_fingerprint: str, 
     env = sidecar.env
     problems = []
     if env.tensorrt_version != current.tensorrt_version:
-        problems.append(f"built with TensorRT {env.tensorrt_version}, running TensorRT {current.tensorrt_version}")
+        problems.append(f"built with TensorRT {env.tensorrt_version}, running TensorRT "
+                        f"{current.tensorrt_version}")
     if env.compute_capability != current.compute_capability:
         problems.append(f"built for compute capability {env.compute_capability}, "
                         f"this GPU is {current.compute_capability}")
     if env.gpu_name != current.gpu_name:
-        problems.append(f"built on {env.gpu_name!r}, running on {current.gpu_name!r} (engines are tuned per GPU model)")
+        problems.append(f"built on {env.gpu_name!r}, running on {current.gpu_name!r} (engines are tuned per "
+                        "GPU model)")
     if sidecar.rank_prior == "plugin" and env.plugin_hash != current.plugin_hash:
-        problems.append(f"built with rank-prior plugin sources {env.plugin_hash[:12]}..., installed sources are "
-                        f"{current.plugin_hash[:12]}...")
+        problems.append(f"built with rank-prior plugin sources {env.plugin_hash[:12]}..., installed sources "
+                        f"are {current.plugin_hash[:12]}...")
     if sidecar.model_fingerprint != model_fingerprint:
         problems.append(f"built from model {sidecar.model_fingerprint[:12]}..., "
                         f"the model dir holds {model_fingerprint[:12]}...")
@@ -147,5 +161,5 @@ def check_profile(sidecar: Sidecar, batch: int, shots: int) -> None:
     """Raise ``ValueError`` when a batch or shot count is outside the engines' optimization profiles."""
     for what, value, (lo, _, hi) in (("batch", batch, sidecar.batch), ("shots", shots, sidecar.shots)):
         if not lo <= value <= hi:
-            raise ValueError(f"{what} {value} is outside the engines' profile {lo}..{hi}; split the input or rebuild "
-                             f"with `icpd build --{what} MIN,OPT,MAX`")
+            raise ValueError(f"{what} {value} is outside the engines' profile {lo}..{hi}; split the input or "
+                             f"rebuild with `icpd build --{what} MIN,OPT,MAX`")
