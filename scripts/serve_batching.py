@@ -14,8 +14,8 @@ the shared machine hits both alike), with one warm-up of each first:
 
 on the same Predictor (T ONNX Runtime threads, two classes). It prints the median milliseconds per
 image of each and ``gain = singles / batched`` (above 1: batching pays), the CPU and the load
-average. The labels of both are checked to be equal (batching must not change an answer).
-Prints numbers, asserts nothing else.
+average, and the share of pixels whose label differs between the two (batched matrix products
+sum in another order, so a pixel at the threshold can flip). Prints numbers, asserts nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def measure(predictor, images: list[np.ndarray], batch: int, rounds: int) -> dic
     group = np.stack([images[i % len(images)] for i in range(batch)])
     batched_labels = predictor.predict(group).labels  # warm-up of both shapes; answers compared
     single_labels = np.concatenate([predictor.predict(img).labels for img in group])
-    if not np.array_equal(batched_labels, single_labels):
-        raise AssertionError(f"batch {batch}: batched labels differ from single calls")
+    # batched matmuls sum in another order: a pixel at the threshold may flip (reported, not hidden)
+    differ = float(np.mean(batched_labels != single_labels))
     samples: dict[str, list[float]] = {"batched": [], "singles": []}
     for r in range(rounds):
         order = ("batched", "singles") if r % 2 == 0 else ("singles", "batched")
@@ -58,7 +58,7 @@ def measure(predictor, images: list[np.ndarray], batch: int, rounds: int) -> dic
             samples[kind].append((time.perf_counter() - t0) * 1000 / batch)
     b, s = statistics.median(samples["batched"]), statistics.median(samples["singles"])
     return {"batch": batch, "batched_ms_per_image": round(b, 2), "singles_ms_per_image": round(s, 2),
-            "gain": round(s / b, 3)}
+            "gain": round(s / b, 3), "labels_differ": differ}
 
 
 def main() -> None:
@@ -92,7 +92,8 @@ def main() -> None:
                 results.append(row)
                 print(f"{row['preset']:>6} threads {threads} batch {batch}: batched "
                       f"{row['batched_ms_per_image']:.1f} ms/img, singles {row['singles_ms_per_image']:.1f} ms/img, "
-                      f"gain {row['gain']:.2f}x (load {row['load_avg']:.2f})", flush=True)
+                      f"gain {row['gain']:.2f}x, labels differ at {100 * row['labels_differ']:.3f} % of pixels "
+                      f"(load {row['load_avg']:.2f})", flush=True)
     print(f"cpu: {env['cpu_model']}, {env['cpu_cores_usable']} usable cores, flags {env['cpu_int8_flags']}, "
           f"onnxruntime {env['packages']['onnxruntime']}, load average {os.getloadavg()}")
     if args.json:
