@@ -104,13 +104,8 @@ async def infer(name: str, request: Request, version: str = "1") -> Response:
                          for img in images])
 
     labels = await run_job(service, work)
-    if images.ndim == 3 or len(labels) == 1 and _unbatched(header):
-        labels = labels[0]
-    return _response(header, name, labels)
-
-
-def _unbatched(header: dict[str, Any]) -> bool:
-    return len(header["inputs"][0].get("shape", [])) == 3
+    unbatched = len(header["inputs"][0]["shape"]) == 3  # [H, W, 3] in: [H, W] out
+    return _response(header, name, labels[0] if unbatched else labels)
 
 
 def _parse_request(body: bytes, header_length: str | None, max_pixels: int) -> tuple[dict[str, Any], np.ndarray]:
