@@ -62,6 +62,11 @@ class ServeSettings:
         # the backend registry's names and aliases (onnxruntime, tensorrt), and its one message
         object.__setattr__(self, "backend", resolve_backend(self.backend).value)
         _at_least("workers", self.workers, 1, MAX_WORKERS)
+        if self.workers > 1 and self.backend != "ort":
+            # ONNX Runtime sessions run concurrent calls; a TensorRT execution context does not, and
+            # torch's thread count is process-wide
+            raise ParamError(f"{arg('workers', self.workers)}: only {arg('backend', 'ort')} segments requests at once; "
+                             f"with {arg('backend', self.backend)} use {arg('workers', 1)} (Ray Serve replicas scale it)")
         _at_least("queue", self.queue, 0, 100_000)
         _at_least("max_pixels", self.max_pixels, 1, None)
         _at_least("overlap", self.overlap, 0, None)

@@ -120,6 +120,9 @@ def test_bad_options_are_one_line(serve_model, tmp_path):
     assert _refused([*base, "--workers", "0"]) == "error: --workers: must be from 1 to 64 (got 0); pass a value from 1 to 64"
     assert _refused([*base, "--deadline", "inf"]) == ("error: --deadline: must be a finite number (got inf); pass a "
                                                       "finite value, e.g. 60.0")
+    assert _refused([*base, "--workers", "2", "--backend", "torch"]) == (
+        "error: --workers 2: only --backend ort segments requests at once; with --backend torch use --workers 1 "
+        "(Ray Serve replicas scale it)")
     assert _refused([*base, "--replicas", "2"]) == ("error: --replicas 2 goes with --ray; one process serves with "
                                                     "--workers")
     assert _refused([*base, "--tile", "16"]) == "error: --overlap 32: must be below the tile (--tile 16); e.g. --overlap 4"
