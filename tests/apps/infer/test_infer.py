@@ -260,11 +260,15 @@ def test_cli_missing_model_and_no_inputs_exit_2(model, tmp_path):
 
 
 def test_trt_backend_needs_engines(tmp_path):
+    """The library names its parameters (engine_dir=); icpd infer prints its flags (--engines)."""
     from icpd.apps.infer.local import open_predictor
+    from icpd.commands.console import cli_text
 
     (tmp_path / "c.support").write_bytes(b"x")
-    with pytest.raises(ValueError, match="--engines"):
+    words = r"^backend=trt: pass engine_dir=ENGINE_DIR \(from `icpd build`\)"
+    with pytest.raises(ValueError, match=words) as err:
         open_predictor(tmp_path, [tmp_path / "c.support"], backend="trt")
+    assert cli_text(err.value) == "--backend trt: pass --engines ENGINE_DIR (from `icpd build`)"
 
 
 def test_inputs_are_listed_once(predictor, tmp_path):
