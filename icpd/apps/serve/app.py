@@ -23,13 +23,15 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from icpd.apps.serve.decode import check_pixels, sniff
 from icpd.apps.serve.errors import ServeError, error_response, install_error_handlers
+from icpd.apps.serve.handling import read_body, run_job
+from icpd.apps.serve.kserve import router as kserve_router
 from icpd.apps.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from icpd.apps.serve.segment import label_png, result_json, segment_body
-from icpd.apps.serve.service import DeadlineExceeded, Job, SegmentService
+from icpd.apps.serve.service import Job, SegmentService
 from icpd.apps.serve.settings import ServeSettings
 from icpd.apps.serve.supports import router as supports_router
 
-__all__ = ["create_app", "read_body", "run_job"]
+__all__ = ["create_app"]
 
 STATIC = Path(__file__).with_name("static")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
@@ -137,8 +139,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """Prometheus text: requests by endpoint and status, stage latencies, queue depth, batch sizes."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    from icpd.apps.serve.kserve import router as kserve_router
-
     app.include_router(kserve_router)
     _page_routes(app)
     return app
@@ -198,36 +198,3 @@ def _parse_bands(text: str | None) -> tuple[int, int, int] | None:
         return parse_bands(text)
     except ImageError as e:
         raise ServeError(422, str(e)) from None
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused (413) as soon as it passes ``limit`` bytes (the declared length first)."""
-    declared = request.headers.get("content-length")
-    too_big = (f"the body is larger than this server's limit of {limit / (1 << 20):g} MiB (--max-body-mb); "
-               "send a smaller image or tiles of it")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ServeError(413, too_big)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ServeError(413, too_big)
-        chunks.append(chunk)
-    if not size:
-        raise ServeError(422, "the body is empty: send the image file's bytes as the body")
-    return b"".join(chunks)
-
-
-async def run_job(service: SegmentService, fn: Callable[[Job], Any]) -> Any:
-    """Run ``fn`` on a worker within the request's deadline: 503 when the queue is full, 504 past it."""
-    settings = service.settings
-    job = service.submit(fn, time.monotonic() + settings.deadline)
-    try:
-        return await asyncio.wait_for(asyncio.wrap_future(job.future), settings.deadline)
-    except (TimeoutError, asyncio.TimeoutError, DeadlineExceeded):
-        job.future.cancel()  # still waiting: the worker skips it; running: it stops at its next tile batch
-        waited = (job.started or time.monotonic()) - job.queued
-        raise ServeError(504, f"deadline of {settings.deadline:g} s passed ({waited:.1f} s of it waiting for a worker);"
-                              " send a smaller image, or start the server with a longer --deadline or more --workers"
-                         ) from None
-

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 import icpd
 from icpd.apps.serve.decode import Scene
 from icpd.apps.serve.errors import ServeError, error_response
+from icpd.apps.serve.handling import read_body, run_job
 from icpd.apps.serve.segment import segment_scene
 
 __all__ = ["router"]
@@ -82,8 +83,6 @@ async def model_ready(name: str, request: Request) -> JSONResponse:
 @router.post("/v2/models/{name}/versions/{version}/infer", response_model=None)
 async def infer(name: str, request: Request, version: str = "1") -> Response:
     """One image tensor in, its label map out."""
-    from icpd.apps.serve.app import read_body, run_job
-
     service = _model(request, name)
     settings = service.settings
     body = await read_body(request, settings.max_body_bytes)

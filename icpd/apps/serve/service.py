@@ -112,9 +112,14 @@ class SegmentService:
                 from icpd.model.text import load_class_embeddings
 
                 self.embeddings = load_class_embeddings(s.class_embeddings, preset=predictor.preset)
-        except (ValueError, OSError, ImportError, ServeError) as e:
+        except (ValueError, OSError, ImportError, ServeError) as e:  # a user's model, supports or options
             self.error = e.message if isinstance(e, ServeError) else str(e)
             log.error("error: %s", self.error)
+            self.loaded.set()
+            return
+        except Exception as e:  # a bug or a backend's own failure (a corrupt ONNX file): the traceback to the log
+            self.error = f"{type(e).__name__}: {e}"
+            log.exception("the model could not be loaded")
             self.loaded.set()
             return
         with self._lock:

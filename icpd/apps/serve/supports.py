@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from icpd.apps.serve.errors import ServeError
+from icpd.apps.serve.handling import read_body
 
 __all__ = ["parse_form", "router"]
 
@@ -40,7 +41,6 @@ async def list_supports(request: Request) -> dict[str, Any]:
 @router.put("/v1/supports/{name:path}")  # :path: a name with "/" is refused (422), not unrouted
 async def put_support(name: str, request: Request) -> JSONResponse:
     """Add or replace class ``name``: 201 when added, 200 when it replaced one."""
-    from icpd.apps.serve.app import read_body
     from icpd.apps.serve.service import check_name
 
     service = request.app.state.service
