@@ -44,6 +44,7 @@ import icpd
 from icpd.artifacts.formats import ArtifactFormat, read_json
 from icpd.artifacts.model_schema import check_model_meta
 from icpd.config import Preset, RankPriorForm
+from icpd.errors import ParamMessage, arg
 from icpd.io.atomic import write_text_atomic
 
 MODEL_FORMAT = "icpd-model"
@@ -59,7 +60,7 @@ RUNTIME_ROLES = ROLES[:3]  # what ONNX Runtime and TensorRT read
 SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 16, 1 << 16  # sample_sha256: 1 MiB read per file
 
 
-class ModelDirError(ValueError):
+class ModelDirError(ParamMessage, ValueError):
     """A model directory that is incomplete, altered, or from an older or newer icpd."""
 
 
@@ -119,9 +120,11 @@ class ModelDir:
             ModelDirError: ``weights`` of a runtime-only dir (the message says how to get them).
         """
         if role == "weights" and self.runtime_only:
-            raise ModelDirError(f"model dir {self.path} is runtime-only (exported with --runtime-only): it has no "
-                                "model.safetensors, the PyTorch weights; export without --runtime-only to get them, "
-                                "or use the ONNX Runtime or TensorRT backend (--backend ort)")
+            runtime_only = arg("runtime_only", True)
+            raise ModelDirError(f"model dir {self.path} is runtime-only (exported with {runtime_only}): it "
+                                "has no model.safetensors, the PyTorch weights; export without "
+                                f"{runtime_only} to get them, or use the ONNX Runtime or TensorRT backend "
+                                f"({arg('backend', 'ort')})", param="backend")
         return self.path / self.meta["files"][role]["name"]
 
     def role_files(self, role: str) -> list[Path]:
@@ -177,8 +180,9 @@ def _check_file(root: Path, role: str, item: dict[str, Any], verify: bool) -> No
                             f"(altered, or another model's weights); {hint}")
 
 
-def check_replaceable(out: str | os.PathLike[str], option: str = "--out") -> None:
-    """Refuse to replace (``--force``) a folder that is neither empty nor an icpd model dir.
+def check_replaceable(out: str | os.PathLike[str], param: str = "out") -> None:
+    """Refuse to replace (``force``) a folder that is neither empty nor an icpd model dir; ``param``:
+    the caller's parameter that named ``out`` (for the message).
 
     A model dir here is a folder whose ``model.json`` says ``"format": "icpd-model"`` (any
     version: an old export may be replaced) and that holds nothing but model.json, the files it
@@ -192,8 +196,8 @@ def check_replaceable(out: str | os.PathLike[str], option: str = "--out") -> Non
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir():
-        raise ModelDirError(f"{option} {out}: is a file, not a folder; --force only replaces a model dir. "
-                            "Choose another --out or remove the file yourself")
+        raise ModelDirError(f"{arg(param, out)}: is a file, not a folder; {arg('force', True)} only "
+                            f"replaces a model dir. Choose another {arg(param)} or remove the file yourself")
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
         return
@@ -203,9 +207,9 @@ def check_replaceable(out: str | os.PathLike[str], option: str = "--out") -> Non
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
-        raise ModelDirError(f"{option} {out}: holds {shown} and is not an icpd model dir (no {MODEL_JSON} of an "
-                            "export); --force only replaces a model dir or an empty folder. Choose another --out, "
-                            "or empty it yourself")
+        raise ModelDirError(f"{arg(param, out)}: holds {shown} and is not an icpd model dir (no {MODEL_JSON} "
+                            f"of an export); {arg('force', True)} only replaces a model dir or an empty "
+                            f"folder. Choose another {arg(param)}, or empty it yourself")
     files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
     listed = {MODEL_JSON}
     for entry in files.values():
@@ -214,8 +218,9 @@ def check_replaceable(out: str | os.PathLike[str], option: str = "--out") -> Non
     foreign = [n for n in entries if n not in listed and not n.endswith((".onnx", ".onnx.data", ".safetensors"))]
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ModelDirError(f"{option} {out}: is a model dir but also holds {shown}, which --force would delete. "
-                            "Move them out first, or choose another --out")
+        raise ModelDirError(f"{arg(param, out)}: is a model dir but also holds {shown}, which "
+                            f"{arg('force', True)} would delete. Move them out first, or choose another "
+                            f"{arg(param)}")
 
 
 def external_data_files(onnx_path: Path) -> list[str]:
@@ -284,8 +289,8 @@ def write_runtime_only(src: str | os.PathLike[str], out: str | os.PathLike[str],
     md = ModelDir.open(src)
     out = Path(out)
     if not force and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelDirError(f"--out {out}: exists and is not empty; "
-                            "pass --force to replace it or choose another folder")
+        raise ModelDirError(f"{arg('out', out)}: exists and is not empty; "
+                            f"pass {arg('force', True)} to replace it or choose another folder")
     check_replaceable(out)
     with atomic_dir(out, replace=force) as work:
         for role in RUNTIME_ROLES:

@@ -94,7 +94,9 @@ def prepare_model(
     note = on_step or (lambda _: None)
     if model_dir is not None:
         if checkpoint is not None:
-            raise ValueError("give --model-dir or --checkpoint, not both")
+            from icpd.errors import ParamError, arg
+
+            raise ParamError(f"give {arg('model_dir')} or {arg('checkpoint')}, not both")
         return model_info(Path(model_dir), random_weights=False)
     from icpd.export.onnx import export_model
     from icpd.io.outputs import check_output, claim_output

@@ -222,7 +222,7 @@ def convert_model_dir_fp16(
     if out.exists() and any(out.iterdir()) and not force:
         raise Fp16ConversionError(f"{arg('out_dir', out)}: exists and is not empty; pass "
                                   f"{arg('force', True)} or choose another folder")
-    check_replaceable(out)  # force replaces a model dir or an empty folder, nothing else
+    check_replaceable(out, "out_dir")  # force replaces a model dir or an empty folder, nothing else
     try:
         with atomic_dir(out, replace=force) as work:
             meta = json.loads(json.dumps(src.meta))

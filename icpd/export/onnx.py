@@ -34,6 +34,7 @@ from icpd.artifacts.model_dir import (
 )
 from icpd.artifacts.signature import MatcherSignature
 from icpd.config import Precision, RankPriorForm
+from icpd.errors import ParamMessage, arg
 from icpd.export.rank_prior_onnx import translation_table
 from icpd.export.validate import Comparison, seeded_episodes, tolerance
 from icpd.export.wrappers import (
@@ -56,7 +57,7 @@ MAX_BATCH = 256
 MAX_SHOTS = 32
 
 
-class ExportError(RuntimeError):
+class ExportError(ParamMessage, RuntimeError):
     """The export failed or its self-check found errors above tolerance."""
 
 
@@ -154,8 +155,9 @@ def export_model(
                                 runtime_only=runtime_only, lock=False)
     rank_prior = RankPriorForm.parse(rank_prior)  # text from a caller: "onnx" (the old name) is topk
     if out.exists() and any(out.iterdir()) and not force:
-        raise ExportError(f"--out {out}: exists and is not empty; pass --force to replace it or choose another folder")
-    check_replaceable(out)  # --force replaces a model dir or an empty folder, nothing else
+        raise ExportError(f"{arg('out_dir', out)}: exists and is not empty; pass {arg('force', True)} to "
+                          "replace it or choose another folder")
+    check_replaceable(out, "out_dir")  # force replaces a model dir or an empty folder, nothing else
     t0 = time.perf_counter()
     model = model.eval()
     p = model.preset

@@ -219,7 +219,7 @@ def convert_model_dir_int8(
                                   f"{arg('force', True)} or choose another folder")
     if min_speedup is not None and not min_speedup > 0:
         raise Int8ConversionError(f"{arg('min_speedup', min_speedup)}: give a ratio above 0 (e.g. 1.25)")
-    check_replaceable(out)  # force replaces a model dir or an empty folder, nothing else
+    check_replaceable(out, "out_dir")  # force replaces a model dir or an empty folder, nothing else
     images, calib_meta = calibration_images(calibration, src.preset.image_size)
     calib_meta["used_for"] = ("sensitivity of the quantized blocks, the speed-up check" +
                               (", activation ranges of the static QDQ convolutions" if options.convs == "qdq"

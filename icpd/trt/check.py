@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icpd.errors import ParamError, arg
 from icpd.kernels.launch import MAX_SUPPORT
 from icpd.kernels.trt_plugin import ONNX_ATTRIBUTES, OP_TYPE
 from icpd.trt import graph_values as gv
@@ -115,7 +116,8 @@ def normalize_trt_version(version: str) -> str:
     match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)*", str(version).strip())
     known = ", ".join(operator_matrix()["tensorrt_versions"])
     if not match or (int(match.group(1)), int(match.group(2) or 0)) < (10, 0) or int(match.group(1)) > 11:
-        raise ValueError(f"--trt-version {version!r}: choose one of {known} (TensorRT 10.x or 11.x)")
+        raise ParamError(f"{arg('trt_version', repr(version))}: choose one of {known} "
+                         "(TensorRT 10.x or 11.x)")
     return "11" if int(match.group(1)) == 11 else "10.3"
 
 

@@ -169,7 +169,7 @@ def test_force_replaces_only_a_model_dir_or_an_empty_folder(copy_dir, tmp_path, 
         export_model(tiny_model, photos, force=True)  # refused before any export work
     assert [p.name for p in photos.iterdir()] == ["holiday.jpg"]
     (copy_dir / "notes.txt").write_text("mine")
-    with pytest.raises(ModelDirError, match=r"also holds notes\.txt, which --force would delete"):
+    with pytest.raises(ModelDirError, match=r"also holds notes\.txt, which force=True would delete"):
         check_replaceable(copy_dir)
     with pytest.raises(ModelDirError, match="is a file, not a folder"):
         check_replaceable(photos / "holiday.jpg")

@@ -64,7 +64,7 @@ def test_runtime_only_dir_has_no_pytorch_weights_and_verifies(runtime_dir, tiny_
 
 def test_weights_of_a_runtime_only_dir_are_refused_by_name(runtime_dir):
     with pytest.raises(ModelDirError,
-                       match=r"is runtime-only \(exported with --runtime-only\): it has no model\.safetensors"):
+                       match=r"is runtime-only \(exported with runtime_only=True\): it has no model\.safetensors"):
         ModelDir.open(runtime_dir).file("weights")
 
 
@@ -98,7 +98,7 @@ def test_a_runtime_only_copy_of_a_full_dir(tiny_model_dir, tmp_path):
     assert md.runtime_only and not (tmp_path / "slim" / "model.safetensors").exists()
     ModelDir.open(tmp_path / "slim", verify=True)
     assert {p.name: file_sha256(p) for p in src.iterdir()} == before  # the source is untouched
-    with pytest.raises(ModelDirError, match="exists and is not empty; pass --force"):
+    with pytest.raises(ModelDirError, match="exists and is not empty; pass force=True"):
         write_runtime_only(src, tmp_path / "slim")
 
 
