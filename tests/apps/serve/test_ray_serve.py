@@ -26,9 +26,9 @@ from tests.runtime.supports import make_supports
 
 pytest.importorskip("ray.serve", reason="Ray Serve (ray[serve], the dev extra) is not installed")
 
-pytestmark = pytest.mark.slow  # one local Ray and two servers: ~1 min quiet, ~3 min on a loaded 2-core VM
+pytestmark = pytest.mark.slow  # one local Ray and two servers
 
-TIME_LIMIT_S = 360  # the module: fixtures (export, Ray start, two servers) and tests; ~3 min on a loaded 2-core VM
+TIME_LIMIT_S = 600  # the module, fixtures included (export, Ray, two servers): ~1.5 min quiet, 6.5 min at load 8 on 2 cores
 CLIENTS = 4  # concurrent clients during the kill: the bound on the requests a dead replica can take with it
 
 
@@ -118,6 +118,21 @@ def test_two_replicas_answer_as_the_single_process_server(servers):
     assert len(replica_pids(ray_server)) == 2
 
 
+def test_classes_are_fixed_with_several_replicas(servers):
+    """A support PUT or DELETE would reach one replica only: refused (409) saying what to do; the
+    classes stay as started (the single-process server takes both: tests/apps/serve/test_supports.py)."""
+    _, ray_server = servers
+    for method, content in (("PUT", b"a .support body"), ("DELETE", None)):
+        r = httpx.request(method, f"{ray_server.url}/v1/supports/ship", content=content, timeout=30)
+        assert r.status_code == 409, r.text
+        assert r.json() == {"error": "PUT/DELETE /v1/supports/ship: this service runs 2 Ray Serve replicas, and a "
+                                     "support set changed here would change one of them only; give the classes at "
+                                     "start (--support NAME.support), or run one replica (--replicas 1)"}
+    for _ in range(4):  # every replica still has both classes
+        assert [s["name"] for s in httpx.get(f"{ray_server.url}/v1/supports", timeout=30).json()["supports"]] == [
+            "ship", "tank"]
+
+
 def test_a_replica_killed_under_load_is_replaced(servers):
     single, ray_server = servers
     body = bodies()["tile"]
@@ -169,3 +184,18 @@ def test_a_replica_killed_under_load_is_replaced(servers):
         r = post(ray_server.url, body, "image/png")
         assert r.status_code == 200 and r.content == want
     assert httpx.get(f"{ray_server.url}/readyz", timeout=10).status_code == 200
+
+
+def test_replicas_get_absolute_paths_and_one_thread_by_default(tmp_path, monkeypatch):
+    """A replica's worker has its own working directory (and another node its own disk): relative
+    paths are made absolute; the backend threads default to 1 per replica, as `icpd infer --ray`."""
+    from icpd.apps.serve.ray_serve import replica_settings
+    from icpd.apps.serve.settings import ServeSettings
+
+    monkeypatch.chdir(tmp_path)
+    got = replica_settings(ServeSettings(model=Path("m"), supports=(Path("a.support"), Path("sub/b.support")),
+                                         class_embeddings=Path("e.safetensors"), token="t", port=9000))
+    assert (got.model, got.supports, got.class_embeddings, got.engine_dir) == (
+        tmp_path / "m", (tmp_path / "a.support", tmp_path / "sub" / "b.support"), tmp_path / "e.safetensors", None)
+    assert (got.threads, got.token, got.port) == (1, "t", 9000)
+    assert replica_settings(ServeSettings(model=tmp_path, threads=3)).threads == 3
