@@ -10,7 +10,8 @@ import pytest
 def tiny_plugin_dir(tmp_path_factory, tiny_model):
     from icpd.export.onnx import export_model
 
-    return export_model(tiny_model, tmp_path_factory.mktemp("export-plugin") / "tiny", rank_prior="plugin", validate=False).path
+    return export_model(tiny_model, tmp_path_factory.mktemp("export-plugin") / "tiny", rank_prior="plugin",
+                        validate=False).path
 
 
 @pytest.hookimpl(trylast=True)
@@ -43,4 +44,5 @@ def tiny_sort_dir(tmp_path_factory, tiny_model):
     """The tiny model exported in the sort form (static shapes: TensorRT without a plugin)."""
     from icpd.export.onnx import export_model
 
-    return export_model(tiny_model, tmp_path_factory.mktemp("export-sort") / "tiny", rank_prior="sort", validate=False).path
+    return export_model(tiny_model, tmp_path_factory.mktemp("export-sort") / "tiny", rank_prior="sort",
+                        validate=False).path

@@ -33,7 +33,8 @@ def fake_tensorrt(monkeypatch):
 def test_successful_build_appears_complete(tiny_plugin_dir, tmp_path, fake_tensorrt):
     out = tmp_path / "engines"
     res = build.build_engines(tiny_plugin_dir, out, precision="fp32")
-    assert res.path == out and sorted(p.name for p in out.iterdir()) == ["encoder.engine", "engines.json", "matcher.engine"]
+    assert res.path == out
+    assert sorted(p.name for p in out.iterdir()) == ["encoder.engine", "engines.json", "matcher.engine"]
     assert read_sidecar(out).engines["matcher"]["bytes"] == (out / "matcher.engine").stat().st_size
     assert [p.name for p in tmp_path.iterdir()] == ["engines"]  # no temporary folder, no kernel cache left
 

@@ -68,5 +68,6 @@ def test_standard_forms_beyond_topk_limit_are_refused(tiny_model_dir, tmp_path, 
     (d / "model.json").write_text(json.dumps(meta))
     md = ModelDir.open(d)
     assert support_pixels(md) == 4096 > TOPK_MAX_K
-    with pytest.raises(EngineBuildError, match=f"the {form} rank prior .*beyond TensorRT's limit K < 3840.*--rank-prior plugin"):
+    with pytest.raises(EngineBuildError,
+                       match=f"the {form} rank prior .*beyond TensorRT's limit K < 3840.*--rank-prior plugin"):
         check_rank_prior(md, None)

@@ -90,7 +90,8 @@ def test_build_progress_comes_from_the_progress_monitor(use_fake, tiny_sort_dir,
     per_engine = ["Building engine (2 steps)", "  Tactic selection (1 step)", "Building engine: 1/2",
                   "Building engine: 2/2"]
     assert [ln for ln in lines if not ln.startswith("Building engine: done in")] == [
-        "building encoder.engine from encoder.onnx", *per_engine, "building matcher.engine from matcher.onnx", *per_engine]
+        "building encoder.engine from encoder.onnx", *per_engine,
+        "building matcher.engine from matcher.onnx", *per_engine]
     assert sum(ln.startswith("Building engine: done in ") and ln.endswith(" s") for ln in lines) == 2
 
 
@@ -107,7 +108,8 @@ def test_opt_level_is_checked(tiny_sort_dir, tmp_path):
     with pytest.raises(ValueError, match=r"^opt_level=6: choose 0 \(fastest build\) to 5") as err:
         build.build_engines(tiny_sort_dir, tmp_path / "e", opt_level=6)
     assert err.value.param == "opt_level"  # the library names its parameter; the CLI prints the flag
-    res = CliRunner().invoke(app, ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"), "--opt-level", "-1"])
+    res = CliRunner().invoke(app, ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"),
+                                   "--opt-level", "-1"])
     assert res.exit_code == 2 and "error: --opt-level -1: choose 0 (fastest build) to 5" in res.output
 
 
@@ -133,7 +135,8 @@ def test_load_plugin_library_names_the_library_the_version_and_the_fix(tmp_path)
     from icpd.kernels.tensorrt import PluginLibraryError, load_plugin_library
 
     trt = make_fake_tensorrt("11.1.0.8")
-    with pytest.raises(PluginLibraryError, match=r"^engines.json: plugin library /nowhere/lib.so: no such file; build it"):
+    with pytest.raises(PluginLibraryError,
+                       match=r"^engines.json: plugin library /nowhere/lib.so: no such file; build it"):
         load_plugin_library(trt, trt.registry, "/nowhere/lib.so", what="engines.json: plugin library")
     lib = tmp_path / "lib.so"
     lib.write_bytes(b"")
@@ -147,7 +150,8 @@ def test_load_plugin_library_names_the_library_the_version_and_the_fix(tmp_path)
 
 def test_cli_shows_build_progress_on_stderr_unless_quiet(use_fake, tiny_sort_dir, tmp_path):
     use_fake()
-    args = ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"), "--precision", "fp32", "--opt-level", "1"]
+    args = ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"), "--precision", "fp32",
+            "--opt-level", "1"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "build: building encoder.engine from encoder.onnx" in res.stderr

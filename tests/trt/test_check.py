@@ -69,7 +69,8 @@ def test_cli_exit_codes_and_table(tiny_sort_dir, tiny_model_dir):
     res = runner.invoke(app, ["check-trt", str(tiny_model_dir)])
     assert res.exit_code == 1
     head = res.output.splitlines()[:3]
-    assert head[0].startswith("TensorRT 10.3: 28 violation(s)") and head[1].split()[:5] == ["graph", "node", "op", "rule", "fix"]
+    assert head[0].startswith("TensorRT 10.3: 28 violation(s)")
+    assert head[1].split()[:5] == ["graph", "node", "op", "rule", "fix"]
     assert "TopK" in res.output and "ReduceSum" in res.output
     quiet = runner.invoke(app, ["check-trt", str(tiny_sort_dir), "-q"])
     assert quiet.exit_code == 0 and quiet.output == ""
@@ -155,7 +156,8 @@ def test_resize_modes_and_opset_range():
 
 def test_data_dependent_loop_condition_is_refused():
     body = helper.make_graph(
-        [helper.make_node("ReduceMax", ["v_in"], ["m"], keepdims=0), helper.make_node("Greater", ["m", "zero"], ["c_out"]),
+        [helper.make_node("ReduceMax", ["v_in"], ["m"], keepdims=0),
+         helper.make_node("Greater", ["m", "zero"], ["c_out"]),
          helper.make_node("Identity", ["v_in"], ["v_out"]), helper.make_node("Identity", ["v_in"], ["scan"])],
         "body", [vi("i", I64, ()), vi("c_in", TensorProto.BOOL, ()), vi("v_in")],
         [vi("c_out", TensorProto.BOOL, ()), vi("v_out"), vi("scan")], [helper.make_tensor("zero", F32, [], [0.0])])
@@ -185,7 +187,8 @@ def test_packaged_matrix_records_its_source_and_versions():
     assert not m["operators"]["Unique"]["supported"]
 
 
-@pytest.mark.skipif(not (SHARED_MATRIX / "operators-10.1-GA.md").is_file(), reason="third_party/tensorrt copy not found")
+@pytest.mark.skipif(not (SHARED_MATRIX / "operators-10.1-GA.md").is_file(),
+                    reason="third_party/tensorrt copy not found")
 def test_packaged_matrix_matches_the_markdown():
     from icpd.trt.operators import operator_matrix, parse_operator_matrix
 

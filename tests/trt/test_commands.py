@@ -19,7 +19,8 @@ no_tensorrt = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not Non
 @no_tensorrt
 def test_build_without_tensorrt_is_a_clear_error(tiny_sort_dir, tmp_path):
     """A model dir that passes the static check gets as far as importing TensorRT (a topk one stops at the check)."""
-    res = runner.invoke(app, ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"), "--precision", "fp16"])
+    res = runner.invoke(app, ["build", "--model", str(tiny_sort_dir), "--out", str(tmp_path / "e"),
+                              "--precision", "fp16"])
     assert res.exit_code == 2
     assert "error: TensorRT is not available here" in res.output
     assert not (tmp_path / "e").exists()
@@ -27,13 +28,15 @@ def test_build_without_tensorrt_is_a_clear_error(tiny_sort_dir, tmp_path):
 
 @no_tensorrt
 def test_validate_trt_without_tensorrt_is_a_clear_error(tiny_model_dir, tmp_path):
-    res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--engines", str(tmp_path), "--backends", "torch,trt"])
+    res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--engines", str(tmp_path),
+                              "--backends", "torch,trt"])
     assert res.exit_code == 2
     assert "error: TensorRT is not available here" in res.output
 
 
 def test_bad_options_exit_2(tiny_model_dir, tmp_path):
-    res = runner.invoke(app, ["build", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"), "--batch", "4,2,1"])
+    res = runner.invoke(app, ["build", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"),
+                              "--batch", "4,2,1"])
     assert res.exit_code == 2 and "--batch 4,2,1: need 1 <= MIN <= OPT <= MAX" in res.output
     res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--backends", "torch,onnx"])
     assert res.exit_code == 2 and "--backends torch,onnx: choose from torch, ort, trt" in res.output
@@ -46,7 +49,8 @@ def test_validate_torch_ort_reports_stats_and_passes(tiny_model_dir, tmp_path):
     res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--backends", "torch,ort", "--runs", "2",
                               "--json", str(report)])
     assert res.exit_code == 0, res.output
-    assert "[ort] precision fp32" in res.output and "logits" in res.output and res.output.rstrip().endswith(f"wrote {report}")
+    assert "[ort] precision fp32" in res.output and "logits" in res.output
+    assert res.output.rstrip().endswith(f"wrote {report}")
     d = json.loads(report.read_text())
     assert d["passed"] and set(d["backends"]) == {"torch", "ort"}
     ort = d["backends"]["ort"]
@@ -58,8 +62,9 @@ def test_validate_torch_ort_reports_stats_and_passes(tiny_model_dir, tmp_path):
 
 
 def test_validate_as_a_subprocess(tiny_model_dir):
-    res = subprocess.run([sys.executable, "-m", "icpd.cli", "validate", "--model", str(tiny_model_dir), "--backends", "ort",
-                          "--runs", "1", "--batch", "1"], capture_output=True, text=True, check=False)
+    res = subprocess.run([sys.executable, "-m", "icpd.cli", "validate", "--model", str(tiny_model_dir),
+                          "--backends", "ort", "--runs", "1", "--batch", "1"],
+                         capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.rstrip().endswith("PASS")
 
@@ -87,7 +92,8 @@ def test_project_errors_are_one_line_user_errors(tiny_model_dir, monkeypatch):
 
     monkeypatch.setattr(icpd.apps.validate, "validate_model", mismatch)
     res = runner.invoke(app, ["validate", "--model", str(tiny_model_dir), "--backends", "ort"])
-    assert res.exit_code == 2 and res.output.strip() == "error: engines.json: built for another GPU; rebuild with `icpd build`"
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: engines.json: built for another GPU; rebuild with `icpd build`"
 
 
 def test_validate_quiet_prints_nothing_on_pass(tiny_model_dir):

@@ -53,7 +53,8 @@ def test_distance_chain_in_front_of_the_rank_prior_stays_fp32(request, tmp_path,
         assert ops["MatMul"] == 1 and ops["Mul"] >= 1 and ops["Add"] + ops["Sub"] == 1, (sink.name, ops)
         # no FP16 rounding on the way: the only Casts are the features' FP16 -> FP32 at the chain's start
         assert f"Cast:{TensorProto.FLOAT16}" not in ops, (sink.name, chain)
-        floats = [t for op, ins in chain if not op.startswith("Cast") for t in ins if t in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+        floats = [t for op, ins in chain if not op.startswith("Cast")
+                  for t in ins if t in (TensorProto.FLOAT, TensorProto.FLOAT16)]
         assert floats and set(floats) == {TensorProto.FLOAT}, (sink.name, chain)
     # the rest of the graph is FP16 (the conversion did happen)
     assert any(types.get(i) == TensorProto.FLOAT16 for n in graph.node if n.op_type == "MatMul" for i in n.input)

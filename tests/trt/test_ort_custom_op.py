@@ -1,4 +1,5 @@
-"""The plugin-form matcher (NdcgPrior nodes) runs in ONNX Runtime with the CPU custom op and matches the standard form."""
+"""The plugin-form matcher (NdcgPrior nodes) runs in ONNX Runtime with the CPU custom op and
+matches the standard form."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import onnx
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime_extensions", reason="needs onnxruntime-extensions (pip install onnxruntime-extensions)")
+pytest.importorskip("onnxruntime_extensions",
+                    reason="needs onnxruntime-extensions (pip install onnxruntime-extensions)")
 
 
 def test_plugin_nodes_are_in_the_graph(tiny_plugin_dir):
@@ -41,7 +43,8 @@ def test_plugin_form_matches_standard_form(tiny_model, tiny_model_dir, tiny_plug
     plugin = ort_session(tiny_plugin_dir / "matcher.onnx", custom_ops=True)
     for shots in (1, 3):
         emb = torch.randn(p.num_classes, p.embed_dim, generator=torch.Generator().manual_seed(shots))
-        args = matcher_inputs(tiny_model, example_images(2, p.image_size, 10 + shots), example_images(shots, p.image_size, 20),
+        args = matcher_inputs(tiny_model, example_images(2, p.image_size, 10 + shots),
+                              example_images(shots, p.image_size, 20),
                               example_support_masks(shots, p.image_size, 30), emb)
         feeds = {n: a.numpy() for n, a in zip(names, args)}
         a, b = standard.run(None, feeds), plugin.run(None, feeds)
