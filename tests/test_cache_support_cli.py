@@ -45,7 +45,8 @@ def _run(tiny_model_dir, files, out, *extra):
 
 def test_label_map_with_class_id_equals_the_binary_mask(tiny_model_dir, files, tmp_path):
     """Guards issue 12 (section 5): a class-id label map needed a conversion script."""
-    res = _run(tiny_model_dir, files, tmp_path / "m.support", "--image", str(files / "s.png"), "--mask", str(files / "m3.png"))
+    res = _run(tiny_model_dir, files, tmp_path / "m.support", "--image", str(files / "s.png"),
+               "--mask", str(files / "m3.png"))
     assert res.exit_code == 0, res.output
     res = _run(tiny_model_dir, files, tmp_path / "l.support", "--image", str(files / "s.png"),
                "--label", str(files / "labels.png"), "--class-id", "3")
@@ -58,7 +59,8 @@ def test_label_map_with_class_id_equals_the_binary_mask(tiny_model_dir, files, t
     res = _run(tiny_model_dir, files, tmp_path / "x.support", "--image", str(files / "s.png"),
                "--label", str(files / "labels.png"), "--class-id", "7")
     assert res.exit_code == 2 and "class id 7 does not occur; the ids present are {0, 3, 5}" in _flat(res.output)
-    res = _run(tiny_model_dir, files, tmp_path / "x.support", "--image", str(files / "s.png"), "--label", str(files / "labels.png"))
+    res = _run(tiny_model_dir, files, tmp_path / "x.support", "--image", str(files / "s.png"),
+               "--label", str(files / "labels.png"))
     assert res.exit_code == 2 and "--label needs --class-id" in res.output
     assert not (tmp_path / "x.support").exists()
 
@@ -144,8 +146,8 @@ def test_a_run_in_progress_refuses_the_next_at_once(files, tmp_path, force):
     (tmp_path / "empty_model").mkdir()
     out = tmp_path / "c.support"
     with exclusive_lock(out, "cache-support"):
-        res = _run(tmp_path / "empty_model", files, out, "--image", str(files / "s.png"), "--mask", str(files / "m3.png"),
-                   *(["--force"] if force else []))
+        res = _run(tmp_path / "empty_model", files, out, "--image", str(files / "s.png"),
+                   "--mask", str(files / "m3.png"), *(["--force"] if force else []))
     assert res.exit_code == 2, res.output
     assert _flat(res.output).startswith(f"error: {out} is being written by another `icpd cache-support` run "
                                         f"(pid {os.getpid()} on ")

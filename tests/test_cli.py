@@ -52,7 +52,8 @@ def test_convert_checkpoint(files, tiny_model):
     from icpd.model.checkpoint import load_checkpoint, model_fingerprint
 
     out = files / "tiny.safetensors"
-    res = runner.invoke(app, ["convert-checkpoint", str(files / "tiny.pt"), "--out", str(out), "--preset", "tiny", "--shot", "1"])
+    res = runner.invoke(app, ["convert-checkpoint", str(files / "tiny.pt"), "--out", str(out), "--preset", "tiny",
+                              "--shot", "1"])
     assert res.exit_code == 0, res.output
     assert model_fingerprint(load_checkpoint(out)) == model_fingerprint(tiny_model)
     assert out.with_suffix(".json").is_file()
@@ -141,7 +142,8 @@ def test_predict_holds_supports_to_the_predictors_rules_and_notes_upscaling(file
     tiny = read_image(files / "small1.png")
     with pytest.raises(InputError) as err:
         check_supports([read_image(files / "s1.png"), tiny],
-                       [read_mask(files / "s1_mask.png"), read_mask(files / "small1_mask.png", like=tiny)], "class 2", 128)
+                       [read_mask(files / "s1_mask.png"), read_mask(files / "small1_mask.png", like=tiny)],
+                       "class 2", 128)
     assert res.exit_code == 2 and f"error: {err.value}" in " ".join(res.output.split())
     args[args.index(str(files / "small1.png"))] = str(files / "small40.png")
     args[args.index(str(files / "small1_mask.png"))] = str(files / "small40_mask.png")
@@ -172,7 +174,8 @@ def test_predict_threshold_rule_is_infers(files, tiny_model):
 
     if not (files / "emb.safetensors").exists():
         test_embed_text_writes_loadable_embeddings(files)
-    args = (tiny_model, files / "query.png", [files / "s1.png"], [files / "s1_mask.png"], files / "emb.safetensors", "class 2")
+    args = (tiny_model, files / "query.png", [files / "s1.png"], [files / "s1_mask.png"], files / "emb.safetensors",
+            "class 2")
     prob = predict_probability(*args).prob
     y, x = np.unravel_index(int(np.argmax(prob)), prob.shape)
     threshold = float(prob[y, x])  # float32 -> float: exact, so prob == threshold at (y, x)
@@ -234,7 +237,8 @@ def test_export_rank_prior_forms_and_the_old_onnx_name(tmp_path):
     res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--rank-prior", "fast"])
     assert res.exit_code == 2 and "topk, sort, plugin" in res.output
     missing = tmp_path / "none.safetensors"
-    res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--checkpoint", str(missing), "--rank-prior", "onnx"])
+    res = runner.invoke(app, ["export", "--out", str(tmp_path / "m"), "--checkpoint", str(missing),
+                              "--rank-prior", "onnx"])
     assert "note: --rank-prior onnx is now called topk" in res.output
     assert res.exit_code == 2 and "error:" in res.output and "none.safetensors" in res.output  # parsed, then refused
 

@@ -32,8 +32,8 @@ def test_os_error_without_a_path_keeps_its_traceback():
 def test_sigterm_during_export_removes_the_temporary_folder_and_exits_143(tmp_path):
     """Guards issue 12: SIGTERM during `icpd export` left a hidden partial `.NAME.xxxx/` folder."""
     code = "import sys; from icpd.cli import main; sys.argv = ['icpd', *sys.argv[1:]]; main()"
-    args = [sys.executable, "-X", "faulthandler", "-c", code, "export", "--random-weights", "--preset", "tiny", "--out", str(tmp_path / "m"),
-            "--no-validate", "-q"]
+    args = [sys.executable, "-X", "faulthandler", "-c", code, "export", "--random-weights", "--preset", "tiny",
+            "--out", str(tmp_path / "m"), "--no-validate", "-q"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not any(p.name.startswith(".m.") for p in tmp_path.iterdir()):  # the export is under way

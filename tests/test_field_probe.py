@@ -129,17 +129,20 @@ def test_a_png_declaring_more_pixels_than_opencv_decodes_says_so(tmp_path):
 
 @pytest.mark.parametrize(("args", "line"), [
     (["train", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--class-embeddings", "e.safetensors",
-      "--out", "run", "--lr", "inf"], "error: --lr: must be a finite number (got inf); pass a finite value, e.g. 0.0001"),
+      "--out", "run", "--lr", "inf"],
+     "error: --lr: must be a finite number (got inf); pass a finite value, e.g. 0.0001"),
     (["bench", "--quick", "--rounds", "0", "--duration", "inf"],
      "error: --duration: must be a finite number (got inf); pass a finite value"),
-    (["bench", "--quick", "--warmup", "inf"], "error: --warmup: must be a finite number (got inf); pass a finite value"),
+    (["bench", "--quick", "--warmup", "inf"],
+     "error: --warmup: must be a finite number (got inf); pass a finite value"),
     (["stream", "clip.mp4", "--model", "m", "--support", "s.support", "--fps", "inf"],
      "error: --fps: must be a finite number (got inf); pass a finite value"),
     (["export", "--checkpoint", "c.safetensors", "--out", "m", "--precision", "int8", "--int8-min-speedup", "inf"],
      "error: --int8-min-speedup: must be a finite number (got inf); pass a finite value"),
     (["build", "--model", "m", "--workspace", "inf"],
      "error: --workspace: must be a finite number (got inf); pass a finite value, e.g. 4.0"),
-    (["build", "--model", "m", "--workspace", "-1"], "error: --workspace: must be >= 0.001 (got -1); pass a value >= 0.001")])
+    (["build", "--model", "m", "--workspace", "-1"],
+     "error: --workspace: must be >= 0.001 (got -1); pass a value >= 0.001")])
 def test_infinite_float_options_are_refused(args, line, tmp_path):
     """--lr inf trained to NaN weights and exited 0; bench --duration/--warmup inf would measure forever."""
     res = _icpd(*args, cwd=tmp_path)
@@ -149,7 +152,8 @@ def test_infinite_float_options_are_refused(args, line, tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    ["train", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--class-embeddings", "e.safetensors", "--out", "run"],
+    ["train", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--class-embeddings", "e.safetensors",
+     "--out", "run"],
     ["eval", "--dataset", "isaid5i", "--root", "r", "--fold", "0", "--checkpoint", "c.safetensors"]])
 def test_workers_far_above_the_cpus_is_one_error_line(command, tmp_path):
     """--workers 100000 forked DataLoader workers for minutes; stopped by SIGTERM, the run left some behind."""
@@ -181,5 +185,6 @@ def test_a_scene_with_a_side_below_a_quarter_of_the_model_input_is_segmented_wit
     assert notes["dot"] == [f"1x1 px (HxW): a side below 32 px {tail}: so few pixels give unreliable masks"]
     assert notes["strip"] == [f"20x300 px (HxW): a side below 32 px {tail}: so few pixels give unreliable masks"]
     assert notes["ok"] == []
-    saved = {Path(r["path"]).stem: r["notes"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"]}
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    saved = {Path(r["path"]).stem: r["notes"] for r in written["inputs"]}
     assert saved["dot"] == notes["dot"]

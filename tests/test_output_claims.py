@@ -55,7 +55,8 @@ def _cases(tmp: Path, out: Path) -> dict[str, tuple[list[str], Path, str]]:
         "build": (["build", "--model", str(missing / "model"), "--out", str(out), "-q"], out, "build"),
         "selftest": (["selftest", "--device", "cpu", "--out", str(out), "-q"], out, "selftest"),
         "bench ab --json": (["bench", "ab", str(missing / "a"), str(missing / "b"), "--json", str(out)], out, "bench"),
-        "bench --json": (["bench", "--quick", "--cache-dir", str(tmp / "cache"), "--json", str(out), "-q"], out, "bench"),
+        "bench --json": (["bench", "--quick", "--cache-dir", str(tmp / "cache"), "--json", str(out), "-q"], out,
+                         "bench"),
         "bench --report": (["bench", "--quick", "--cache-dir", str(tmp / "cache"), "--report", str(out), "-q"], out,
                            "bench"),
     }
@@ -103,7 +104,8 @@ def test_an_output_through_a_file_fails_before_any_work(name, tmp_path, monkeypa
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    both = {**{k: v[0] for k, v in _cases(tmp_path, afile / "out").items()}, **_unwritable_only(tmp_path, afile / "out")}
+    both = {**{k: v[0] for k, v in _cases(tmp_path, afile / "out").items()},
+            **_unwritable_only(tmp_path, afile / "out")}
     res = CliRunner().invoke(app, both[name])
     assert res.exit_code == 2, (name, res.output)
     lines = res.stderr.strip().splitlines()
