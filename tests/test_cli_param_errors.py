@@ -98,7 +98,8 @@ def test_stream_options(tmp_path: Path):
         video_fourcc(Path("seg.gif"))
     assert str(err.value) == "out=seg.gif: the overlay video must end in .mp4 or .avi"
 
-    args = ["stream", str(tmp_path / "in.mp4"), "--model", str(tmp_path / "m"), "--support", str(tmp_path / "s.support")]
+    args = ["stream", str(tmp_path / "in.mp4"), "--model", str(tmp_path / "m"),
+            "--support", str(tmp_path / "s.support")]
     line = _error_line(runner.invoke(app, [*args, "--out", str(tmp_path / "seg.gif")]))
     assert line == f"error: --out {tmp_path / 'seg.gif'}: the overlay video must end in .mp4 or .avi"
     # StreamOptions were made outside the command's error handling: this was a traceback
