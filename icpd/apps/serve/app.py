@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -31,10 +31,15 @@ from icpd.apps.serve.service import Job, SegmentService
 from icpd.apps.serve.settings import ServeSettings
 from icpd.apps.serve.supports import router as supports_router
 
+if TYPE_CHECKING:
+    from icpd.runtime.predictor import Predictor
+    from icpd.runtime.tiling import SceneOptions
+
 __all__ = ["create_app"]
 
 STATIC = Path(__file__).with_name("static")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+SEGMENTING = frozenset({"/v1/segment", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"})
 
 
 def _protected(path: str) -> bool:
@@ -65,12 +70,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
             response: Response = error_response(401, "missing or wrong token: send the header 'Authorization: Bearer "
                                                      "<token>' (the token `icpd serve` was started with)",
                                                 {"WWW-Authenticate": "Bearer"})
+            endpoint = "unauthenticated"  # refused before routing; never the raw path (unbounded label values)
         else:
             response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", None) or ("static" if not _protected(request.url.path) else "unmatched")
+            endpoint = getattr(request.scope.get("route"), "path", None) or "unmatched"
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        if endpoint in ("/v1/segment", "/v2/models/{name}/infer"):
+        if endpoint in SEGMENTING:
             metrics.stage.labels("total").observe(time.monotonic() - start)
         return response
 
@@ -120,8 +125,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                                             want, polygons))
         return result
 
-    def _answer(job: Job, predictor: Any, data: bytes, suffix: str, bands: tuple[int, int, int] | None,
-                options: Any, want: str, polygons: bool) -> Response:
+    def _answer(job: Job, predictor: Predictor, data: bytes, suffix: str, bands: tuple[int, int, int] | None,
+                options: SceneOptions, want: str, polygons: bool) -> Response:
         result = segment_body(job, predictor, data, suffix, bands, options, metrics)
         start = time.monotonic()
         if want == "png":

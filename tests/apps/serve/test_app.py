@@ -182,16 +182,18 @@ def test_polygons_of_a_square_with_a_hole_exactly():
 
 
 def test_metrics_count_requests_and_show_the_process(client, scenes):
-    def counter(text: str, status: str) -> float:
-        m = re.search(r'icpd_requests_total\{endpoint="/v1/segment",status="' + status + r'"\} (\S+)', text)
+    def counter(text: str, status: str, endpoint: str = "/v1/segment") -> float:
+        m = re.search(r'icpd_requests_total\{endpoint="' + endpoint + '",status="' + status + r'"\} (\S+)', text)
         return float(m.group(1)) if m else 0.0
 
     before = client.get("/metrics", headers=AUTH).text
     assert _segment(client, scenes["small"], "application/json").status_code == 200
     assert _segment(client, scenes["small"], "application/json", "classes=plane").status_code == 404
+    assert client.get("/v1/model").status_code == 401
     after = client.get("/metrics", headers=AUTH).text
     assert counter(after, "200") == counter(before, "200") + 1
     assert counter(after, "404") == counter(before, "404") + 1
+    assert counter(after, "401", "unauthenticated") == counter(before, "401", "unauthenticated") + 1
     assert re.search(r"^process_resident_memory_bytes \d", after, re.MULTILINE)
     assert re.search(r"^icpd_supports_loaded 2\.0$", after, re.MULTILINE)
     assert re.search(r'^icpd_stage_seconds_count\{stage="predict"\} [1-9]', after, re.MULTILINE)
