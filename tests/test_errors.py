@@ -92,3 +92,17 @@ def test_the_running_command_decides_the_flag():
         "--out --queue --max-frames --max-tiles --out --out --model-dir",
         "--queue 0: must be >= 1; see --max-frames and --out a b",
     ]
+
+
+def test_the_predictors_input_errors_are_param_errors():
+    """InputError (Predictor's refusals) is a ParamError: it names its parameter for the CLI too."""
+    from icpd.runtime.validation import InputError, check_threads, check_threshold
+
+    with pytest.raises(InputError) as err:
+        check_threads(0)
+    assert isinstance(err.value, ParamError) and isinstance(err.value, TypeError)
+    assert (str(err.value), err.value.param) == ("threads: must be >= 1 (got 0); pass a value >= 1", "threads")
+    assert cli_text(err.value) == "--threads: must be >= 1 (got 0); pass a value >= 1"
+    with pytest.raises(InputError) as err:
+        check_threshold(2)
+    assert cli_text(err.value) == "--threshold: must be from 0 to 1 (got 2); pass a value from 0 to 1"

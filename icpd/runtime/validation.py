@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icpd.errors import ParamError, arg
 from icpd.io.masks import check_mask
 from icpd.io.raster import Raster, describe_array
 
@@ -32,9 +33,10 @@ MIN_SUPPORT_DIVISOR = 4  # a support side below S / 4 is upsampled more than 4x 
 IMAGE_FORM = "a uint8 RGB array (H, W, 3) or an icpd.io.Raster (icpd.io.read_image reads files into that form)"
 
 
-class InputError(ValueError, TypeError):
+class InputError(ParamError, TypeError):
     """An input the Predictor refuses: a ``ValueError`` (what the commands report as a user error) and,
-    for a value of the wrong type, a ``TypeError`` too, so either ``except`` catches it."""
+    for a value of the wrong type, a ``TypeError`` too, so either ``except`` catches it. A
+    :class:`~icpd.errors.ParamError`: ``param`` names the parameter where one is at fault."""
 
 
 class DuplicateClassError(InputError):
@@ -45,9 +47,10 @@ def check_threshold(threshold: Any) -> float:
     """A foreground-probability threshold from 0 to 1 -> float; anything else (2, -0.1, NaN, "0.5") is
     refused in the words ``--threshold`` is refused in on the command line (the CLI puts ``--`` in front)."""
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise InputError(f"threshold: not a number (got {threshold!r}); pass a number from 0 to 1")
+        raise InputError(f"{arg('threshold')}: not a number (got {threshold!r}); pass a number from 0 to 1")
     if not 0.0 <= float(threshold) <= 1.0:
-        raise InputError(f"threshold: must be from 0 to 1 (got {threshold}); pass a value from 0 to 1")
+        raise InputError(f"{arg('threshold')}: must be from 0 to 1 (got {threshold}); pass a value from 0 "
+                         "to 1")
     return float(threshold)
 
 
@@ -56,14 +59,15 @@ def check_threads(threads: Any) -> int | None:
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise InputError(f"threads: not a whole number (got {threads!r}); pass an integer >= 1 (None: the backend's "
-                         "own choice)")
+        raise InputError(f"{arg('threads')}: not a whole number (got {threads!r}); pass an integer >= 1 "
+                         "(None: the backend's own choice)")
     if threads < 1:
-        raise InputError(f"threads: must be >= 1 (got {threads}); pass a value >= 1")
+        raise InputError(f"{arg('threads')}: must be >= 1 (got {threads}); pass a value >= 1")
     cpus, limit = max_threads()
     if threads > limit:  # ONNX Runtime starts every thread up front: 10,000 of them stalled for minutes
-        raise InputError(f"threads: must be from 1 to {limit} (got {threads}; this machine has {cpus} CPUs, and more "
-                         f"than {THREADS_PER_CPU} threads a CPU only add overhead); pass a value from 1 to {limit}")
+        raise InputError(f"{arg('threads')}: must be from 1 to {limit} (got {threads}; this machine has "
+                         f"{cpus} CPUs, and more than {THREADS_PER_CPU} threads a CPU only add overhead); "
+                         f"pass a value from 1 to {limit}")
     return int(threads)
 
 
