@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1] / "icpd"
 MODULES = sorted(p for p in ROOT.rglob("*.py"))
 
 # Module paths the moves of issue 22 removed (docs/architecture.md has the new homes).
-GONE = ("icpd.engine", "icpd.cluster", "icpd.runtime.infer", "icpd.runtime.infer_types", "icpd.runtime.runlog",
-        "icpd.runtime.scene_io", "icpd.runtime.windowed", "icpd.runtime.stream", "icpd.runtime.stream_outputs",
-        "icpd.runtime.video", "icpd.runtime.viz", "icpd.runtime.episodes", "icpd.runtime.support_cache",
-        "icpd.runtime.engine_sidecar", "icpd.trt.validate", "icpd.export.model_dir", "icpd.export.model_schema",
-        "icpd.export.signature", "icpd.io.artifacts")
+GONE = ("icpd.engine", "icpd.cluster", "icpd.runtime.infer", "icpd.runtime.infer_types",
+        "icpd.runtime.runlog", "icpd.runtime.scene_io", "icpd.runtime.windowed", "icpd.runtime.stream",
+        "icpd.runtime.stream_outputs", "icpd.runtime.video", "icpd.runtime.viz", "icpd.runtime.episodes",
+        "icpd.runtime.support_cache", "icpd.runtime.engine_sidecar", "icpd.trt.validate",
+        "icpd.export.model_dir", "icpd.export.model_schema", "icpd.export.signature", "icpd.io.artifacts")
 
 
 def _name(path: Path) -> str:
@@ -95,4 +95,5 @@ def test_docstring_calls_bind_to_the_signature(module: str, call: ast.Call):
     try:
         signature.bind(*[object()] * len(call.args), **{k.arg: object() for k in call.keywords})
     except TypeError as err:
-        pytest.fail(f"{module}: the docstring's `{ast.unparse(call)}` does not fit {call.func.id}{signature}: {err}")
+        pytest.fail(f"{module}: the docstring's `{ast.unparse(call)}` does not fit "
+                    f"{call.func.id}{signature}: {err}")
