@@ -30,6 +30,7 @@ import collections
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -83,10 +84,10 @@ def icpd_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-c", "from icpd.cli import main; main()"]
 
 
-def start_server(model: Path, supports: list[Path], port: int, threads: int, workers: int,
+def start_server(model: Path, supports: list[Path], port: int, threads: int, workers: int, deadline: float,
                  log: Path) -> subprocess.Popen:
     cmd = [*icpd_command(), "serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "--threads", str(threads), "--workers", str(workers)]
+           "--threads", str(threads), "--workers", str(workers), "--deadline", f"{deadline:g}"]
     for s in supports:
         cmd += ["--support", str(s)]
     env = {k: v for k, v in os.environ.items() if k != "ICPD_SERVE_TOKEN"}  # loopback, no token
@@ -105,17 +106,22 @@ def wait_ready(client: httpx.Client, url: str, server: subprocess.Popen | None, 
     raise RuntimeError(f"{url} was not ready within {READY_TIMEOUT_S:.0f} s")
 
 
-def server_rss(client, url: str, headers: dict[str, str]) -> int | None:
-    """``process_resident_memory_bytes`` from the server's ``/metrics`` (None when it has none)."""
+def server_process(client: httpx.Client, url: str, headers: dict[str, str]) -> dict[str, float]:
+    """The server's ``process_resident_memory_bytes`` and ``process_cpu_seconds_total`` from its
+    ``/metrics`` (a name it lacks is left out)."""
     text = client.get(f"{url}/metrics", headers=headers, timeout=30).text
-    for line in text.splitlines():
-        if line.startswith("process_resident_memory_bytes "):
-            return int(float(line.split()[1]))
-    return None
+    names = ("process_resident_memory_bytes", "process_cpu_seconds_total")
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.split(" ")[0] in names}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int, duration: float,
-                headers: dict[str, str]) -> dict:
+                headers: dict[str, str], timeout: float = REQUEST_TIMEOUT_S) -> dict:
     """``clients`` threads POSTing ``bodies`` round-robin for ``duration`` s (after one warm-up each)."""
     query = f"{url}/v1/segment?classes={','.join(classes)}"
     latencies: list[float] = []
@@ -127,7 +133,7 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
 
     def client(k: int) -> None:
         h = {**headers, "Accept": "image/png", "Content-Type": "image/png"}
-        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as c:
+        with httpx.Client(timeout=timeout) as c:
             c.post(query, content=bodies[k % len(bodies)], headers=h)  # warm-up: connection, first call
             start.wait()
             i = k
@@ -154,7 +160,7 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
     t0 = time.monotonic()
     stop_at[0] = t0 + duration
     for t in threads:
-        t.join(timeout=duration + REQUEST_TIMEOUT_S)
+        t.join(timeout=duration + timeout)
     wall = time.monotonic() - t0
     ok = statuses.get("200", 0)
     ms = [1000 * v for v in latencies]
@@ -166,6 +172,14 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def _per(seconds: float, n: int) -> float | None:
+    return round(1000 * seconds / n, 2) if n else None
 
 
 def in_process(model: Path, supports: list[Path], images: list[np.ndarray], threads: int, workers: int,
@@ -191,14 +205,15 @@ def in_process(model: Path, supports: list[Path], images: list[np.ndarray], thre
             counts[k] += 1
             i += workers
 
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), cpu_seconds()
     pool = [threading.Thread(target=work, args=(k,)) for k in range(workers)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    wall = time.monotonic() - t0
-    return {"images": sum(counts), "wall_s": round(wall, 3), "throughput_ips": round(sum(counts) / wall, 3)}
+    wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
+    return {"images": sum(counts), "wall_s": round(wall, 3), "throughput_ips": round(sum(counts) / wall, 3),
+            "cpu_ms_per_image": _per(cpu, sum(counts))}
 
 
 def main() -> None:
@@ -210,6 +225,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help=f"seconds of load (at most {MAX_DURATION_S:.0f})")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (server and in-process)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker threads (both)")
+    ap.add_argument("--deadline", type=float, default=60.0,
+                    help="the started server's --deadline (s): 8 clients queue for --workers; a slow model needs more")
     ap.add_argument("--url", help="a running server on loopback instead of starting one")
     ap.add_argument("--token", default=os.environ.get("ICPD_SERVE_TOKEN"), help="its token (--url)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the in-process comparison")
@@ -221,28 +238,30 @@ def main() -> None:
 
     url = check_loopback(args.url) if args.url else None  # before anything is loaded
 
+    from icpd.artifacts.model_dir import ModelDir
     from icpd.benchmarks.env import collect_environment
-    from icpd.runtime.predictor import Predictor
 
     model = args.model if args.model is not None else model_dir_for(args.preset, None)
     supports = args.support or supports_for(model, default_work())
-    preset = Predictor.load(model, backend="ort", threads=1).preset
+    preset = ModelDir.open(model).preset
     images = request_images(preset.image_size)
     bodies = [png_bytes(img) for img in images]
     load_before = os.getloadavg()
     server = log = None
     if url is None:
         url, log = f"http://127.0.0.1:{free_port()}", Path(os.environ.get("TMPDIR", "/tmp")) / f"serve_load_{os.getpid()}.log"
-        server = start_server(model, supports, int(urlparse(url).port or 0), args.threads, args.workers, log)
+        server = start_server(model, supports, int(urlparse(url).port or 0), args.threads, args.workers,
+                              args.deadline, log)
     headers = {"Authorization": f"Bearer {args.token}"} if args.token and args.url else {}
     try:
         with httpx.Client() as c:
             wait_ready(c, url, server, log)
             listed = c.get(f"{url}/v1/supports", headers=headers, timeout=30).json()
             classes = [s["name"] if isinstance(s, dict) else s for s in listed.get("supports", listed)]
-            rss_before = server_rss(c, url, headers)
-            service = run_clients(url, bodies, classes, args.clients, args.duration, headers)
-            rss_after = server_rss(c, url, headers)
+            before, client_cpu = server_process(c, url, headers), cpu_seconds()
+            service = run_clients(url, bodies, classes, args.clients, args.duration, headers,
+                                  max(REQUEST_TIMEOUT_S, args.deadline + 30))
+            client_cpu, after = cpu_seconds() - client_cpu, server_process(c, url, headers)
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -252,8 +271,16 @@ def main() -> None:
                 server.kill()
     report = {"url": url, "preset": preset.name, "model": str(model), "classes": classes,
               "image_px": preset.image_size, "clients": args.clients, "duration_s": args.duration,
-              "threads": args.threads, "workers": args.workers, **service,
-              "rss_before_bytes": rss_before, "rss_after_bytes": rss_after,
+              "threads": args.threads, "workers": args.workers,
+              "deadline_s": None if args.url else args.deadline, **service,
+              "rss_before_bytes": _int(before.get("process_resident_memory_bytes")),
+              "rss_after_bytes": _int(after.get("process_resident_memory_bytes")),
+              # where the CPU went, per request (the clients' warm-up requests included): beside the
+              # in-process figure, what HTTP, decoding and encoding cost, and what the load client took
+              "cpu_ms_per_request": {
+                  "server": _per(after.get("process_cpu_seconds_total", 0) - before.get("process_cpu_seconds_total", 0),
+                                 service["requests"] + args.clients),
+                  "load_client": _per(client_cpu, service["requests"] + args.clients)},
               "server_exit_code": None if server is None else server.returncode}
     if not args.no_baseline:
         report["in_process"] = in_process(model, supports, images, args.threads, args.workers, args.duration)

@@ -31,7 +31,8 @@ def test_a_short_run_reports_every_field_and_no_errors(tiny_model_dir, tmp_path)
     report = json.loads(out.read_text())
     assert json.loads(proc.stdout[proc.stdout.index("{"):]) == report  # printed and written alike
     assert report["preset"] == "tiny" and report["classes"] == ["ship", "tank"]
-    assert (report["clients"], report["duration_s"], report["threads"], report["workers"]) == (8, 3.0, 1, 2)
+    assert (report["clients"], report["duration_s"], report["threads"], report["workers"], report["deadline_s"]) == (
+        8, 3.0, 1, 2, 60.0)
     assert report["errors"] == {} and report["requests"] == report["ok"] > 0
     assert 3.0 <= report["wall_s"] < 3.0 + 60  # stops by itself: the duration plus the requests in flight
     assert report["throughput_rps"] == pytest.approx(report["ok"] / report["wall_s"], rel=1e-3)
@@ -39,8 +40,10 @@ def test_a_short_run_reports_every_field_and_no_errors(tiny_model_dir, tmp_path)
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert report["rss_before_bytes"] > 50e6 and report["rss_after_bytes"] > 50e6  # a loaded model, from /metrics
     assert report["server_exit_code"] == 0  # SIGTERM: graceful
+    assert report["cpu_ms_per_request"]["server"] > 0 and report["cpu_ms_per_request"]["load_client"] > 0
     base = report["in_process"]
     assert base["images"] > 0 and base["throughput_ips"] == pytest.approx(base["images"] / base["wall_s"], rel=1e-3)
+    assert base["cpu_ms_per_image"] > 0
     assert report["ratio"] == pytest.approx(report["throughput_rps"] / base["throughput_ips"], abs=1e-3)
     machine = report["machine"]
     assert machine["cpu_cores"] >= 1 and isinstance(machine["cpu_int8_flags"], list) and machine["onnxruntime"]
