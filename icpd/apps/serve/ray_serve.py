@@ -69,10 +69,14 @@ def _start_ray(ray: Any, address: str | None, replicas: int) -> bool:
     else:
         try:
             ray.init(address=address, **kwargs)
-        except ConnectionError as exc:
-            raise ValueError(
-                f"--ray {address}: could not join a Ray cluster there ({exc}). Check the address `ray start --head` "
-                "printed (`auto`: one running on this machine); --ray alone starts a local Ray"
+        except ConnectionError as exc:  # no cluster there (or none running, for `auto`): the user's address
+            from icpd.errors import ParamError, arg
+
+            raise ParamError(
+                f"{arg('address', address)}: could not join a Ray cluster there ({exc}). Check the address "
+                "`ray start --head` printed (`auto`: one running on this machine); a cluster with token "
+                "authentication needs its token here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head "
+                "prints it); no address (`icpd serve --ray` alone) starts a local Ray"
             ) from exc
     return True
 
@@ -168,8 +172,10 @@ def run_ray_serve(settings: ServeSettings, address: str | None, replicas: int) -
     """Serve ``create_app(settings)`` on Ray Serve with ``replicas`` replicas on ``settings.host:port``
     until SIGTERM or SIGINT; then the application is deleted (in-flight requests finish within the
     graceful-shutdown bound), Serve stops, and a Ray this call started is shut down."""
-    if replicas < 1:
-        raise ValueError(f"--replicas {replicas}: give at least 1")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        from icpd.errors import ParamError, arg
+
+        raise ParamError(f"{arg('replicas', replicas)}: give a whole number of replicas, at least 1")
     ray, serve = _import_serve()
     settings = replica_settings(settings)
     stop = threading.Event()

@@ -116,6 +116,9 @@ def test_two_replicas_answer_as_the_single_process_server(servers):
             assert got_png.content == want_png.content, f"{name}: label PNG differs from the single-process server"
             assert without_timings(got_json.json()) == without_timings(want_json.json()), name
     assert len(replica_pids(ray_server)) == 2
+    page = httpx.get(f"{ray_server.url}/", timeout=30)  # the page, through Ray Serve's proxy too
+    assert page.status_code == 200 and page.content == httpx.get(f"{single.url}/", timeout=30).content
+    assert b'<script src="app.js"></script>' in page.content
 
 
 def test_classes_are_fixed_with_several_replicas(servers):
@@ -199,3 +202,17 @@ def test_replicas_get_absolute_paths_and_one_thread_by_default(tmp_path, monkeyp
         tmp_path / "m", (tmp_path / "a.support", tmp_path / "sub" / "b.support"), tmp_path / "e.safetensors", None)
     assert (got.threads, got.token, got.port) == (1, "t", 9000)
     assert replica_settings(ServeSettings(model=tmp_path, threads=3)).threads == 3
+
+
+@pytest.mark.parametrize("replicas", [0, -1, True, 1.5])
+def test_replicas_below_one_refused_before_ray_starts(tmp_path, replicas):
+    import ray
+
+    from icpd.apps.serve.ray_serve import run_ray_serve
+    from icpd.apps.serve.settings import ServeSettings
+    from icpd.errors import ParamError
+
+    with pytest.raises(ParamError) as err:
+        run_ray_serve(ServeSettings(model=tmp_path), None, replicas)
+    assert str(err.value) == f"replicas={replicas}: give a whole number of replicas, at least 1"
+    assert not ray.is_initialized()
