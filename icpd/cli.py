@@ -61,7 +61,8 @@ def _root(
 
 # The command modules, in the order `icpd --help` lists their commands (explicit: nothing is
 # discovered at import).
-COMMAND_MODULES = (model, export, cache_support, infer, serve, stream, trt, bench, evaluate, train, data, weights, selftest)
+COMMAND_MODULES = (model, export, cache_support, infer, serve, stream, trt, bench, evaluate, train, data, weights,
+                   selftest)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
@@ -104,7 +105,8 @@ def main() -> None:
 
         try:
             fail(f"this command needs {missing}, which the runtime-only install leaves out: pip install 'icpd[torch]' "
-                 "(machines without an NVIDIA GPU: pip install torch --index-url https://download.pytorch.org/whl/cpu first)")
+                 "(machines without an NVIDIA GPU: pip install torch --index-url "
+                 "https://download.pytorch.org/whl/cpu first)")
         except typer.Exit as done:
             raise SystemExit(done.exit_code) from None
 

@@ -37,7 +37,8 @@ def _print_doc(doc: dict[str, Any], tables: bool = True) -> None:
         for col in ("scenario", "backend", "host ms", "device ms"):
             t.add_column(col)
         for r in gpu:
-            t.add_row(r["scenario"], r["backend"], f"{r['summary']['median']:.3f}", f"{np.median(r['gpu_samples']):.3f}")
+            t.add_row(r["scenario"], r["backend"], f"{r['summary']['median']:.3f}",
+                      f"{np.median(r['gpu_samples']):.3f}")
         out.print(t)
     if doc.get("ratios") and tables:
         t = Table(title="ratios (how each is computed: JSON \"ratios\" / report.md)")
@@ -114,24 +115,41 @@ class _Steps:
 @bench_app.callback()
 def bench_cmd(
     ctx: typer.Context,
-    checkpoint: Annotated[Path | None, typer.Option(help="Trained weights (.pt or .safetensors); default: seeded random weights (latency only).")] = None,
-    model_dir: Annotated[Path | None, typer.Option("--model", "-m", "--model-dir", help="Exported model directory (`icpd export`) to time as is.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained weights (.pt or .safetensors); default: "
+                                                         "seeded random weights (latency only).")] = None,
+    model_dir: Annotated[Path | None, typer.Option("--model", "-m", "--model-dir",
+                                                   help="Exported model directory (`icpd "
+                                                        "export`) to time as is.")] = None,
     preset: Annotated[str | None, typer.Option(help="Preset to build (default: paper; tiny with --quick).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Where exported models are kept and reused (default: ~/.cache/icpd/bench).")] = None,
-    backends: Annotated[str, typer.Option(help="auto (every backend available here) or a comma-separated list of torch, ort, trt.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto (cpu, and cuda where available; cpu for a --backends list), cpu or cuda; trt runs on cuda.")] = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(help="Where exported models are kept and reused "
+                                                        "(default: ~/.cache/icpd/bench).")] = None,
+    backends: Annotated[str, typer.Option(help="auto (every backend available here) or a "
+                                               "comma-separated list of torch, ort, trt.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (cpu, and cuda where available; cpu for a --backends "
+                                             "list), cpu or cuda; trt runs on cuda.")] = "auto",
     shots: Annotated[str, typer.Option(help="Shots of the uncached and cached scenarios, comma-separated.")] = "1,5",
     batch: Annotated[str, typer.Option(help="Tile batch sizes of the batch scenario (B > 1), comma-separated.")] = "2",
     classes: Annotated[int, typer.Option(min=1, help="N of the N-classes-per-query scenario (1: skip it).")] = 5,
-    rounds: Annotated[int, typer.Option(min=0, help="Interleave each backend's scenarios: this many rounds, each running every scenario once in a random order, so drifts of a busy machine hit all of them alike; 0: one scenario after the other, each for --duration / --iterations.")] = 5,
-    duration: Annotated[float | None, typer.Option(min=0.0, callback=finite_number, help="With --rounds 0: seconds to measure each scenario at least (default 4; --quick 0.3).")] = None,
-    iterations: Annotated[int | None, typer.Option(min=1, help="With --rounds 0: iterations to measure each scenario at least (default 3; --quick 5).")] = None,
-    warmup: Annotated[float | None, typer.Option(min=0.0, callback=finite_number, help="Warm-up seconds per scenario, at least one call (default 1; --quick 0.2).")] = None,
+    rounds: Annotated[int, typer.Option(min=0, help="Interleave each backend's scenarios: this many rounds, each "
+                                                    "running every scenario once in a random order, so drifts of "
+                                                    "a busy machine hit all of them alike; 0: one scenario after "
+                                                    "the other, each for --duration / --iterations.")] = 5,
+    duration: Annotated[float | None, typer.Option(min=0.0, callback=finite_number,
+                                                   help="With --rounds 0: seconds to measure each scenario "
+                                                        "at least (default 4; --quick 0.3).")] = None,
+    iterations: Annotated[int | None, typer.Option(min=1, help="With --rounds 0: iterations to measure each "
+                                                               "scenario at least (default 3; --quick 5).")] = None,
+    warmup: Annotated[float | None, typer.Option(min=0.0, callback=finite_number,
+                                                 help="Warm-up seconds per scenario, at least one "
+                                                      "call (default 1; --quick 0.2).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny preset, short budgets: a smoke run in seconds.")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range, help="CPU threads per backend (default: the backend's own choice).")] = None,
-    precision: Annotated[str | None, typer.Option(help="Precisions to time side by side, interleaved in the same rounds: "
-                                                       "fp32, int8 or fp32,int8 (int8: ONNX Runtime on the CPU, quantized "
-                                                       "from the FP32 model once). Default: the model's own.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range,
+                                                help="CPU threads per backend (default: "
+                                                     "the backend's own choice).")] = None,
+    precision: Annotated[str | None, typer.Option(help="Precisions to time side by side, interleaved in the same "
+                                                       "rounds: fp32, int8 or fp32,int8 (int8: ONNX Runtime on the "
+                                                       "CPU, quantized from the FP32 model once). Default: the "
+                                                       "model's own.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results (schema_version 1) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write report.md and PNG plots into this folder.")] = None,
     quiet: QuietOpt = False,

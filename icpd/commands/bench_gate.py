@@ -23,7 +23,8 @@ def _load_pair(baseline: Path, candidate: Path | None) -> tuple[dict[str, Any], 
 
     for path in (baseline, candidate):
         if path is not None and not path.is_file():
-            raise ValueError(f"{path}: no such file; pass a JSON file written by `icpd bench --json` or `icpd bench ab --json`")
+            raise ValueError(f"{path}: no such file; pass a JSON file written by "
+                             "`icpd bench --json` or `icpd bench ab --json`")
     base = load(baseline)
     return split_variants(base) if candidate is None else (base, load(candidate))
 
@@ -73,22 +74,26 @@ def _compare_report(base: dict[str, Any], cand: dict[str, Any], result: CompareR
     from icpd.benchmarks.report import write_markdown_report
 
     merged = {**cand, "random_weights": bool(base.get("random_weights") or cand.get("random_weights")),
-              "results": [{**r, "variant": r.get("variant", side)} for side, d in (("baseline", base), ("candidate", cand))
+              "results": [{**r, "variant": r.get("variant", side)}
+                          for side, d in (("baseline", base), ("candidate", cand))
                           for r in d["results"]]}
     report = write_markdown_report(merged, out_dir)
     lines = ["", "## Verdict", "",
-             f"Regression = median ratio > {1 + result.max_slowdown:.2f} and one-sided Mann-Whitney U p < {result.alpha}.", "",
-             "| benchmark | baseline ms | candidate ms | ratio | p | status |", "|---|---|---|---|---|---|"]
+             (f"Regression = median ratio > {1 + result.max_slowdown:.2f} and "
+              f"one-sided Mann-Whitney U p < {result.alpha}."),
+             "", "| benchmark | baseline ms | candidate ms | ratio | p | status |", "|---|---|---|---|---|---|"]
     lines += [f"| {p.key.label} | {p.verdict.baseline_median:.3f} | {p.verdict.candidate_median:.3f} | "
               f"{p.verdict.ratio:.3f} | {p.verdict.p_value:.2g} | {p.verdict.status.value}"
-              f"{' (ratio only: too few samples for the rank test)' if p.verdict.ratio_only else ''} |" for p in result.pairs]
+              f"{' (ratio only: too few samples for the rank test)' if p.verdict.ratio_only else ''} |"
+              for p in result.pairs]
     with report.open("a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     return report
 
 
 MaxSlowdown = Annotated[str, typer.Option(help="Tolerated slowdown of the median: 10% or 0.10.")]
-Alpha = Annotated[float, typer.Option(min=1e-9, max=0.5, help="Significance level of the one-sided Mann-Whitney U test.")]
+Alpha = Annotated[float, typer.Option(min=1e-9, max=0.5, help="Significance level of the "
+                                                              "one-sided Mann-Whitney U test.")]
 Junit = Annotated[Path | None, typer.Option(help="Write JUnit XML (one test case per result) here.")]
 Report = Annotated[Path | None, typer.Option(help="Write report.md, plots and the verdict into this folder.")]
 RatioOnly = Annotated[bool, typer.Option(
@@ -98,13 +103,15 @@ RatioOnly = Annotated[bool, typer.Option(
 
 
 def compare_cmd(
-    baseline: Annotated[Path, typer.Argument(help="Baseline results (JSON), or one A/B file from `icpd bench ab --json`.")],
+    baseline: Annotated[Path, typer.Argument(help="Baseline results (JSON), or one A/B "
+                                                  "file from `icpd bench ab --json`.")],
     candidate: Annotated[Path | None, typer.Argument(help="Candidate results (JSON); omit for an A/B file.")] = None,
     max_slowdown: MaxSlowdown = "10%",
     alpha: Alpha = 0.01,
     junit: Junit = None,
     report: Report = None,
-    force: Annotated[bool, typer.Option(help="Compare even when presets, scenarios or machines differ (a note says which).")] = False,
+    force: Annotated[bool, typer.Option(help="Compare even when presets, scenarios or "
+                                             "machines differ (a note says which).")] = False,
     allow_ratio_only: RatioOnly = False,
 ) -> None:
     """Exit 1 only on a significant regression (ratio above tolerance AND p < alpha), else 0.
@@ -126,12 +133,16 @@ def ab_cmd(
     b_model: Annotated[Path, typer.Argument(help="Candidate model dir.")],
     backend: BackendOpt = Backend.ORT,
     device: Annotated[str, typer.Option(help="auto (cpu; cuda for trt), cpu or cuda.")] = "auto",
-    rounds: Annotated[int | None, typer.Option(min=2, help="Measured rounds, each runs A and B once in random order (default 30; --quick 15).")] = None,
+    rounds: Annotated[int | None, typer.Option(min=2, help="Measured rounds, each runs A and B once in "
+                                                           "random order (default 30; --quick 15).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer rounds (15).")] = False,
     shots: Annotated[int, typer.Option(min=1, help="Shots of the cached support.")] = 1,
     batch: Annotated[int, typer.Option(min=1, help="Query tiles per call.")] = 1,
-    threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range, help="CPU threads per backend.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the A/B results here (for `icpd bench compare`).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, callback=threads_in_range,
+                                                help="CPU threads per backend.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json",
+                                                   help="Write the A/B results here (for "
+                                                        "`icpd bench compare`).")] = None,
     max_slowdown: MaxSlowdown = "10%",
     alpha: Alpha = 0.01,
     junit: Junit = None,

@@ -50,16 +50,18 @@ def cache_support_cmd(
     masks: Annotated[list[Path] | None, typer.Option("--mask", "--masks", help="Binary mask (0/1 or 0/255) of an "
                                                      "--image; one per --image, same order. Or use --label.")] = None,
     labels: Annotated[list[Path] | None, typer.Option("--label", help="Class-id label map of an --image (pixel value "
-                                                      "= class id); one per --image, same order, with --class-id.")] = None,
+                                                      "= class id); one per --image, same order, with "
+                                                      "--class-id.")] = None,
     class_id: Annotated[int | None, typer.Option(min=0, help="The class's pixel value in the --label files.")] = None,
-    target_class: Annotated[str | None, typer.Option(help="Row of the class in the embeddings (default: --class-name).")] = None,
+    target_class: Annotated[str | None, typer.Option(help="Row of the class in the embeddings "
+                                                          "(default: --class-name).")] = None,
     bands: BandsOpt = None,
     force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
     backend: BackendOpt = Backend.ORT,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
 ) -> None:
-    """Encode a class's support images once and cache what the matcher needs (masks: --mask, or --label + --class-id)."""
+    """Encode a class's support images once and cache what the matcher needs (masks: --mask or --label + --class-id)."""
     from icpd.io import OutputPathError, ensure_writable
     from icpd.io.locks import exclusive_lock
     from icpd.runtime.validation import check_class_name, check_counts

@@ -16,9 +16,11 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("synth")
     def synth_cmd(
-        out_dir: Annotated[Path, typer.Option("--out", "-o", help="Root directory to create (pass it to --root later).")],
+        out_dir: Annotated[Path, typer.Option("--out", "-o",
+                                              help="Root directory to create (pass it to --root later).")],
         layout: Annotated[str, typer.Option(help="Folder layout: isaid5i or dlrsd5i.")] = "isaid5i",
-        tiles: Annotated[int, typer.Option(min=1, help="Tiles per split (trn and val each); >= 5*(K+1) for K-shot.")] = 30,
+        tiles: Annotated[int, typer.Option(min=1, help="Tiles per split (trn and val each); "
+                                                       ">= 5*(K+1) for K-shot.")] = 30,
         seed: Annotated[int, typer.Option(help="Everything is a function of the seed.")] = 0,
         size: Annotated[int, typer.Option(min=32, help="Tile side in pixels (the DLRSD-5i reader expects 256).")] = 256,
         zoom: Annotated[float, typer.Option(
@@ -53,9 +55,9 @@ def register(app: typer.Typer) -> None:
                 raise
             fail_os_error(e)
         out.print(
-            f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px, zoom {zoom:g}) and {emb} (synthetic class "
-            f"embeddings for preset {preset}); list lines {summary.list_entries}; fewest tiles of any class: "
-            f"{summary.min_class_tiles()}",
+            f"wrote {summary.root} ({layout}, {tiles} tiles per split, {size} px, zoom {zoom:g}) and {emb} "
+            f"(synthetic class embeddings for preset {preset}); list lines {summary.list_entries}; "
+            f"fewest tiles of any class: {summary.min_class_tiles()}",
             markup=False, highlight=False,
         )
 

@@ -18,21 +18,27 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[str, typer.Option(help="isaid5i or dlrsd5i.")],
         root: Annotated[Path, typer.Option(help="Data set root.")],
         fold: Annotated[int, typer.Option(min=0, max=2, help="Fold whose 5 novel classes are scored.")],
-        checkpoint: Annotated[Path | None, typer.Option(help="ICPD-Net checkpoint (.pt or .safetensors), run in PyTorch.")] = None,
-        model: Annotated[Path | None, typer.Option("--model", "-m", help="Exported model directory (`icpd export`), run by --backend.")] = None,
+        checkpoint: Annotated[Path | None, typer.Option(help="ICPD-Net checkpoint (.pt or "
+                                                             ".safetensors), run in PyTorch.")] = None,
+        model: Annotated[Path | None, typer.Option("--model", "-m",
+                                                   help="Exported model directory (`icpd "
+                                                        "export`), run by --backend.")] = None,
         engines: Annotated[Path | None, typer.Option(help="TensorRT engine dir (with --backend trt).")] = None,
         shot: Annotated[int, typer.Option(min=1, help="Support images per episode.")] = 1,
-        preset: Annotated[str | None, typer.Option(help="Model preset. Default: from the checkpoint, else paper.")] = None,
+        preset: Annotated[str | None, typer.Option(help="Model preset. Default: from the "
+                                                        "checkpoint, else paper.")] = None,
         class_embeddings: Annotated[Path | None, typer.Option(
             help="Class embeddings (15 x D). Default: the file recorded in a checkpoint by `icpd train`."
         )] = None,
         backend: BackendOpt = Backend.TORCH,
         batch_size: Annotated[int, typer.Option(min=1, help="Episodes per forward pass.")] = 8,
-        workers: Annotated[int, typer.Option(min=0, callback=workers_in_range, help="DataLoader worker processes.")] = 0,
+        workers: Annotated[int, typer.Option(min=0, callback=workers_in_range,
+                                             help="DataLoader worker processes.")] = 0,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Autocast on CUDA.")] = False,
         seed: Annotated[int, typer.Option(help="Episode sampling seed.")] = 0,
-        episodes: Annotated[int | None, typer.Option(min=1, help="Score only this many evenly spaced episodes.")] = None,
+        episodes: Annotated[int | None, typer.Option(min=1,
+                                                     help="Score only this many evenly spaced episodes.")] = None,
         json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores as JSON here.")] = None,
         quiet: QuietOpt = False,
     ) -> None:

@@ -39,14 +39,17 @@ def export_cmd(
     rank_prior: RankPriorOpt = None,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.FP32,
     calibration: Annotated[Path | None, typer.Option(help="With --precision int8: a folder of images to calibrate on "
-                                                          "(default: built-in synthetic tiles); recorded in model.json.")] = None,
+                                                          "(default: built-in synthetic tiles); recorded in "
+                                                          "model.json.")] = None,
     int8_exclude: Annotated[list[str] | None, typer.Option(
         "--int8-exclude", help="With --precision int8: blocks or MatMuls to keep FP32 (fnmatch pattern on the names "
                                "model.json int8.mixed_precision lists, e.g. '*resblocks.23.*'; repeatable).")] = None,
     int8_min_speedup: Annotated[float | None, typer.Option(
-        "--int8-min-speedup", callback=finite_number, help="With --precision int8: refuse (write nothing) if the INT8 encoder, after blocks "
-                                   "kept FP32, is not at least this many times as fast as FP32 on this CPU.")] = None,
-    validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch (and INT8 against FP32) before finishing.")] = True,
+        "--int8-min-speedup", callback=finite_number,
+        help="With --precision int8: refuse (write nothing) if the INT8 encoder, after blocks "
+             "kept FP32, is not at least this many times as fast as FP32 on this CPU.")] = None,
+    validate: Annotated[bool, typer.Option(help="Check ONNX Runtime against PyTorch (and INT8 "
+                                                "against FP32) before finishing.")] = True,
     force: Annotated[bool, typer.Option(help="Replace an existing model dir at --out.")] = False,
     runtime_only: Annotated[bool, typer.Option("--runtime-only", help=RUNTIME_ONLY_HELP)] = False,
     quiet: QuietOpt = False,
@@ -182,7 +185,8 @@ def _lock_out(out_dir: Path, force: bool) -> Iterator[None]:
         elif out_dir.is_file():
             raise ExportError(f"--out {out_dir}: is a file; choose a folder (a new one, or an empty one)")
         elif out_dir.is_dir() and any(out_dir.iterdir()):
-            raise ExportError(f"--out {out_dir}: exists and is not empty; pass --force to replace it or choose another folder")
+            raise ExportError(f"--out {out_dir}: exists and is not empty; pass "
+                              "--force to replace it or choose another folder")
         yield
 
 

@@ -103,9 +103,12 @@ class _RichProgress:
 
 
 def infer_cmd(
-    inputs: Annotated[list[Path], typer.Argument(help="Images (PNG/JPEG/TIFF) or folders of them.", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Images (PNG/JPEG/TIFF) or folders of them.",
+                                                 show_default=False)],
     model: ModelDirOpt,
-    support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
+    support: Annotated[list[Path], typer.Option("--support", "-s",
+                                                help="Support cache of one class (`icpd "
+                                                     "cache-support`); repeat per class.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     backend: BackendOpt = Backend.ORT,
     engines: EnginesOpt = None,
@@ -115,15 +118,25 @@ def infer_cmd(
     tile: TileOpt = None,
     overlap: OverlapOpt = 32,
     batch: TileBatchOpt = 8,
-    save_probs: Annotated[bool, typer.Option("--save-probs", help="Also write <stem>_prob_<class>.png: grey, pixel value = round(probability x 255).")] = False,
-    save_priors: Annotated[bool, typer.Option("--save-priors", help="Also write <stem>_prior_<class>.png heat maps.")] = False,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
+    save_probs: Annotated[bool, typer.Option("--save-probs",
+                                             help="Also write <stem>_prob_<class>.png: grey, pixel "
+                                                  "value = round(probability x 255).")] = False,
+    save_priors: Annotated[bool, typer.Option("--save-priors",
+                                              help="Also write <stem>_prior_<class>.png heat maps.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r",
+                                            help="Descend into sub-folders of folder inputs.")] = False,
     bands: BandsOpt = None,
-    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: `--ray` alone (or `local`) starts a local Ray, `--ray auto` or `--ray ray://HOST:10001` joins a cluster. Needs the ray extra: pip install 'icpd\\[ray]'.", show_default=False)] = None,
-    actors: Annotated[int, typer.Option("--actors", help="With --ray: predictor actors (one per GPU on a GPU cluster).", min=1)] = 1,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: `--ray` alone (or `local`) starts a local Ray, "
+                                                          "`--ray auto` or `--ray ray://HOST:10001` joins a cluster. "
+                                                          "Needs the ray extra: pip install 'icpd\\[ray]'.",
+                                            show_default=False)] = None,
+    actors: Annotated[int, typer.Option("--actors", help="With --ray: predictor actors (one per GPU on a GPU cluster).",
+                                        min=1)] = 1,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment scenes of any size, window by window: writes <stem>_labels.png/.tif, <stem>_overlay, summary.json, runs/<run>.jsonl."""
+    """Segment scenes of any size, window by window.
+
+    Writes <stem>_labels.png/.tif, <stem>_overlay, summary.json, runs/<run>.jsonl."""
     from icpd.apps.infer.local import InferOptions, collect_inputs, infer_paths, open_predictor
     from icpd.io import ImageError, OutputPathError, ensure_writable
 

@@ -43,9 +43,11 @@ def info_cmd() -> None:
 
 def convert_checkpoint_cmd(
     src: Annotated[Path, typer.Argument(help="The authors' checkpoint (.pt state dict), e.g. 1_shot_0_fold_ISAID.pt.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output .safetensors file (a .json sidecar is written beside it).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output .safetensors file (a .json "
+                                                               "sidecar is written beside it).")],
     preset: Annotated[str, typer.Option(callback=preset_callback, help=PRESET_HELP)] = "paper",
-    shot: Annotated[int | None, typer.Option(help="Shots the checkpoint was trained for (recorded in the metadata).")] = None,
+    shot: Annotated[int | None, typer.Option(help="Shots the checkpoint was trained for "
+                                                  "(recorded in the metadata).")] = None,
 ) -> None:
     """Authors' .pt -> safetensors + JSON metadata with the model fingerprint."""
     from icpd.io import OutputPathError
@@ -60,10 +62,12 @@ def convert_checkpoint_cmd(
 
 def embed_text_cmd(
     clip_weights: Annotated[Path, typer.Option(help="Full open_clip CLIP checkpoint (e.g. RemoteCLIP-ViT-L-14.pt).")],
-    classes: Annotated[str, typer.Option(help="Comma-separated class names in class-id order, e.g. 'ship,storage tank'.")],
+    classes: Annotated[str, typer.Option(help="Comma-separated class names in class-id "
+                                              "order, e.g. 'ship,storage tank'.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Output .safetensors file.")],
     preset: Annotated[str, typer.Option(callback=preset_callback, help=PRESET_HELP)] = "paper",
-    normalize: Annotated[bool, typer.Option(help="L2-normalise each embedding (the authors' iSAID file is; DLRSD is not).")] = False,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise each embedding (the authors' "
+                                                 "iSAID file is; DLRSD is not).")] = False,
 ) -> None:
     """Class names -> CLIP text embeddings (bare names, open_clip tokenizer, as the authors did)."""
     from icpd.io import OutputPathError
@@ -74,7 +78,8 @@ def embed_text_cmd(
         emb = embed_text_to_file(clip_weights, classes.split(","), out_path, preset=preset, normalize=normalize)
     except (CheckpointError, ValueError, OutputPathError) as e:
         fail(e)
-    out.print(f"wrote {out_path}: {len(emb.classes)} classes x {emb.embeddings.shape[1]}", markup=False, highlight=False)
+    out.print(f"wrote {out_path}: {len(emb.classes)} classes x "
+              f"{emb.embeddings.shape[1]}", markup=False, highlight=False)
 
 
 def predict_cmd(

@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         def progress(step: StepResult) -> None:
             if not quiet:
                 note = step.reason if step.status == "skip" else step.error if step.status == "fail" else ""
-                console.print(f"selftest: {step.name} {step.status} ({step.seconds:.1f} s){': ' + note if note else ''}",
+                console.print(f"selftest: {step.name} {step.status} "
+                              f"({step.seconds:.1f} s){': ' + note if note else ''}",
                               markup=False, highlight=False, soft_wrap=True)
 
         names = tuple(n.strip() for n in only.split(",") if n.strip())

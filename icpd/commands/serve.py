@@ -33,29 +33,45 @@ if TYPE_CHECKING:
 
 def serve_cmd(
     model: ModelDirOpt,
-    support: Annotated[list[Path] | None, typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`), loaded at start; repeat per class. More can be PUT at /v1/supports/{name}.")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --token (or --insecure).")] = "127.0.0.1",
+    support: Annotated[list[Path] | None, typer.Option("--support", "-s",
+                                                       help="Support cache of one class (`icpd cache-support`), "
+                                                            "loaded at start; repeat per class. More can be PUT "
+                                                            "at /v1/supports/{name}.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback "
+                                           "needs --token (or --insecure).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8080,
-    token: Annotated[str | None, typer.Option(envvar="ICPD_SERVE_TOKEN", show_envvar=True, help="Bearer token every endpoint but /healthz, /readyz and the page needs (Authorization: Bearer TOKEN). Prefer the environment variable: a command line is visible to other users.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="ICPD_SERVE_TOKEN", show_envvar=True,
+                                              help="Bearer token every endpoint but /healthz, /readyz and the page "
+                                                   "needs (Authorization: Bearer TOKEN). Prefer the environment "
+                                                   "variable: a command line is visible to other users.")] = None,
     backend: BackendOpt = Backend.ORT,
     engines: EnginesOpt = None,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Requests segmented at once (threads over the one loaded model).")] = 1,
-    queue: Annotated[int, typer.Option(min=0, max=100_000, help="Requests that may wait for a worker; more are answered 503 with Retry-After.")] = 8,
-    deadline: Annotated[float, typer.Option(min=0.001, callback=finite_number, help="Seconds a request may take, waiting included (504 past it).")] = 60.0,
-    max_body_mb: Annotated[float, typer.Option(min=0.001, callback=finite_number, help="Largest request body, MiB (413 above).")] = 64.0,
-    max_pixels: Annotated[int, typer.Option(min=1, help="Largest image, in pixels, read from its header before decoding (413 above).")] = 64_000_000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Requests segmented at once (threads "
+                                                             "over the one loaded model).")] = 1,
+    queue: Annotated[int, typer.Option(min=0, max=100_000, help="Requests that may wait for a worker; more "
+                                                                "are answered 503 with Retry-After.")] = 8,
+    deadline: Annotated[float, typer.Option(min=0.001, callback=finite_number,
+                                            help="Seconds a request may take, waiting included (504 past it).")] = 60.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, callback=finite_number,
+                                               help="Largest request body, MiB (413 above).")] = 64.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest image, in pixels, read from its header "
+                                                        "before decoding (413 above).")] = 64_000_000,
     tile: TileOpt = None,
     overlap: OverlapOpt = 32,
     batch: TileBatchOpt = 8,
-    class_embeddings: Annotated[Path | None, typer.Option(help="Class embeddings (.safetensors) to encode supports PUT as images and masks.", show_default=False)] = None,
-    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray Serve: `--ray` alone starts a local Ray, `--ray auto` or `--ray ray://HOST:10001` joins a cluster.", show_default=False)] = None,
+    class_embeddings: Annotated[Path | None, typer.Option(help="Class embeddings (.safetensors) to encode supports PUT "
+                                                               "as images and masks.",
+                                                          show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray Serve: `--ray` alone starts a local Ray, "
+                                                          "`--ray auto` or `--ray ray://HOST:10001` joins a cluster.",
+                                            show_default=False)] = None,
     replicas: Annotated[int, typer.Option(min=1, max=1024, help="With --ray: replicas of the service.")] = 1,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without a token.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Serve segmentation over HTTP: /v1/segment, /v1/supports, /metrics, the Open Inference Protocol (/v2), a page at /."""
+    """Serve segmentation over HTTP: /v1/segment, /v1/supports, /metrics, Open Inference Protocol (/v2), a page at /."""
     from icpd.apps.serve.settings import is_loopback
 
     if not is_loopback(host) and token is None and not insecure:
@@ -115,7 +131,8 @@ def _settings(model: Path, supports: list[Path], host: str, port: int, token: st
             fail(f"--support {path}: {e.message}; PUT it under such a name instead: curl -X PUT --data-binary "
                  f"@{path} http://HOST:PORT/v1/supports/NAME")
         if name.casefold() in seen:
-            fail(f"--support {path}: class {name!r} is given twice (also {seen[name.casefold()]}); give each class once")
+            fail(f"--support {path}: class {name!r} is given twice (also "
+                 f"{seen[name.casefold()]}); give each class once")
         seen[name.casefold()] = path
     if class_embeddings is not None and not class_embeddings.is_file():
         fail(f"--class-embeddings {class_embeddings}: file not found; pass the .safetensors of `icpd embed-text`")

@@ -92,15 +92,24 @@ def _report(summary: StreamSummary, out_path: Path | None) -> str:
 
 
 def stream_cmd(
-    source: Annotated[str, typer.Argument(help="Video file, folder of frames, camera index (0) or device (/dev/video0), "
-                                               "or URL (rtsp://, http://).", show_default=False)],
+    source: Annotated[str, typer.Argument(help="Video file, folder of frames, camera index (0) or device "
+                                               "(/dev/video0), or URL (rtsp://, http://).", show_default=False)],
     model: ModelDirOpt,
-    support: Annotated[list[Path], typer.Option("--support", "-s", help="Support cache of one class (`icpd cache-support`); repeat per class.")],
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Overlay video (.mp4 or .avi); OUT.jsonl and OUT.summary.json go beside it. Default: no files.")] = None,
-    realtime: Annotated[bool, typer.Option("--realtime", help="Process the newest frame when inference falls behind; count the dropped ones (files play at their frame rate).")] = False,
+    support: Annotated[list[Path], typer.Option("--support", "-s",
+                                                help="Support cache of one class (`icpd "
+                                                     "cache-support`); repeat per class.")],
+    out_path: Annotated[Path | None, typer.Option("--out", "-o",
+                                                  help="Overlay video (.mp4 or .avi); OUT.jsonl and "
+                                                       "OUT.summary.json go beside it. Default: no files.")] = None,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Process the newest frame when inference "
+                                                              "falls behind; count the dropped ones (files "
+                                                              "play at their frame rate).")] = False,
     every: Annotated[int, typer.Option(min=1, help="Process one frame in N.")] = 1,
-    fps: Annotated[float | None, typer.Option(min=0.001, callback=finite_number, help="Frame rate of a folder of frames (default 10), or override the source's.")] = None,
-    queue: Annotated[int | None, typer.Option(min=1, help="Frames waiting for inference at most. Default: 1 with --realtime, else 4.")] = None,
+    fps: Annotated[float | None, typer.Option(min=0.001, callback=finite_number,
+                                              help="Frame rate of a folder of frames (default "
+                                                   "10), or override the source's.")] = None,
+    queue: Annotated[int | None, typer.Option(min=1, help="Frames waiting for inference at most. "
+                                                          "Default: 1 with --realtime, else 4.")] = None,
     max_frames: Annotated[int | None, typer.Option(min=0, help="Stop after this many source frames.")] = None,
     backend: BackendOpt = Backend.ORT,
     engines: EnginesOpt = None,
@@ -112,7 +121,7 @@ def stream_cmd(
     batch: TileBatchOpt = 8,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment a video stream frame by frame (same results as `icpd infer` per frame); Ctrl-C stops cleanly (exit 130)."""
+    """Segment a video stream frame by frame (same results as `icpd infer`); Ctrl-C stops cleanly (exit 130)."""
     from icpd.apps.infer.local import open_predictor
     from icpd.apps.stream.outputs import check_outputs
     from icpd.apps.stream.pipeline import StreamOptions, run_stream

@@ -48,7 +48,8 @@ def mismatch_message(exc: BaseException) -> str:
     pin = f"'torchvision=={want}'" if want else "the torchvision listed for it at https://pytorch.org/get-started/previous-versions/"
     same_index = f" --index-url {WHEEL_INDEX}/{local}" if local else ""
     return (
-        f"torchvision {_version('torchvision') or '?'} does not fit torch {torch_version} (importing it failed: {exc}); "
+        f"torchvision {_version('torchvision') or '?'} does not fit torch {torch_version} "
+        f"(importing it failed: {exc}); "
         f"it was built for another torch, e.g. installed from another index. Install the one built for this torch: "
         f"pip install {pin}{same_index}; on a machine without an NVIDIA GPU, both from the CPU index: "
         f"pip install 'torch=={release}' {pin if want else 'torchvision'} --index-url {WHEEL_INDEX}/cpu"

@@ -49,8 +49,10 @@ def register(app: typer.Typer) -> None:
         rank_prior: RankPriorOpt = None,
         batch: Annotated[str, typer.Option(help="Query batch profile MIN,OPT,MAX.")] = "1,1,4",
         shots: Annotated[str, typer.Option(help="Support shots profile MIN,OPT,MAX.")] = "1,1,5",
-        workspace: Annotated[float, typer.Option(min=0.001, callback=finite_number, help="Builder workspace limit in GiB.")] = 4.0,
-        plugin_library: Annotated[Path | None, typer.Option(help="C++ NdcgPrior plugin (.so) instead of the AOT plugin.")] = None,
+        workspace: Annotated[float, typer.Option(min=0.001, callback=finite_number,
+                                                 help="Builder workspace limit in GiB.")] = 4.0,
+        plugin_library: Annotated[Path | None, typer.Option(help="C++ NdcgPrior plugin (.so) instead of the AOT "
+                                                                 "plugin.")] = None,
         force: Annotated[bool, typer.Option(help="Replace an existing, non-empty --out.")] = False,
         opt_level: Annotated[int | None, typer.Option(
             "--opt-level", help="Builder optimisation level 0-5 (TensorRT's default 3; lower builds faster).")] = None,
@@ -89,12 +91,14 @@ def register(app: typer.Typer) -> None:
             fail(e)
         s = res.sidecar
         if not quiet:
-            out.print(f"wrote {res.path}: {', '.join(s.engines)} engines, {s.precision}, TensorRT {s.env.tensorrt_version} "
-                      f"on {s.env.gpu_name}, batch {s.batch}, shots {s.shots} in {res.seconds:.1f} s")
+            out.print(f"wrote {res.path}: {', '.join(s.engines)} engines, {s.precision}, "
+                      f"TensorRT {s.env.tensorrt_version} on {s.env.gpu_name}, batch {s.batch}, shots {s.shots} "
+                      f"in {res.seconds:.1f} s")
 
     @app.command("validate")
     def validate_cmd(
-        model: Annotated[Path, typer.Option("--model", "-m", help="Model directory from `icpd export` (FP32 or FP16).")],
+        model: Annotated[Path, typer.Option("--model", "-m",
+                                            help="Model directory from `icpd export` (FP32 or FP16).")],
         engines: Annotated[Path | None, typer.Option(help="Engine directory from `icpd build` (for trt).")] = None,
         backends: Annotated[str, typer.Option(help="Comma-separated: torch, ort, trt.")] = "torch,ort",
         runs: Annotated[int, typer.Option(min=1, help="Seeded episodes.")] = 3,

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
     def fetch_weights(
         name: Annotated[str, typer.Argument(help="resnet50, vgg16 or remoteclip-vitl14.")],
         download: Annotated[bool, typer.Option(help="Allow the download (nothing is fetched without it).")] = False,
-        cache_dir: Annotated[Path | None, typer.Option(help="Where to keep weights (default ~/.cache/icpd/weights).")] = None,
+        cache_dir: Annotated[Path | None, typer.Option(help="Where to keep weights (default "
+                                                            "~/.cache/icpd/weights).")] = None,
     ) -> None:
         """Locate (or, with --download, fetch) pretrained encoder weights; prints the local path."""
         from icpd.io import OutputPathError
