@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import threading
 import time
@@ -138,4 +139,35 @@ def test_deadline_is_504_and_the_abandoned_request_is_skipped(client):
 def test_unknown_endpoint_and_method_are_json_too(client):
     assert _error(client.get("/v1/nothing"), 404) == "/v1/nothing: no such endpoint; the API is listed in the README (Serving)"
     assert _error(client.get("/v1/segment"), 405) == "GET /v1/segment: method not allowed here"
+    _ok(client)
+
+
+def _infer(client, header: dict, raw: bytes = b"", name: str = "icpd"):
+    body = json.dumps(header).encode()
+    headers = {"Inference-Header-Content-Length": str(len(body))} if raw else {}
+    return client.post(f"/v2/models/{name}/infer", content=body + raw, headers=headers)
+
+
+def test_open_inference_protocol_errors_are_json_too(client):
+    image = {"name": "image", "datatype": "UINT8", "shape": [4, 5, 3]}
+    assert _error(_infer(client, {"inputs": [image]}, bytes(60), name="other"), 404) == (
+        "model 'other': this server serves 'icpd'")
+    assert _error(_infer(client, {"inputs": [{**image, "datatype": "FP32"}]}), 422).startswith(
+        "infer request: input 'image' FP32 [4, 5, 3]; expected 'image' UINT8 [H, W, 3] or [B, H, W, 3]")
+    sized = {**image, "parameters": {"binary_data_size": 60}}
+    assert _error(_infer(client, {"inputs": [sized]}, bytes(59)), 422).startswith(
+        "input 'image': binary_data_size 60 and 59 bytes after the header; a UINT8 [4, 5, 3] tensor is 60 bytes")
+    assert _error(_infer(client, {"inputs": [{**image, "data": [300] * 60}]}), 422).startswith(
+        "input 'image': 'data' must hold 60 integers from 0 to 255")
+    huge = {"name": "image", "datatype": "UINT8", "shape": [1000, 1000, 3], "parameters": {"binary_data_size": 1}}
+    assert _error(_infer(client, {"inputs": [huge]}, b"\x00"), 413).startswith(
+        "input 'image': 1000x1000 (WxH) = 1,000,000 pixels, more than this server's limit of 200,000")
+    pixels = {**image, "data": list(range(60))}
+    assert _error(_infer(client, {"inputs": [pixels], "parameters": {"threshold": 3}}), 422).startswith(
+        "parameter threshold: 3; give a number from 0 to 1")
+    ok = _infer(client, {"inputs": [pixels], "parameters": {"classes": "tank"}})
+    assert ok.status_code == 200, ok.text
+    out = ok.json()["outputs"][0]
+    assert (out["name"], out["datatype"], out["shape"], len(out["data"])) == ("labels", "UINT8", [4, 5], 20)
+    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data"]
     _ok(client)
