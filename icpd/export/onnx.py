@@ -75,7 +75,8 @@ def example_support_masks(shots: int, size: int, seed: int) -> torch.Tensor:
     m = torch.zeros(shots, size, size)
     for k in range(shots):
         h, w = torch.randint(size // 8, size // 2, (2,), generator=g).tolist()
-        y, x = torch.randint(0, size - h, (1,), generator=g).item(), torch.randint(0, size - w, (1,), generator=g).item()
+        y, x = (torch.randint(0, size - h, (1,), generator=g).item(),
+                torch.randint(0, size - w, (1,), generator=g).item())
         m[k, y : y + h, x : x + w] = 1
     return m
 
@@ -85,7 +86,8 @@ def example_images(batch: int, size: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=g)
 
 
-def matcher_inputs(model: ICPDNet, query: torch.Tensor, support: torch.Tensor, masks: torch.Tensor, emb: torch.Tensor) -> list[torch.Tensor]:
+def matcher_inputs(model: ICPDNet, query: torch.Tensor, support: torch.Tensor, masks: torch.Tensor,
+                   emb: torch.Tensor) -> list[torch.Tensor]:
     """Positional matcher inputs: query images (B,3,S,S), support images (K,3,S,S), masks (K,S,S), emb (15,D)."""
     with torch.no_grad():
         q = model.encode_unchecked(query)
@@ -177,8 +179,8 @@ def export_model(
         sig = MatcherSignature.for_preset(p)
         names, dyn = sig.inputs, sig.dynamic_axes(batch, shots)
         rank = rank_prior  # the op the form's translation rewrites (plugin: the kernel computes distances itself)
-        _export(MatcherGraph(model, all_outputs=True, rank=rank), tuple(args), work / "matcher.onnx", names, MATCHER_OUTPUTS_ALL,
-                (tuple(dyn),), rank_prior)
+        _export(MatcherGraph(model, all_outputs=True, rank=rank), tuple(args), work / "matcher.onnx", names,
+                MATCHER_OUTPUTS_ALL, (tuple(dyn),), rank_prior)
         if not runtime_only:
             save_checkpoint(model, work / "model.safetensors", {"source": source} if source else None, sidecar=False)
         meta = base_meta(p, model_fingerprint(model))
@@ -191,7 +193,8 @@ def export_model(
             "preprocess": {"inputs": {"pixels": ["batch", "height", "width", 3, "uint8"]},
                            "outputs": {"images": ["batch", 3, p.image_size, p.image_size, "float32"]}},
             "encoder": {"inputs": {"images": ["batch", 3, p.image_size, p.image_size, "float32"]},
-                        "outputs": {n: ["batch", *list(shape[1:]), "float32"] for n, shape in zip(enc_out, images_shapes(model, images))}},
+                        "outputs": {n: ["batch", *list(shape[1:]), "float32"]
+                                    for n, shape in zip(enc_out, images_shapes(model, images))}},
             "matcher": sig.describe(args),
         })
         remove_unreferenced_data(work)  # every file left is listed in model.json
@@ -243,7 +246,8 @@ def validate_export(model: ICPDNet, model_dir: Path, runs: int = 3, seed: int = 
         cmp.add("images", pre.run(None, {"pixels": ep.query})[0], ref_images.numpy())
         with torch.no_grad():
             ref_feats = model.encode_unchecked(ref_images).as_list()
-        cmp.add_all(encoder_output_names(p), enc.run(None, {"images": ref_images.numpy()}), [r.numpy() for r in ref_feats])
+        cmp.add_all(encoder_output_names(p), enc.run(None, {"images": ref_images.numpy()}),
+                    [r.numpy() for r in ref_feats])
         if mat_sess is None:
             continue
         support = torch.cat([preprocess_pixels(torch.from_numpy(px[None]), p) for px in ep.support])

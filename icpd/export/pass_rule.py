@@ -53,14 +53,14 @@ class Int8Rule:
 
 WHY: dict[str, str] = {
     "min_mean_iou": "the masks are what the user gets; random-weight models' masks sit on logits near zero and flip on "
-                    "small errors, so the bound is below FP16's 0.99 (the task-level cost is measured on a trained model: "
-                    "README 'INT8 on CPU', FP32 vs INT8 mIoU within 1 point)",
-    "min_pixel_agreement": "a mask that is right on average can still lose a small object: at most 2 % of the pixels of "
-                           "any episode may change class",
+                    "small errors, so the bound is below FP16's 0.99 (the task-level cost is measured on a trained "
+                    "model: README 'INT8 on CPU', FP32 vs INT8 mIoU within 1 point)",
+    "min_pixel_agreement": "a mask that is right on average can still lose a small object: at most 2 % of the pixels "
+                           "of any episode may change class",
     "max_query_prior_diff": "the query prior (a sigmoid, 0..1) carries the INT8 CLIP tower's error to the decoder; "
                             "0.05 is 5 % of its range (seeded paper checkpoints 1-3: 0.032 to 0.042, mask IoU >= 0.99)",
-    "min_rank_agreement": "the rank prior moves only at its CLIP level (ResNet maps and matcher stay FP32), 1/24 of its "
-                          "values (4.2 % in the paper and tiny presets): 0.99 lets up to a quarter of that level's "
+    "min_rank_agreement": "the rank prior moves only at its CLIP level (ResNet maps and matcher stay FP32), 1/24 of "
+                          "its values (4.2 % in the paper and tiny presets): 0.99 lets up to a quarter of that level's "
                           "values move by more than 0.01 where CLIP-space distances nearly tie, and refuses INT8 that "
                           "reorders it wholesale",
     "min_encoder_cosine": "a guard against gross errors (a broken graph, saturating AVX2 kernels: cosine 0.980), not "

@@ -69,7 +69,8 @@ def seeded_episodes(preset: Preset, runs: int, seed: int = 0, batch: int = 2, ma
         h, w = preset.image_size + 16 * (1 + r % 3), preset.image_size + 8
         # smooth random images (8x8-pixel blocks) so features vary in space as in real imagery
         query = rng.integers(0, 256, (batch, h // 8, w // 8, 3)).repeat(8, 1).repeat(8, 2).astype(np.uint8)
-        support = [rng.integers(0, 256, (h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1).astype(np.uint8) for _ in range(shots)]
+        support = [rng.integers(0, 256, (h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1).astype(np.uint8)
+                   for _ in range(shots)]
         masks = []
         for _ in range(shots):
             m = np.zeros((h, w), np.uint8)
@@ -148,7 +149,8 @@ def merge(stats: list[ErrorStats]) -> ErrorStats:
     )
 
 
-def rank_prior_agreement(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: float = 0.01) -> dict[str, float]:
+def rank_prior_agreement(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                         tol: float = 0.01) -> dict[str, float]:
     """How far the rank (NDCG) prior moved: over the rank channels of ``pyramid_*`` (odd channels:
     each level contributes [cos, rank]; pyramid_l3's last channel, the query prior, is even),
     the fraction of values within ``tol`` of the reference, and the max / mean abs difference."""
@@ -156,7 +158,8 @@ def rank_prior_agreement(actual: dict[str, np.ndarray], reference: dict[str, np.
     if not diffs:
         return {}
     d = np.concatenate(diffs)
-    return {"agreement": float((d <= tol).mean()), "tolerance": tol, "max_abs": float(d.max()), "mean_abs": float(d.mean())}
+    return {"agreement": float((d <= tol).mean()), "tolerance": tol, "max_abs": float(d.max()),
+            "mean_abs": float(d.mean())}
 
 
 def _rank_diff(actual: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -186,7 +189,8 @@ TOLERANCES: dict[Precision, Tolerance] = {
     Precision.FP16: Tolerance(None, None, None, None, None, 0.99),
     # the bounds INT8 shares with this table; the whole INT8 rule is icpd.export.pass_rule's
     Precision.INT8: Tolerance(None, None, None, None, pass_rule.INT8_RULE.min_pixel_agreement,
-                              pass_rule.INT8_RULE.min_mean_iou, min_encoder_cosine=pass_rule.INT8_RULE.min_encoder_cosine),
+                              pass_rule.INT8_RULE.min_mean_iou,
+                              min_encoder_cosine=pass_rule.INT8_RULE.min_encoder_cosine),
 }
 
 
