@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from icpd.errors import ParamMessage, arg
 from icpd.io.raster import ImageError, Raster, decode, describe_array
+
+
+class ClassIdError(ParamMessage, ImageError):
+    """A label map that lacks the ``class_id`` asked for (``--class-id`` on the command line)."""
 
 
 def _format_values(values: np.ndarray, limit: int = 8) -> str:
@@ -169,9 +174,10 @@ def read_class_mask(path: str | os.PathLike[str], class_id: int, like: Raster | 
     if not mask.any():
         is_jpeg = (" JPEG compression alters class ids: save label maps as PNG."
                    if path.suffix.lower() in (".jpg", ".jpeg") else "")
-        raise ImageError(
+        raise ClassIdError(
             f"label {path}: class id {class_id} does not occur; the ids present are "
-            f"{_format_values(np.unique(arr))}. Check --class-id (the pixel value of the class in this file).{is_jpeg}"
+            f"{_format_values(np.unique(arr))}. Check {arg('class_id')} (the pixel value of the class in "
+            f"this file).{is_jpeg}"
         )
     if like is not None and mask.shape != like.pixels.shape[:2]:
         raise ImageError(
