@@ -10,7 +10,6 @@ Everything stays in memory: the form is parsed from the body's bytes, never spoo
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from icpd.apps.serve.errors import ServeError
-from icpd.apps.serve.handling import read_body
+from icpd.apps.serve.handling import read_body, run_job
 
 __all__ = ["parse_form", "router"]
 
@@ -50,7 +49,8 @@ async def put_support(name: str, request: Request) -> JSONResponse:
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/form-data"):
         parts = parse_form(data, content_type)
-        support = await asyncio.to_thread(_encode, service, predictor, name, parts)
+        # on a worker, like a segmentation: the same bounded queue (503) and deadline (504)
+        support = await run_job(service, lambda job: _encode(service, predictor, name, parts))
     else:
         from icpd.artifacts.support_cache import SupportSet
 
@@ -122,7 +122,6 @@ def parse_form(data: bytes, content_type: str) -> dict[str, list[tuple[str, byte
 
 def _encode(service: Any, predictor: Any, name: str, form: dict[str, list[tuple[str, bytes]]]) -> Any:
     """Images and masks of a form -> the SupportSet ``icpd cache-support`` makes of the same files."""
-    from icpd.apps.serve.decode import sniff
     from icpd.io import ImageError, read_image, read_mask
 
     if service.embeddings is None:
@@ -134,10 +133,10 @@ def _encode(service: Any, predictor: Any, name: str, form: dict[str, list[tuple[
         raise ServeError(422, f"the form needs one 'mask' part per 'image' part, in the same order (got {len(images)} "
                               f"image(s), {len(masks)} mask(s){', and unknown fields ' + ', '.join(unknown) if unknown else ''})")
     target = form.get("target_class", [("", name.encode())])[0][1].decode("utf-8", "replace").strip() or name
+    limit = service.settings.max_pixels
     try:
-        rasters = [read_image(Path(f"image{k + 1}-{_safe(fn)}{sniff(b, None)}"), data=b)
-                   for k, (fn, b) in enumerate(images)]
-        mask_arrays = [read_mask(Path(f"mask{k + 1}-{_safe(fn)}{sniff(b, None)}"), like=r, data=b)
+        rasters = [read_image(_part(f"image{k + 1}", fn, b, limit), data=b) for k, (fn, b) in enumerate(images)]
+        mask_arrays = [read_mask(_part(f"mask{k + 1}", fn, b, limit), like=r, data=b)
                        for k, ((fn, b), r) in enumerate(zip(masks, rasters))]
         emb = service.embeddings.for_target(target)
         support = predictor.encode_support(rasters, mask_arrays, name, emb)
@@ -145,6 +144,16 @@ def _encode(service: Any, predictor: Any, name: str, form: dict[str, list[tuple[
         raise ServeError(422, f"support {name!r}: {e}") from None
     support.meta.update({"images": [fn for fn, _ in images], "masks": [fn for fn, _ in masks]})
     return support
+
+
+def _part(label: str, filename: str, data: bytes, max_pixels: int) -> Path:
+    """A form part's name for the readers' messages (``image1-s0.png``; never opened), once its bytes are
+    a PNG, JPEG or TIFF (415) within the pixel limit (413)."""
+    from icpd.apps.serve.decode import check_pixels, sniff
+
+    suffix = sniff(data, None)
+    check_pixels(data, suffix, max_pixels)
+    return Path(f"{label}-{_safe(filename)}{suffix}")
 
 
 def _safe(filename: str) -> str:

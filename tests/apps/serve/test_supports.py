@@ -13,6 +13,7 @@ from icpd.artifacts.support_cache import SupportSet
 from icpd.cli import app as cli
 from icpd.model.text import ClassEmbeddings, save_class_embeddings
 from tests.apps.serve.conftest import png_bytes, scene, start
+from tests.apps.serve.test_errors import _png_header
 
 IMAGE = png_bytes(scene(90, 110, 7))
 
@@ -136,4 +137,10 @@ def test_a_bad_form_is_one_json_message(client, files):
                                                      ("mask", ("m0.png", (files / "m0.png").read_bytes(), "image/png")),
                                                      ("target_class", (None, b"zebra"))])
     assert unknown.status_code == 422 and "zebra" in unknown.json()["error"]
+    bomb = client.put("/v1/supports/c3", files=[("image", ("big.png", _png_header(100_000, 100_000), "image/png")),
+                                                ("mask", ("m0.png", (files / "m0.png").read_bytes(), "image/png"))])
+    assert bomb.status_code == 413 and bomb.json()["error"].startswith("the image declares 100000x100000 (WxH)")
+    text = client.put("/v1/supports/c3", files=[("image", ("a.txt", b"not an image", "text/plain")),
+                                                ("mask", ("m0.png", (files / "m0.png").read_bytes(), "image/png"))])
+    assert text.status_code == 415
     assert client.get("/healthz").status_code == 200
