@@ -133,7 +133,8 @@ class SegmentService:
         log.info("model %s loaded (%s); classes: %s", s.model, s.backend, ", ".join(predictor.class_names) or "none")
 
     def stop(self, timeout: float | None = None) -> None:
-        """Let each worker finish its job, then end (jobs still waiting are answered by their deadline)."""
+        """The workers finish the jobs already queued (first in, first out), then end; waits at most
+        ``timeout`` s (default ``settings.drain``). uvicorn calls this after the requests in flight were answered."""
         for _ in range(self.settings.workers):
             self._jobs.put(None)
         end = time.monotonic() + (self.settings.drain if timeout is None else timeout)
