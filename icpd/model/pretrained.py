@@ -13,6 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from icpd.errors import ParamMessage, arg
+
+
+class WeightsNotFoundError(ParamMessage, FileNotFoundError):
+    """Known weights not in the cache while downloading is off (the message names ``download``)."""
+
 
 @dataclass(frozen=True)
 class Source:
@@ -65,9 +71,9 @@ def resolve_weights(name_or_path: str | os.PathLike[str], download: bool = False
     if target.is_file():
         return target
     if not download:
-        raise FileNotFoundError(
-            f"weights {key!r} are not in {target.parent}; pass --download to fetch them from {src.url}, "
-            "or give the path of a local copy"
+        raise WeightsNotFoundError(
+            f"weights {key!r} are not in {target.parent}; pass {arg('download', True)} to fetch them from "
+            f"{src.url}, or give the path of a local copy"
         )
     from torch.hub import download_url_to_file
 

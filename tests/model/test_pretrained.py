@@ -23,7 +23,7 @@ def test_local_file_is_used_as_is(tmp_path, no_network):
 
 
 def test_known_source_without_download_says_how(tmp_path, no_network):
-    with pytest.raises(FileNotFoundError, match="--download"):
+    with pytest.raises(FileNotFoundError, match="pass download=True to fetch them"):
         resolve_weights("resnet50", cache_dir=tmp_path)
 
 
