@@ -110,3 +110,31 @@ def test_the_predictors_input_errors_are_param_errors():
     with pytest.raises(InputError) as err:
         check_threshold(2)
     assert cli_text(err.value) == "--threshold: must be from 0 to 1 (got 2); pass a value from 0 to 1"
+
+
+def test_every_message_that_names_a_parameter_is_raised_as_a_param_message():
+    """``arg()`` in the message of an exception that is no ParamMessage would leave its marks in
+    ``str(err)`` (what a Python caller reads): every raise that uses it raises a ParamMessage."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import icpd.errors
+
+    root = Path(icpd.errors.__file__).parent
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        module = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and isinstance(node.exc.func, ast.Name)):
+                continue
+            if not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "arg"
+                       for a in node.exc.args for n in ast.walk(a)):
+                continue
+            name = node.exc.func.id
+            cls = getattr(importlib.import_module(module), name, None) or getattr(icpd.errors, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, ParamMessage)):
+                wrong.append(f"{module}:{node.lineno} raises {name}")
+    assert wrong == []

@@ -97,12 +97,12 @@ def cli_text(err: Exception | str) -> str:
 
     An error that only re-words its cause (``raise ExportError(str(e)) from e``) is shown as its
     cause would be."""
-    if isinstance(err, str):
-        return err
+    if isinstance(err, str):  # a marked parameter in plain text (it should not happen) still reads as a flag
+        return render(err, _flag_words)
     if not isinstance(err, ParamMessage):
         cause = err.__cause__
         if not (isinstance(cause, ParamMessage) and str(cause) == str(err)):
-            return str(err)
+            return render(str(err), _flag_words)
         err = cause
     return render(err.template, _flag_words)
 

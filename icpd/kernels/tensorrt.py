@@ -18,11 +18,11 @@ from icpd.errors import ParamMessage, arg
 CPP_PLUGIN_CREATOR = ("NdcgPrior", "1", "icpd")
 
 
-class TensorRTUnavailableError(RuntimeError):
+class TensorRTUnavailableError(ParamMessage, RuntimeError):
     """TensorRT's Python package is missing or cannot load its libraries."""
 
 
-class PluginLibraryError(ParamMessage, TensorRTUnavailableError):
+class PluginLibraryError(TensorRTUnavailableError):
     """TensorRT could not load the C++ NdcgPrior plugin library (the message names it and the fix)."""
 
 
