@@ -139,8 +139,9 @@ def test_every_area_names_parameters_not_flags():
     root = Path(__file__).resolve().parents[1] / "icpd"
     mine = ["trt/build.py", "trt/check.py", "export/quantize.py", "export/calibration.py",
             "export/ort_session.py", "export/fp16.py", "export/onnx.py", "artifacts/model_dir.py",
-            "kernels/tensorrt.py", "kernels/ort_custom_op.py", "benchmarks/precision.py", "benchmarks/latency.py",
-            "selftest/run.py", "model/text.py", "training/train.py", "training/train_state.py",
+            "kernels/tensorrt.py", "kernels/ort_custom_op.py", "benchmarks/precision.py",
+            "benchmarks/latency.py", "selftest/run.py", "model/text.py", "training/train.py",
+            "training/train_state.py",
             "training/evaluate.py", "training/predict.py", "training/distributed.py", "apps/validate.py",
             "runtime/tiling.py", "runtime/validation.py", "apps/infer/local.py", "apps/infer/session.py",
             "apps/infer/ray_runner.py", "apps/stream/pipeline.py", "apps/stream/video.py"]
