@@ -148,7 +148,8 @@ class Predictor:
         keys = [str(n).casefold() for n in names]
         unknown = [n for n, k in zip(names, keys) if k not in index]
         if unknown or len(set(keys)) != len(keys):
-            what = f"unknown class(es) {', '.join(map(repr, unknown))}" if unknown else f"classes {list(names)} repeat one"
+            what = (f"unknown class(es) {', '.join(map(repr, unknown))}" if unknown
+                    else f"classes {list(names)} repeat one")
             raise InputError(f"{what}; the loaded classes are {', '.join(self.class_names) or 'none'}")
         view = self.fork()
         view.supports = [self.supports[index[k]] for k in keys]
@@ -261,7 +262,8 @@ class Predictor:
         """Images -> (B, 3, S, S) array; features -> one array per level (a copy to the host)."""
         return self.backend.to_host(x)
 
-    def match(self, features: Features | Sequence[np.ndarray], support: SupportSet, outputs: Sequence[str]) -> list[np.ndarray]:
+    def match(self, features: Features | Sequence[np.ndarray], support: SupportSet,
+              outputs: Sequence[str]) -> list[np.ndarray]:
         """One class: features (backend form, or host arrays) x ``support`` -> the named matcher
         outputs. A support set not added to this Predictor is uploaded for this call only."""
         if isinstance(features, (list, tuple)) and features and isinstance(features[0], np.ndarray):
@@ -273,7 +275,8 @@ class Predictor:
         self._check(support)
         return self.backend.match(features, self.backend.load_support(support), outputs)
 
-    def match_classes(self, features: Features, outputs: Sequence[str], timer: StageTimer | None = None) -> list[list[np.ndarray]]:
+    def match_classes(self, features: Features, outputs: Sequence[str],
+                      timer: StageTimer | None = None) -> list[list[np.ndarray]]:
         """Every added class, one matcher pass each: per class, the named outputs on the host."""
         self._check_outputs(outputs)
         per_class = []
@@ -291,7 +294,8 @@ class Predictor:
         with _stage(timer, "postprocessing"):
             probs = np.stack([softmax_foreground(o[0]) for o in per_class], axis=1).astype(np.float32)
             stacked = {n: np.stack([o[i] for o in per_class], axis=1) for i, n in enumerate(outputs) if n in keep}
-            return Prediction(probs, merge_labels(probs, threshold), self.class_names, stacked.get("query_prior"), stacked)
+            return Prediction(probs, merge_labels(probs, threshold), self.class_names, stacked.get("query_prior"),
+                              stacked)
 
     def _check_outputs(self, outputs: Sequence[str]) -> None:
         if isinstance(outputs, str):
@@ -319,7 +323,8 @@ class Predictor:
         priors_out = ["query_prior"] if priors else []
         wanted = list(dict.fromkeys(["logits", *priors_out, *outputs]))
         features = self.encode(self.preprocess(images, timer), timer)
-        pred = self.merge(self.match_classes(features, wanted, timer), wanted, threshold, timer, keep=[*priors_out, *outputs])
+        pred = self.merge(self.match_classes(features, wanted, timer), wanted, threshold, timer,
+                          keep=[*priors_out, *outputs])
         if not priors:
             pred.priors = None
         if "query_prior" not in outputs:

@@ -95,7 +95,8 @@ class CheckReport:
         """Violations as an aligned text table (graph, node, op, rule, fix), or the pass line."""
         if self.passed:
             return f"TensorRT {self.trt_version}: {', '.join(self.graphs)} pass the static check (no violations)"
-        rows = [("graph", "node", "op", "rule", "fix")] + [(v.graph, v.node, v.op, v.rule, v.fix) for v in self.violations]
+        rows = [("graph", "node", "op", "rule", "fix")] + [(v.graph, v.node, v.op, v.rule, v.fix)
+                                                         for v in self.violations]
         widths = [min(max(len(r[i]) for r in rows), 72) for i in range(4)]  # long rules push the fix column out
         lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths) + "  ---")
@@ -112,7 +113,8 @@ class TrtCompatibilityError(RuntimeError):
 
 
 def normalize_trt_version(version: str) -> str:
-    """``"10.3"``, ``"10.x"`` -> ``"10.3"`` (the 10.x matrix); ``"11"``, ``"11.1"`` -> ``"11"``; ValueError otherwise."""
+    """``"10.3"``, ``"10.x"`` -> ``"10.3"`` (the 10.x matrix); ``"11"``, ``"11.1"`` -> ``"11"``;
+    ValueError otherwise."""
     match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)*", str(version).strip())
     known = ", ".join(operator_matrix()["tensorrt_versions"])
     if not match or (int(match.group(1)), int(match.group(2) or 0)) < (10, 0) or int(match.group(1)) > 11:
@@ -141,7 +143,8 @@ def check_graph(model: Any, trt_version: str = "10.3", graph_name: str = "graph"
     return out
 
 
-def _check_nodes(graph: Any, scope: gv.Scope, graph_name: str, matrix: dict, types: dict, memo: dict, out: list) -> None:
+def _check_nodes(graph: Any, scope: gv.Scope, graph_name: str, matrix: dict, types: dict, memo: dict,
+                 out: list) -> None:
     from onnx import AttributeProto
 
     for node in graph.node:
@@ -168,7 +171,8 @@ def _check_nodes(graph: Any, scope: gv.Scope, graph_name: str, matrix: dict, typ
                 continue
             chain = gv.data_chain(node.input[index], scope, memo)
             if chain is not None:
-                fix = FIX_RANK_PRIOR if node.op_type in ("TopK", "Range") else "compute it from Shape outputs and constants only"
+                fix = (FIX_RANK_PRIOR if node.op_type in ("TopK", "Range")
+                       else "compute it from Shape outputs and constants only")
                 bad(f"`{what}` must be a shape tensor, but depends on tensor values: " + " <- ".join(chain), fix)
         _check_attributes(node, scope, bad)
         for attr in node.attribute:
@@ -216,12 +220,14 @@ def _check_attributes(node: Any, scope: gv.Scope, bad: Any) -> None:
             bad(f"K = {int(k.reshape(-1)[0])} must be less than {TOPK_MAX_K}",
                 f"support maps above {TOPK_MAX_K} pixels need `icpd export --rank-prior plugin` (up to {MAX_SUPPORT})")
     elif op == "Resize":
-        checks = (("coordinate_transformation_mode", "half_pixel", RESIZE_COORDINATES), ("mode", "nearest", RESIZE_MODES),
+        checks = (("coordinate_transformation_mode", "half_pixel", RESIZE_COORDINATES),
+                  ("mode", "nearest", RESIZE_MODES),
                   ("nearest_mode", "round_prefer_floor", RESIZE_NEAREST),
                   ("keep_aspect_ratio_policy", "stretch", {"stretch"}))
         for key, default, allowed in checks:
             if text.get(key, default) not in allowed:
-                bad(f"{key}={text.get(key)!r} (TensorRT takes {', '.join(sorted(allowed))})", "export another resize mode")
+                bad(f"{key}={text.get(key)!r} (TensorRT takes {', '.join(sorted(allowed))})",
+                    "export another resize mode")
         if a.get("antialias", 0):
             bad("antialias=1 is not supported", "resize without antialiasing or as MatMuls with constant weights "
                 "(icpd exports the CLIP resize that way: re-export model dirs made before)")
@@ -288,8 +294,8 @@ def check_files(paths: Iterable[str | os.PathLike[str]], trt_version: str = "10.
         report.violations.extend(check_graph(model, version, path.name))
         if any(n.op_type == OP_TYPE for n in model.graph.node):
             report.notes.append(
-                f"{path.name}: {OP_TYPE} plugin nodes: TensorRT 10.3 needs the C++ plugin (`icpd build --plugin-library`), "
-                ">= 10.9 registers the AOT plugin from Python")
+                f"{path.name}: {OP_TYPE} plugin nodes: TensorRT 10.3 needs the C++ plugin "
+                "(`icpd build --plugin-library`), >= 10.9 registers the AOT plugin from Python")
     return report
 
 

@@ -27,7 +27,8 @@ class Scope:
         self.inits = {i.name: i for i in graph.initializer}
         self.inputs = {i.name for i in graph.input} - set(self.inits)
         self.producer = {o: n for n in graph.node for o in n.output if o}
-        self.node_name = {id(n): (f"{path}/" if path else "") + (n.name or f"{n.op_type}#{i}") for i, n in enumerate(graph.node)}
+        self.node_name = {id(n): (f"{path}/" if path else "") + (n.name or f"{n.op_type}#{i}")
+                          for i, n in enumerate(graph.node)}
 
     def find(self, name: str) -> tuple[Scope, str] | None:
         scope: Scope | None = self
@@ -117,9 +118,11 @@ def value(name: str, scope: Scope) -> Any:
     args = [value(i, where) for i in node.input if i]
     if any(v is None for v in args):
         return None
-    ops = {"Identity": lambda x: x, "Cast": lambda x: x, "Squeeze": lambda x, *_: x.reshape(-1)[0] if x.size == 1 else x,
+    ops = {"Identity": lambda x: x, "Cast": lambda x: x,
+           "Squeeze": lambda x, *_: x.reshape(-1)[0] if x.size == 1 else x,
            "Unsqueeze": lambda x, *_: x.reshape(-1), "Reshape": lambda x, *_: x, "Add": np.add, "Sub": np.subtract,
-           "Mul": np.multiply, "Min": np.minimum, "Max": np.maximum, "Concat": lambda *xs: np.concatenate([np.atleast_1d(x) for x in xs]),
+           "Mul": np.multiply, "Min": np.minimum, "Max": np.maximum,
+           "Concat": lambda *xs: np.concatenate([np.atleast_1d(x) for x in xs]),
            "Gather": lambda x, i: np.take(x, i, axis=a.get("axis", 0))}
     return ops[node.op_type](*args) if node.op_type in ops else None
 
