@@ -46,11 +46,12 @@ CASES = [
      "error: --preset: unknown preset 'huge'; choose one of paper, paper-vgg16, tiny"),
     (["data", "synth", "--out", "d", "--tiles", "-3"], "error: --tiles: must be >= 1 (got -3); pass a value >= 1"),
     (["bench", "compare"],
-     "error: BASELINE: required argument missing (got nothing); give BASELINE (`icpd bench compare --help` lists them)"),
+     ("error: BASELINE: required argument missing (got nothing); give BASELINE "
+      "(`icpd bench compare --help` lists them)")),
     (["bench", "compare", "a.json", "--zzzz"],
      "error: --zzzz: no such option of icpd bench compare; `icpd bench compare --help` lists them"),
-    (["export", "--rank-prior", "zz"], ("error: --rank-prior: not one of the choices (got zz); choose one of topk, sort, plugin (onnx is the "
-                                      "old name of topk)")),
+    (["export", "--rank-prior", "zz"], ("error: --rank-prior: not one of the choices (got zz); choose one of topk, "
+                                        "sort, plugin (onnx is the old name of topk)")),
     (["info", "extra"], ("error: unexpected extra argument(s) (got extra); remove them, or quote a value that "
                          "holds spaces (`icpd info --help` lists them)")),
     (["segment"], "error: segment: no such command of icpd; `icpd --help` lists the commands"),

@@ -30,7 +30,8 @@ def test_self_check_and_validate_share_the_harness():
     assert validate.IOU_RULE == {"fp32": 0.999, "fp16": 0.99, "int8": 0.95}
 
 
-def _stats(name: str, max_abs: float = 0.0, mean_abs: float = 0.0, p99_abs: float = 0.0, ref_max: float = 1.0) -> ErrorStats:
+def _stats(name: str, max_abs: float = 0.0, mean_abs: float = 0.0, p99_abs: float = 0.0,
+           ref_max: float = 1.0) -> ErrorStats:
     return ErrorStats(name, max_abs, mean_abs, p99_abs, 0.0, 0.0, 0.0, ref_max)
 
 
@@ -54,16 +55,19 @@ def test_fp32_rule_bounds_every_output(stats, phrase):
 
 
 def test_fp32_rule_at_its_bounds_passes():
-    outputs = {"feat_clip": _stats("feat_clip", max_abs=1e-4 * 3.0, ref_max=3.0), "logits": _stats("logits", max_abs=1e-3),
+    outputs = {"feat_clip": _stats("feat_clip", max_abs=1e-4 * 3.0, ref_max=3.0),
+               "logits": _stats("logits", max_abs=1e-3),
                "pyramid_l4": _stats("pyramid_l4", mean_abs=1e-4, p99_abs=1e-3)}
     assert judge(outputs, [{"pixel_agreement": 0.999, "foreground_iou": 0.999}], Precision.FP32) == []
 
 
 def test_mask_rule_per_precision():
     flips = [{"pixel_agreement": 0.995, "foreground_iou": 0.995}]
-    assert judge({}, flips, Precision.FP32) == ["mask pixel agreement 0.9950 < 0.999", "mean foreground IoU 0.9950 < 0.999"]
+    assert judge({}, flips, Precision.FP32) == ["mask pixel agreement 0.9950 < 0.999",
+                                                "mean foreground IoU 0.9950 < 0.999"]
     assert judge({}, flips, Precision.FP16) == []
-    assert judge({}, [{"pixel_agreement": 0.99, "foreground_iou": 0.98}], "fp16") == ["mean foreground IoU 0.9800 < 0.99"]
+    assert judge({}, [{"pixel_agreement": 0.99, "foreground_iou": 0.98}], "fp16") == [
+        "mean foreground IoU 0.9800 < 0.99"]
     assert judge({}, [], Precision.FP32) == ["no masks compared (the logits were not computed)"]
     assert judge({}, [], Precision.FP32, require_masks=False) == []
 
