@@ -151,3 +151,18 @@ def test_a_support_whose_class_name_is_not_url_safe_is_refused_with_the_fix(serv
     assert line.startswith(f"error: --support {spaced}: class name 'storage tank': use 1 to 64 of the characters")
     assert line.endswith(f"PUT it under such a name instead: curl -X PUT --data-binary @{spaced} "
                          "http://HOST:PORT/v1/supports/NAME")
+
+
+def test_ctrl_c_stops_it_cleanly_too(serve_model, tmp_path):
+    import signal
+
+    model, supports = serve_model
+    srv = LiveServer(["--model", str(model), "-s", str(supports["ship"]), "--threads", "1", "-q"], tmp_path / "log",
+                     env={"OMP_NUM_THREADS": "1"})
+    try:
+        srv.wait_ready()
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(60) == 0, srv.output()[-2000:]
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.output() and "KeyboardInterrupt" not in srv.output()
