@@ -18,9 +18,9 @@ from icpd.runtime.predictor import Predictor
 rasterio = pytest.importorskip("rasterio", reason="rasterio (the icpd[geo] extra) is not installed")
 ray = pytest.importorskip("ray", reason="ray (the icpd[ray] extra) is not installed")
 pytest.importorskip("ray.data", reason="ray[data] (the icpd[ray] extra) is not installed")
-from icpd.apps.infer.ray_runner import infer_paths_ray  # noqa: E402  (after the skips: needs ray)
-from tests.runtime.supports import make_supports  # noqa: E402
-from tests.runtime.test_scene import scene, write_tif  # noqa: E402
+from icpd.apps.infer.ray_runner import infer_paths_ray  # after the skips: needs ray
+from tests.runtime.supports import make_supports
+from tests.runtime.test_scene import scene, write_tif
 
 OPTIONS = InferOptions(overlap=32, batch=2, bands=(2, 3, 4))  # NIR first in the file: bands 2-4 are RGB
 
