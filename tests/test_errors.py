@@ -138,3 +138,18 @@ def test_every_message_that_names_a_parameter_is_raised_as_a_param_message():
             if not (isinstance(cls, type) and issubclass(cls, ParamMessage)):
                 wrong.append(f"{module}:{node.lineno} raises {name}")
     assert wrong == []
+
+
+def test_a_param_message_rewording_its_cause_is_shown_as_its_cause():
+    """``raise ExportError(str(e)) from e`` with ExportError itself a ParamMessage (icpd export wraps
+    the INT8 conversion's errors so): the cause's flags, not the copy's Python words."""
+
+    class Wrapper(ParamMessage, RuntimeError):
+        pass
+
+    cause = ParamError(f"{arg('calibration', '/d')}: no images in it")
+    try:
+        raise Wrapper(str(cause)) from cause
+    except Wrapper as wrapped:
+        assert str(wrapped) == "calibration=/d: no images in it"
+        assert cli_text(wrapped) == "--calibration /d: no images in it"

@@ -99,11 +99,11 @@ def cli_text(err: Exception | str) -> str:
     cause would be."""
     if isinstance(err, str):  # a marked parameter in plain text (it should not happen) still reads as a flag
         return render(err, _flag_words)
-    if not isinstance(err, ParamMessage):
-        cause = err.__cause__
-        if not (isinstance(cause, ParamMessage) and str(cause) == str(err)):
-            return render(str(err), _flag_words)
+    cause = err.__cause__
+    if isinstance(cause, ParamMessage) and str(cause) == str(err):  # re-worded as another type, same words
         err = cause
+    if not isinstance(err, ParamMessage):
+        return render(str(err), _flag_words)
     return render(err.template, _flag_words)
 
 
