@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from icpd.errors import ParamError, arg
+
 __all__ = ["MEASURED", "Figures", "Plan", "Run", "human_bytes", "plan_run"]
 
 GIB = 1024**3
@@ -102,13 +104,15 @@ class Plan:
             return 0
         return int(self.figures.export_bytes * 1.1)
 
-    def refusal(self) -> str | None:
-        """One line when the cache's disk is too small for the export, else None."""
+    def refusal(self) -> ParamError | None:
+        """The error to raise (or print: ``icpd bench`` shows it with its flags) when the cache's disk is
+        too small for the export, else None."""
         if self.needs_bytes <= self.free_bytes:
             return None
-        return (f"--cache-dir {self.cache_dir}: the {self.preset} export needs about {human_bytes(self.needs_bytes)}, "
-                f"only {human_bytes(self.free_bytes)} free there; free some space, pass --cache-dir on a larger disk, "
-                "or --quick (the tiny preset, about 17 MB)")
+        return ParamError(f"{arg('cache_dir', self.cache_dir)}: the {self.preset} export needs about "
+                          f"{human_bytes(self.needs_bytes)}, only {human_bytes(self.free_bytes)} free there; free "
+                          f"some space, pass {arg('cache_dir')} on a larger disk, or {arg('quick', True)} (the tiny "
+                          "preset, about 17 MB)")
 
     def lines(self) -> list[str]:
         """What ``icpd bench`` prints on stderr before any work."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icpd.benchmarks.report import RANDOM_WEIGHTS_NOTE
+from icpd.errors import ParamError, arg
 from icpd.runtime.backends import registry
 
 __all__ = ["BACKENDS", "BackendSpec", "ModelInfo", "available_backends", "default_cache_dir", "model_info",
@@ -57,12 +58,12 @@ def parse_backends(names: str | list[str] | tuple[str, ...] | None) -> list[Back
             try:
                 record = registry.info(name)
             except ValueError:
-                raise ValueError(f"--backends: unknown backend {name!r}; choose from auto, "
+                raise ParamError(f"{arg('backends')}: unknown backend {name!r}; choose from auto, "
                                  f"{', '.join(BACKENDS)} or a backend: {registry.choices()}") from None
             name = _label(record.name, record.devices[0], record.devices)
         specs.append(BACKENDS[name])
     if not specs:
-        raise ValueError("--backends: no backend given; use auto or e.g. ort-cpu,torch-cpu")
+        raise ParamError(f"{arg('backends')}: no backend given; use auto or e.g. ort-cpu,torch-cpu")
     return specs
 
 

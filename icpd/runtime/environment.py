@@ -28,12 +28,13 @@ def describe() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    # the torch extra (export, training, --backend torch)
+    # the torch extra (export, training, the torch backend)
     has_torch = importlib.util.find_spec("torch") is not None
     if not has_torch:
         # no square brackets: `icpd info` prints this in a rich table, whose markup would eat "[torch]"
-        info["torch"] = ("not installed: a runtime-only install (icpd's torch extra adds export, training, "
-                         "--backend torch)")
+        # the library's words, not one command's flag (`icpd info` has no --backend)
+        info["torch"] = ("not installed: a runtime-only install (icpd's torch extra adds export, training and "
+                         "the torch backend)")
     for req in dict.fromkeys(r for b in registry.BACKENDS.values() for r in b.requires):  # each library once
         if req.module == "torch" and not has_torch:
             continue

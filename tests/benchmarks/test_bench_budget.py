@@ -35,9 +35,9 @@ def test_default_run_says_time_with_conditions_memory_and_disk(tmp_path: Path) -
 def test_too_little_disk_is_refused_with_the_numbers(tmp_path: Path) -> None:
     plan = dataclasses.replace(plan_run("paper", False, None, None, tmp_path), free_bytes=1_000_000_000)
     assert plan.needs_bytes == int(2_630_000_000 * 1.1)
-    assert plan.refusal() == (f"--cache-dir {tmp_path}: the paper export needs about 2.9 GB, only 1.0 GB free there; "
-                              "free some space, pass --cache-dir on a larger disk, or --quick (the tiny preset, "
-                              "about 17 MB)")
+    assert str(plan.refusal()) == (f"cache_dir={tmp_path}: the paper export needs about 2.9 GB, only 1.0 GB free "
+                                   "there; free some space, pass cache_dir on a larger disk, or quick=True (the tiny "
+                                   "preset, about 17 MB)")
     assert dataclasses.replace(plan, free_bytes=2_893_000_000).refusal() is None  # 2.893 GB >= 1.1 x 2.63 GB
 
 

@@ -18,6 +18,7 @@ import torch
 
 from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature
 from icpd.config import RankPriorForm
+from icpd.errors import ParamError, arg
 
 if TYPE_CHECKING:
     from icpd.artifacts.support_cache import SupportSet
@@ -35,11 +36,13 @@ class TorchBackend:
         from icpd.model.priors import EAGER
 
         if "weights" not in files:  # a runtime-only model dir (`icpd export --runtime-only`)
-            raise ValueError(f"model dir {files['encoder'].parent} is runtime-only: it has no "
+            # `icpd export --runtime-only` is a command to run: it stays in the command's words
+            raise ParamError(f"model dir {files['encoder'].parent} is runtime-only: it has no "
                              "model.safetensors, the PyTorch weights the torch backend runs from; export "
-                             "without --runtime-only, or pass --backend ort")
+                             f"without --runtime-only, or pass {arg('backend', 'ort')}", param="backend")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
+            raise ParamError(f"{arg('device', device)}: torch sees no CUDA device here; use "
+                             f"{arg('device', 'cpu')}")
         self.threads = threads
         self.device = torch.device(device)
         with self._scope():

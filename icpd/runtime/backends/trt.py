@@ -33,6 +33,7 @@ import numpy as np
 
 from icpd.artifacts.model_dir import ModelDir, file_sha256
 from icpd.artifacts.signature import MATCHER_OUTPUTS, MatcherSignature, encoder_output_names
+from icpd.errors import ParamError, arg
 
 if TYPE_CHECKING:
     from icpd.artifacts.support_cache import SupportSet
@@ -137,13 +138,14 @@ class TrtBackend:
         from icpd.runtime.environment import current_env
 
         if engine_dir is None:
-            raise ValueError("--backend trt needs --engines ENGINE_DIR (build it with `icpd build --model "
-                             "MODEL_DIR --out ENGINE_DIR`)")
+            raise ParamError(f"{arg('backend', 'trt')} needs {arg('engine_dir', 'ENGINE_DIR')} (build it with "
+                             "`icpd build --model MODEL_DIR --out ENGINE_DIR`)", param="engine_dir")
         if not device.startswith("cuda"):
-            raise ValueError(f"--device {device}: the TensorRT backend runs on a GPU; use --device cuda[:N]")
+            raise ParamError(f"{arg('device', device)}: the TensorRT backend runs on a GPU; use "
+                             f"{arg('device', 'cuda[:N]')}")
         trt = import_tensorrt()
         if not torch.cuda.is_available():
-            raise ValueError("--backend trt: torch sees no CUDA device here")
+            raise ParamError(f"{arg('backend', 'trt')}: torch sees no CUDA device here")
         self.device = torch.device(device)
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
         self.engine_dir = Path(engine_dir)
