@@ -4,7 +4,7 @@
 
 The tiny model is exported once (reused from the ``icpd bench`` cache afterwards) and its
 cached-support query is timed with ONNX Runtime, reference and candidate interleaved in one
-process (``compare.run_ab``: A, B in a seeded random order per round), then judged by the
+process (``ab.run_ab``: A, B in a seeded random order per round), then judged by the
 regression rule (median ratio above ``1 + max_slowdown`` AND one-sided Mann-Whitney p < alpha):
 
 1. candidate = the same model dir, its own session: the gate must NOT flag it;
@@ -42,7 +42,7 @@ def _slowed(fn: Callable[[], Any], slowdown: float) -> Callable[[], None]:
 
 def _check(name: str, fn_a: Callable[[], Any], fn_b: Callable[[], Any], expect_regression: bool,
            args: argparse.Namespace) -> dict[str, Any]:
-    from icpd.benchmarks.compare import run_ab
+    from icpd.benchmarks.ab import run_ab
     from icpd.benchmarks.stats import is_regression
 
     attempts = []

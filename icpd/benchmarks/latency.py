@@ -327,9 +327,9 @@ class ABConfig:
 
 def run_model_ab(baseline_dir: str | os.PathLike[str], candidate_dir: str | os.PathLike[str],
                  config: ABConfig = ABConfig()) -> dict[str, Any]:
-    """Time two model dirs interleaved in this process (``compare.run_ab``); a document whose
+    """Time two model dirs interleaved in this process (``ab.run_ab``); a document whose
     results carry ``variant`` ``baseline`` / ``candidate`` (``compare.split_variants`` splits it)."""
-    from icpd.benchmarks.compare import run_ab
+    from icpd.benchmarks.ab import run_ab
     from icpd.runtime.predictor import Predictor
 
     (spec,) = parse_backends(config.backend)

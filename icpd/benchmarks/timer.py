@@ -217,7 +217,7 @@ def measure_rounds(
 
     Measuring one function after the other lets a drift in the machine's speed (other tenants,
     thermal limits) land on one of them only, and on the ratio of their medians with it;
-    interleaving exposes all of them to the same drifts (as ``compare.run_ab`` does for two
+    interleaving exposes all of them to the same drifts (as ``ab.run_ab`` does for two
     models). Each function is first warmed up for ``warmup_s`` (at least one call).
     ``stages[i]`` (optional) collects the stage times of ``fns[i]``. No CUDA-event times here.
     ``on_round(done, rounds)`` is called after each round (progress of a long run).

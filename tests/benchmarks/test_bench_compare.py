@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from icpd.benchmarks.ab import run_ab
 from icpd.benchmarks.compare import (
     ResultKey,
     compare,
     exit_code,
     render_table,
-    run_ab,
     split_variants,
     to_junit_xml,
 )
