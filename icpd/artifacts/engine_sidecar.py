@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from icpd.artifacts.formats import ArtifactFormat, check_format
-from icpd.config import Precision
+from icpd.config import Precision, RankPriorForm
+from icpd.errors import ParamError
 from icpd.io.atomic import write_text_atomic
 
 SIDECAR_NAME = "engines.json"
@@ -67,8 +68,9 @@ class Sidecar:
 
     env: EngineEnv
     precision: str  # one of PRECISIONS: "fp32" or "fp16"
-    # a RankPriorForm value: "topk", "sort" (standard ONNX) or "plugin" (NdcgPrior); older sidecars: "onnx"
-    rank_prior: str
+    # the matcher's form: TOPK, SORT (standard ONNX) or PLUGIN (NdcgPrior). Text given here (the file's
+    # "topk", an older sidecar's "onnx") is parsed once, in __post_init__; the code compares members.
+    rank_prior: RankPriorForm
     batch: tuple[int, int, int]  # optimization profile (min, opt, max) of the query batch
     shots: tuple[int, int, int]  # optimization profile (min, opt, max) of the support shots
     model_fingerprint: str  # model.json "fingerprint" of the weights the engines were built from
@@ -81,9 +83,14 @@ class Sidecar:
     plugin: str = ""
     opt_level: int | None = None  # builder optimisation level (None: TensorRT's default, 3)
 
+    def __post_init__(self) -> None:
+        # ParamError (a ValueError) for an unknown form; from_dict turns it into a stale-sidecar refusal
+        object.__setattr__(self, "rank_prior", RankPriorForm.parse(self.rank_prior, "rank_prior"))
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update({**_FORMAT.header(), "batch": list(self.batch), "shots": list(self.shots)})
+        d.update({**_FORMAT.header(), "rank_prior": self.rank_prior.value, "batch": list(self.batch),
+                  "shots": list(self.shots)})
         return d
 
     @classmethod
@@ -102,6 +109,8 @@ class Sidecar:
         except (KeyError, TypeError) as err:
             raise EngineMismatchError(f"{source}: engine sidecar is incomplete ({err!r}); "
                                       f"{_FORMAT.fix}") from err
+        except ParamError as err:  # a form this icpd does not know: the plugin check could not be decided
+            raise EngineMismatchError(f"{source}: engine sidecar has {err}; {_FORMAT.fix}") from err
 
 
 def plugin_hash(kernel_dir: Path = _KERNELS) -> str:
@@ -145,7 +154,7 @@ def check_sidecar(sidecar: Sidecar, current: EngineEnv, model_fingerprint: str,
     if env.gpu_name != current.gpu_name:
         problems.append(f"built on {env.gpu_name!r}, running on {current.gpu_name!r} (engines are tuned per "
                         "GPU model)")
-    if sidecar.rank_prior == "plugin" and env.plugin_hash != current.plugin_hash:
+    if sidecar.rank_prior is RankPriorForm.PLUGIN and env.plugin_hash != current.plugin_hash:
         problems.append(f"built with rank-prior plugin sources {env.plugin_hash[:12]}..., installed sources "
                         f"are {current.plugin_hash[:12]}...")
     if sidecar.model_fingerprint != model_fingerprint:

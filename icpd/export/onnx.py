@@ -234,7 +234,9 @@ def validate_export(model: ICPDNet, model_dir: Path, runs: int = 3, seed: int = 
     p = model.preset
     pre = ort_session(model_dir / "preprocess.onnx")
     enc = ort_session(model_dir / "encoder.onnx")
-    plugin = json.loads((model_dir / "model.json").read_text()).get("rank_prior") == RankPriorForm.PLUGIN.value
+    # the form the model.json on disk says (text: parsed, as every reader of model.json does)
+    form = RankPriorForm.parse(json.loads((model_dir / "model.json").read_text()).get("rank_prior", RankPriorForm.TOPK))
+    plugin = form is RankPriorForm.PLUGIN
     try:
         mat_sess = ort_session(model_dir / "matcher.onnx", custom_ops=plugin)  # plugin: CPU NdcgPrior kernel
     except OrtExtensionsUnavailableError:  # the plugin form is then checked structurally only

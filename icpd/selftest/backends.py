@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icpd.config import RankPriorForm
 from icpd.selftest.kernels import _gpu_or_skip
 from icpd.selftest.report import Skip
 
@@ -27,10 +28,10 @@ class Exports:
 
     work: Path
     cache: Path | None = None
-    dirs: dict[str, Path] = field(default_factory=dict)  # form -> model dir
-    reused: dict[str, bool] = field(default_factory=dict)
+    dirs: dict[RankPriorForm, Path] = field(default_factory=dict)  # form -> model dir
+    reused: dict[RankPriorForm, bool] = field(default_factory=dict)
 
-    def get(self, form: str) -> Path:
+    def get(self, form: RankPriorForm) -> Path:
         """The seeded tiny model exported in ``form`` (exported now unless this run or the cache has it)."""
         from icpd.artifacts.model_dir import ModelDir, ModelDirError
         from icpd.export.onnx import export_model
@@ -38,7 +39,8 @@ class Exports:
 
         if form in self.dirs:
             return self.dirs[form]
-        out = (self.cache / f"tiny-{form}-{export_key()}") if self.cache else self.work / f"tiny-{form}"
+        # names from the form's value (an f-string of the member itself reads "RankPriorForm.SORT")
+        out = (self.cache / f"tiny-{form.value}-{export_key()}") if self.cache else self.work / f"tiny-{form.value}"
         try:
             ModelDir.open(out)  # every file present with its recorded size
             self.reused[form] = True
@@ -51,18 +53,18 @@ class Exports:
         self.dirs[form] = out
         return out
 
-    def _prune(self, form: str, keep: Path) -> None:
+    def _prune(self, form: RankPriorForm, keep: Path) -> None:
         """Remove this form's exports of other sources or versions (17 MB each; never reused again)."""
         import re
         import shutil
 
         assert self.cache is not None
-        for old in self.cache.glob(f"tiny-{form}-*"):
+        for old in self.cache.glob(f"tiny-{form.value}-*"):
             # a complete dir of another key (exports are written to a temporary folder, then renamed)
-            if old != keep and old.is_dir() and re.fullmatch(rf"tiny-{form}-[0-9a-f]{{16}}", old.name):
+            if old != keep and old.is_dir() and re.fullmatch(rf"tiny-{form.value}-[0-9a-f]{{16}}", old.name):
                 shutil.rmtree(old, ignore_errors=True)
 
-    def exported(self, form: str) -> Path:
+    def exported(self, form: RankPriorForm) -> Path:
         """A model dir an earlier step exported, or Skip."""
         if form not in self.dirs:
             raise Skip("needs the exported model (the export step failed)")
@@ -112,9 +114,9 @@ def _verdict(report: Any, details: dict[str, Any]) -> None:
 
 def export_step(exports: Exports, details: dict[str, Any]) -> None:
     t0 = time.perf_counter()
-    path = exports.get("sort")
-    how = "reused from the cache" if exports.reused["sort"] else "exported"
-    details.update(model_dir=str(path), form="sort", reused=exports.reused["sort"],
+    path = exports.get(RankPriorForm.SORT)
+    how = "reused from the cache" if exports.reused[RankPriorForm.SORT] else "exported"
+    details.update(model_dir=str(path), form=RankPriorForm.SORT.value, reused=exports.reused[RankPriorForm.SORT],
                    seconds=round(time.perf_counter() - t0, 1),
                    summary=f"tiny preset, seed {SEED}, sort form, {how}")
 
@@ -122,14 +124,14 @@ def export_step(exports: Exports, details: dict[str, Any]) -> None:
 def ort_vs_torch_cpu(exports: Exports, details: dict[str, Any]) -> None:
     from icpd.apps.validate import validate_model
 
-    _verdict(validate_model(exports.exported("sort"), ("ort",), runs=RUNS, device="cpu"), details)
+    _verdict(validate_model(exports.exported(RankPriorForm.SORT), ("ort",), runs=RUNS, device="cpu"), details)
 
 
 def torch_cuda(exports: Exports, device: str, details: dict[str, Any]) -> None:
     from icpd.apps.validate import validate_model
 
     _gpu_or_skip(device)
-    _verdict(validate_model(exports.exported("sort"), ("torch",), runs=RUNS, device=device), details)
+    _verdict(validate_model(exports.exported(RankPriorForm.SORT), ("torch",), runs=RUNS, device=device), details)
 
 
 def _tensorrt_or_skip(device: str) -> Any:
@@ -142,7 +144,7 @@ def _tensorrt_or_skip(device: str) -> Any:
         raise Skip(f"TensorRT is not installed or not importable here ({str(err).split(';')[0]})") from err
 
 
-def trt_engines(exports: Exports, device: str, form: str, precision: str, details: dict[str, Any],
+def trt_engines(exports: Exports, device: str, form: RankPriorForm, precision: str, details: dict[str, Any],
                 plugin_library: str | None = None) -> None:
     """Build engines from ``form`` and validate them: against ONNX Runtime CPU (sort) or PyTorch CPU
     FP32 (plugin: ONNX Runtime needs onnxruntime-extensions for the NdcgPrior node)."""
@@ -153,18 +155,18 @@ def trt_engines(exports: Exports, device: str, form: str, precision: str, detail
 
     trt = _tensorrt_or_skip(device)
     version = tuple(int(v) for v in trt.__version__.split(".")[:2])
-    if form == "plugin" and plugin_library is None and version < MIN_TENSORRT:
+    if form is RankPriorForm.PLUGIN and plugin_library is None and version < MIN_TENSORRT:
         raise Skip(f"TensorRT {trt.__version__} has no AOT plugins (>= 10.9): give the C++ plugin built by "
                    "icpd/kernels/plugin/CMakeLists.txt as plugin_library (`icpd selftest --plugin-library`)")
-    model_dir = exports.exported(form) if form == "sort" else exports.get(form)
-    engines = exports.work / f"engines-{form}-{precision}"
+    model_dir = exports.exported(form) if form is RankPriorForm.SORT else exports.get(form)
+    engines = exports.work / f"engines-{form.value}-{precision}"
     lines: list[str] = []
     res = build_engines(model_dir, engines, precision=precision, batch=(1, 2, 2), shots=(1, 1, 2),
                         plugin_library=plugin_library, force=True, progress=lines.append)
     details.update(engine_dir=str(engines), build_seconds=round(res.seconds, 1), tensorrt=trt.__version__,
                    build_phases=[ln for ln in lines if ": done in" in ln])
     md = ModelDir.open(model_dir)
-    if form == "sort":
+    if form is RankPriorForm.SORT:
         reference, name = make_backend(md, "ort"), "onnxruntime cpu fp32"
     else:
         reference, name = make_backend(md, "torch", "cpu"), "torch cpu fp32"
@@ -196,7 +198,7 @@ def latency(exports: Exports, device: str, details: dict[str, Any]) -> None:
     from icpd.artifacts.model_dir import ModelDir
     from icpd.export.validate import seeded_episodes
 
-    md = ModelDir.open(exports.exported("sort"))
+    md = ModelDir.open(exports.exported(RankPriorForm.SORT))
     (episode,) = seeded_episodes(md.preset, 1, SEED, 2)
     backends: dict[str, tuple[Any, Any]] = {"ort cpu": (make_backend(md, "ort"), lambda: None),
                                             "torch cpu": (make_backend(md, "torch", "cpu"), lambda: None)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icpd.config import RankPriorForm
 from icpd.errors import ParamError, arg
 from icpd.selftest import backends, kernels
 from icpd.selftest.environment import environment
@@ -33,7 +34,7 @@ class Step:
 
 def _steps(device: str, exports: backends.Exports, kernel_cache: Path,
            plugin_library: str | None) -> list[Step]:
-    def trt(form: str, precision: str) -> Callable[[dict[str, Any]], Any]:
+    def trt(form: RankPriorForm, precision: str) -> Callable[[dict[str, Any]], Any]:
         return lambda d: backends.trt_engines(exports, device, form, precision, d, plugin_library)
 
     return [
@@ -65,10 +66,11 @@ def _steps(device: str, exports: backends.Exports, kernel_cache: Path,
              lambda d: backends.torch_cuda(exports, device, d),
              f"PyTorch on this GPU disagrees with the CPU: update the driver, check no TF32 override "
              f"(TORCH_ALLOW_TF32_CUBLAS_OVERRIDE); {BUG_REPORT}"),
-        Step("trt_sort", "TensorRT FP16 engines from the sort form vs ONNX Runtime CPU", trt("sort", "fp16"),
+        Step("trt_sort", "TensorRT FP16 engines from the sort form vs ONNX Runtime CPU",
+             trt(RankPriorForm.SORT, "fp16"),
              "see the error; `icpd build --precision fp32` tells FP16 problems from others; " + BUG_REPORT),
         Step("trt_plugin", "TensorRT FP32 engines from the plugin form vs PyTorch CPU FP32",
-             trt("plugin", "fp32"),
+             trt(RankPriorForm.PLUGIN, "fp32"),
              "see the error; on TensorRT < 10.9 give the C++ plugin (`icpd selftest --plugin-library`); "
              + BUG_REPORT),
         Step("latency", "median latency of one episode per backend",

@@ -111,3 +111,31 @@ def test_profile_bounds():
         check_profile(sidecar(), batch=5, shots=1)
     with pytest.raises(ValueError, match="shots 6 is outside"):
         check_profile(sidecar(), batch=1, shots=6)
+
+
+def test_rank_prior_is_a_form_parsed_once(tmp_path):
+    """The plugin check compares RankPriorForm members: the file's text is parsed on reading, an older
+    sidecar's "onnx" is topk (no plugin hash to check), and a form icpd does not know is refused instead of
+    silently skipping the plugin check."""
+    from icpd.config import RankPriorForm
+
+    stale = dataclasses.replace(ENV, plugin_hash="f" * 64)
+    write_sidecar(tmp_path, sidecar())
+    assert json.loads((tmp_path / SIDECAR_NAME).read_text())["rank_prior"] == "plugin"
+    read = read_sidecar(tmp_path)
+    assert read.rank_prior is RankPriorForm.PLUGIN
+    with pytest.raises(EngineMismatchError, match="rank-prior plugin sources"):
+        check_sidecar(read, stale, FINGERPRINT)
+
+    d = sidecar().as_dict()
+    (tmp_path / SIDECAR_NAME).write_text(json.dumps({**d, "rank_prior": "onnx", "plugin": ""}))
+    old = read_sidecar(tmp_path)
+    assert old.rank_prior is RankPriorForm.TOPK
+    check_sidecar(old, stale, FINGERPRINT)
+
+    (tmp_path / SIDECAR_NAME).write_text(json.dumps({**d, "rank_prior": "Plugin"}))
+    with pytest.raises(EngineMismatchError) as err:
+        read_sidecar(tmp_path)
+    assert str(err.value) == (f"{tmp_path / SIDECAR_NAME}: engine sidecar has rank_prior='Plugin': choose one of "
+                              "topk, sort, plugin (onnx is the old name of topk); rebuild the engines with "
+                              "`icpd build`")

@@ -100,3 +100,20 @@ def test_as_a_user_types_it(tmp_path):
     assert "rank_prior_cpu       PASS" in res.stdout and "trt_plugin           SKIP" in res.stdout
     assert "selftest: environment pass" in res.stderr
     assert json.loads((tmp_path / "st" / "selftest.json").read_text())["counts"] == {"pass": 2, "fail": 0, "skip": 1}
+
+
+def test_export_cache_names_and_prunes_by_the_forms_value(tmp_path):
+    """Selftest passes RankPriorForm members inside; the cached dirs are named from the value
+    (tiny-sort-<key>): a member written into the name (tiny-RankPriorForm.SORT-...) would never be pruned."""
+    from icpd.config import RankPriorForm
+
+    cache = tmp_path / "cache"
+    keep, stale, other = (cache / n for n in ("tiny-sort-" + "a" * 16, "tiny-sort-" + "b" * 16,
+                                                "tiny-plugin-" + "b" * 16))
+    for d in (keep, stale, other):
+        d.mkdir(parents=True)
+    exports = backends.Exports(tmp_path / "work", cache)
+    exports._prune(RankPriorForm.SORT, keep=keep)
+    assert sorted(p.name for p in cache.iterdir()) == [other.name, keep.name]
+    exports.dirs[RankPriorForm.SORT] = keep
+    assert exports.exported(RankPriorForm.SORT) == keep
