@@ -1,7 +1,8 @@
 """Episodic few-shot data sets (iSAID-5i, DLRSD-5i, synthetic) and their checked file readers."""
 
 from icpd.data.dlrsd5i import DLRSD5i, index_dlrsd5i
-from icpd.data.episodes import FewShotDataset, FoldIndex, ListEntry, Sample, fold_classes, split_classes
+from icpd.data.episodes import FewShotDataset
+from icpd.data.fold_lists import FoldIndex, ListEntry, Sample, fold_classes, split_classes
 from icpd.data.imageio import DatasetError, read_image, read_label
 from icpd.data.isaid5i import ISAID5i, index_isaid5i
 from icpd.data.synthetic import SynthSummary, synthesize

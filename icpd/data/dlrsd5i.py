@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from icpd.config import Preset
-from icpd.data.episodes import (
-    FewShotDataset,
+from icpd.data.episodes import FewShotDataset
+from icpd.data.fold_lists import (
     FoldIndex,
     Sample,
     Split,

@@ -28,7 +28,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from icpd.data.episodes import NUM_CLASSES, NUM_FOLDS
+from icpd.data.fold_lists import NUM_CLASSES, NUM_FOLDS
 from icpd.data.synthetic_shapes import (
     DLRSD_FAMILIES,
     ISAID_FAMILIES,
