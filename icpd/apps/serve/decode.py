@@ -26,7 +26,8 @@ from icpd.io.raster import import_rasterio
 
 __all__ = ["ACCEPTED_TYPES", "Scene", "check_pixels", "decode_scene", "sniff"]
 
-ACCEPTED_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/tiff", "image/geotiff", "image/tiff; application=geotiff")
+ACCEPTED_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/tiff", "image/geotiff",
+                  "image/tiff; application=geotiff")
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"),
           (b"II+\x00", ".tif"), (b"MM\x00+", ".tif"))
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # JPEG frame headers

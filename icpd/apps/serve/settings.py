@@ -65,8 +65,9 @@ class ServeSettings:
         if self.workers > 1 and self.backend != "ort":
             # ONNX Runtime sessions run concurrent calls; a TensorRT execution context does not, and
             # torch's thread count is process-wide
-            raise ParamError(f"{arg('workers', self.workers)}: only {arg('backend', 'ort')} segments requests at once; "
-                             f"with {arg('backend', self.backend)} use {arg('workers', 1)} (Ray Serve replicas scale it)")
+            raise ParamError(f"{arg('workers', self.workers)}: only {arg('backend', 'ort')} segments requests "
+                             f"at once; with {arg('backend', self.backend)} use {arg('workers', 1)} "
+                             "(Ray Serve replicas scale it)")
         _at_least("queue", self.queue, 0, 100_000)
         _at_least("max_pixels", self.max_pixels, 1, None)
         _at_least("overlap", self.overlap, 0, None)

@@ -111,7 +111,8 @@ def parse_form(data: bytes, content_type: str) -> dict[str, list[tuple[str, byte
         parser.write(data)
         parser.finalize()
     except Exception as e:  # noqa: BLE001 - python-multipart's parse errors: a malformed form
-        raise ServeError(422, f"the multipart form could not be parsed ({e}); let the client build it (curl -F)") from None
+        raise ServeError(422, f"the multipart form could not be parsed ({e}); "
+                              "let the client build it (curl -F)") from None
     if len(parts) > 2 * MAX_SHOTS_FORM + 1:
         raise ServeError(422, f"the form has {len(parts)} parts; at most {MAX_SHOTS_FORM} image/mask pairs")
     form: dict[str, list[tuple[str, bytes]]] = {}
@@ -131,7 +132,8 @@ def _encode(service: Any, predictor: Any, name: str, form: dict[str, list[tuple[
     unknown = sorted(set(form) - {"image", "mask", "target_class"})
     if unknown or not images or len(images) != len(masks):
         raise ServeError(422, f"the form needs one 'mask' part per 'image' part, in the same order (got {len(images)} "
-                              f"image(s), {len(masks)} mask(s){', and unknown fields ' + ', '.join(unknown) if unknown else ''})")
+                              f"image(s), {len(masks)} mask(s)"
+                              f"{', and unknown fields ' + ', '.join(unknown) if unknown else ''})")
     target = form.get("target_class", [("", name.encode())])[0][1].decode("utf-8", "replace").strip() or name
     limit = service.settings.max_pixels
     try:

@@ -66,5 +66,6 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-                raise AssertionError(f"icpd serve ignored SIGTERM for {timeout:.0f} s:\n{self.output()[-3000:]}") from None
+                raise AssertionError(f"icpd serve ignored SIGTERM for {timeout:.0f} s:\n"
+                                     f"{self.output()[-3000:]}") from None
         return self.proc.returncode

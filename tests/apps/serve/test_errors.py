@@ -44,7 +44,8 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def test_unknown_class_is_404_listing_the_loaded_ones(client):
@@ -137,7 +138,8 @@ def test_deadline_is_504_and_the_abandoned_request_is_skipped(client):
 
 
 def test_unknown_endpoint_and_method_are_json_too(client):
-    assert _error(client.get("/v1/nothing"), 404) == "/v1/nothing: no such endpoint; the API is listed in the README (Serving)"
+    assert _error(client.get("/v1/nothing"), 404) == ("/v1/nothing: no such endpoint; "
+                                                      "the API is listed in the README (Serving)")
     assert _error(client.get("/v1/segment"), 405) == "GET /v1/segment: method not allowed here"
     _ok(client)
 

@@ -117,7 +117,8 @@ def test_a_non_loopback_host_needs_a_token(serve_model):
 def test_bad_options_are_one_line(serve_model, tmp_path):
     model, supports = serve_model
     base = ["--model", str(model), "-s", str(supports["ship"])]
-    assert _refused([*base, "--workers", "0"]) == "error: --workers: must be from 1 to 64 (got 0); pass a value from 1 to 64"
+    assert _refused([*base, "--workers", "0"]) == ("error: --workers: must be from 1 to 64 (got 0); "
+                                                   "pass a value from 1 to 64")
     assert _refused([*base, "--deadline", "inf"]) == ("error: --deadline: must be a finite number (got inf); pass a "
                                                       "finite value, e.g. 60.0")
     assert _refused([*base, "--workers", "2", "--backend", "torch"]) == (
@@ -125,7 +126,8 @@ def test_bad_options_are_one_line(serve_model, tmp_path):
         "(Ray Serve replicas scale it)")
     assert _refused([*base, "--replicas", "2"]) == ("error: --replicas 2 goes with --ray; one process serves with "
                                                     "--workers")
-    assert _refused([*base, "--tile", "16"]) == "error: --overlap 32: must be below the tile (--tile 16); e.g. --overlap 4"
+    assert _refused([*base, "--tile", "16"]) == ("error: --overlap 32: must be below the tile (--tile 16); "
+                                                 "e.g. --overlap 4")
     assert _refused([*base, "--tile", "20", "--overlap", "4"]).startswith(
         "error: --tile 20: the smallest useful tile for this model is 32 px")
     assert _refused(["--model", str(tmp_path), "-s", str(supports["ship"])]) == (

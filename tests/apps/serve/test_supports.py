@@ -66,7 +66,8 @@ def test_not_ready_until_a_support_is_put_then_put_replace_and_delete(client, se
     r = _segment(client, "boat")
     assert r.status_code == 404 and r.json()["error"].endswith("the loaded classes are tank")
     gone = client.delete("/v1/supports/boat")
-    assert gone.status_code == 404 and gone.json() == {"error": "support 'boat': not loaded; the loaded classes are tank"}
+    assert gone.status_code == 404
+    assert gone.json() == {"error": "support 'boat': not loaded; the loaded classes are tank"}
     assert _segment(client, "tank").status_code == 200
 
 
