@@ -133,7 +133,7 @@ def stream_cmd(
     try:
         # refused with one line naming the option (--overlap 64 with --tile 64 was a traceback)
         options = StreamOptions(realtime=realtime, every=every, queue_size=queue, max_frames=max_frames,
-                                infer=SceneOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
+                                scene=SceneOptions(threshold=threshold, tile=tile, overlap=overlap, batch=batch))
         if out_path is not None:
             check_outputs(out_path)  # a bad suffix or an unwritable folder fails before the source and the model open
         # the source opens first (cheap checks before the model's seconds); a Ctrl-C while the

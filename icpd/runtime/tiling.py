@@ -178,11 +178,6 @@ class SceneOptions:
                 f"omit {arg('tile')} for {model_size}")
         return self if self.tile is not None else replace(self, tile=model_size)
 
-    def resolve_tile(self, model_size: int) -> int:
-        """The tile side for a model of input ``model_size`` (:meth:`for_model`'s tile)."""
-        tile = self.for_model(model_size).tile
-        return model_size if tile is None else tile
-
 
 def _ramp(size: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
     """(size,) float32 weights: raised cosine over ``overlap`` px at the flagged ends, else 1.

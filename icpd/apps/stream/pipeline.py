@@ -63,14 +63,14 @@ POLL_S = 0.1  # how often a waiting stage looks at the stop flag
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """How to run a stream; ``infer`` holds the per-frame options shared with ``icpd infer``."""
+    """How to run a stream; ``scene`` holds the per-frame scene options shared with ``icpd infer``."""
 
     realtime: bool = False  # keep only the newest frames when inference falls behind (drops counted)
     every: int = 1  # process source frames 0, N, 2N, ...
     queue_size: int | None = None  # frames waiting for inference; default 1 with realtime, 4 without
     max_frames: int | None = None  # stop after this many source frames (None: until the source ends)
     alpha: float = 0.5  # opacity of the class colours in the overlay video
-    infer: SceneOptions = field(default_factory=SceneOptions)  # threshold, tiling, batch: as `icpd infer`
+    scene: SceneOptions = field(default_factory=SceneOptions)  # threshold, tiling, batch: as `icpd infer`
 
     @property
     def bound(self) -> int:
@@ -93,7 +93,7 @@ class StreamOptions:
             raise ParamError(f"{arg('max_frames', self.max_frames)}: must be >= 0")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"overlay alpha {self.alpha}: must be in [0, 1]")
-        return replace(self, infer=self.infer.for_model(model_size))
+        return replace(self, scene=self.scene.for_model(model_size))
 
 
 @dataclass
@@ -283,7 +283,7 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
     Args:
         predictor: a Predictor with its support sets added (one class each).
         source: an open frame source (:func:`icpd.apps.stream.video.open_frames`); the caller closes it.
-        options: realtime / every / queue bound; ``options.infer`` as for ``icpd infer``.
+        options: realtime / every / queue bound; ``options.scene`` as for ``icpd infer``.
         out: the overlay video (.mp4 or .avi); the JSONL and summary go beside it. None: no files.
         on_result: called in the output thread with each processed frame, in order.
         stop: set it (from a signal handler or another thread) to stop capture and drain.
@@ -297,7 +297,7 @@ def run_stream(predictor: Predictor, source: FrameSource, options: StreamOptions
         Any other error inside a stage is re-raised here, after the outputs are finalised.
     """
     # checked, the tile resolved: once per stream
-    scene = options.for_model(predictor.preset.image_size).infer
+    scene = options.for_model(predictor.preset.image_size).scene
     assert scene.tile is not None
     if not predictor.class_names:
         raise ValueError("no support set: add one to the predictor first (predictor.add_support(path), e.g. "
@@ -372,7 +372,7 @@ def _summary(run: _Run, predictor: Predictor, latencies: list[float], t_last: fl
         seconds=round(seconds, 4), fps=round(run.written / seconds, 3) if seconds else 0.0,
         latency_ms=_percentiles(latencies[: run.written]), queue_bound=options.bound,
         queue_max_depth=run.frames.max_depth, source_fps=source.fps, classes=names,
-        options={k: v for k, v in asdict(options).items() if k != "infer"}
-        | {k: getattr(options.infer, k) for k in ("threshold", "tile", "overlap", "batch")},
+        options={k: v for k, v in asdict(options).items() if k != "scene"}
+        | {k: getattr(options.scene, k) for k in ("threshold", "tile", "overlap", "batch")},
         outputs=sinks.outputs() if sinks is not None else {},
     )

@@ -1,5 +1,5 @@
 """The records of an `icpd infer` run: scene statistics come back as a new InputResult, the tile is
-resolved by `resolve_tile`, InferOptions keeps its subclass through `for_model`, and the resume key
+resolved by `for_model` (the model input unless set), InferOptions keeps its subclass through it, and the resume key
 covers the same option names as before SceneOptions was split out (old manifests still resume)."""
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ def test_scene_result_returns_a_new_record_and_leaves_its_argument():
     assert (after.path, after.height, after.width, after.tiles) == ("a.png", 4, 5, 1)
 
 
-def test_resolve_tile_is_the_model_input_unless_set():
-    assert SceneOptions().resolve_tile(128) == 128
-    assert SceneOptions(tile=256, overlap=16).resolve_tile(128) == 256
+def test_for_model_resolves_the_tile_to_the_model_input_unless_set():
+    assert SceneOptions().for_model(128).tile == 128
+    assert SceneOptions(tile=256, overlap=16).for_model(128).tile == 256
     with pytest.raises(ValueError, match=r"^tile=40: the smallest useful tile for this model is 96 px"):
-        SceneOptions(tile=40, overlap=8).resolve_tile(384)
+        SceneOptions(tile=40, overlap=8).for_model(384)
 
 
 def test_for_model_keeps_infer_options_and_stream_checks_its_tile():
@@ -46,9 +46,9 @@ def test_for_model_keeps_infer_options_and_stream_checks_its_tile():
     assert type(resolved) is InferOptions
     assert (resolved.tile, resolved.save_probs) == (128, True)
     with pytest.raises(ValueError, match=r"^tile=40: the smallest useful tile for this model is 96 px"):
-        StreamOptions(infer=SceneOptions(tile=40, overlap=8)).for_model(384)
-    resolved = StreamOptions(every=2, infer=SceneOptions(overlap=8)).for_model(384)
-    assert (resolved.every, resolved.infer.tile, resolved.infer.overlap) == (2, 384, 8)
+        StreamOptions(scene=SceneOptions(tile=40, overlap=8)).for_model(384)
+    resolved = StreamOptions(every=2, scene=SceneOptions(overlap=8)).for_model(384)
+    assert (resolved.every, resolved.scene.tile, resolved.scene.overlap) == (2, 384, 8)
 
 
 def test_resume_key_covers_the_same_option_names_as_before_the_split():

@@ -195,6 +195,18 @@ def test_without_realtime_every_frame_is_processed(predictor, tmp_path):
     assert summary.outputs == {}
 
 
+def test_summary_options_are_flat_with_the_resolved_scene_options(predictor, tmp_path):
+    """StreamOptions.scene (a SceneOptions) is written into the summary as its four fields, as given (tile
+    None: the model input); the nested dataclass itself is left out (it was `infer` before the rename)."""
+    from icpd.runtime.tiling import SceneOptions
+
+    video = _write_video(tmp_path / "camera.avi", 2, S, S)
+    with open_frames(video) as src:
+        summary = run_stream(predictor, src, StreamOptions(every=2, scene=SceneOptions(overlap=8, batch=2)), None)
+    assert summary.options == {"realtime": False, "every": 2, "queue_size": None, "max_frames": None, "alpha": 0.5,
+                               "threshold": 0.5, "tile": None, "overlap": 8, "batch": 2}
+
+
 def test_stop_drains_frames_in_flight(predictor, tmp_path):
     """Guards the drain on stop: the frame capture holds while the queue is full is in flight too.
     It must be queued and processed, not lost (before the fix: unprocessed == 1). The stop comes
