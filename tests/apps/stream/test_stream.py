@@ -195,7 +195,7 @@ def test_without_realtime_every_frame_is_processed(predictor, tmp_path):
     assert summary.outputs == {}
 
 
-def test_summary_options_are_flat_with_the_resolved_scene_options(predictor, tmp_path):
+def test_summary_options_are_flat_with_the_scene_options_as_given(predictor, tmp_path):
     """StreamOptions.scene (a SceneOptions) is written into the summary as its four fields, as given (tile
     None: the model input); the nested dataclass itself is left out (it was `infer` before the rename)."""
     from icpd.runtime.tiling import SceneOptions
