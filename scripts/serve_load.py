@@ -128,8 +128,14 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
     statuses: collections.Counter[str] = collections.Counter()
     examples: dict[str, str] = {}
     lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
-    stop_at = [0.0]
+    window = [0.0, 0.0]  # start, stop (time.monotonic)
+    active: set[int] = set()  # clients that made at least one timed request
+
+    def open_window() -> None:  # run by the barrier before it lets anyone through: no client sees 0
+        window[0] = time.monotonic()
+        window[1] = window[0] + duration
+
+    start = threading.Barrier(clients + 1, action=open_window)
 
     def client(k: int) -> None:
         h = {**headers, "Accept": "image/png", "Content-Type": "image/png"}
@@ -137,7 +143,7 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
             c.post(query, content=bodies[k % len(bodies)], headers=h)  # warm-up: connection, first call
             start.wait()
             i = k
-            while time.monotonic() < stop_at[0]:
+            while time.monotonic() < window[1]:
                 t0 = time.perf_counter()
                 try:
                     r = c.post(query, content=bodies[i % len(bodies)], headers=h)
@@ -146,6 +152,7 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
                     status, text = type(e).__name__, str(e)[:200]
                 elapsed = time.perf_counter() - t0
                 with lock:
+                    active.add(k)
                     statuses[status] += 1
                     if status == "200":
                         latencies.append(elapsed)
@@ -157,14 +164,12 @@ def run_clients(url: str, bodies: list[bytes], classes: list[str], clients: int,
     for t in threads:
         t.start()
     start.wait(timeout=READY_TIMEOUT_S)
-    t0 = time.monotonic()
-    stop_at[0] = t0 + duration
     for t in threads:
         t.join(timeout=duration + timeout)
-    wall = time.monotonic() - t0
+    wall = time.monotonic() - window[0]
     ok = statuses.get("200", 0)
     ms = [1000 * v for v in latencies]
-    return {"requests": sum(statuses.values()), "ok": ok, "wall_s": round(wall, 3),
+    return {"requests": sum(statuses.values()), "ok": ok, "clients_active": len(active), "wall_s": round(wall, 3),
             "throughput_rps": round(ok / wall, 3),
             "latency_ms": {q: _round(percentile(ms, n)) for q, n in (("p50", 50), ("p95", 95), ("p99", 99))},
             "errors": {s: n for s, n in statuses.items() if s != "200"}, "error_examples": examples}

@@ -34,6 +34,7 @@ def test_a_short_run_reports_every_field_and_no_errors(tiny_model_dir, tmp_path)
     assert (report["clients"], report["duration_s"], report["threads"], report["workers"], report["deadline_s"]) == (
         8, 3.0, 1, 2, 60.0)
     assert report["errors"] == {} and report["requests"] == report["ok"] > 0
+    assert report["clients_active"] == 8  # every client sent timed requests (the window opened for all)
     assert 3.0 <= report["wall_s"] < 3.0 + 60  # stops by itself: the duration plus the requests in flight
     assert report["throughput_rps"] == pytest.approx(report["ok"] / report["wall_s"], rel=1e-3)
     lat = report["latency_ms"]
