@@ -176,6 +176,11 @@ def run_ray_serve(settings: ServeSettings, address: str | None, replicas: int) -
         from icpd.errors import ParamError, arg
 
         raise ParamError(f"{arg('replicas', replicas)}: give a whole number of replicas, at least 1")
+    if replicas > 1 and not settings.supports:  # a PUT would reach one replica: refused, never ready
+        from icpd.errors import ParamError, arg
+
+        raise ParamError(f"{arg('replicas', replicas)} with no {arg('supports')}: several replicas take their "
+                         f"classes at start only; give {arg('supports', 'NAME.support')} (once per class)")
     ray, serve = _import_serve()
     settings = replica_settings(settings)
     stop = threading.Event()

@@ -216,3 +216,20 @@ def test_replicas_below_one_refused_before_ray_starts(tmp_path, replicas):
         run_ray_serve(ServeSettings(model=tmp_path), None, replicas)
     assert str(err.value) == f"replicas={replicas}: give a whole number of replicas, at least 1"
     assert not ray.is_initialized()
+
+
+def test_several_replicas_need_their_classes_at_start(tmp_path):
+    """With 2 replicas a support PUT is refused (409), so a service started without --support could
+    never become ready: refused at once, before Ray starts, naming the option to give."""
+    import ray
+
+    from icpd.apps.serve.ray_serve import run_ray_serve
+    from icpd.apps.serve.settings import ServeSettings
+    from icpd.commands.console import cli_text
+    from icpd.errors import ParamError
+
+    with pytest.raises(ParamError) as err:
+        run_ray_serve(ServeSettings(model=tmp_path), None, 2)
+    assert cli_text(err.value) == ("--replicas 2 with no --support: several replicas take their classes at start "
+                                   "only; give --support NAME.support (once per class)")
+    assert not ray.is_initialized()
