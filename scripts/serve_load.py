@@ -254,7 +254,8 @@ def main() -> None:
     load_before = os.getloadavg()
     server = log = None
     if url is None:
-        url, log = f"http://127.0.0.1:{free_port()}", Path(os.environ.get("TMPDIR", "/tmp")) / f"serve_load_{os.getpid()}.log"
+        url = f"http://127.0.0.1:{free_port()}"
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"serve_load_{os.getpid()}.log"
         server = start_server(model, supports, int(urlparse(url).port or 0), args.threads, args.workers,
                               args.deadline, log)
     headers = {"Authorization": f"Bearer {args.token}"} if args.token and args.url else {}

@@ -18,7 +18,8 @@ from tests.apps.serve.live_server import LiveServer, support_args
 from tests.runtime.supports import make_supports
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").is_file() else None)
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").is_file() else None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                                 reason="needs Debian's chromium and chromedriver (apt-get install chromium "
                                        "chromium-driver; .ci/run installs them)")
@@ -153,7 +154,8 @@ def test_page_overlay_and_counts_equal_the_api(server, browser, scene_png, thres
     # the counts table: the JSON API's numbers, and the class colour of label 1
     doc = counts.json()
     rows = browser.find_elements(By.CSS_SELECTOR, "#counts tbody tr")
-    table = {r.find_element(By.CLASS_NAME, "name").text: int(r.find_element(By.CLASS_NAME, "pixels").text) for r in rows}
+    table = {r.find_element(By.CLASS_NAME, "name").text: int(r.find_element(By.CLASS_NAME, "pixels").text)
+             for r in rows}
     assert table == {c: doc["pixels"][c] for c in doc["classes"]} == {"ship": int(labelled.sum())}
     assert rows[0].find_element(By.CLASS_NAME, "label").text == "1"
 

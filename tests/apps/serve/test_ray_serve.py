@@ -28,7 +28,8 @@ pytest.importorskip("ray.serve", reason="Ray Serve (ray[serve], the dev extra) i
 
 pytestmark = pytest.mark.slow  # one local Ray and two servers
 
-TIME_LIMIT_S = 600  # the module, fixtures included (export, Ray, two servers): ~1.5 min quiet, 6.5 min at load 8 on 2 cores
+# the module, fixtures included (export, Ray, two servers): ~1.5 min quiet, 6.5 min at load 8 on 2 cores
+TIME_LIMIT_S = 600
 CLIENTS = 4  # concurrent clients during the kill: the bound on the requests a dead replica can take with it
 
 
@@ -66,7 +67,8 @@ def bodies() -> dict[str, bytes]:
     """A one-tile PNG, a scene larger than a tile (tiled and blended), a JPEG."""
     rng = np.random.default_rng(5)
     out = {}
-    for name, (h, w), ext in (("tile", (128, 128), ".png"), ("scene", (190, 260), ".png"), ("photo", (150, 140), ".jpg")):
+    cases = (("tile", (128, 128), ".png"), ("scene", (190, 260), ".png"), ("photo", (150, 140), ".jpg"))
+    for name, (h, w), ext in cases:
         img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
         img[h // 4 : h // 2, w // 3 : w // 2] = 230
         out[name] = cv2.imencode(ext, img)[1].tobytes()

@@ -52,7 +52,8 @@ def test_a_short_run_reports_every_field_and_no_errors(tiny_model_dir, tmp_path)
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (("--url", "http://192.0.2.7:8080"), "--url 'http://192.0.2.7:8080': this load test sends load only to this machine"),
+    (("--url", "http://192.0.2.7:8080"),
+     "--url 'http://192.0.2.7:8080': this load test sends load only to this machine"),
     (("--url", "http://example.com"), "--url 'http://example.com': this load test sends load only to this machine"),
     (("--duration", "601"), "--duration 601 / --clients 8: give a duration in (0, 600] s"),
     (("--duration", "inf"), "--duration inf / --clients 8: give a duration in (0, 600] s"),
