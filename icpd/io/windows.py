@@ -146,15 +146,27 @@ class WindowReader:
             notes.append(float_note(dtype, lo, hi, nonfinite, self.layout, self.path))
         return conv, tuple(notes)
 
-    def _raw(self, y: int, x: int, h: int, w: int, conv: _Conversion) -> np.ndarray:
-        """(h, w, 3) of the used bands in the file's pixel type (palette colours looked up)."""
+    def _read(self, indexes: int | list[int], y: int, x: int, h: int, w: int) -> np.ndarray:
+        """``self._ds.read`` of rows ``y..y+h``, columns ``x..x+w``: (h, w) for one band index, else
+        (C, h, w). A block GDAL cannot decode (a damaged or cut-off file) is an :class:`ImageError`
+        naming the file, the window and GDAL's reason; rasterio's own text only says "Read failed.
+        See previous exception for details." (the reason is in its ``__cause__`` chain)."""
+        import rasterio
         from rasterio.windows import Window
 
-        window = Window(x, y, w, h)
+        try:
+            return self._ds.read(indexes, window=Window(x, y, w, h))
+        except rasterio.errors.RasterioIOError as exc:
+            raise ImageError(f"image {self.path}: reading rows {y}..{y + h - 1}, columns {x}..{x + w - 1} "
+                             f"failed ({gdal_reason(exc)}); the file looks corrupt or truncated: export or "
+                             "copy it again") from exc
+
+    def _raw(self, y: int, x: int, h: int, w: int, conv: _Conversion) -> np.ndarray:
+        """(h, w, 3) of the used bands in the file's pixel type (palette colours looked up)."""
         if conv.palette is not None:
-            colours = apply_palette(self._ds.read(1, window=window), conv.palette)  # (h, w, 3)
+            colours = apply_palette(self._read(1, y, x, h, w), conv.palette)  # (h, w, 3)
             return colours[:, :, [i - 1 for i in conv.indexes]]
-        return np.moveaxis(self._ds.read(indexes=list(conv.indexes), window=window), 0, -1)  # C h w -> h w C
+        return np.moveaxis(self._read(list(conv.indexes), y, x, h, w), 0, -1)  # C h w -> h w C
 
     def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         """Rows ``y..y+h``, columns ``x..x+w`` as (h, w, 3) uint8 RGB (converted as read_image)."""
@@ -173,12 +185,9 @@ class WindowReader:
         edge) whose three used bands all equal nodata; None when the file declares no nodata value."""
         if self.nodata is None:
             return None
-        from rasterio.windows import Window
-
         # file bands, not colours
         used = [1] if self._conv.palette is not None else sorted(set(self._conv.indexes))
-        window = Window(x, y, self.width - x if w is None else w, h)
-        raw = np.moveaxis(self._ds.read(indexes=used, window=window), 0, -1)
+        raw = np.moveaxis(self._read(used, y, x, h, self.width - x if w is None else w), 0, -1)
         return np.all(raw == np.asarray(self.nodata, dtype=raw.dtype), axis=-1)
 
     def close(self) -> None:
@@ -193,6 +202,23 @@ class WindowReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def gdal_reason(exc: BaseException) -> str:
+    """GDAL's words for a failed read, from the ``__cause__`` chain rasterio attaches (outermost
+    first; a message already inside an earlier one is left out), else ``str(exc)``.
+
+    ``"torn.tif, band 1: IReadBlock failed at X offset 1, Y offset 0: TIFFReadEncodedTile() failed.;
+    ZIPDecode:Decoding error at scanline 256, incorrect header check"``.
+    """
+    reasons: list[str] = []
+    cause = exc.__cause__
+    while cause is not None and len(reasons) < 8:  # a bounded walk: chains are short, never cyclic in practice
+        text = str(cause).strip()
+        if text and not any(text in r for r in reasons):
+            reasons.append(text)
+        cause = cause.__cause__
+    return "; ".join(reasons) or str(exc)
 
 
 class WindowWriter:
