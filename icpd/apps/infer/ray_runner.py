@@ -37,6 +37,7 @@ import numpy as np
 from icpd.apps.infer.options import InferOptions, InferProgress, InferSummary
 from icpd.apps.infer.outputs import OpenedScene, SceneOutputs, open_source
 from icpd.apps.infer.session import CollectedInputs, PlannedScene, RunSession, error_text
+from icpd.cluster import start_ray
 from icpd.io.raster import parse_bands
 from icpd.runtime.scene import SceneBlend, read_batch
 from icpd.runtime.tiling import Tile
@@ -62,33 +63,7 @@ def _import_ray():  # -> the ray module
 def init_ray(address: str | None, actors: int) -> bool:
     """Start a local Ray (``address`` None or ``"local"``) or join ``address`` (``auto``,
     ``ray://host:10001``). Returns True when this call started it (the caller shuts it down)."""
-    ray = _import_ray()
-    if ray.is_initialized():
-        return False
-    # ERROR: Ray's start-up warnings (token authentication, ...) are not the user's business here
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
-                              "log_to_driver": True}
-    if address in (None, "local"):
-        # Ray runs its workers at nice 15 unless told otherwise: on a machine shared with other
-        # work the predictor actors then lose the CPU to everything else (measured: an actor took
-        # 59 s of wall clock for 7 s of CPU on a loaded 2-core VM). A local Ray runs this command's
-        # own work, so its workers keep the caller's priority; a cluster keeps its own setting.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        # one CPU per actor plus room for the decode tasks (logical CPUs: Ray's bookkeeping only)
-        ray.init(num_cpus=max(os.cpu_count() or 1, actors + 1), **kwargs)
-    else:
-        try:
-            ray.init(address=address, **kwargs)
-        except ConnectionError as exc:  # no cluster there (or none running, for `auto`): the user's address
-            from icpd.errors import ParamError, arg
-
-            raise ParamError(
-                f"{arg('address', address)}: could not join a Ray cluster there ({exc}). Check the address "
-                "`ray start --head` printed (`auto`: one running on this machine); a cluster with token "
-                "authentication needs its token here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head "
-                "prints it); no address (`icpd infer --ray` alone) starts a local Ray"
-            ) from exc
-    return True
+    return start_ray(_import_ray(), address, actors, command="icpd infer")
 
 
 def actor_cpus(ray: Any, actors: int) -> float:

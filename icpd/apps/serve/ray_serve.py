@@ -25,12 +25,12 @@ deployment with ``replicas`` replicas behind Ray Serve's HTTP proxy.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
 import signal
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from icpd.cluster import start_ray
 
 if TYPE_CHECKING:
     from icpd.apps.serve.settings import ServeSettings
@@ -52,33 +52,6 @@ def _import_serve():  # -> (ray, ray.serve)
     except ImportError as exc:
         raise ImportError(f"--ray needs Ray Serve, which is not installed: {RAY_SERVE_HINT}") from exc
     return ray, serve
-
-
-def _start_ray(ray: Any, address: str | None, replicas: int) -> bool:
-    """Start a local Ray or join ``address``, with ``icpd infer --ray``'s conventions. Returns True
-    when this call started it (the caller shuts it down)."""
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True}
-    if address in (None, "local"):
-        # a local Ray runs this command's own work: its workers keep the caller's priority (Ray's
-        # default nice 15 lets everything else on a shared machine take the CPU from the replicas)
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        # one logical CPU per replica plus one for the proxy (Ray's bookkeeping, not threads)
-        ray.init(num_cpus=max(os.cpu_count() or 1, replicas + 1), **kwargs)
-    else:
-        try:
-            ray.init(address=address, **kwargs)
-        except ConnectionError as exc:  # no cluster there (or none running, for `auto`): the user's address
-            from icpd.errors import ParamError, arg
-
-            raise ParamError(
-                f"{arg('address', address)}: could not join a Ray cluster there ({exc}). Check the address "
-                "`ray start --head` printed (`auto`: one running on this machine); a cluster with token "
-                "authentication needs its token here too (RAY_AUTH_TOKEN; `ray get-auth-token` on the head "
-                "prints it); no address (`icpd serve --ray` alone) starts a local Ray"
-            ) from exc
-    return True
 
 
 def replica_cpus(ray: Any, replicas: int, threads: int) -> float:
@@ -184,7 +157,7 @@ def run_ray_serve(settings: ServeSettings, address: str | None, replicas: int) -
     ray, serve = _import_serve()
     settings = replica_settings(settings)
     stop = threading.Event()
-    started = _start_ray(ray, address, replicas)
+    started = start_ray(ray, address, replicas, command="icpd serve")
     # after ray.init, which sets a SIGTERM handler of its own (sys.exit) in the driver
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
