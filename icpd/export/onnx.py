@@ -230,6 +230,7 @@ def validate_export(model: ICPDNet, model_dir: Path, runs: int = 3, seed: int = 
     from icpd.export.ort_session import ort_session
     from icpd.io.labels import resize_label
     from icpd.kernels.ort_custom_op import OrtExtensionsUnavailableError
+    from icpd.model.priors import EAGER
 
     p = model.preset
     pre = ort_session(model_dir / "preprocess.onnx")
@@ -256,7 +257,7 @@ def validate_export(model: ICPDNet, model_dir: Path, runs: int = 3, seed: int = 
         masks = torch.from_numpy(np.stack([resize_label(m, p.image_size) for m in ep.masks]).astype(np.float32))
         args = matcher_inputs(model, ref_images, support, masks, torch.from_numpy(ep.embeddings))
         with torch.no_grad():
-            ref_out = [r.numpy() for r in MatcherGraph(model, all_outputs=True, rank="eager")(*args)]
+            ref_out = [r.numpy() for r in MatcherGraph(model, all_outputs=True, rank=EAGER)(*args)]
         ort_out = mat_sess.run(None, {n: a.numpy() for n, a in zip(names, args)})
         cmp.add_all(MATCHER_OUTPUTS_ALL, ort_out, ref_out)
         cmp.add_masks(ort_out[0], ref_out[0])
