@@ -20,15 +20,9 @@ from icpd.cli import app
 from icpd.errors import ParamError
 from icpd.export.calibration import Int8ConversionError, calibration_images
 from icpd.trt.build import build_engines
+from tests.cli_errors import error_line
 
 runner = CliRunner()
-
-
-def _error_line(res) -> str:
-    """The one ``error:`` line a refused command printed (joined, in case the terminal wrapped it)."""
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output, res.output
-    return " ".join(res.output.split())
 
 
 def test_infer_tile_options(tmp_path: Path):
@@ -43,9 +37,9 @@ def test_infer_tile_options(tmp_path: Path):
 
     args = ["infer", str(tmp_path / "a.png"), "--model", str(tmp_path / "m"), "--support",
             str(tmp_path / "s.support"), "--out", str(tmp_path / "out")]
-    line = _error_line(runner.invoke(app, [*args, "--tile", "64", "--overlap", "64"]))
+    line = error_line(runner.invoke(app, [*args, "--tile", "64", "--overlap", "64"]))
     assert line == "error: --overlap 64: must satisfy 0 <= overlap < tile (64); e.g. --overlap 16"
-    line = _error_line(runner.invoke(app, [*args, "--tile", "16"]))
+    line = error_line(runner.invoke(app, [*args, "--tile", "16"]))
     assert line.startswith("error: --tile 16: too small for any model: ")
     assert line.endswith("omit --tile to use the model input size")
 
@@ -62,7 +56,7 @@ def test_build_workspace(tmp_path: Path):
         build_engines(tmp_path / "no-model", tmp_path / "e", workspace=4.0)
 
     # --workspace is GiB: 1e11 GiB is 2**30 * 1e11 bytes, beyond a size_t (was a TypeError in TensorRT)
-    line = _error_line(runner.invoke(app, ["build", "--model", str(tmp_path / "no-model"),
+    line = error_line(runner.invoke(app, ["build", "--model", str(tmp_path / "no-model"),
                                            "--out", str(tmp_path / "e"), "--workspace", "1e11"]))
     assert line.startswith("error: --workspace 107374182400000000000 bytes (1e+11 GiB): the builder's "
                            "memory limit must be from 1 to 18446744073709551615 bytes")
@@ -80,7 +74,7 @@ def test_export_int8_calibration(tmp_path: Path):
     # the export's FP32 model converts, then the calibration folder is read: the ExportError that wraps
     # the conversion's error keeps its flag
     out = tmp_path / "m"
-    line = _error_line(runner.invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision",
+    line = error_line(runner.invoke(app, ["export", "--random-weights", "--preset", "tiny", "--precision",
                                            "int8", "--calibration", str(empty), "--out", str(out),
                                            "--no-validate", "-q"]))
     assert line == f"error: --calibration {empty}: no .png/.jpg/.tif images in it"
@@ -101,10 +95,10 @@ def test_stream_options(tmp_path: Path):
 
     args = ["stream", str(tmp_path / "in.mp4"), "--model", str(tmp_path / "m"),
             "--support", str(tmp_path / "s.support")]
-    line = _error_line(runner.invoke(app, [*args, "--out", str(tmp_path / "seg.gif")]))
+    line = error_line(runner.invoke(app, [*args, "--out", str(tmp_path / "seg.gif")]))
     assert line == f"error: --out {tmp_path / 'seg.gif'}: the overlay video must end in .mp4 or .avi"
     # StreamOptions were made outside the command's error handling: this was a traceback
-    line = _error_line(runner.invoke(app, [*args, "--tile", "64", "--overlap", "64"]))
+    line = error_line(runner.invoke(app, [*args, "--tile", "64", "--overlap", "64"]))
     assert line == "error: --overlap 64: must satisfy 0 <= overlap < tile (64); e.g. --overlap 16"
 
 
@@ -122,7 +116,7 @@ def test_train_options(tmp_path: Path):
 
     (tmp_path / "data").mkdir()
     emb.write_bytes(b"")
-    line = _error_line(runner.invoke(app, ["train", "--dataset", "isaid5i", "--root", str(tmp_path / "data"),
+    line = error_line(runner.invoke(app, ["train", "--dataset", "isaid5i", "--root", str(tmp_path / "data"),
                                            "--fold", "0", "--class-embeddings", str(emb),
                                            "--out", str(tmp_path / "run"), "--preset", "paper",
                                            "--train-encoders"]))

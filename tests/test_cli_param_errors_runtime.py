@@ -17,14 +17,9 @@ from typer.testing import CliRunner
 from icpd.cli import app
 from icpd.commands.console import cli_text
 from icpd.errors import ParamError
+from tests.cli_errors import error_line
 
 runner = CliRunner()
-
-
-def _error_line(res) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output, res.output
-    return " ".join(res.output.split())
 
 
 def test_torch_backend_runtime_only_dir_and_device(tmp_path: Path):
@@ -94,7 +89,7 @@ def test_bench_cache_dir_too_small(tmp_path: Path, monkeypatch):
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(budget.shutil, "disk_usage", lambda p: usage._replace(free=1_000_000_000))  # a full disk
-    line = _error_line(runner.invoke(app, ["bench", "--cache-dir", str(tmp_path), "--backends", "ort-cpu"]))
+    line = error_line(runner.invoke(app, ["bench", "--cache-dir", str(tmp_path), "--backends", "ort-cpu"]))
     assert line.endswith(f"error: --cache-dir {tmp_path}: the paper export needs about 2.9 GB, only 1.0 GB free "
                          "there; free some space, pass --cache-dir on a larger disk, or --quick (the tiny preset, "
                          "about 17 MB)")

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -17,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from icpd.cli import app
+from tests.apps.infer.interrupt import icpd_command, signal_after
 from tests.runtime.supports import make_supports
 
 runner = CliRunner()
@@ -65,22 +63,8 @@ def test_sigterm_stops_infer_with_143(tiny_model_dir, supports, tmp_path):
     for i in range(12):
         cv2.imwrite(str(scenes / f"s{i:02d}.png"), rng.integers(0, 255, (384, 384, 3), dtype=np.uint8))
     out = tmp_path / "out"
-    code = "import sys; from icpd.cli import main; sys.argv = ['icpd', *sys.argv[1:]]; main()"
-    args = [sys.executable, "-c", code, *_args(tiny_model_dir, supports, [scenes], out), "--batch", "1"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not any((out / "runs").glob("*.jsonl")) or not any(
-                f.read_text() for f in (out / "runs").glob("*.jsonl")):  # one scene is complete
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no scene was complete within 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:  # a failed wait leaves no icpd process writing into tmp_path
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err
+    argv = icpd_command(*_args(tiny_model_dir, supports, [scenes], out), "--batch", "1")
+    returncode, err = signal_after(argv, out, 1, signal.SIGTERM)  # after the first scene
+    assert returncode == 143, err
     assert "Traceback" not in err and "interrupted: " in err, err
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from icpd.cli import app
 from icpd.commands import infer as infer_command
+from tests.apps.infer.interrupt import icpd_command, signal_after
 from tests.runtime.supports import make_supports
 
 runner = CliRunner()
@@ -106,8 +107,6 @@ def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir,
     import json
     import signal
     import subprocess
-    import sys
-    import time
 
     rng = np.random.default_rng(5)
     scenes = tmp_path / "in"
@@ -115,30 +114,10 @@ def test_sigint_stops_infer_with_a_summary_and_the_rerun_goes_on(tiny_model_dir,
     for i in range(16):
         cv2.imwrite(str(scenes / f"s{i:02d}.png"), rng.integers(0, 255, (448, 448, 3), dtype=np.uint8))
     out = tmp_path / "out"
-    code = "import sys; from icpd.cli import main; sys.argv = ['icpd', *sys.argv[1:]]; main()"
-    args = [sys.executable, "-c", code, "infer", str(scenes), "--model", str(tiny_model_dir),
-            "--support", str(supports[0]), "--support", str(supports[1]), "--out", str(out),
-            "--threads", "1", "--batch", "1"]
-
-    def recorded() -> int:  # scenes the run's manifest holds as complete
-        if not (out / "runs").is_dir():
-            return 0
-        return sum(len(f.read_text().splitlines()) for f in (out / "runs").glob("*.jsonl"))
-
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while recorded() < 2:  # two scenes are complete
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no scene was complete within 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:  # a failed wait leaves no icpd process writing into tmp_path
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    args = icpd_command("infer", str(scenes), "--model", str(tiny_model_dir), "--support", str(supports[0]),
+                        "--support", str(supports[1]), "--out", str(out), "--threads", "1", "--batch", "1")
+    returncode, err = signal_after(args, out, 2, signal.SIGINT)  # two scenes are complete
+    assert returncode == 130, err
     assert "Traceback" not in err and "interrupted: " in err and "run the same command again" in err, err
     doc = json.loads((out / "summary.json").read_text())
     done = [r for r in doc["inputs"] if r["status"] == "ok"]
