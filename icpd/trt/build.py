@@ -98,8 +98,8 @@ def support_pixels(md: ModelDir) -> int:
     return max(int(shape[1]) for name, shape in inputs.items() if name.startswith("support_mask_"))
 
 
-def check_rank_prior(md: ModelDir, rank_prior: str | None) -> str:
-    """The model's rank-prior form (a RankPriorForm value), refusing a mismatch with ``rank_prior``
+def check_rank_prior(md: ModelDir, rank_prior: str | RankPriorForm | None) -> RankPriorForm:
+    """The model's rank-prior form, refusing a mismatch with ``rank_prior``
     or a support map TensorRT can't take. ``onnx`` (the old name, also in older model.json files) is topk."""
     form = md.rank_prior
     if rank_prior is not None and RankPriorForm.parse(rank_prior) != form:
@@ -115,9 +115,9 @@ def check_rank_prior(md: ModelDir, rank_prior: str | None) -> str:
             f"K < {TOPK_MAX_K}; export with `icpd export --rank-prior plugin` and build with the NdcgPrior "
             "plugin"
         )
-    if form == RankPriorForm.PLUGIN and ns > MAX_SUPPORT:
+    if form is RankPriorForm.PLUGIN and ns > MAX_SUPPORT:
         raise EngineBuildError(f"{ns} support pixels exceed the NdcgPrior plugin's limit of {MAX_SUPPORT}")
-    return form.value
+    return form
 
 
 def io_profiles(md: ModelDir, role: str, batch: tuple[int, int, int],
@@ -344,7 +344,7 @@ def build_engines(
         plugin_source = ""
         for role in ENGINE_ROLES:
             path = work / f"{role}.engine"
-            uses_plugin = form == "plugin" and role == "matcher"
+            uses_plugin = form is RankPriorForm.PLUGIN and role == "matcher"
             plugin_source = plugin_source or (_plugin_source(plugin_library) if uses_plugin else "")
             if progress is not None:
                 progress(f"building {path.name} from {source.file(role).name}")

@@ -8,6 +8,8 @@ import shutil
 import pytest
 
 from icpd.artifacts.model_dir import ModelDir
+from icpd.config import RankPriorForm
+from icpd.errors import ParamError
 from icpd.trt.build import (
     TOPK_MAX_K,
     EngineBuildError,
@@ -21,9 +23,14 @@ from icpd.trt.build import (
 def test_parse_profile():
     assert parse_profile("1,2,8", "batch") == (1, 2, 8)
     assert parse_profile("4", "shots") == (4, 4, 4)
-    for bad in ("1,2", "a,b,c", "2,1,4", "0,1,1"):
-        with pytest.raises(ValueError, match="--batch"):
+    expected = {"1,2": "batch='1,2': give MIN,OPT,MAX (three integers), e.g. 1,1,4",
+                "a,b,c": "batch='a,b,c': give MIN,OPT,MAX as integers, e.g. 1,1,4",
+                "2,1,4": "batch=2,1,4: need 1 <= MIN <= OPT <= MAX",
+                "0,1,1": "batch=0,1,1: need 1 <= MIN <= OPT <= MAX"}
+    for bad, message in expected.items():  # the library names the parameter; `icpd build` prints --batch
+        with pytest.raises(ParamError) as err:
             parse_profile(bad, "batch")
+        assert str(err.value) == message and err.value.param == "batch"
 
 
 def test_io_profiles_follow_model_json(tiny_model_dir):
@@ -39,9 +46,9 @@ def test_io_profiles_follow_model_json(tiny_model_dir):
 
 def test_rank_prior_form_must_match_the_export(tiny_model_dir):
     md = ModelDir.open(tiny_model_dir)
-    assert check_rank_prior(md, None) == "topk"
-    assert check_rank_prior(md, "onnx") == "topk"  # the old name of topk, as users' scripts pass it
-    with pytest.raises(EngineBuildError, match="exported with --rank-prior topk"):
+    assert check_rank_prior(md, None) is RankPriorForm.TOPK
+    assert check_rank_prior(md, "onnx") is RankPriorForm.TOPK  # the old name of topk, as users' scripts pass it
+    with pytest.raises(EngineBuildError, match="exported with rank_prior=topk"):
         check_rank_prior(md, "plugin")
     with pytest.raises(ValueError, match="rank_prior='scan': choose one of topk, sort, plugin"):
         check_rank_prior(md, "scan")
