@@ -21,6 +21,7 @@ import torch
 import icpd
 from icpd.artifacts.formats import ArtifactFormat, check_format
 from icpd.config import Preset, get_preset
+from icpd.errors import ParamMessage, arg
 from icpd.io.atomic import atomic_write, write_text_atomic
 from icpd.model.icpd_net import ICPDNet
 
@@ -34,7 +35,7 @@ _SAFETENSORS_MAX_HEADER = 100_000_000  # the limit the safetensors library itsel
 UNUSED_PREFIXES = ("backbone.fc.", "backbone.classifier.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ParamMessage, ValueError):
     """A checkpoint file that cannot be loaded into the requested preset."""
 
 
@@ -130,9 +131,9 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 def _likely_cause(missing: list[str], unexpected: list[str], misshapen: list[str], preset: Preset) -> str:
     keys = missing + unexpected + misshapen
     if any(k.startswith("backbone.features.") for k in unexpected) and preset.backbone != "vgg16":
-        return "the checkpoint has a VGG-16 backbone: use --preset paper-vgg16"
+        return f"the checkpoint has a VGG-16 backbone: use {arg('preset', 'paper-vgg16')}"
     if any(k.startswith("backbone.layer") for k in unexpected) and preset.backbone == "vgg16":
-        return "the checkpoint has a ResNet backbone: use --preset paper"
+        return f"the checkpoint has a ResNet backbone: use {arg('preset', 'paper')}"
     if any(k.startswith("cross_modal_visual_backbone.") for k in misshapen + unexpected):
         clip = preset.clip_model if isinstance(preset.clip_model, str) else "custom config"
         return (f"the CLIP vision tower differs from preset {preset.name!r} ({clip}): "
@@ -140,7 +141,7 @@ def _likely_cause(missing: list[str], unexpected: list[str], misshapen: list[str
     if any(k.startswith("backbone.") for k in misshapen):
         return f"the backbone widths differ from preset {preset.name!r}: choose the matching preset"
     if keys and all(k.startswith(("visual.", "transformer.", "token_embedding")) for k in unexpected):
-        return "this is a CLIP checkpoint, not an ICPD-Net one: pass it as --clip-weights"
+        return f"this is a CLIP checkpoint, not an ICPD-Net one: pass it as {arg('clip_weights')}"
     return f"the file was not saved from ICPD-Net with preset {preset.name!r}"
 
 
@@ -197,7 +198,7 @@ def load_checkpoint_with_info(
         if preset is not None and get_preset(preset).to_dict() != stored.to_dict():
             raise CheckpointError(
                 f"checkpoint {path} was saved for preset {stored.name!r}, not {get_preset(preset).name!r}; "
-                "drop --preset or pass the matching one"
+                f"drop {arg('preset')} or pass the matching one"
             )
         preset = stored
     p = get_preset(preset or "paper")

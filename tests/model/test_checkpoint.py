@@ -82,10 +82,26 @@ def test_wrong_preset_names_the_likely_cause(tiny_model, authors_pt):
 
 
 def test_vgg_checkpoint_into_resnet_preset_says_so(tmp_path):
+    from icpd.commands.console import cli_text
+
     path = tmp_path / "vgg.pt"
     torch.save({"backbone.features.0.weight": torch.zeros(64, 3, 3, 3)}, path)
-    with pytest.raises(CheckpointError, match="paper-vgg16"):
+    with pytest.raises(CheckpointError) as err:
         load_checkpoint(path, preset="tiny")
+    # the library names the parameter, the CLI its flag
+    assert str(err.value).endswith("Likely cause: the checkpoint has a VGG-16 backbone: use preset=paper-vgg16")
+    assert cli_text(err.value).endswith("Likely cause: the checkpoint has a VGG-16 backbone: use --preset paper-vgg16")
+
+
+def test_clip_checkpoint_given_as_icpd_weights_says_where_it_goes(tmp_path):
+    from icpd.commands.console import cli_text
+
+    path = tmp_path / "clip.pt"
+    torch.save({"visual.conv1.weight": torch.zeros(8, 3, 14, 14), "token_embedding.weight": torch.zeros(4, 8)}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, preset="tiny")
+    assert str(err.value).endswith("this is a CLIP checkpoint, not an ICPD-Net one: pass it as clip_weights")
+    assert cli_text(err.value).endswith("this is a CLIP checkpoint, not an ICPD-Net one: pass it as --clip-weights")
 
 
 def test_altered_safetensors_is_refused(tiny_model, tmp_path):
