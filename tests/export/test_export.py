@@ -86,8 +86,14 @@ def test_plugin_model_runs_in_ort_like_the_standard_form(plugin_dir, tiny_model_
 
 
 def test_existing_output_needs_force(tiny_model, tiny_model_dir):
-    with pytest.raises(ExportError, match="--force"):
+    from icpd.commands.console import cli_text
+
+    with pytest.raises(ExportError) as err:
         export_model(tiny_model, tiny_model_dir)
+    # the library names its parameters; `icpd export` prints its flags
+    assert str(err.value) == (f"out_dir={tiny_model_dir}: exists and is not empty; pass force=True to replace it "
+                              "or choose another folder")
+    assert cli_text(err.value).startswith(f"--out {tiny_model_dir}: exists and is not empty; pass --force to replace")
 
 
 def test_failed_self_check_leaves_nothing(tiny_model, tmp_path, monkeypatch):
