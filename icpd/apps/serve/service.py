@@ -235,8 +235,12 @@ class SegmentService:
             try:
                 job.check()
                 result = job.fn(job)
-            except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
+            except Exception as e:  # noqa: BLE001 - handed to the request: its answer says it, a bug's traceback is logged
                 error = e
+            except BaseException as e:  # SystemExit, KeyboardInterrupt: the request fails, and this worker stops
+                self._slots.release()
+                job.future.set_exception(e)
+                raise
             self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - job.started)
             self._slots.release()  # before the answer: a client that sends its next request at once finds it free
             if error is None:
