@@ -103,8 +103,8 @@ def test_an_accept_the_service_cannot_give_is_406(client):
 def _block(service, slots: int) -> threading.Event:
     """Occupy ``slots`` of the service's worker + queue with jobs that wait for the returned event."""
     release = threading.Event()
-    for _ in range(slots):
-        service.submit(lambda job: release.wait(30), time.monotonic() + 60)
+    jobs = [service.submit(lambda job: release.wait(30), time.monotonic() + 60) for _ in range(slots)]
+    release.jobs = jobs  # the caller waits for them to finish before asking for a normal answer
     return release
 
 
@@ -120,6 +120,8 @@ def test_full_queue_is_503_with_retry_after(client):
         assert f"retry after {r.headers['retry-after']} s" in msg
     finally:
         release.set()
+    for job in release.jobs:  # the blocking jobs must be done, or the normal request meets a full queue
+        job.future.result(timeout=30)
     _ok(client)
 
 
